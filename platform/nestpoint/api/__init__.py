@@ -1,0 +1,1 @@
+"""The HTTP layer: app assembly, authentication, problem details, health."""

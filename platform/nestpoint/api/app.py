@@ -1,0 +1,78 @@
+"""Assembles the Litestar application: routes, dependencies, errors, OpenAPI, lifecycle."""
+
+from __future__ import annotations
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+import nestpoint
+from nestpoint.api.deps import provide_session
+from nestpoint.api.health import healthz, readyz
+from nestpoint.api.logs import configure_logging
+from nestpoint.api.middleware import RequestContextMiddleware
+from nestpoint.api.problems import EXCEPTION_HANDLERS
+from nestpoint.audit.routes import AuditController
+from nestpoint.db import get_database
+from nestpoint.events.routes import EventController
+from nestpoint.events.service import install_session_hooks
+from nestpoint.settings import Settings, get_settings
+from nestpoint.tenancy.routes import (
+    ApiKeyController,
+    CurrentTenantController,
+    PlatformTenantController,
+    StoreController,
+)
+
+API_CONTROLLERS = [
+    PlatformTenantController,
+    CurrentTenantController,
+    StoreController,
+    ApiKeyController,
+    EventController,
+    AuditController,
+]
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Litestar:
+    settings = settings or get_settings()
+    if configure_logs:
+        configure_logging(settings.log_level, json=settings.log_json)
+    install_session_hooks()
+
+    async def close_database() -> None:
+        await get_database(settings).dispose()
+
+    api = Router(
+        path="/api/v1",
+        route_handlers=API_CONTROLLERS,
+        security=[{"ApiKey": []}],
+    )
+    return Litestar(
+        route_handlers=[healthz, readyz, api],
+        dependencies={"db": Provide(provide_session)},
+        middleware=[RequestContextMiddleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        on_shutdown=[close_database],
+        openapi_config=OpenAPIConfig(
+            title="Nestpoint API",
+            version=nestpoint.__version__,
+            description=(
+                "Membership platform for mother-and-baby store chains. Authenticate with "
+                "`Authorization: Bearer <key>`: a platform key, an HQ (tenant) key or a store key."
+            ),
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(path="/swagger"), ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "ApiKey": SecurityScheme(
+                        type="http", scheme="bearer", description="A Nestpoint API key."
+                    )
+                }
+            ),
+        ),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,50 @@
+"""Dependencies and guards shared by every context's routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.context import current_actor
+from nestpoint.db import get_database
+from nestpoint.errors import Forbidden
+
+
+async def provide_session() -> AsyncGenerator[AsyncSession, None]:
+    """One session per request; it commits if the handler succeeds (before the response is
+    sent, so a failed commit is an error response), and rolls back otherwise."""
+    async with get_database().session() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def requires(scope: str) -> Guard:
+    """Guard: the key must carry ``scope`` (platform keys pass only platform guards)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        actor = current_actor()
+        if actor.kind not in ("tenant", "store") or not actor.has(scope):
+            raise Forbidden(f"this operation needs the {scope!r} scope on a tenant or store key")
+
+    return guard
+
+
+def platform_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if current_actor().kind != "platform":
+        raise Forbidden("this operation needs a platform key")
+
+
+def hq_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if current_actor().kind != "tenant":
+        raise Forbidden("this operation needs an HQ (tenant) key")

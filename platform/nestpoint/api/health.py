@@ -1,0 +1,48 @@
+"""Liveness and readiness probes (no API key; Kubernetes calls them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from nestpoint.db import get_database
+from nestpoint.jobs import broker as jobs_broker
+
+log = logging.getLogger("nestpoint.health")
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
+
+
+@get("/healthz", tags=["health"], summary="The process is up", include_in_schema=True)
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@get("/readyz", tags=["health"], summary="The database and the broker answer",
+     responses={503: ResponseSpec(data_container=Health, description="A dependency is down")})
+async def readyz() -> Response[Health]:
+    checks: dict[str, str] = {}
+    try:
+        async with get_database().engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        log.warning("database not ready", exc_info=exc)
+        checks["database"] = "unavailable"
+    try:
+        ok = await asyncio.to_thread(jobs_broker.ping)
+        checks["broker"] = "ok" if ok else "unavailable"
+    except Exception as exc:
+        log.warning("broker not ready", exc_info=exc)
+        checks["broker"] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    return Response(Health(status="ok" if ready else "unavailable", checks=checks),
+                    status_code=200 if ready else 503)

@@ -1,0 +1,126 @@
+"""Request id, request logging and API-key authentication, as one ASGI middleware.
+
+For each HTTP request: take a sane ``X-Request-ID`` or make one, echo it on the response,
+resolve the API key (``Authorization: Bearer <key>`` or ``X-API-Key``) into the tenant
+context and actor for the rest of the request, and log one line when the response starts.
+Paths outside ``/api/`` (health, OpenAPI) need no key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import json
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from nestpoint.api.problems import PROBLEM_BASE, PROBLEM_JSON
+from nestpoint.context import _actor, _tenant, request_id
+from nestpoint.db import get_database
+from nestpoint.errors import Unauthorized
+from nestpoint.tenancy.auth import authenticate
+
+log = logging.getLogger("nestpoint.access")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _presented_key(scope: Scope) -> str | None:
+    auth = _header(scope, b"authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return _header(scope, b"x-api-key")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        rid_token = request_id.set(rid)
+        tenant_token = _tenant.set(None)
+        actor_token = _actor.set(_actor.get())
+        started = time.perf_counter()
+        status: dict[str, Any] = {}
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            if scope["path"].startswith("/api/"):
+                try:
+                    await self._authenticate(scope)
+                except Unauthorized as exc:
+                    await _send_problem(send_with_request_id, scope, exc)
+                    return
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope["path"],
+                    "status": status.get("code"),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            _actor.reset(actor_token)
+            _tenant.reset(tenant_token)
+            request_id.reset(rid_token)
+
+    async def _authenticate(self, scope: Scope) -> None:
+        raw = _presented_key(scope)
+        if not raw:
+            raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+        principal = await authenticate(get_database(), raw)
+        if principal is None:
+            raise Unauthorized("the API key is unknown or revoked")
+        _tenant.set(principal.tenant)
+        _actor.set(principal.actor)
+        scope["auth"] = principal
+
+
+async def _send_problem(send: Send, scope: Scope, exc: Unauthorized) -> None:
+    body = json.dumps(
+        {
+            "type": PROBLEM_BASE + exc.slug,
+            "title": exc.title,
+            "status": exc.status,
+            "detail": exc.detail,
+            "instance": scope["path"],
+            "request_id": request_id.get(),
+            "errors": [],
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="nestpoint"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

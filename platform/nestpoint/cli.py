@@ -1,0 +1,199 @@
+"""The ``nestpoint`` command: serve, worker, migrate, tenants apply, demo, plugins list."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nestpoint.settings import get_settings
+
+app = typer.Typer(help="Nestpoint: membership platform for mother-and-baby store chains.",
+                  no_args_is_help=True, add_completion=False)
+tenants_app = typer.Typer(help="Tenants as code.", no_args_is_help=True)
+plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(keys_app, name="keys")
+
+
+def _configure_logs() -> None:
+    from nestpoint.api.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+
+@app.command()
+def migrate(revision: str = "heads") -> None:
+    """Apply database migrations (as the owner role: NESTPOINT_MIGRATION_DATABASE_URL)."""
+    from nestpoint.db.migrate import upgrade
+
+    upgrade(revision=revision)
+    typer.echo(f"migrated to {revision}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes.")] = None,
+    in_process_worker: Annotated[bool, typer.Option(
+        help="Also consume jobs in this process (always on with the in-process broker).")] = False,
+) -> None:
+    """Serve the HTTP API (uvicorn)."""
+    import uvicorn
+
+    from nestpoint.jobs.broker import is_in_process
+
+    settings = get_settings()
+    _configure_logs()
+    if in_process_worker or is_in_process():
+        from nestpoint.jobs.worker import start_scheduler, start_worker
+
+        start_worker()
+        start_scheduler()
+    uvicorn.run(
+        "nestpoint.api.asgi:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command()
+def worker(
+    threads: Annotated[int, typer.Option(help="Worker threads.")] = 4,
+    scheduler: Annotated[bool, typer.Option(help="Also run the periodic job scheduler.")] = True,
+) -> None:
+    """Run a Dramatiq worker (and the periodic scheduler) until SIGINT/SIGTERM."""
+    from nestpoint.jobs.worker import start_scheduler, start_worker
+
+    _configure_logs()
+    running = start_worker(threads)
+    sched = start_scheduler() if scheduler else None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    if sched:
+        sched.shutdown(wait=False)
+    running.stop()
+
+
+@tenants_app.command("apply")
+def tenants_apply(
+    manifests: Annotated[list[Path], typer.Argument(help="Manifest files (TOML).", exists=True,
+                                                    dir_okay=False)],
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and change nothing.")] = False,
+) -> None:
+    """Create or update tenants from manifests; prints the plan, then applies it."""
+    from nestpoint.errors import Invalid
+    from nestpoint.tenancy.manifest import load_manifest
+
+    loaded = []
+    failed = False
+    for path in manifests:
+        try:
+            loaded.append((path, load_manifest(path)))
+        except Invalid as exc:
+            failed = True
+            typer.echo(f"{path}: invalid manifest, nothing applied:", err=True)
+            for error in exc.errors:
+                typer.echo(f"  - {error.field}: {error.message}", err=True)
+    if failed:
+        raise typer.Exit(code=2)
+    for path, manifest in loaded:
+        changes = asyncio.run(_apply_manifest(manifest, dry_run=dry_run))
+        typer.echo(f"{path} ({manifest.tenant.slug}):")
+        if not changes:
+            typer.echo("  no changes")
+        for change in changes:
+            typer.echo(f"  {change.describe()}")
+        if dry_run and changes:
+            typer.echo("  (dry run: nothing applied)")
+
+
+async def _apply_manifest(manifest: object, *, dry_run: bool) -> list[object]:
+    from nestpoint.context import Actor, acting_as
+    from nestpoint.db import scoped_session
+    from nestpoint.db.session import get_database
+    from nestpoint.events.service import install_session_hooks
+    from nestpoint.tenancy import manifest as manifests
+
+    install_session_hooks()
+    assert isinstance(manifest, manifests.TenantManifest)
+    try:
+        with acting_as(Actor("system", name="tenants-apply")):
+            async with scoped_session() as session:
+                if dry_run:
+                    return list(await manifests.plan(session, manifest))
+                _, changes = await manifests.apply(session, manifest)
+                return list(changes)
+    finally:
+        await get_database().dispose()
+
+
+@keys_app.command("create-platform")
+def create_platform_key(name: Annotated[str, typer.Option(help="Who the key is for.")]) -> None:
+    """Create a platform (operator) key and print it once."""
+
+    async def run() -> str:
+        from nestpoint.db import scoped_session
+        from nestpoint.db.session import get_database
+        from nestpoint.tenancy.service import create_platform_key as create
+
+        try:
+            async with scoped_session() as session:
+                _, secret = await create(session, name)
+                return secret
+        finally:
+            await get_database().dispose()
+
+    typer.echo(asyncio.run(run()))
+
+
+@plugins_app.command("list")
+def plugins_list() -> None:
+    """Installed plugins: id, version, hooks implemented, and whether they loaded."""
+    from nestpoint.plugins.manager import get_plugin_host
+
+    host = get_plugin_host()
+    if not host.plugins:
+        typer.echo("no plugins installed")
+    for info in host.plugins.values():
+        state = "loaded" if info.loaded else f"skipped ({info.reason})"
+        typer.echo(f"{info.id}  {info.package} {info.version}  {state}")
+        typer.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
+
+
+@app.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve",
+                                              help="Serve after seeding.")] = True,
+) -> None:
+    """Migrate, apply the example tenants, create demo keys, and serve with a worker."""
+    from nestpoint.demo import prepare_demo
+
+    settings = get_settings()
+    info = prepare_demo()
+    url = f"http://{settings.host}:{port or settings.port}"
+    typer.echo(info.render(url))
+    if serve_after:
+        serve(host=None, port=port, workers=1, in_process_worker=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Engines, sessions and the two layers of tenant isolation.
+
+1. In the application: every ORM statement that touches a ``TenantOwned`` model gets a
+   ``tenant_id = <context tenant>`` criterion (``with_loader_criteria``); with no tenant in
+   context such a statement raises :class:`TenantContextMissing` (fail closed). New rows
+   take the context's tenant, and a row for another tenant is refused at flush.
+2. In PostgreSQL: at the start of every transaction the session runs
+   ``set_config('nestpoint.tenant_id', <tenant or ''>, true)``. The setting is local to the
+   transaction, so a pooled connection never carries one tenant into the next request, and
+   the RLS policies (see the migrations) compare each row's ``tenant_id`` with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+from sqlalchemy.pool import StaticPool
+
+from nestpoint.context import TenantContextMissing, current_tenant
+from nestpoint.db.base import TenantOwned
+from nestpoint.settings import Settings, get_settings
+
+SET_TENANT_SQL = text(
+    "SELECT set_config('nestpoint.tenant_id', :tenant_id, true),"
+    " set_config('nestpoint.store_id', :store_id, true)"
+)
+
+
+class TenantSession(Session):
+    """The sync session behind every ``AsyncSession``; its events do the scoping."""
+
+
+@event.listens_for(TenantSession, "after_begin")
+def _bind_tenant_to_transaction(
+    session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    ctx = current_tenant()
+    connection.execute(
+        SET_TENANT_SQL,
+        {
+            "tenant_id": str(ctx.tenant_id) if ctx else "",
+            "store_id": str(ctx.store_id) if ctx and ctx.store_id else "",
+        },
+    )
+
+
+@event.listens_for(TenantSession, "do_orm_execute")
+def _scope_to_tenant(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.execution_options.get("include_all_tenants"):
+        return
+    touches_tenant_rows = any(issubclass(m.class_, TenantOwned) for m in state.all_mappers)
+    if not touches_tenant_rows:
+        return
+    ctx = current_tenant()
+    if ctx is None:
+        raise TenantContextMissing("query on tenant-owned rows with no tenant in context")
+    tenant_id = ctx.tenant_id
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantOwned,
+            lambda cls: cls.tenant_id == tenant_id,
+            include_aliases=True,
+        )
+    )
+
+
+@event.listens_for(TenantSession, "before_flush")
+def _stamp_tenant_on_new_rows(session: Session, flush_context: Any, instances: Any) -> None:
+    ctx = current_tenant()
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantOwned):
+            continue
+        if ctx is None:
+            raise TenantContextMissing("write of tenant-owned rows with no tenant in context")
+        if obj.tenant_id is None:
+            obj.tenant_id = ctx.tenant_id
+        elif obj.tenant_id != ctx.tenant_id:
+            raise TenantContextMissing("write of another tenant's row refused")
+
+
+class Database:
+    """One engine per event loop (asyncpg connections belong to the loop that made them).
+
+    The API server and an in-process Dramatiq worker run different loops in one process, so
+    each gets its own pool from the same settings.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.echo = echo
+        self._engines: dict[int, tuple[AsyncEngine, async_sessionmaker[AsyncSession]]] = {}
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith("postgresql")
+
+    def _create_engine(self) -> AsyncEngine:
+        kwargs: dict[str, Any] = {"echo": self.echo}
+        if self.is_postgres:
+            kwargs |= {"pool_size": self.pool_size, "max_overflow": self.pool_size}
+        elif ":memory:" in self.url:
+            kwargs |= {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        else:
+            kwargs |= {"connect_args": {"timeout": 30}}
+        engine = create_async_engine(self.url, **kwargs)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+
+    def _entry(self) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+        loop_id = id(asyncio.get_running_loop())
+        entry = self._engines.get(loop_id)
+        if entry is None:
+            engine = self._create_engine()
+            maker = async_sessionmaker(
+                engine, expire_on_commit=False, sync_session_class=TenantSession
+            )
+            entry = self._engines[loop_id] = (engine, maker)
+        return entry
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._entry()[0]
+
+    def session(self) -> AsyncSession:
+        return self._entry()[1]()
+
+    async def dispose(self) -> None:
+        loop_id = id(asyncio.get_running_loop())
+        entry = self._engines.pop(loop_id, None)
+        if entry is not None:
+            await entry[0].dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+_database: Database | None = None
+
+
+def get_database(settings: Settings | None = None) -> Database:
+    """The process-wide database for the current settings."""
+    global _database
+    settings = settings or get_settings()
+    if _database is None or _database.url != settings.database_url:
+        _database = Database(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            echo=settings.database_echo,
+        )
+    return _database
+
+
+def reset_database() -> None:
+    """Forget the process-wide database (tests switch settings between runs)."""
+    global _database
+    _database = None
+
+
+@asynccontextmanager
+async def scoped_session(database: Database | None = None) -> AsyncIterator[AsyncSession]:
+    """A session that commits when the block succeeds and rolls back when it raises.
+
+    Jobs and the CLI use this; HTTP requests get the same through a Litestar dependency.
+    """
+    async with (database or get_database()).session() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+async def rebind_tenant(session: AsyncSession) -> None:
+    """Re-apply the context's tenant to the session's open transaction.
+
+    Needed only when one transaction switches tenant, as a platform operation does when it
+    creates a tenant and then writes that tenant's first rows.
+    """
+    if session.bind.dialect.name != "postgresql":
+        return
+    ctx = current_tenant()
+    await session.execute(
+        SET_TENANT_SQL,
+        {
+            "tenant_id": str(ctx.tenant_id) if ctx else "",
+            "store_id": str(ctx.store_id) if ctx and ctx.store_id else "",
+        },
+    )

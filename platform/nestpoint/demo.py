@@ -1,0 +1,91 @@
+"""The demo: a ready-to-explore Nestpoint on the embedded default.
+
+Migrates, applies the example manifests under ``tenants/``, and creates fresh demo keys
+(revoking the previous run's, since a key is shown only once) so the printed keys work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+
+from nestpoint.context import Actor, acting_as, tenant_context
+from nestpoint.db import get_database, scoped_session, utcnow
+from nestpoint.db.migrate import upgrade
+from nestpoint.events.service import install_session_hooks
+from nestpoint.settings import PROJECT_ROOT
+from nestpoint.tenancy import manifest as manifests
+from nestpoint.tenancy import service
+from nestpoint.tenancy.models import ApiKey, PlatformKey, Store
+from nestpoint.tenancy.schemas import ApiKeyCreate
+
+DEMO_KEY_NAME = "demo"
+EXAMPLE_MANIFESTS = ("bloom-premium.toml", "nest-community.toml")
+
+
+@dataclass
+class DemoInfo:
+    platform_key: str = ""
+    keys: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, who, key)
+
+    def render(self, url: str) -> str:
+        lines = [
+            "",
+            "Nestpoint demo is ready.",
+            f"  API docs (Swagger UI): {url}/schema/swagger",
+            f"  API docs (Scalar):     {url}/schema",
+            f"  Health:                {url}/readyz",
+            "",
+            "Demo keys (send as 'Authorization: Bearer <key>'; new ones each run):",
+            f"  platform operator:  {self.platform_key}",
+        ]
+        lines += [f"  {tenant} {who}:  {key}" for tenant, who, key in self.keys]
+        lines += ["", f"Try: curl -H 'Authorization: Bearer {self.keys[0][2]}' {url}/api/v1/stores",
+                  ""]
+        return "\n".join(lines)
+
+
+async def _seed() -> DemoInfo:
+    install_session_hooks()
+    info = DemoInfo()
+    with acting_as(Actor("system", name="demo")):
+        async with scoped_session() as session:
+            await session.execute(
+                update(PlatformKey)
+                .where(PlatformKey.name == DEMO_KEY_NAME, PlatformKey.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            _, info.platform_key = await service.create_platform_key(session, DEMO_KEY_NAME)
+        for filename in EXAMPLE_MANIFESTS:
+            manifest = manifests.load_manifest(PROJECT_ROOT / "tenants" / filename)
+            async with scoped_session() as session:
+                tenant, _ = await manifests.apply(session, manifest)
+            with tenant_context(tenant.id):
+                async with scoped_session() as session:
+                    await session.execute(
+                        update(ApiKey)
+                        .where(ApiKey.name.like(f"{DEMO_KEY_NAME}%"), ApiKey.revoked_at.is_(None))
+                        .values(revoked_at=utcnow())
+                    )
+                    _, hq_key = await service.create_api_key(
+                        session, ApiKeyCreate(name=f"{DEMO_KEY_NAME} HQ"), "demo"
+                    )
+                    first_store = await session.scalar(select(Store).order_by(Store.code))
+                    assert first_store is not None
+                    _, store_key = await service.create_api_key(
+                        session,
+                        ApiKeyCreate(name=f"{DEMO_KEY_NAME} till", kind="store",
+                                     store_code=first_store.code),
+                        "demo",
+                    )
+            info.keys.append((tenant.slug, "HQ", hq_key))
+            info.keys.append((tenant.slug, f"store {first_store.code}", store_key))
+    await get_database().dispose()
+    return info
+
+
+def prepare_demo() -> DemoInfo:
+    upgrade()
+    return asyncio.run(_seed())

@@ -1,0 +1,56 @@
+"""Domain errors. Services raise these; the API turns them into RFC 9457 problem details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class NestpointError(Exception):
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class Invalid(NestpointError):
+    status = 422
+    title = "Invalid input"
+    slug = "invalid"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> Invalid:
+        return cls(f"{field}: {message}", errors=[FieldError(field, message)])
+
+
+class Unauthorized(NestpointError):
+    status = 401
+    title = "Authentication required"
+    slug = "unauthorized"
+
+
+class Forbidden(NestpointError):
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
+class NotFound(NestpointError):
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class Conflict(NestpointError):
+    status = 409
+    title = "Conflict"
+    slug = "conflict"

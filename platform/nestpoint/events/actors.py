@@ -1,0 +1,22 @@
+"""Dramatiq actors of the events context."""
+
+from __future__ import annotations
+
+import uuid
+
+import dramatiq
+
+from nestpoint.events.service import relay_all, relay_pending
+from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
+
+
+@dramatiq.actor(actor_name="events.relay", queue_name="events", max_retries=5)
+async def relay(tenant_id: str) -> None:
+    """Deliver a tenant's due outbox events (enqueued after each commit that wrote some)."""
+    await relay_pending(uuid.UUID(tenant_id))
+
+
+@dramatiq.actor(actor_name="events.sweep", queue_name="events", max_retries=0)
+async def sweep() -> None:
+    """Periodic safety net: relay every tenant's due events, including retries."""
+    await relay_all()

@@ -1,0 +1,173 @@
+"""Writing domain events to the outbox, and relaying them to their consumers.
+
+``emit`` adds the event to the caller's session, so it commits or rolls back with the change
+it describes. After a commit that wrote events, the ``events.relay`` actor is enqueued for
+that tenant; a periodic sweep (``events.sweep``) catches anything a lost message left behind.
+Delivery is at least once: consumers deduplicate on the event id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from nestpoint.db.pagination import Page, paginate
+from nestpoint.context import require_tenant, tenant_context
+from nestpoint.db import Database, scoped_session, utcnow
+from nestpoint.events.models import OutboxEvent
+from nestpoint.settings import get_settings
+
+PENDING_TENANTS_KEY = "nestpoint.outbox_tenants"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """The serialisable form of an event handed to consumers (ids and values only)."""
+
+    id: str
+    type: str
+    tenant_id: str
+    store_id: str | None
+    subject_type: str
+    subject_id: str
+    occurred_at: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: OutboxEvent) -> Event:
+        return cls(
+            id=str(row.id),
+            type=row.type,
+            tenant_id=str(row.tenant_id),
+            store_id=str(row.store_id) if row.store_id else None,
+            subject_type=row.subject_type,
+            subject_id=row.subject_id,
+            occurred_at=row.occurred_at.isoformat(),
+            payload=row.payload,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def emit(
+    session: AsyncSession,
+    type: str,  # noqa: A002 - the event's type is what callers call it
+    subject_type: str,
+    subject_id: object,
+    payload: dict[str, Any],
+    *,
+    store_id: uuid.UUID | None = None,
+) -> OutboxEvent:
+    """Add an event to the outbox in the caller's transaction."""
+    ctx = require_tenant()
+    row = OutboxEvent(
+        tenant_id=ctx.tenant_id,
+        type=type,
+        store_id=store_id if store_id is not None else ctx.store_id,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        payload=payload,
+    )
+    session.add(row)
+    session.info.setdefault(PENDING_TENANTS_KEY, set()).add(ctx.tenant_id)
+    return row
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential back-off between delivery attempts, capped by settings."""
+    cap = get_settings().outbox_max_backoff_seconds
+    return timedelta(seconds=min(cap, 2 ** min(attempts, 20)))
+
+
+async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) -> int:
+    """Deliver one batch of due events of one tenant; returns how many were published.
+
+    Rows are locked with ``SKIP LOCKED`` on PostgreSQL, so concurrent relays never hand the
+    same event out twice at the same time.
+    """
+    from nestpoint.plugins.manager import get_plugin_host  # the relay is a plugin caller
+
+    host = get_plugin_host()
+    published = 0
+    with tenant_context(tenant_id):
+        async with scoped_session(database) as session:
+            now = utcnow()
+            rows = (
+                await session.scalars(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.published_at.is_(None), OutboxEvent.next_attempt_at <= now)
+                    .order_by(OutboxEvent.occurred_at, OutboxEvent.id)
+                    .limit(get_settings().outbox_batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                failures = await host.deliver_event(Event.from_row(row))
+                if failures:
+                    row.attempts += 1
+                    row.last_error = "; ".join(failures)[:2000]
+                    row.next_attempt_at = utcnow() + backoff(row.attempts)
+                else:
+                    row.published_at = utcnow()
+                    row.last_error = None
+                    published += 1
+    return published
+
+
+async def tenants_with_pending_events(database: Database | None = None) -> list[uuid.UUID]:
+    """Every active tenant's id; the sweep relays for each (RLS hides other tenants' rows)."""
+    from nestpoint.tenancy.models import Tenant
+
+    async with scoped_session(database) as session:
+        return list((await session.scalars(select(Tenant.id).where(Tenant.active))).all())
+
+
+async def relay_all(database: Database | None = None) -> int:
+    total = 0
+    for tenant_id in await tenants_with_pending_events(database):
+        total += await relay_pending(tenant_id, database)
+    return total
+
+
+def enqueue_relay_after_commit(session: Session) -> None:
+    """Session hook: after a commit that wrote events, ask a worker to relay them."""
+    tenants: set[uuid.UUID] = session.info.pop(PENDING_TENANTS_KEY, set())
+    if not tenants:
+        return
+    from nestpoint.events.actors import relay  # actors import the broker; keep that lazy
+
+    for tenant_id in tenants:
+        relay.send(str(tenant_id))
+
+
+def forget_pending_after_rollback(session: Session) -> None:
+    session.info.pop(PENDING_TENANTS_KEY, None)
+
+
+async def list_events(
+    session: AsyncSession, *, cursor: str | None, limit: int, type_: str | None
+) -> Page[OutboxEvent]:
+    stmt = select(OutboxEvent)
+    if type_:
+        stmt = stmt.where(OutboxEvent.type == type_)
+    return await paginate(
+        session, stmt, (OutboxEvent.occurred_at, OutboxEvent.id), cursor=cursor, limit=limit
+    )
+
+
+def install_session_hooks() -> None:
+    from sqlalchemy import event
+
+    from nestpoint.db.session import TenantSession
+
+    if not event.contains(TenantSession, "after_commit", enqueue_relay_after_commit):
+        event.listen(TenantSession, "after_commit", enqueue_relay_after_commit)
+        event.listen(TenantSession, "after_rollback", forget_pending_after_rollback)
+

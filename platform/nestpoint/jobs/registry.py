@@ -1,0 +1,23 @@
+"""Imports every actor module so a worker knows every actor, and lists periodic jobs.
+
+A new context with actors adds its module to ``ACTOR_MODULES``; a periodic job adds a line
+to ``PERIODIC_JOBS`` (actor name, APScheduler trigger and its arguments).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+ACTOR_MODULES = ("nestpoint.events.actors",)
+
+# (actor name, trigger, trigger arguments). Each job is idempotent, so a second scheduler
+# (two worker replicas) only costs a little duplicate work.
+PERIODIC_JOBS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("events.sweep", "interval", {"seconds": 30}),
+)
+
+
+def load_actors() -> None:
+    for module in ACTOR_MODULES:
+        importlib.import_module(module)

@@ -1,0 +1,63 @@
+"""Typed settings, read once from the environment (``NESTPOINT_*``).
+
+The defaults are the embedded set-up: a SQLite file under ``var/`` and an in-process
+Dramatiq broker, so a newcomer runs everything with no server. Production points
+``NESTPOINT_DATABASE_URL`` at PostgreSQL (asyncpg) and ``NESTPOINT_REDIS_URL`` at Redis.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NESTPOINT_", extra="ignore")
+
+    # The application's connection: on PostgreSQL a role that owns no table (RLS applies).
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'nestpoint.db'}",
+        description="SQLAlchemy URL the API and workers use.",
+    )
+    # Migrations run as the owner of the tables; defaults to the application's URL
+    # (which is right for SQLite, where there are no roles).
+    migration_database_url: str | None = None
+    # The role the application connects as; migrations grant it rights and nothing more.
+    app_role: str = "nestpoint_app"
+    database_pool_size: int = 10
+    database_echo: bool = False
+
+    # None means the in-process broker (embedded default and tests).
+    redis_url: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Operator allow/block lists of plugin ids (empty allow list = all allowed).
+    plugins_allow: list[str] = Field(default_factory=list)
+    plugins_block: list[str] = Field(default_factory=list)
+
+    # Outbox relay: how many events one relay pass takes, and the retry back-off cap.
+    outbox_batch_size: int = 200
+    outbox_max_backoff_seconds: int = 3600
+
+    @property
+    def owner_database_url(self) -> str:
+        return self.migration_database_url or self.database_url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

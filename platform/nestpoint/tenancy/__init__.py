@@ -1,0 +1,1 @@
+"""Tenants (store chains), their stores, and API keys."""

@@ -1,0 +1,69 @@
+"""Resolving a presented API key into the request's tenant, store and actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from nestpoint.context import Actor, TenantContext, tenant_context
+from nestpoint.db import Database, scoped_session, utcnow
+from nestpoint.tenancy.keys import parse_key
+from nestpoint.tenancy.models import ApiKey, PlatformKey, Tenant
+
+# last_used_at is recorded at most this often per key, so authentication stays read-only on
+# the hot path and a busy till does not serialise on one row.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant: TenantContext | None
+    actor: Actor
+
+
+async def authenticate(database: Database, raw_key: str) -> Principal | None:
+    """The principal for a key, or ``None`` when the key is unknown, revoked or inactive."""
+    parsed = parse_key(raw_key)
+    if parsed is None:
+        return None
+    now = utcnow()
+    if parsed.kind == "platform":
+        async with scoped_session(database) as session:
+            row = await session.scalar(
+                select(PlatformKey).where(
+                    PlatformKey.key_hash == parsed.key_hash, PlatformKey.revoked_at.is_(None)
+                )
+            )
+            if row is None:
+                return None
+            if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+                row.last_used_at = now
+            return Principal(None, Actor("platform", row.id, frozenset({"platform"}), row.name))
+
+    with tenant_context(parsed.tenant_id):
+        async with scoped_session(database) as session:
+            found = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.kind, ApiKey.store_id, ApiKey.scopes, ApiKey.name,
+                           ApiKey.last_used_at)
+                    .join(Tenant, Tenant.id == ApiKey.tenant_id)
+                    .where(
+                        ApiKey.key_hash == parsed.key_hash,
+                        ApiKey.revoked_at.is_(None),
+                        Tenant.active.is_(True),
+                    )
+                )
+            ).one_or_none()
+            if found is None:
+                return None
+            if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
+                await session.execute(
+                    update(ApiKey).where(ApiKey.id == found.id).values(last_used_at=now)
+                )
+    assert parsed.tenant_id is not None
+    return Principal(
+        TenantContext(parsed.tenant_id, found.store_id),
+        Actor(found.kind, found.id, frozenset(found.scopes), found.name),
+    )

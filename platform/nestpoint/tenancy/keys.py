@@ -1,0 +1,70 @@
+"""API key format, generation and hashing.
+
+Formats (the secret is 32 random bytes, base64url):
+
+* platform key: ``npp_<secret>``
+* tenant or store key: ``npk_<tenant id, 32 hex>_<secret>``
+
+The tenant id inside a tenant key lets the server set the tenant context *before* looking the
+key up, so the lookup itself runs under row-level security like every other tenant query.
+Only the SHA-256 of the whole key is stored, with a short prefix for people to recognise it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+PLATFORM_PREFIX = "npp_"
+TENANT_PREFIX = "npk_"
+
+# Scopes a key may carry. HQ keys may hold all; store keys only the till's.
+TENANT_SCOPES = frozenset(
+    {"tenant:read", "stores:read", "stores:write", "keys:read", "keys:write",
+     "events:read", "audit:read"}
+)
+STORE_SCOPES = frozenset({"tenant:read", "stores:read", "stores:write"})
+DEFAULT_SCOPES = {"tenant": TENANT_SCOPES, "store": frozenset({"tenant:read", "stores:read"})}
+ALLOWED_SCOPES = {"tenant": TENANT_SCOPES, "store": STORE_SCOPES}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    kind: str  # "platform" or "tenant" (tenant and store keys share a format)
+    tenant_id: uuid.UUID | None
+    key_hash: str
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def display_prefix(raw: str) -> str:
+    """What a person sees of a key after creation: its kind and the secret's first chars."""
+    return raw[:4] + raw.rsplit("_", 1)[-1][:8]
+
+
+def new_platform_key() -> str:
+    return PLATFORM_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_tenant_key(tenant_id: uuid.UUID) -> str:
+    return f"{TENANT_PREFIX}{tenant_id.hex}_{secrets.token_urlsafe(32)}"
+
+
+def parse_key(raw: str) -> ParsedKey | None:
+    """Split a presented key into its kind and tenant; ``None`` if it cannot be ours."""
+    if raw.startswith(PLATFORM_PREFIX) and len(raw) > 20:
+        return ParsedKey("platform", None, hash_key(raw))
+    if raw.startswith(TENANT_PREFIX):
+        tenant_hex, sep, secret = raw[len(TENANT_PREFIX):].partition("_")
+        if not sep or len(secret) < 20:
+            return None
+        try:
+            tenant_id = uuid.UUID(hex=tenant_hex)
+        except ValueError:
+            return None
+        return ParsedKey("tenant", tenant_id, hash_key(raw))
+    return None

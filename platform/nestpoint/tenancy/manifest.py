@@ -1,0 +1,132 @@
+"""Tenants as code: a TOML manifest describes a chain; ``apply`` makes the database match.
+
+``plan`` compares the manifest with the database and lists the changes; ``apply`` makes
+them in one transaction. Applying the same manifest twice changes nothing the second time.
+An invalid manifest is rejected with every error listed, and nothing is applied.
+
+Stores in the database but not in the manifest are deactivated, never deleted (orders and
+members refer to them). See ``docs/tenants.md`` for the format.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.context import tenant_context
+from nestpoint.db.session import rebind_tenant
+from nestpoint.errors import FieldError, Invalid
+from nestpoint.tenancy import service
+from nestpoint.tenancy.models import Store, Tenant
+from nestpoint.tenancy.schemas import StoreCreate, StoreUpdate, TenantCreate, TenantUpdate
+
+
+class TenantManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: TenantCreate
+    stores: list[StoreCreate] = []
+
+    @model_validator(mode="after")
+    def _unique_store_codes(self) -> TenantManifest:
+        seen: set[str] = set()
+        duplicates = sorted({s.code for s in self.stores if s.code in seen or seen.add(s.code)})
+        if duplicates:
+            raise ValueError(f"store codes appear more than once: {duplicates}")
+        return self
+
+
+@dataclass
+class Change:
+    action: str  # create | update | deactivate
+    subject: str  # "tenant" or "store <code>"
+    changes: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        sign = {"create": "+", "update": "~", "deactivate": "-"}[self.action]
+        if self.action == "update":
+            details = ", ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in self.changes.items())
+            return f"{sign} {self.subject}: {details}"
+        return f"{sign} {self.action} {self.subject}"
+
+
+def load_manifest(path: Path) -> TenantManifest:
+    """Parse and validate a manifest; every problem becomes one ``FieldError``."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise Invalid(f"{path}: not valid TOML: {exc}",
+                      errors=[FieldError("(file)", str(exc))]) from exc
+    try:
+        return TenantManifest.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(str(p) for p in err["loc"]) or "(manifest)", err["msg"])
+            for err in exc.errors()
+        ]
+        raise Invalid(f"{path}: {len(errors)} error(s) in the manifest", errors=errors) from exc
+
+
+def _diff(current: Any, desired: dict[str, Any]) -> dict[str, Any]:
+    return {k: [getattr(current, k), v] for k, v in desired.items() if getattr(current, k) != v}
+
+
+async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
+    changes: list[Change] = []
+    tenant = await service.get_tenant_by_slug(session, manifest.tenant.slug)
+    if tenant is None:
+        changes.append(Change("create", f"tenant {manifest.tenant.slug}"))
+        changes += [Change("create", f"store {s.code}") for s in manifest.stores]
+        return changes
+    tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
+    if tenant_diff:
+        changes.append(Change("update", f"tenant {tenant.slug}", tenant_diff))
+    with tenant_context(tenant.id):
+        await rebind_tenant(session)
+        existing = {s.code: s for s in (await session.scalars(select(Store))).all()}
+    await rebind_tenant(session)
+    for spec in manifest.stores:
+        store = existing.pop(spec.code, None)
+        if store is None:
+            changes.append(Change("create", f"store {spec.code}"))
+        elif diff := _diff(store, spec.model_dump(exclude={"code"})):
+            changes.append(Change("update", f"store {spec.code}", diff))
+    changes += [
+        Change("deactivate", f"store {code}") for code, s in sorted(existing.items()) if s.active
+    ]
+    return changes
+
+
+async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant, list[Change]]:
+    """Make the database match the manifest; returns the tenant and what changed."""
+    changes = await plan(session, manifest)
+    tenant = await service.get_tenant_by_slug(session, manifest.tenant.slug)
+    if tenant is None:
+        tenant = await service.create_tenant(session, manifest.tenant)
+    else:
+        await service.update_tenant(
+            session, tenant.id, TenantUpdate(**manifest.tenant.model_dump(exclude={"slug"}))
+        )
+    with tenant_context(tenant.id):
+        await rebind_tenant(session)
+        existing = {s.code: s for s in (await session.scalars(select(Store))).all()}
+        for spec in manifest.stores:
+            if spec.code in existing:
+                await service.update_store(
+                    session, spec.code, StoreUpdate(**spec.model_dump(exclude={"code"}))
+                )
+            else:
+                await service.create_store(session, spec)
+        wanted = {s.code for s in manifest.stores}
+        for code, store in existing.items():
+            if code not in wanted and store.active:
+                await service.update_store(session, code, StoreUpdate(active=False))
+        await session.flush()
+    await rebind_tenant(session)
+    return tenant, changes

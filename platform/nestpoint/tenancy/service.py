@@ -1,0 +1,226 @@
+"""Rules of the tenancy context: tenants, stores and API keys. No HTTP here; never commits."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.audit.service import record
+from nestpoint.context import current_tenant, require_tenant, tenant_context
+from nestpoint.db import utcnow
+from nestpoint.db.pagination import Page, paginate
+from nestpoint.db.session import rebind_tenant
+from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
+from nestpoint.events.service import emit
+from nestpoint.tenancy import keys
+from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
+from nestpoint.tenancy.schemas import (
+    ApiKeyCreate,
+    StoreCreate,
+    StoreUpdate,
+    TenantCreate,
+    TenantUpdate,
+)
+
+# ---------------------------------------------------------------------------- tenants
+
+
+async def create_tenant(session: AsyncSession, data: TenantCreate) -> Tenant:
+    """Platform operation: register a chain. Its first audit entry and event go with it."""
+    if await session.scalar(select(Tenant.id).where(Tenant.slug == data.slug)):
+        raise Conflict(f"a tenant with slug {data.slug!r} exists",
+                       errors=[FieldError("slug", "already taken")])
+    tenant = Tenant(id=uuid.uuid4(), **data.model_dump())
+    session.add(tenant)
+    await session.flush()
+    with tenant_context(tenant.id):
+        await rebind_tenant(session)
+        record(session, "tenant.created", "tenant", tenant.id, data.model_dump())
+        emit(session, "tenant.created", "tenant", tenant.id, {"slug": tenant.slug})
+        await session.flush()
+    await rebind_tenant(session)
+    return tenant
+
+
+async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("no such tenant")
+    return tenant
+
+
+async def get_tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
+    return await session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+async def list_tenants(session: AsyncSession, *, cursor: str | None, limit: int) -> Page[Tenant]:
+    return await paginate(session, select(Tenant), (Tenant.slug,), cursor=cursor, limit=limit)
+
+
+def _apply_changes(obj: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    """Set changed attributes; return ``{field: [old, new]}`` for those that really changed."""
+    diff: dict[str, Any] = {}
+    for name, value in changes.items():
+        old = getattr(obj, name)
+        if old != value:
+            diff[name] = [old, value]
+            setattr(obj, name, value)
+    return diff
+
+
+async def update_tenant(
+    session: AsyncSession, tenant_id: uuid.UUID, data: TenantUpdate
+) -> tuple[Tenant, dict[str, Any]]:
+    tenant = await get_tenant(session, tenant_id)
+    diff = _apply_changes(tenant, data.model_dump(exclude_none=True))
+    if diff:
+        with tenant_context(tenant.id):
+            await rebind_tenant(session)
+            record(session, "tenant.updated", "tenant", tenant.id, diff)
+            emit(session, "tenant.updated", "tenant", tenant.id, {"changes": diff})
+            await session.flush()
+        await rebind_tenant(session)
+    return tenant, diff
+
+
+# ---------------------------------------------------------------------------- stores
+
+
+def _store_query() -> Any:
+    """Stores visible to the caller: all the tenant's, or only its own for a store key."""
+    stmt = select(Store)
+    ctx = current_tenant()
+    if ctx is not None and ctx.store_id is not None:
+        stmt = stmt.where(Store.id == ctx.store_id)
+    return stmt
+
+
+async def get_store(session: AsyncSession, code: str) -> Store:
+    store = await session.scalar(_store_query().where(Store.code == code))
+    if store is None:
+        raise NotFound(f"no store with code {code!r}")
+    return store
+
+
+async def list_stores(session: AsyncSession, *, cursor: str | None, limit: int) -> Page[Store]:
+    return await paginate(session, _store_query(), (Store.code,), cursor=cursor, limit=limit)
+
+
+async def create_store(session: AsyncSession, data: StoreCreate) -> Store:
+    ctx = require_tenant()
+    if ctx.store_id is not None:
+        raise NotFound("stores are created by HQ")
+    if await session.scalar(select(Store.id).where(Store.code == data.code)):
+        raise Conflict(f"a store with code {data.code!r} exists",
+                       errors=[FieldError("code", "already taken")])
+    store = Store(**data.model_dump())
+    session.add(store)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent create of the same code
+        raise Conflict(f"a store with code {data.code!r} exists",
+                       errors=[FieldError("code", "already taken")]) from exc
+    record(session, "store.created", "store", store.id, data.model_dump())
+    emit(session, "store.created", "store", store.id, {"code": store.code}, store_id=store.id)
+    return store
+
+
+async def update_store(
+    session: AsyncSession, code: str, data: StoreUpdate
+) -> tuple[Store, dict[str, Any]]:
+    store = await get_store(session, code)
+    diff = _apply_changes(store, data.model_dump(exclude_none=True))
+    if diff:
+        record(session, "store.updated", "store", store.id, diff)
+        emit(session, "store.updated", "store", store.id,
+             {"code": store.code, "changes": diff}, store_id=store.id)
+    return store, diff
+
+
+# ---------------------------------------------------------------------------- API keys
+
+
+async def create_api_key(
+    session: AsyncSession, data: ApiKeyCreate, created_by: str
+) -> tuple[ApiKey, str]:
+    """Create an HQ or store key; returns the row and the secret (shown once)."""
+    ctx = require_tenant()
+    errors: list[FieldError] = []
+    store_id: uuid.UUID | None = None
+    if data.kind == "store":
+        if not data.store_code:
+            errors.append(FieldError("store_code", "required for a store key"))
+        else:
+            store = await session.scalar(select(Store).where(Store.code == data.store_code))
+            if store is None:
+                errors.append(FieldError("store_code", f"no store with code {data.store_code!r}"))
+            else:
+                store_id = store.id
+    elif data.store_code:
+        errors.append(FieldError("store_code", "only a store key is bound to a store"))
+    scopes = sorted(set(data.scopes) if data.scopes is not None else keys.DEFAULT_SCOPES[data.kind])
+    not_allowed = sorted(set(scopes) - keys.ALLOWED_SCOPES[data.kind])
+    if not_allowed:
+        errors.append(FieldError("scopes", f"not allowed for a {data.kind} key: {not_allowed}"))
+    if errors:
+        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+
+    secret = keys.new_tenant_key(ctx.tenant_id)
+    api_key = ApiKey(
+        name=data.name,
+        kind=data.kind,
+        store_id=store_id,
+        scopes=scopes,
+        key_prefix=keys.display_prefix(secret),
+        key_hash=keys.hash_key(secret),
+        created_by=created_by,
+    )
+    session.add(api_key)
+    await session.flush()
+    record(session, "api_key.created", "api_key", api_key.id,
+           {"name": data.name, "kind": data.kind, "store_id": str(store_id or ""),
+            "scopes": scopes})
+    emit(session, "api_key.created", "api_key", api_key.id, {"kind": data.kind})
+    return api_key, secret
+
+
+async def create_api_key_for_tenant(
+    session: AsyncSession, tenant_id: uuid.UUID, data: ApiKeyCreate, created_by: str
+) -> tuple[ApiKey, str]:
+    """Platform operation: a key for a tenant, e.g. its first HQ key."""
+    await get_tenant(session, tenant_id)
+    with tenant_context(tenant_id):
+        await rebind_tenant(session)
+        api_key, secret = await create_api_key(session, data, created_by)
+        await session.flush()
+    await rebind_tenant(session)
+    return api_key, secret
+
+
+async def list_api_keys(session: AsyncSession, *, cursor: str | None, limit: int) -> Page[ApiKey]:
+    return await paginate(session, select(ApiKey), (ApiKey.id,), cursor=cursor, limit=limit)
+
+
+async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
+    api_key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+    if api_key is None:
+        raise NotFound("no such API key")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+        record(session, "api_key.revoked", "api_key", api_key.id, {})
+        emit(session, "api_key.revoked", "api_key", api_key.id, {})
+    return api_key
+
+
+async def create_platform_key(session: AsyncSession, name: str) -> tuple[PlatformKey, str]:
+    secret = keys.new_platform_key()
+    row = PlatformKey(
+        name=name, key_prefix=keys.display_prefix(secret), key_hash=keys.hash_key(secret)
+    )
+    session.add(row)
+    await session.flush()
+    return row, secret
