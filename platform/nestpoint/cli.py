@@ -6,14 +6,20 @@ import asyncio
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nestpoint.settings import get_settings
 
-app = typer.Typer(help="Nestpoint: membership platform for mother-and-baby store chains.",
-                  no_args_is_help=True, add_completion=False)
+if TYPE_CHECKING:
+    from nestpoint.tenancy.manifest import Change, TenantManifest
+
+app = typer.Typer(
+    help="Nestpoint: membership platform for mother-and-baby store chains.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 tenants_app = typer.Typer(help="Tenants as code.", no_args_is_help=True)
 plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -43,8 +49,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
     workers: Annotated[int | None, typer.Option(help="Server processes.")] = None,
-    in_process_worker: Annotated[bool, typer.Option(
-        help="Also consume jobs in this process (always on with the in-process broker).")] = False,
+    in_process_worker: Annotated[
+        bool,
+        typer.Option(
+            help="Also consume jobs in this process (always on with the in-process broker)."
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API (uvicorn)."""
     import uvicorn
@@ -90,8 +100,9 @@ def worker(
 
 @tenants_app.command("apply")
 def tenants_apply(
-    manifests: Annotated[list[Path], typer.Argument(help="Manifest files (TOML).", exists=True,
-                                                    dir_okay=False)],
+    manifests: Annotated[
+        list[Path], typer.Argument(help="Manifest files (TOML).", exists=True, dir_okay=False)
+    ],
     dry_run: Annotated[bool, typer.Option(help="Print the plan and change nothing.")] = False,
 ) -> None:
     """Create or update tenants from manifests; prints the plan, then applies it."""
@@ -121,7 +132,7 @@ def tenants_apply(
             typer.echo("  (dry run: nothing applied)")
 
 
-async def _apply_manifest(manifest: object, *, dry_run: bool) -> list[object]:
+async def _apply_manifest(manifest: TenantManifest, *, dry_run: bool) -> list[Change]:
     from nestpoint.context import Actor, acting_as
     from nestpoint.db import scoped_session
     from nestpoint.db.session import get_database
@@ -129,7 +140,6 @@ async def _apply_manifest(manifest: object, *, dry_run: bool) -> list[object]:
     from nestpoint.tenancy import manifest as manifests
 
     install_session_hooks()
-    assert isinstance(manifest, manifests.TenantManifest)
     try:
         with acting_as(Actor("system", name="tenants-apply")):
             async with scoped_session() as session:
@@ -177,8 +187,9 @@ def plugins_list() -> None:
 @app.command()
 def demo(
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
-    serve_after: Annotated[bool, typer.Option("--serve/--no-serve",
-                                              help="Serve after seeding.")] = True,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve after seeding.")
+    ] = True,
 ) -> None:
     """Migrate, apply the example tenants, create demo keys, and serve with a worker."""
     from nestpoint.demo import prepare_demo

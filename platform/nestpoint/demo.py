@@ -42,8 +42,11 @@ class DemoInfo:
             f"  platform operator:  {self.platform_key}",
         ]
         lines += [f"  {tenant} {who}:  {key}" for tenant, who, key in self.keys]
-        lines += ["", f"Try: curl -H 'Authorization: Bearer {self.keys[0][2]}' {url}/api/v1/stores",
-                  ""]
+        lines += [
+            "",
+            f"Try: curl -H 'Authorization: Bearer {self.keys[0][2]}' {url}/api/v1/stores",
+            "",
+        ]
         return "\n".join(lines)
 
 
@@ -76,8 +79,9 @@ async def _seed() -> DemoInfo:
                     assert first_store is not None
                     _, store_key = await service.create_api_key(
                         session,
-                        ApiKeyCreate(name=f"{DEMO_KEY_NAME} till", kind="store",
-                                     store_code=first_store.code),
+                        ApiKeyCreate(
+                            name=f"{DEMO_KEY_NAME} till", kind="store", store_code=first_store.code
+                        ),
                         "demo",
                     )
             info.keys.append((tenant.slug, "HQ", hq_key))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import current_actor
@@ -48,3 +50,20 @@ def platform_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHa
 def hq_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     if current_actor().kind != "tenant":
         raise Forbidden("this operation needs an HQ (tenant) key")
+
+
+# Parameter types every route uses, declared once.
+Db = NamedDependency[AsyncSession]
+CursorQuery = Annotated[
+    str | None,
+    QueryParameter(
+        name="cursor",
+        max_length=500,
+        required=False,
+        description="The next_cursor of the previous page.",
+    ),
+]
+LimitQuery = Annotated[
+    int, QueryParameter(name="limit", ge=1, le=200, description="Page size (1-200).")
+]
+DEFAULT_LIMIT = 50

@@ -26,8 +26,12 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@get("/readyz", tags=["health"], summary="The database and the broker answer",
-     responses={503: ResponseSpec(data_container=Health, description="A dependency is down")})
+@get(
+    "/readyz",
+    tags=["health"],
+    summary="The database and the broker answer",
+    responses={503: ResponseSpec(data_container=Health, description="A dependency is down")},
+)
 async def readyz() -> Response[Health]:
     checks: dict[str, str] = {}
     try:
@@ -44,5 +48,7 @@ async def readyz() -> Response[Health]:
         log.warning("broker not ready", exc_info=exc)
         checks["broker"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
-    return Response(Health(status="ok" if ready else "unavailable", checks=checks),
-                    status_code=200 if ready else 503)
+    return Response(
+        Health(status="ok" if ready else "unavailable", checks=checks),
+        status_code=200 if ready else 503,
+    )

@@ -8,15 +8,14 @@ Paths outside ``/api/`` (health, OpenAPI) need no key.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 import uuid
 from typing import Any
 
-import json
-
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from nestpoint.api.problems import PROBLEM_BASE, PROBLEM_JSON
 from nestpoint.context import _actor, _tenant, request_id
@@ -112,15 +111,14 @@ async def _send_problem(send: Send, scope: Scope, exc: Unauthorized) -> None:
             "errors": [],
         }
     ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="nestpoint"'),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": exc.status,
+        "headers": [
+            (b"content-type", PROBLEM_JSON.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b'Bearer realm="nestpoint"'),
+        ],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -91,8 +91,14 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or exc.detail
-        return problem_response(400, "Invalid request", detail, slug="validation",
-                                errors=errors, instance=request.url.path)
+        return problem_response(
+            400,
+            "Invalid request",
+            detail,
+            slug="validation",
+            errors=errors,
+            instance=request.url.path,
+        )
     status = exc.status_code
     if status >= 500:
         log.error("server error", exc_info=exc)
@@ -107,9 +113,14 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 
 def handle_invalid_cursor(request: Request[Any, Any, Any], exc: InvalidCursor) -> Response[Any]:
-    return problem_response(400, "Invalid request", f"query.cursor: {exc}", slug="validation",
-                            errors=[{"field": "query.cursor", "message": str(exc)}],
-                            instance=request.url.path)
+    return problem_response(
+        400,
+        "Invalid request",
+        f"query.cursor: {exc}",
+        slug="validation",
+        errors=[{"field": "query.cursor", "message": str(exc)}],
+        instance=request.url.path,
+    )
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sqlalchemy import select
-
 from nestpoint.audit.models import AuditEntry
-from nestpoint.db.pagination import Page, paginate
 from nestpoint.context import current_actor, request_id
+from nestpoint.db.pagination import Page, paginate
 
 
 def record(
@@ -38,6 +37,9 @@ async def list_entries(
     session: AsyncSession, *, cursor: str | None, limit: int
 ) -> Page[AuditEntry]:
     return await paginate(
-        session, select(AuditEntry), (AuditEntry.occurred_at, AuditEntry.id),
-        cursor=cursor, limit=limit,
+        session,
+        select(AuditEntry),
+        (AuditEntry.occurred_at, AuditEntry.id),
+        cursor=cursor,
+        limit=limit,
     )

@@ -55,7 +55,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: dict[Any, Any] = {  # noqa: RUF012
+    type_annotation_map: dict[Any, Any] = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
         list[str]: JSON(),
@@ -86,7 +86,7 @@ class TenantOwned:
 def tenant_owned_tables() -> list[str]:
     """Names of the tables whose rows belong to a tenant (used by migrations and tests)."""
     return sorted(
-        mapper.local_table.name  # type: ignore[union-attr]
+        str(mapper.local_table.name)  # type: ignore[attr-defined]
         for mapper in Base.registry.mappers
         if issubclass(mapper.class_, TenantOwned)
     )

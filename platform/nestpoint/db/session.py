@@ -19,7 +19,12 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
 from sqlalchemy.pool import StaticPool
 
@@ -195,7 +200,7 @@ async def rebind_tenant(session: AsyncSession) -> None:
     Needed only when one transaction switches tenant, as a platform operation does when it
     creates a tenant and then writes that tenant's first rows.
     """
-    if session.bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return
     ctx = current_tenant()
     await session.execute(

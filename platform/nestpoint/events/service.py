@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from nestpoint.db.pagination import Page, paginate
 from nestpoint.context import require_tenant, tenant_context
 from nestpoint.db import Database, scoped_session, utcnow
+from nestpoint.db.pagination import Page, paginate
 from nestpoint.events.models import OutboxEvent
 from nestpoint.settings import get_settings
 
@@ -58,7 +58,7 @@ class Event:
 
 def emit(
     session: AsyncSession,
-    type: str,  # noqa: A002 - the event's type is what callers call it
+    type: str,
     subject_type: str,
     subject_id: object,
     payload: dict[str, Any],
@@ -170,4 +170,3 @@ def install_session_hooks() -> None:
     if not event.contains(TenantSession, "after_commit", enqueue_relay_after_commit):
         event.listen(TenantSession, "after_commit", enqueue_relay_after_commit)
         event.listen(TenantSession, "after_rollback", forget_pending_after_rollback)
-

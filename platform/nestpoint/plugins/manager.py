@@ -47,21 +47,32 @@ class PluginHost:
             info = PluginInfo(id=ep.name, package=package, version=version)
             if ep.name in block or (allow and ep.name not in allow):
                 info.loaded, info.reason = False, "blocked by operator settings"
-                log.info("plugin skipped", extra={"plugin": ep.name, "package": package,
-                                                  "version": version, "reason": info.reason})
+                log.info(
+                    "plugin skipped",
+                    extra={
+                        "plugin": ep.name,
+                        "package": package,
+                        "version": version,
+                        "reason": info.reason,
+                    },
+                )
             else:
                 self.register(ep.load(), info)
             self.plugins[ep.name] = info
 
     def register(self, plugin: object, info: PluginInfo) -> None:
         self.pm.register(plugin, name=info.id)
-        info.hooks = sorted(
-            hook.name
-            for hook in self.pm.get_hookcallers(plugin) or []
-        )
+        info.hooks = sorted(hook.name for hook in self.pm.get_hookcallers(plugin) or [])
         self.plugins[info.id] = info
-        log.info("plugin loaded", extra={"plugin": info.id, "package": info.package,
-                                         "version": info.version, "hooks": info.hooks})
+        log.info(
+            "plugin loaded",
+            extra={
+                "plugin": info.id,
+                "package": info.package,
+                "version": info.version,
+                "hooks": info.hooks,
+            },
+        )
 
     def unregister(self, plugin_id: str) -> None:
         self.pm.unregister(name=plugin_id)
@@ -76,8 +87,9 @@ class PluginHost:
                 if inspect.isawaitable(result):
                     await result
             except Exception as exc:
-                log.exception("plugin hook failed",
-                              extra={"plugin": impl.plugin_name, "hook": hook_name})
+                log.exception(
+                    "plugin hook failed", extra={"plugin": impl.plugin_name, "hook": hook_name}
+                )
                 failures.append(f"{impl.plugin_name}: {type(exc).__name__}: {exc}")
         return failures
 

@@ -46,8 +46,14 @@ async def authenticate(database: Database, raw_key: str) -> Principal | None:
         async with scoped_session(database) as session:
             found = (
                 await session.execute(
-                    select(ApiKey.id, ApiKey.kind, ApiKey.store_id, ApiKey.scopes, ApiKey.name,
-                           ApiKey.last_used_at)
+                    select(
+                        ApiKey.id,
+                        ApiKey.kind,
+                        ApiKey.store_id,
+                        ApiKey.scopes,
+                        ApiKey.name,
+                        ApiKey.last_used_at,
+                    )
                     .join(Tenant, Tenant.id == ApiKey.tenant_id)
                     .where(
                         ApiKey.key_hash == parsed.key_hash,

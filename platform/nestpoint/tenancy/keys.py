@@ -22,8 +22,15 @@ TENANT_PREFIX = "npk_"
 
 # Scopes a key may carry. HQ keys may hold all; store keys only the till's.
 TENANT_SCOPES = frozenset(
-    {"tenant:read", "stores:read", "stores:write", "keys:read", "keys:write",
-     "events:read", "audit:read"}
+    {
+        "tenant:read",
+        "stores:read",
+        "stores:write",
+        "keys:read",
+        "keys:write",
+        "events:read",
+        "audit:read",
+    }
 )
 STORE_SCOPES = frozenset({"tenant:read", "stores:read", "stores:write"})
 DEFAULT_SCOPES = {"tenant": TENANT_SCOPES, "store": frozenset({"tenant:read", "stores:read"})}
@@ -59,7 +66,7 @@ def parse_key(raw: str) -> ParsedKey | None:
     if raw.startswith(PLATFORM_PREFIX) and len(raw) > 20:
         return ParsedKey("platform", None, hash_key(raw))
     if raw.startswith(TENANT_PREFIX):
-        tenant_hex, sep, secret = raw[len(TENANT_PREFIX):].partition("_")
+        tenant_hex, sep, secret = raw[len(TENANT_PREFIX) :].partition("_")
         if not sep or len(secret) < 20:
             return None
         try:

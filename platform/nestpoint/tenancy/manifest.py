@@ -35,8 +35,8 @@ class TenantManifest(BaseModel):
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
-        seen: set[str] = set()
-        duplicates = sorted({s.code for s in self.stores if s.code in seen or seen.add(s.code)})
+        codes = [s.code for s in self.stores]
+        duplicates = sorted({code for code in codes if codes.count(code) > 1})
         if duplicates:
             raise ValueError(f"store codes appear more than once: {duplicates}")
         return self
@@ -61,8 +61,9 @@ def load_manifest(path: Path) -> TenantManifest:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise Invalid(f"{path}: not valid TOML: {exc}",
-                      errors=[FieldError("(file)", str(exc))]) from exc
+        raise Invalid(
+            f"{path}: not valid TOML: {exc}", errors=[FieldError("(file)", str(exc))]
+        ) from exc
     try:
         return TenantManifest.model_validate(raw)
     except ValidationError as exc:

@@ -6,10 +6,17 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
-from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import FromPath, JSONBody, PathParameter
 
-from nestpoint.api.deps import hq_only, platform_only, requires
+from nestpoint.api.deps import (
+    DEFAULT_LIMIT,
+    CursorQuery,
+    Db,
+    LimitQuery,
+    hq_only,
+    platform_only,
+    requires,
+)
 from nestpoint.api.problems import problems
 from nestpoint.context import current_actor, require_tenant
 from nestpoint.tenancy import service
@@ -28,10 +35,9 @@ from nestpoint.tenancy.schemas import (
     TenantUpdate,
 )
 
-CursorQ = Annotated[str | None, Parameter(query="cursor", max_length=500, required=False,
-                                          description="next_cursor of the previous page.")]
-LimitQ = Annotated[int, Parameter(query="limit", ge=1, le=200, description="Page size.")]
-StoreCodeP = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9_-]{1,32}$", max_length=32)]
+StoreCodePath = Annotated[
+    str, PathParameter(name="code", pattern=r"^[A-Za-z0-9_-]{1,32}$", max_length=32)
+]
 
 
 class PlatformTenantController(Controller):
@@ -42,30 +48,37 @@ class PlatformTenantController(Controller):
     guards = [platform_only]
 
     @post("/", responses=problems(409), summary="Create a tenant (a store chain)")
-    async def create(self, db: AsyncSession, data: TenantCreate) -> TenantRead:
+    async def create(self, db: Db, data: JSONBody[TenantCreate]) -> TenantRead:
         return TenantRead.model_validate(await service.create_tenant(db, data))
 
     @get("/", responses=problems(), summary="List tenants")
-    async def list(self, db: AsyncSession, cursor: CursorQ = None, limit: LimitQ = 50
-                   ) -> TenantList:
+    async def list(
+        self, db: Db, cursor: CursorQuery = None, limit: LimitQuery = DEFAULT_LIMIT
+    ) -> TenantList:
         page = await service.list_tenants(db, cursor=cursor, limit=limit)
-        return TenantList(items=[TenantRead.model_validate(t) for t in page.items],
-                          next_cursor=page.next_cursor)
+        return TenantList(
+            items=[TenantRead.model_validate(t) for t in page.items], next_cursor=page.next_cursor
+        )
 
     @get("/{tenant_id:uuid}", responses=problems(404), summary="Get a tenant")
-    async def get(self, db: AsyncSession, tenant_id: uuid.UUID) -> TenantRead:
+    async def get(self, db: Db, tenant_id: FromPath[uuid.UUID]) -> TenantRead:
         return TenantRead.model_validate(await service.get_tenant(db, tenant_id))
 
     @patch("/{tenant_id:uuid}", responses=problems(404), summary="Update a tenant")
-    async def update(self, db: AsyncSession, tenant_id: uuid.UUID, data: TenantUpdate
-                     ) -> TenantRead:
+    async def update(
+        self, db: Db, tenant_id: FromPath[uuid.UUID], data: JSONBody[TenantUpdate]
+    ) -> TenantRead:
         tenant, _ = await service.update_tenant(db, tenant_id, data)
         return TenantRead.model_validate(tenant)
 
-    @post("/{tenant_id:uuid}/api-keys", responses=problems(404, 422),
-          summary="Create a key for a tenant (how HQ gets its first key)")
-    async def create_key(self, db: AsyncSession, tenant_id: uuid.UUID, data: ApiKeyCreate
-                         ) -> ApiKeyCreated:
+    @post(
+        "/{tenant_id:uuid}/api-keys",
+        responses=problems(404, 422),
+        summary="Create a key for a tenant (how HQ gets its first key)",
+    )
+    async def create_key(
+        self, db: Db, tenant_id: FromPath[uuid.UUID], data: JSONBody[ApiKeyCreate]
+    ) -> ApiKeyCreated:
         api_key, secret = await service.create_api_key_for_tenant(
             db, tenant_id, data, f"platform:{current_actor().key_id}"
         )
@@ -80,12 +93,14 @@ class CurrentTenantController(Controller):
     path = "/tenant"
     tags = ["tenancy"]
 
-    @get("/", guards=[requires("tenant:read")], responses=problems(),
-         summary="The tenant this key belongs to")
-    async def get(self, db: AsyncSession) -> TenantRead:
-        return TenantRead.model_validate(
-            await service.get_tenant(db, require_tenant().tenant_id)
-        )
+    @get(
+        "/",
+        guards=[requires("tenant:read")],
+        responses=problems(),
+        summary="The tenant this key belongs to",
+    )
+    async def get(self, db: Db) -> TenantRead:
+        return TenantRead.model_validate(await service.get_tenant(db, require_tenant().tenant_id))
 
 
 class StoreController(Controller):
@@ -95,25 +110,39 @@ class StoreController(Controller):
     tags = ["stores"]
 
     @get("/", guards=[requires("stores:read")], responses=problems(), summary="List stores")
-    async def list(self, db: AsyncSession, cursor: CursorQ = None, limit: LimitQ = 50
-                   ) -> StoreList:
+    async def list(
+        self, db: Db, cursor: CursorQuery = None, limit: LimitQuery = DEFAULT_LIMIT
+    ) -> StoreList:
         page = await service.list_stores(db, cursor=cursor, limit=limit)
-        return StoreList(items=[StoreRead.model_validate(s) for s in page.items],
-                         next_cursor=page.next_cursor)
+        return StoreList(
+            items=[StoreRead.model_validate(s) for s in page.items], next_cursor=page.next_cursor
+        )
 
-    @post("/", guards=[requires("stores:write"), hq_only], responses=problems(409),
-          summary="Create a store")
-    async def create(self, db: AsyncSession, data: StoreCreate) -> StoreRead:
+    @post(
+        "/",
+        guards=[requires("stores:write"), hq_only],
+        responses=problems(409),
+        summary="Create a store",
+    )
+    async def create(self, db: Db, data: JSONBody[StoreCreate]) -> StoreRead:
         return StoreRead.model_validate(await service.create_store(db, data))
 
-    @get("/{code:str}", guards=[requires("stores:read")], responses=problems(404),
-         summary="Get a store by code")
-    async def get(self, db: AsyncSession, code: StoreCodeP) -> StoreRead:
+    @get(
+        "/{code:str}",
+        guards=[requires("stores:read")],
+        responses=problems(404),
+        summary="Get a store by code",
+    )
+    async def get(self, db: Db, code: StoreCodePath) -> StoreRead:
         return StoreRead.model_validate(await service.get_store(db, code))
 
-    @patch("/{code:str}", guards=[requires("stores:write")], responses=problems(404),
-           summary="Update a store")
-    async def update(self, db: AsyncSession, code: StoreCodeP, data: StoreUpdate) -> StoreRead:
+    @patch(
+        "/{code:str}",
+        guards=[requires("stores:write")],
+        responses=problems(404),
+        summary="Update a store",
+    )
+    async def update(self, db: Db, code: StoreCodePath, data: JSONBody[StoreUpdate]) -> StoreRead:
         store, _ = await service.update_store(db, code, data)
         return StoreRead.model_validate(store)
 
@@ -125,9 +154,13 @@ class ApiKeyController(Controller):
     tags = ["api keys"]
     guards = [hq_only]
 
-    @post("/", guards=[requires("keys:write")], responses=problems(422),
-          summary="Create an API key (the secret is in the response, once)")
-    async def create(self, db: AsyncSession, data: ApiKeyCreate) -> ApiKeyCreated:
+    @post(
+        "/",
+        guards=[requires("keys:write")],
+        responses=problems(422),
+        summary="Create an API key (the secret is in the response, once)",
+    )
+    async def create(self, db: Db, data: JSONBody[ApiKeyCreate]) -> ApiKeyCreated:
         actor = current_actor()
         api_key, secret = await service.create_api_key(db, data, str(actor.key_id or ""))
         return ApiKeyCreated.model_validate(
@@ -135,13 +168,20 @@ class ApiKeyController(Controller):
         )
 
     @get("/", guards=[requires("keys:read")], responses=problems(), summary="List API keys")
-    async def list(self, db: AsyncSession, cursor: CursorQ = None, limit: LimitQ = 50
-                   ) -> ApiKeyList:
+    async def list(
+        self, db: Db, cursor: CursorQuery = None, limit: LimitQuery = DEFAULT_LIMIT
+    ) -> ApiKeyList:
         page = await service.list_api_keys(db, cursor=cursor, limit=limit)
-        return ApiKeyList(items=[ApiKeyRead.model_validate(k) for k in page.items],
-                          next_cursor=page.next_cursor)
+        return ApiKeyList(
+            items=[ApiKeyRead.model_validate(k) for k in page.items], next_cursor=page.next_cursor
+        )
 
-    @delete("/{key_id:uuid}", guards=[requires("keys:write")], responses=problems(404),
-            status_code=200, summary="Revoke an API key")
-    async def revoke(self, db: AsyncSession, key_id: uuid.UUID) -> ApiKeyRead:
+    @delete(
+        "/{key_id:uuid}",
+        guards=[requires("keys:write")],
+        responses=problems(404),
+        status_code=200,
+        summary="Revoke an API key",
+    )
+    async def revoke(self, db: Db, key_id: FromPath[uuid.UUID]) -> ApiKeyRead:
         return ApiKeyRead.model_validate(await service.revoke_api_key(db, key_id))

@@ -32,8 +32,9 @@ from nestpoint.tenancy.schemas import (
 async def create_tenant(session: AsyncSession, data: TenantCreate) -> Tenant:
     """Platform operation: register a chain. Its first audit entry and event go with it."""
     if await session.scalar(select(Tenant.id).where(Tenant.slug == data.slug)):
-        raise Conflict(f"a tenant with slug {data.slug!r} exists",
-                       errors=[FieldError("slug", "already taken")])
+        raise Conflict(
+            f"a tenant with slug {data.slug!r} exists", errors=[FieldError("slug", "already taken")]
+        )
     tenant = Tenant(id=uuid.uuid4(), **data.model_dump())
     session.add(tenant)
     await session.flush()
@@ -115,15 +116,17 @@ async def create_store(session: AsyncSession, data: StoreCreate) -> Store:
     if ctx.store_id is not None:
         raise NotFound("stores are created by HQ")
     if await session.scalar(select(Store.id).where(Store.code == data.code)):
-        raise Conflict(f"a store with code {data.code!r} exists",
-                       errors=[FieldError("code", "already taken")])
+        raise Conflict(
+            f"a store with code {data.code!r} exists", errors=[FieldError("code", "already taken")]
+        )
     store = Store(**data.model_dump())
     session.add(store)
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent create of the same code
-        raise Conflict(f"a store with code {data.code!r} exists",
-                       errors=[FieldError("code", "already taken")]) from exc
+        raise Conflict(
+            f"a store with code {data.code!r} exists", errors=[FieldError("code", "already taken")]
+        ) from exc
     record(session, "store.created", "store", store.id, data.model_dump())
     emit(session, "store.created", "store", store.id, {"code": store.code}, store_id=store.id)
     return store
@@ -136,8 +139,14 @@ async def update_store(
     diff = _apply_changes(store, data.model_dump(exclude_none=True))
     if diff:
         record(session, "store.updated", "store", store.id, diff)
-        emit(session, "store.updated", "store", store.id,
-             {"code": store.code, "changes": diff}, store_id=store.id)
+        emit(
+            session,
+            "store.updated",
+            "store",
+            store.id,
+            {"code": store.code, "changes": diff},
+            store_id=store.id,
+        )
     return store, diff
 
 
@@ -181,9 +190,13 @@ async def create_api_key(
     )
     session.add(api_key)
     await session.flush()
-    record(session, "api_key.created", "api_key", api_key.id,
-           {"name": data.name, "kind": data.kind, "store_id": str(store_id or ""),
-            "scopes": scopes})
+    record(
+        session,
+        "api_key.created",
+        "api_key",
+        api_key.id,
+        {"name": data.name, "kind": data.kind, "store_id": str(store_id or ""), "scopes": scopes},
+    )
     emit(session, "api_key.created", "api_key", api_key.id, {"kind": data.kind})
     return api_key, secret
 

@@ -1,0 +1,198 @@
+"""Test set-up: one fresh database per run, SQLite or PostgreSQL.
+
+``NESTPOINT_TEST_DATABASE=sqlite`` (default) uses a temporary SQLite file.
+``NESTPOINT_TEST_DATABASE=postgresql`` creates a fresh database on the server named by
+``NESTPOINT_TEST_PG_ADMIN_URL`` (a superuser; default ``postgresql://root@127.0.0.1:5432/postgres``),
+owned by the ``nestpoint_owner`` role that runs migrations; the app connects as
+``nestpoint_app``, which owns nothing and is bound by RLS. When PostgreSQL cannot be reached
+the run fails: it never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from nestpoint.context import Actor, acting_as
+from nestpoint.db.session import get_database, reset_database
+from nestpoint.settings import get_settings
+
+BACKEND = os.environ.get("NESTPOINT_TEST_DATABASE", "sqlite")
+PG_ADMIN_URL = os.environ.get(
+    "NESTPOINT_TEST_PG_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres"
+)
+PG_DB = os.environ.get("NESTPOINT_TEST_PG_DB", f"nestpoint_test_{os.getpid()}")
+OWNER_ROLE = "nestpoint_owner"
+APP_ROLE = "nestpoint_app"
+
+
+def _pg_url(user: str, driver: str = "postgresql+asyncpg") -> str:
+    host_part = PG_ADMIN_URL.split("@", 1)[1].rsplit("/", 1)[0]
+    return f"{driver}://{user}@{host_part}/{PG_DB}"
+
+
+async def _pg_admin(*statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _create_pg_database() -> None:
+    asyncio.run(
+        _pg_admin(
+            f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)",
+            f"""DO $$ BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN
+                    CREATE ROLE {OWNER_ROLE} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS;
+                END IF;
+            END $$""",
+            f"CREATE DATABASE {PG_DB} OWNER {OWNER_ROLE}",
+        )
+    )
+
+
+def _drop_pg_database() -> None:
+    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="session")
+def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Point settings at a fresh database and migrate it as the owner."""
+    if BACKEND == "postgresql":
+        _create_pg_database()  # raises when the server cannot be reached: fail, never skip
+        env = {
+            "NESTPOINT_DATABASE_URL": _pg_url(APP_ROLE),
+            "NESTPOINT_MIGRATION_DATABASE_URL": _pg_url(OWNER_ROLE),
+            "NESTPOINT_APP_ROLE": APP_ROLE,
+        }
+    elif BACKEND == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / "nestpoint.db"
+        env = {"NESTPOINT_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
+    else:
+        raise pytest.UsageError(f"unknown NESTPOINT_TEST_DATABASE={BACKEND!r}")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    reset_database()
+    from nestpoint.db.migrate import upgrade
+
+    upgrade()
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+    reset_database()
+    if BACKEND == "postgresql":
+        _drop_pg_database()
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_env: dict[str, str]) -> bool:
+    return BACKEND == "postgresql"
+
+
+@pytest.fixture(scope="session")
+async def app(database_env: dict[str, str]) -> AsyncIterator[Litestar]:
+    from nestpoint.api.app import create_app
+
+    yield create_app(configure_logs=False)
+    await get_database().dispose()
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@dataclass
+class TenantHandle:
+    """A tenant made through the API, with an HQ key and one store key per store."""
+
+    id: uuid.UUID
+    slug: str
+    hq_key: str
+    stores: dict[str, uuid.UUID]
+    store_keys: dict[str, str]
+
+    def hq(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.hq_key}"}
+
+    def store(self, code: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.store_keys[code]}"}
+
+
+@pytest.fixture(scope="session")
+async def platform_key(database_env: dict[str, str]) -> str:
+    from nestpoint.db import scoped_session
+    from nestpoint.tenancy.service import create_platform_key
+
+    with acting_as(Actor("system", name="tests")):
+        async with scoped_session() as session:
+            _, secret = await create_platform_key(session, "tests")
+    return secret
+
+
+@pytest.fixture
+def platform_headers(platform_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {platform_key}"}
+
+
+@pytest.fixture
+def make_tenant(client: AsyncTestClient[Litestar], platform_headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Factory: a tenant with stores and keys, made through the public API."""
+
+    async def make(store_codes: tuple[str, ...] = ("S1", "S2")) -> TenantHandle:
+        slug = f"t-{uuid.uuid4().hex[:12]}"
+        r = await client.post(
+            "/api/v1/tenants",
+            json={"slug": slug, "name": f"Chain {slug}"},
+            headers=platform_headers,
+        )
+        assert r.status_code == 201, r.text
+        tenant_id = uuid.UUID(r.json()["id"])
+        r = await client.post(
+            f"/api/v1/tenants/{tenant_id}/api-keys", json={"name": "HQ"}, headers=platform_headers
+        )
+        assert r.status_code == 201, r.text
+        hq_key = r.json()["key"]
+        hq = {"Authorization": f"Bearer {hq_key}"}
+        stores: dict[str, uuid.UUID] = {}
+        store_keys: dict[str, str] = {}
+        for code in store_codes:
+            r = await client.post(
+                "/api/v1/stores", json={"code": code, "name": f"Store {code}"}, headers=hq
+            )
+            assert r.status_code == 201, r.text
+            stores[code] = uuid.UUID(r.json()["id"])
+            r = await client.post(
+                "/api/v1/api-keys",
+                json={
+                    "name": f"till {code}",
+                    "kind": "store",
+                    "store_code": code,
+                    "scopes": ["tenant:read", "stores:read", "stores:write"],
+                },
+                headers=hq,
+            )
+            assert r.status_code == 201, r.text
+            store_keys[code] = r.json()["key"]
+        return TenantHandle(tenant_id, slug, hq_key, stores, store_keys)
+
+    return make
