@@ -44,10 +44,30 @@ class Settings(BaseSettings):
     # Operator allow/block lists of plugin ids (empty allow list = all allowed).
     plugins_allow: list[str] = Field(default_factory=list)
     plugins_block: list[str] = Field(default_factory=list)
+    # Per-tenant plugin enablement is cached in each process for this long; a change made
+    # in this process applies at once, in other processes within this time.
+    plugins_cache_ttl_seconds: float = 5.0
+    # Time limits for one plugin hook call: event hooks (relay) and the earn-rule hook
+    # (on the order path). A call over its limit is a failure of that plugin.
+    plugins_event_timeout_seconds: float = 10.0
+    plugins_earn_timeout_seconds: float = 1.0
+    # After this many failed deliveries a plugin stops receiving that event (recorded as final).
+    plugins_max_delivery_attempts: int = 15
 
     # Outbox relay: how many events one relay pass takes, and the retry back-off cap.
     outbox_batch_size: int = 200
     outbox_max_backoff_seconds: int = 3600
+
+    # Personal data at rest. ``pii_keys``: comma-separated ``<key id>:<base64 32-byte key>``,
+    # the first encrypts, all decrypt (rotation: put the new key first, run
+    # ``nestpoint members rotate-keys``). ``pii_hash_key``: base64 key of the keyed hash used
+    # for exact lookup by phone. Unset: a key file is made under var/ (embedded default only).
+    pii_keys: str | None = None
+    pii_hash_key: str | None = None
+
+    # Loyalty configuration and API keys are cached per process this long (seconds): a
+    # change made through another process applies within this time.
+    config_cache_seconds: float = 5.0
 
     @property
     def owner_database_url(self) -> str:

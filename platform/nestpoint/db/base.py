@@ -63,13 +63,14 @@ class Base(DeclarativeBase):
     }
 
 
-class TenantOwned:
+class TenantScoped:
     """Mixin for every tenant-owned table.
 
     ``tenant_id`` leads the primary key (and every unique and foreign key the table declares
     must include it) so the schema can be distributed by tenant. Queries are scoped to the
     context's tenant automatically (see ``nestpoint.db.session``), and on PostgreSQL row-level
-    security enforces the same rule again.
+    security enforces the same rule again. Tables with a natural key declare the rest of
+    their primary key themselves; most use :class:`TenantOwned`, which adds an ``id``.
     """
 
     @declared_attr
@@ -77,6 +78,10 @@ class TenantOwned:
         return mapped_column(
             Uuid(), ForeignKey("tenants.id", ondelete="RESTRICT"), primary_key=True
         )
+
+
+class TenantOwned(TenantScoped):
+    """A tenant-owned table whose primary key is ``(tenant_id, id)``."""
 
     @declared_attr
     def id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
@@ -88,5 +93,5 @@ def tenant_owned_tables() -> list[str]:
     return sorted(
         str(mapper.local_table.name)  # type: ignore[attr-defined]
         for mapper in Base.registry.mappers
-        if issubclass(mapper.class_, TenantOwned)
+        if issubclass(mapper.class_, TenantScoped)
     )

@@ -3,8 +3,43 @@
 from nestpoint.audit.models import AuditEntry
 from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
+from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
+from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
+from nestpoint.orders.models import Order, OrderLine, Refund
+from nestpoint.points.models import (
+    PointAccount,
+    PointEntry,
+    PointHold,
+    PointHoldAllocation,
+    PointLot,
+)
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
+from nestpoint.tiers.models import GrowthEntry, TierChange
 
 metadata = Base.metadata
 
-__all__ = ["ApiKey", "AuditEntry", "OutboxEvent", "PlatformKey", "Store", "Tenant", "metadata"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Child",
+    "GrowthEntry",
+    "LoyaltyProgram",
+    "Member",
+    "MemberConsent",
+    "MemberIdentity",
+    "Order",
+    "OrderLine",
+    "OutboxEvent",
+    "PlatformKey",
+    "PointAccount",
+    "PointEntry",
+    "PointHold",
+    "PointHoldAllocation",
+    "PointLot",
+    "Refund",
+    "Store",
+    "Tenant",
+    "TierChange",
+    "TierDefinition",
+    "metadata",
+]

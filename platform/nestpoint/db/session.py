@@ -1,6 +1,6 @@
 """Engines, sessions and the two layers of tenant isolation.
 
-1. In the application: every ORM statement that touches a ``TenantOwned`` model gets a
+1. In the application: every ORM statement that touches a ``TenantScoped`` model gets a
    ``tenant_id = <context tenant>`` criterion (``with_loader_criteria``); with no tenant in
    context such a statement raises :class:`TenantContextMissing` (fail closed). New rows
    take the context's tenant, and a row for another tenant is refused at flush.
@@ -29,7 +29,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_lo
 from sqlalchemy.pool import StaticPool
 
 from nestpoint.context import TenantContextMissing, current_tenant
-from nestpoint.db.base import TenantOwned
+from nestpoint.db.base import TenantScoped
 from nestpoint.settings import Settings, get_settings
 
 SET_TENANT_SQL = text(
@@ -64,7 +64,7 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
         return
     if state.execution_options.get("include_all_tenants"):
         return
-    touches_tenant_rows = any(issubclass(m.class_, TenantOwned) for m in state.all_mappers)
+    touches_tenant_rows = any(issubclass(m.class_, TenantScoped) for m in state.all_mappers)
     if not touches_tenant_rows:
         return
     ctx = current_tenant()
@@ -73,7 +73,7 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
     tenant_id = ctx.tenant_id
     state.statement = state.statement.options(
         with_loader_criteria(
-            TenantOwned,
+            TenantScoped,
             lambda cls: cls.tenant_id == tenant_id,
             include_aliases=True,
         )
@@ -84,7 +84,7 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
 def _stamp_tenant_on_new_rows(session: Session, flush_context: Any, instances: Any) -> None:
     ctx = current_tenant()
     for obj in list(session.new) + list(session.dirty):
-        if not isinstance(obj, TenantOwned):
+        if not isinstance(obj, TenantScoped):
             continue
         if ctx is None:
             raise TenantContextMissing("write of tenant-owned rows with no tenant in context")

@@ -1,0 +1,1 @@
+"""Members (会员): profile, children, consent, identities across channels, merge."""

@@ -1,0 +1,116 @@
+"""Tables of the members context.
+
+Phone and name are stored encrypted (``members.pii``); ``phone_hash`` is the keyed hash used
+for exact lookup and per-tenant uniqueness. Tier state (``tier_code``, ``growth_value``) lives
+on the member row so the till reads a member in one query; the tiers context owns it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from nestpoint.db.base import Base, TenantOwned, utcnow
+
+CHANNELS = ("sms", "wecom", "mini_program", "email")
+IDENTITY_KINDS = ("pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user")
+JOIN_CHANNELS = ("pos", "mall", "mini_program", "app", "import", "api")
+
+
+class Member(TenantOwned, Base):
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "phone_hash"),
+        ForeignKeyConstraint(["tenant_id", "home_store_id"], ["stores.tenant_id", "stores.id"]),
+        ForeignKeyConstraint(["tenant_id", "join_store_id"], ["stores.tenant_id", "stores.id"]),
+        Index("ix_members_tenant_id_home_store_id", "tenant_id", "home_store_id"),
+        Index("ix_members_tenant_id_joined_at", "tenant_id", "joined_at"),
+    )
+
+    phone_hash: Mapped[str] = mapped_column(String(64))
+    phone_enc: Mapped[str] = mapped_column(Text)
+    name_enc: Mapped[str | None] = mapped_column(Text, default=None)
+    gender: Mapped[str] = mapped_column(String(8), default="unknown")
+    birthday: Mapped[date | None] = mapped_column(Date, default=None)
+    home_store_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    join_channel: Mapped[str] = mapped_column(String(16), default="api")
+    join_store_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    # The guardian's separate consent to children's data (PIPL: under-14s are sensitive).
+    child_data_consent_at: Mapped[datetime | None] = mapped_column(default=None)
+    child_data_consent_source: Mapped[str | None] = mapped_column(String(50), default=None)
+    family_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    # Tier state, owned by the tiers context.
+    tier_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    growth_value: Mapped[int] = mapped_column(Integer, default=0)
+    tier_since: Mapped[datetime | None] = mapped_column(default=None)
+    tier_protected_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_order_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Child(TenantOwned, Base):
+    """A child, or a pregnancy (due date, no birth date yet). The stage is always derived."""
+
+    __tablename__ = "children"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        Index("ix_children_tenant_id_member_id", "tenant_id", "member_id"),
+    )
+
+    member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    nickname: Mapped[str] = mapped_column(String(50), default="")
+    gender: Mapped[str] = mapped_column(String(8), default="unknown")
+    birth_date: Mapped[date | None] = mapped_column(Date, default=None)
+    due_date: Mapped[date | None] = mapped_column(Date, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MemberConsent(TenantOwned, Base):
+    """Marketing consent per channel: the current state (history is in the audit trail)."""
+
+    __tablename__ = "member_consents"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "member_id", "channel"),
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+    )
+
+    member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    channel: Mapped[str] = mapped_column(String(16))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(50))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberIdentity(TenantOwned, Base):
+    """A member's id in one channel (POS card, mall user, mini-program openid, ...)."""
+
+    __tablename__ = "member_identities"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "kind", "value"),
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        Index("ix_member_identities_tenant_id_member_id", "tenant_id", "member_id"),
+    )
+
+    member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

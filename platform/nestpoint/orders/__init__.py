@@ -1,0 +1,1 @@
+"""Orders and refunds from every channel; they drive points and growth."""

@@ -1,0 +1,91 @@
+"""Orders, their lines, and refunds.
+
+``(tenant, channel, external_id)`` is unique forever: a till retrying (or syncing late) gets
+the first response back; the same id with a different body is a conflict. ``request_hash``
+is the SHA-256 of the canonical request; ``response`` is the first response's body.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from nestpoint.db.base import Base, TenantOwned, TenantScoped, utcnow
+
+
+class Order(TenantOwned, Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "channel", "external_id"),
+        ForeignKeyConstraint(["tenant_id", "store_id"], ["stores.tenant_id", "stores.id"]),
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        Index("ix_orders_member", "tenant_id", "member_id", "paid_at"),
+        Index("ix_orders_store", "tenant_id", "store_id", "paid_at"),
+    )
+
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(100))
+    store_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    member_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    status: Mapped[str] = mapped_column(String(24), default="paid")
+    paid_at: Mapped[datetime] = mapped_column()
+    total_fen: Mapped[int] = mapped_column(BigInteger)
+    cash_fen: Mapped[int] = mapped_column(BigInteger)
+    points_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_value_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    coupons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OrderLine(TenantScoped, Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"]),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_fen: Mapped[int] = mapped_column(BigInteger)
+    paid_fen: Mapped[int] = mapped_column(BigInteger)
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Refund(TenantOwned, Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "order_id", "external_id"),
+        ForeignKeyConstraint(["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"]),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    external_id: Mapped[str] = mapped_column(String(100))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    points_reversed: Mapped[int] = mapped_column(BigInteger)
+    points_returned: Mapped[int] = mapped_column(BigInteger)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
