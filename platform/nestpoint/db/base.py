@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, Uuid
+from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, Table, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -95,3 +95,8 @@ def tenant_owned_tables() -> list[str]:
         for mapper in Base.registry.mappers
         if issubclass(mapper.class_, TenantScoped)
     )
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Core table, typed (for set-based and bulk statements on hot paths)."""
+    return cast(Table, model.__table__)

@@ -80,18 +80,33 @@ def emit(
     return row
 
 
+def mark_pending(session: AsyncSession) -> None:
+    """For events written by set-based SQL (jobs): relay them after this commit too."""
+    session.info.setdefault(PENDING_TENANTS_KEY, set()).add(require_tenant().tenant_id)
+
+
 def backoff(attempts: int) -> timedelta:
     """Exponential back-off between delivery attempts, capped by settings."""
     cap = get_settings().outbox_max_backoff_seconds
     return timedelta(seconds=min(cap, 2 ** min(attempts, 20)))
 
 
+# How long a relay holds the events it claimed before another relay may take them.
+CLAIM_LEASE = timedelta(minutes=5)
+
+
 async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) -> int:
     """Deliver one batch of due events of one tenant; returns how many were published.
 
-    Rows are locked with ``SKIP LOCKED`` on PostgreSQL, so concurrent relays never hand the
-    same event out twice at the same time.
+    1. Claim: in one short transaction, lock the due rows (``SKIP LOCKED`` on PostgreSQL),
+       push their ``next_attempt_at`` a lease ahead so no other relay takes them, read the
+       tenant's plugin enablement afresh, and publish at once every event no plugin wants.
+    2. Deliver each claimed event to the plugins enabled for its tenant and store, outside
+       any transaction (a plugin may open sessions of its own).
+    3. Record each outcome in a transaction of its own: published, or retried with back-off
+       for the plugins that failed only (see ``nestpoint.plugins.delivery``).
     """
+    from nestpoint.plugins import delivery
     from nestpoint.plugins.manager import get_plugin_host  # the relay is a plugin caller
 
     host = get_plugin_host()
@@ -108,15 +123,28 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
                     .with_for_update(skip_locked=True)
                 )
             ).all()
+            if not rows:
+                return 0
+            snapshot = await host.snapshot(tenant_id, session)
+            claimed: list[tuple[Event, int, dict[str, Any]]] = []
             for row in rows:
-                failures = await host.deliver_event(Event.from_row(row))
-                if failures:
-                    row.attempts += 1
-                    row.last_error = "; ".join(failures)[:2000]
-                    row.next_attempt_at = utcnow() + backoff(row.attempts)
-                else:
-                    row.published_at = utcnow()
+                enabled = snapshot.enabled_for(row.store_id, host.loaded, host.merge_config)
+                if not enabled:
+                    row.published_at = now
                     row.last_error = None
+                    published += 1
+                    continue
+                row.next_attempt_at = now + CLAIM_LEASE
+                claimed.append((Event.from_row(row), row.attempts, enabled))
+            done = await delivery.delivered_hooks(
+                session, [uuid.UUID(e.id) for e, attempts, _ in claimed if attempts > 0]
+            )
+        for event, _, enabled in claimed:
+            outcome = await host.deliver_event(
+                event, enabled=enabled, skip=done.get(uuid.UUID(event.id), frozenset())
+            )
+            async with scoped_session(database) as session:
+                if await delivery.record_outcome(session, event, outcome):
                     published += 1
     return published
 

@@ -60,14 +60,26 @@ class TierSpec(Strict):
 
 
 DEFAULT_TIERS = [
-    TierSpec(code="bronze", name="铜卡 Bronze", threshold=0, earn_rate_percent=100,
-             redeem_cap_percent=10),
-    TierSpec(code="silver", name="银卡 Silver", threshold=1000, earn_rate_percent=120,
-             redeem_cap_percent=15),
-    TierSpec(code="gold", name="金卡 Gold", threshold=5000, earn_rate_percent=150,
-             redeem_cap_percent=20),
-    TierSpec(code="diamond", name="钻石卡 Diamond", threshold=15000, earn_rate_percent=200,
-             redeem_cap_percent=25),
+    TierSpec(
+        code="bronze", name="铜卡 Bronze", threshold=0, earn_rate_percent=100, redeem_cap_percent=10
+    ),
+    TierSpec(
+        code="silver",
+        name="银卡 Silver",
+        threshold=1000,
+        earn_rate_percent=120,
+        redeem_cap_percent=15,
+    ),
+    TierSpec(
+        code="gold", name="金卡 Gold", threshold=5000, earn_rate_percent=150, redeem_cap_percent=20
+    ),
+    TierSpec(
+        code="diamond",
+        name="钻石卡 Diamond",
+        threshold=15000,
+        earn_rate_percent=200,
+        redeem_cap_percent=25,
+    ),
 ]
 
 

@@ -1,0 +1,39 @@
+"""Small dialect differences for the set-based jobs, in one place."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def new_uuid_sql(dialect: str) -> str:
+    """A fresh UUID as SQL, in the form the ``Uuid`` column type stores on each database."""
+    if dialect == "postgresql":
+        return "gen_random_uuid()"
+    return "lower(hex(randomblob(16)))"
+
+
+def json_object_sql(dialect: str, pairs: dict[str, str]) -> str:
+    """A JSON object built in SQL from ``{key: sql expression}``."""
+    function = "json_build_object" if dialect == "postgresql" else "json_object"
+    args = ", ".join(f"'{key}', {expr}" for key, expr in pairs.items())
+    return f"{function}({args})"
+
+
+def uuid_text_sql(dialect: str, column: str) -> str:
+    """A UUID column as text (PostgreSQL casts; SQLite stores it as 32 hex digits)."""
+    return f"{column}::text" if dialect == "postgresql" else column
+
+
+async def lock_job(session: AsyncSession, job: str, tenant_id: object) -> None:
+    """Serialise one job per tenant (PostgreSQL advisory lock, released at commit).
+
+    A second run of the same job waits, then finds nothing left to do. SQLite needs no
+    lock: its transactions already run one at a time.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"{job}:{tenant_id}"}
+    )

@@ -1,0 +1,113 @@
+"""Reading and changing a tenant's programme. Reads are cached per process (short TTL)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.audit.service import record
+from nestpoint.context import require_tenant
+from nestpoint.events.service import emit
+from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
+from nestpoint.loyalty.rules import Program
+from nestpoint.loyalty.schemas import EarnRules, PointsPolicy, ProgramSpec, TierSpec
+from nestpoint.settings import get_settings
+from nestpoint.tenancy.models import Tenant
+
+_cache: dict[uuid.UUID, tuple[float, Program]] = {}
+
+
+def invalidate(tenant_id: uuid.UUID) -> None:
+    _cache.pop(tenant_id, None)
+
+
+async def get_program(session: AsyncSession) -> Program:
+    """The current tenant's programme (defaults from the seeds until HQ sets one)."""
+    tenant_id = require_tenant().tenant_id
+    cached = _cache.get(tenant_id)
+    now = time.monotonic()
+    if cached and now - cached[0] < get_settings().config_cache_seconds:
+        return cached[1]
+    program = await load_program(session)
+    _cache[tenant_id] = (now, program)
+    return program
+
+
+async def load_program(session: AsyncSession) -> Program:
+    tenant_id = require_tenant().tenant_id
+    timezone = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
+    row = await session.scalar(select(LoyaltyProgram))
+    tiers = (await session.scalars(select(TierDefinition).order_by(TierDefinition.rank))).all()
+    spec = ProgramSpec()
+    if row is not None:
+        spec = ProgramSpec(
+            points=PointsPolicy.model_validate(row.points_policy),
+            earn_rules=EarnRules.model_validate(row.earn_rules),
+            tiers=[
+                TierSpec(
+                    code=t.code,
+                    name=t.name,
+                    threshold=t.threshold,
+                    earn_rate_percent=t.earn_rate_percent,
+                    redeem_cap_percent=t.redeem_cap_percent,
+                    protection_days=t.protection_days,
+                    benefits=list(t.benefits),
+                )
+                for t in tiers
+            ]
+            or spec.tiers,
+        )
+    return Program(
+        version=row.version if row else 0,
+        timezone=timezone or "Asia/Shanghai",
+        points=spec.points,
+        earn=spec.earn_rules,
+        tiers=tuple(spec.tiers),
+    )
+
+
+def to_spec(program: Program) -> ProgramSpec:
+    return ProgramSpec(points=program.points, earn_rules=program.earn, tiers=list(program.tiers))
+
+
+async def put_program(session: AsyncSession, spec: ProgramSpec) -> tuple[Program, bool]:
+    """Replace the programme; returns it and whether anything changed (idempotent)."""
+    tenant_id = require_tenant().tenant_id
+    current = await load_program(session)
+    if current.version and to_spec(current) == spec:
+        return current, False
+    row = await session.scalar(select(LoyaltyProgram))
+    policy, rules = spec.points.model_dump(), spec.earn_rules.model_dump()
+    if row is None:
+        row = LoyaltyProgram(points_policy=policy, earn_rules=rules, version=1)
+        session.add(row)
+    else:
+        row.points_policy, row.earn_rules, row.version = policy, rules, row.version + 1
+    await session.execute(delete(TierDefinition))
+    session.add_all(
+        TierDefinition(
+            code=t.code,
+            name=t.name,
+            rank=rank,
+            threshold=t.threshold,
+            earn_rate_percent=t.earn_rate_percent,
+            redeem_cap_percent=t.redeem_cap_percent,
+            protection_days=t.protection_days,
+            benefits=list(t.benefits),
+        )
+        for rank, t in enumerate(spec.tiers)
+    )
+    await session.flush()
+    record(
+        session,
+        "loyalty.updated",
+        "loyalty_program",
+        row.id,
+        {"version": row.version, "program": spec.model_dump()},
+    )
+    emit(session, "loyalty.updated", "loyalty_program", row.id, {"version": row.version})
+    invalidate(tenant_id)
+    return await load_program(session), True

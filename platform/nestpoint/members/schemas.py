@@ -1,0 +1,151 @@
+"""API shapes of the members context."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Gender = Literal["female", "male", "unknown"]
+Channel = Literal["sms", "wecom", "mini_program", "email"]
+IdentityKind = Literal["pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user"]
+JoinChannel = Literal["pos", "mall", "mini_program", "app", "import", "api"]
+Stage = Literal["pregnant", "0-6m", "6-12m", "1-3y", "3-6y", "older"]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+StoreCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdentityIn(Strict):
+    kind: IdentityKind
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+
+
+class ChildIn(Strict):
+    nickname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] = ""
+    gender: Gender = "unknown"
+    birth_date: date | None = None
+    due_date: date | None = Field(None, description="For a pregnancy: the expected due date.")
+
+    @model_validator(mode="after")
+    def _one_date(self) -> ChildIn:
+        if (self.birth_date is None) == (self.due_date is None):
+            raise ValueError("give exactly one of birth_date (a child) or due_date (a pregnancy)")
+        return self
+
+
+class ChildUpdate(Strict):
+    nickname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    gender: Gender | None = None
+
+
+class BirthIn(Strict):
+    birth_date: date
+    gender: Gender | None = None
+    nickname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+
+
+class ChildRead(BaseModel):
+    id: uuid.UUID
+    nickname: str
+    gender: str
+    birth_date: date | None
+    due_date: date | None
+    stage: Stage
+
+
+class ConsentIn(Strict):
+    channel: Channel
+    granted: bool
+    source: Source
+
+
+class ConsentRead(BaseModel):
+    channel: str
+    granted: bool
+    source: str
+    updated_at: datetime
+
+
+class GuardianConsentIn(Strict):
+    granted: bool
+    source: Source
+
+
+class MemberCreate(Strict):
+    phone: Phone
+    name: Name | None = None
+    gender: Gender = "unknown"
+    birthday: date | None = None
+    home_store_code: StoreCode | None = None
+    join_channel: JoinChannel = "api"
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    consents: list[ConsentIn] = Field(default_factory=list, max_length=4)
+    guardian_consent: GuardianConsentIn | None = Field(
+        None, description="The guardian's separate consent to children's data (PIPL)."
+    )
+    children: list[ChildIn] = Field(default_factory=list, max_length=10)
+    identities: list[IdentityIn] = Field(default_factory=list, max_length=10)
+
+
+class MemberUpdate(Strict):
+    name: Name | None = None
+    gender: Gender | None = None
+    birthday: date | None = None
+    home_store_code: StoreCode | None = None
+    tags: list[Tag] | None = Field(None, max_length=50)
+    guardian_consent: GuardianConsentIn | None = None
+
+
+class MemberRead(BaseModel):
+    id: uuid.UUID
+    phone: str = Field(description="Masked unless the key has the members:pii scope.")
+    name: str | None
+    gender: str
+    birthday: date | None
+    home_store_id: uuid.UUID | None
+    join_channel: str
+    join_store_id: uuid.UUID | None
+    joined_at: datetime
+    tags: list[str]
+    status: str
+    merged_into_id: uuid.UUID | None
+    tier_code: str | None
+    growth_value: int
+    points_balance: int
+    guardian_consent: bool
+    children: list[ChildRead]
+    identities: list[IdentityIn]
+    consents: list[ConsentRead]
+
+
+class MemberSummary(BaseModel):
+    id: uuid.UUID
+    phone: str
+    name: str | None
+    tier_code: str | None
+    home_store_id: uuid.UUID | None
+    joined_at: datetime
+    tags: list[str]
+    status: str
+
+
+class MemberList(BaseModel):
+    items: list[MemberSummary]
+    next_cursor: str | None
+
+
+class MergeIn(Strict):
+    source_member_id: uuid.UUID = Field(description="The duplicate member merged into this one.")
+
+
+class FamilyIn(Strict):
+    member_id: uuid.UUID = Field(description="Another member to join this member's family.")

@@ -1,0 +1,610 @@
+"""Rules of the members context. No HTTP here; never commits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import Select, String, cast, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.audit.service import record
+from nestpoint.context import current_tenant, require_tenant
+from nestpoint.db import utcnow
+from nestpoint.db.pagination import Page, paginate
+from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
+from nestpoint.events.service import emit
+from nestpoint.loyalty.service import get_program
+from nestpoint.members import pii
+from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
+from nestpoint.members.schemas import (
+    BirthIn,
+    ChildIn,
+    ChildRead,
+    ChildUpdate,
+    ConsentIn,
+    ConsentRead,
+    GuardianConsentIn,
+    IdentityIn,
+    MemberCreate,
+    MemberRead,
+    MemberSummary,
+    MemberUpdate,
+    Stage,
+)
+from nestpoint.points.models import PointAccount
+from nestpoint.tenancy.models import Store
+from nestpoint.tiers.models import TierChange
+
+# ------------------------------------------------------------------ derived facts
+
+
+def child_stage(child: Child, today: date) -> Stage:
+    """Pregnant, 0-6 months, 6-12 months, 1-3 years, 3-6 years or older: derived, never stored."""
+    if child.birth_date is None:
+        return "pregnant"
+    months = (today.year - child.birth_date.year) * 12 + today.month - child.birth_date.month
+    if today.day < child.birth_date.day:
+        months -= 1
+    if months < 6:
+        return "0-6m"
+    if months < 12:
+        return "6-12m"
+    if months < 36:
+        return "1-3y"
+    if months < 72:
+        return "3-6y"
+    return "older"
+
+
+def phone_lookup_hash(raw_phone: str, field: str = "phone") -> tuple[str, str]:
+    """(E.164, keyed hash) of a phone, or Invalid naming ``field``."""
+    try:
+        e164 = pii.normalize_phone(raw_phone)
+    except pii.InvalidPhone as exc:
+        raise Invalid.field(field, str(exc)) from exc
+    return e164, pii.keyring().lookup_hash(e164)
+
+
+def _context(member_id: uuid.UUID) -> bytes:
+    """Ciphertexts are bound to their tenant and member (AES-GCM associated data)."""
+    return f"{require_tenant().tenant_id}:{member_id}".encode()
+
+
+def decrypt_phone(member: Member) -> str:
+    return pii.keyring().decrypt(member.phone_enc, context=_context(member.id))
+
+
+def decrypt_name(member: Member) -> str | None:
+    if member.name_enc is None:
+        return None
+    return pii.keyring().decrypt(member.name_enc, context=_context(member.id))
+
+
+def shown_phone(member: Member, full: bool) -> str:
+    phone = decrypt_phone(member)
+    return phone if full else pii.mask_phone(phone)
+
+
+# ------------------------------------------------------------------ lookups
+
+
+async def store_id_for(session: AsyncSession, code: str | None, field: str) -> uuid.UUID | None:
+    if code is None:
+        return None
+    store_id = await session.scalar(select(Store.id).where(Store.code == code))
+    if store_id is None:
+        raise Invalid.field(field, f"no store with code {code!r}")
+    return store_id
+
+
+async def get_member(
+    session: AsyncSession, member_id: uuid.UUID, *, for_update: bool = False
+) -> Member:
+    stmt = select(Member).where(Member.id == member_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    member = await session.scalar(stmt)
+    if member is None:
+        raise NotFound("no such member")
+    return member
+
+
+async def get_active_member(
+    session: AsyncSession, member_id: uuid.UUID, *, for_update: bool = False
+) -> Member:
+    stmt = select(Member).where(Member.id == member_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    member = await session.scalar(stmt)
+    if member is None:
+        raise NotFound("no such member")
+    if member.status == "merged" and member.merged_into_id is not None:
+        return await get_active_member(session, member.merged_into_id, for_update=for_update)
+    return member
+
+
+async def find_by_phone(session: AsyncSession, raw_phone: str) -> Member | None:
+    _, digest = phone_lookup_hash(raw_phone)
+    member = await session.scalar(select(Member).where(Member.phone_hash == digest))
+    if member is not None and member.status == "merged" and member.merged_into_id:
+        return await get_active_member(session, member.merged_into_id)
+    return member
+
+
+async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Member | None:
+    member_id = await session.scalar(
+        select(MemberIdentity.member_id).where(
+            MemberIdentity.kind == kind, MemberIdentity.value == value
+        )
+    )
+    return await get_active_member(session, member_id) if member_id else None
+
+
+# ------------------------------------------------------------------ reading
+
+
+async def member_read(session: AsyncSession, member: Member, *, full_pii: bool) -> MemberRead:
+    today = utcnow().date()
+    children = (
+        await session.scalars(
+            select(Child).where(Child.member_id == member.id).order_by(Child.created_at, Child.id)
+        )
+    ).all()
+    identities = (
+        await session.scalars(
+            select(MemberIdentity)
+            .where(MemberIdentity.member_id == member.id)
+            .order_by(MemberIdentity.kind, MemberIdentity.value)
+        )
+    ).all()
+    consents = (
+        await session.scalars(
+            select(MemberConsent)
+            .where(MemberConsent.member_id == member.id)
+            .order_by(MemberConsent.channel)
+        )
+    ).all()
+    balance = await session.scalar(
+        select(PointAccount.balance).where(PointAccount.member_id == member.id)
+    )
+    return MemberRead(
+        id=member.id,
+        phone=shown_phone(member, full_pii),
+        name=decrypt_name(member),
+        gender=member.gender,
+        birthday=member.birthday,
+        home_store_id=member.home_store_id,
+        join_channel=member.join_channel,
+        join_store_id=member.join_store_id,
+        joined_at=member.joined_at,
+        tags=list(member.tags),
+        status=member.status,
+        merged_into_id=member.merged_into_id,
+        tier_code=member.tier_code,
+        growth_value=member.growth_value,
+        points_balance=balance or 0,
+        guardian_consent=member.child_data_consent_at is not None,
+        children=[child_read(c, today) for c in children],
+        identities=[
+            IdentityIn.model_validate({"kind": i.kind, "value": i.value}) for i in identities
+        ],
+        consents=[
+            ConsentRead(
+                channel=c.channel, granted=c.granted, source=c.source, updated_at=c.updated_at
+            )
+            for c in consents
+        ],
+    )
+
+
+def child_read(child: Child, today: date) -> ChildRead:
+    return ChildRead(
+        id=child.id,
+        nickname=child.nickname,
+        gender=child.gender,
+        birth_date=child.birth_date,
+        due_date=child.due_date,
+        stage=child_stage(child, today),
+    )
+
+
+def member_summary(member: Member, *, full_pii: bool) -> MemberSummary:
+    return MemberSummary(
+        id=member.id,
+        phone=shown_phone(member, full_pii),
+        name=decrypt_name(member),
+        tier_code=member.tier_code,
+        home_store_id=member.home_store_id,
+        joined_at=member.joined_at,
+        tags=list(member.tags),
+        status=member.status,
+    )
+
+
+async def list_members(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    tag: str | None = None,
+    tier: str | None = None,
+    home_store_code: str | None = None,
+    status: str | None = "active",
+    stage: str | None = None,
+) -> Page[Member]:
+    stmt: Select[Any] = select(Member)
+    if status:
+        stmt = stmt.where(Member.status == status)
+    if tier:
+        stmt = stmt.where(Member.tier_code == tier)
+    if home_store_code:
+        store_id = await store_id_for(session, home_store_code, "query.home_store")
+        stmt = stmt.where(Member.home_store_id == store_id)
+    if tag:
+        # Tags are a small JSON list; a LIKE on its text form works on both databases.
+        stmt = stmt.where(cast(Member.tags, String).like(f'%"{tag}"%'))
+    if stage:
+        stmt = stmt.where(Member.id.in_(_members_with_stage(stage)))
+    return await paginate(session, stmt, (Member.joined_at, Member.id), cursor=cursor, limit=limit)
+
+
+def _members_with_stage(stage: str) -> Select[Any]:
+    """Members with a child at ``stage`` today, as a date-range query on birth/due dates."""
+    today = utcnow().date()
+    bounds = {"0-6m": (0, 6), "6-12m": (6, 12), "1-3y": (12, 36), "3-6y": (36, 72)}
+    if stage == "pregnant":
+        return select(Child.member_id).where(Child.birth_date.is_(None))
+    if stage == "older":
+        return select(Child.member_id).where(Child.birth_date <= today - relativedelta(months=72))
+    low, high = bounds[stage]
+    return select(Child.member_id).where(
+        Child.birth_date <= today - relativedelta(months=low),
+        Child.birth_date > today - relativedelta(months=high),
+    )
+
+
+# ------------------------------------------------------------------ writing
+
+
+def _require_guardian_consent(member: Member, field: str) -> None:
+    if member.child_data_consent_at is None:
+        raise Invalid.field(
+            field, "child data needs the guardian's separate consent (guardian_consent) first"
+        )
+
+
+def _set_guardian_consent(member: Member, consent: GuardianConsentIn) -> None:
+    if consent.granted:
+        member.child_data_consent_at = utcnow()
+        member.child_data_consent_source = consent.source
+    else:
+        member.child_data_consent_at = None
+        member.child_data_consent_source = consent.source
+
+
+async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
+    ctx = require_tenant()
+    e164, digest = phone_lookup_hash(data.phone)
+    if await session.scalar(select(Member.id).where(Member.phone_hash == digest)):
+        raise Conflict("a member with this phone exists", errors=[FieldError("phone", "taken")])
+    home_store_id = await store_id_for(session, data.home_store_code, "home_store_code")
+    join_store_id = ctx.store_id or home_store_id
+    member_id = uuid.uuid4()
+    ring = pii.keyring()
+    program = await get_program(session)
+    now = utcnow()
+    member = Member(
+        id=member_id,
+        phone_hash=digest,
+        phone_enc=ring.encrypt(e164, context=_context(member_id)),
+        name_enc=ring.encrypt(data.name, context=_context(member_id)) if data.name else None,
+        gender=data.gender,
+        birthday=data.birthday,
+        home_store_id=home_store_id or join_store_id,
+        join_channel=data.join_channel,
+        join_store_id=join_store_id,
+        joined_at=now,
+        tags=sorted(set(data.tags)),
+        tier_code=program.entry_tier.code,
+        tier_since=now,
+    )
+    if data.guardian_consent is not None:
+        _set_guardian_consent(member, data.guardian_consent)
+    if data.children:
+        _require_guardian_consent(member, "children")
+    session.add(member)
+    session.add(PointAccount(member_id=member_id))
+    session.add(
+        TierChange(
+            member_id=member_id,
+            from_tier=None,
+            to_tier=member.tier_code,
+            reason="join",
+            growth_value=0,
+        )
+    )
+    for child in data.children:
+        session.add(Child(member_id=member_id, **child.model_dump()))
+    for consent in data.consents:
+        session.add(
+            MemberConsent(
+                member_id=member_id,
+                channel=consent.channel,
+                granted=consent.granted,
+                source=consent.source,
+            )
+        )
+    await _add_identities(session, member_id, data.identities)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            "the phone or an identity belongs to another member",
+            errors=[FieldError("phone", "taken or identity taken")],
+        ) from exc
+    record(
+        session,
+        "member.created",
+        "member",
+        member_id,
+        {"join_channel": data.join_channel, "children": len(data.children)},
+    )
+    emit(
+        session,
+        "member.joined",
+        "member",
+        member_id,
+        {
+            "member_id": str(member_id),
+            "join_channel": data.join_channel,
+            "tier_code": member.tier_code,
+            "home_store_id": str(member.home_store_id) if member.home_store_id else None,
+        },
+        store_id=join_store_id,
+    )
+    return member
+
+
+async def _add_identities(
+    session: AsyncSession, member_id: uuid.UUID, identities: list[IdentityIn]
+) -> None:
+    for i, identity in enumerate(identities):
+        owner = await session.scalar(
+            select(MemberIdentity.member_id).where(
+                MemberIdentity.kind == identity.kind, MemberIdentity.value == identity.value
+            )
+        )
+        if owner is not None and owner != member_id:
+            raise Conflict(
+                "identity belongs to another member",
+                errors=[FieldError(f"identities.{i}", "taken")],
+            )
+        if owner is None:
+            session.add(
+                MemberIdentity(member_id=member_id, kind=identity.kind, value=identity.value)
+            )
+
+
+async def update_member(session: AsyncSession, member_id: uuid.UUID, data: MemberUpdate) -> Member:
+    member = await get_member(session, member_id)
+    changes: dict[str, Any] = {}
+    if data.name is not None:
+        member.name_enc = pii.keyring().encrypt(data.name, context=_context(member.id))
+        changes["name"] = "changed"
+    for field in ("gender", "birthday"):
+        value = getattr(data, field)
+        if value is not None and getattr(member, field) != value:
+            changes[field] = [str(getattr(member, field)), str(value)]
+            setattr(member, field, value)
+    if data.tags is not None:
+        member.tags = sorted(set(data.tags))
+        changes["tags"] = member.tags
+    if data.home_store_code is not None:
+        member.home_store_id = await store_id_for(session, data.home_store_code, "home_store_code")
+        changes["home_store_id"] = str(member.home_store_id)
+    if data.guardian_consent is not None:
+        _set_guardian_consent(member, data.guardian_consent)
+        changes["guardian_consent"] = data.guardian_consent.granted
+    if changes:
+        record(session, "member.updated", "member", member.id, changes)
+        emit(
+            session,
+            "member.updated",
+            "member",
+            member.id,
+            {"member_id": str(member.id), "fields": sorted(changes)},
+        )
+    return member
+
+
+async def add_child(session: AsyncSession, member_id: uuid.UUID, data: ChildIn) -> Child:
+    member = await get_member(session, member_id)
+    _require_guardian_consent(member, "guardian_consent")
+    child = Child(member_id=member.id, **data.model_dump())
+    session.add(child)
+    await session.flush()
+    record(session, "child.added", "child", child.id, {"member_id": str(member.id)})
+    return child
+
+
+async def _get_child(session: AsyncSession, member_id: uuid.UUID, child_id: uuid.UUID) -> Child:
+    child = await session.scalar(
+        select(Child).where(Child.id == child_id, Child.member_id == member_id)
+    )
+    if child is None:
+        raise NotFound("no such child")
+    return child
+
+
+async def update_child(
+    session: AsyncSession, member_id: uuid.UUID, child_id: uuid.UUID, data: ChildUpdate
+) -> Child:
+    member = await get_member(session, member_id)
+    _require_guardian_consent(member, "guardian_consent")
+    child = await _get_child(session, member_id, child_id)
+    for field, value in data.model_dump(exclude_none=True).items():
+        setattr(child, field, value)
+    record(session, "child.updated", "child", child.id, data.model_dump(exclude_none=True))
+    return child
+
+
+async def record_birth(
+    session: AsyncSession, member_id: uuid.UUID, child_id: uuid.UUID, data: BirthIn
+) -> Child:
+    """A pregnancy becomes a newborn: the stage follows from the birth date (child.born)."""
+    member = await get_member(session, member_id)
+    _require_guardian_consent(member, "guardian_consent")
+    child = await _get_child(session, member_id, child_id)
+    if child.birth_date is not None:
+        if child.birth_date == data.birth_date:
+            return child  # a retry: already recorded
+        raise Conflict(
+            "this child's birth is already recorded",
+            errors=[FieldError("birth_date", "already recorded")],
+        )
+    child.birth_date = data.birth_date
+    if data.gender:
+        child.gender = data.gender
+    if data.nickname is not None:
+        child.nickname = data.nickname
+    record(session, "child.born", "child", child.id, {"birth_date": str(data.birth_date)})
+    emit(
+        session,
+        "child.born",
+        "child",
+        child.id,
+        {
+            "member_id": str(member.id),
+            "child_id": str(child.id),
+            "birth_date": data.birth_date.isoformat(),
+            "due_date": child.due_date.isoformat() if child.due_date else None,
+        },
+    )
+    return child
+
+
+async def set_consents(
+    session: AsyncSession, member_id: uuid.UUID, consents: list[ConsentIn]
+) -> None:
+    member = await get_member(session, member_id)
+    existing = {
+        c.channel: c
+        for c in (
+            await session.scalars(select(MemberConsent).where(MemberConsent.member_id == member.id))
+        ).all()
+    }
+    for consent in consents:
+        row = existing.get(consent.channel)
+        if row is None:
+            session.add(
+                MemberConsent(
+                    member_id=member.id,
+                    channel=consent.channel,
+                    granted=consent.granted,
+                    source=consent.source,
+                )
+            )
+        elif row.granted != consent.granted or row.source != consent.source:
+            row.granted, row.source, row.updated_at = consent.granted, consent.source, utcnow()
+        else:
+            continue
+        record(session, "consent.changed", "member", member.id, consent.model_dump())
+
+
+async def add_identity(session: AsyncSession, member_id: uuid.UUID, data: IdentityIn) -> None:
+    member = await get_member(session, member_id)
+    await _add_identities(session, member.id, [data])
+    record(session, "identity.added", "member", member.id, data.model_dump())
+
+
+async def link_family(
+    session: AsyncSession, member_id: uuid.UUID, other_id: uuid.UUID
+) -> uuid.UUID:
+    member = await get_member(session, member_id)
+    other = await get_member(session, other_id)
+    family_id = member.family_id or other.family_id or uuid.uuid4()
+    member.family_id = other.family_id = family_id
+    record(
+        session,
+        "family.linked",
+        "member",
+        member.id,
+        {"other": str(other.id), "family_id": str(family_id)},
+    )
+    return family_id
+
+
+async def merge_members(
+    session: AsyncSession, target_id: uuid.UUID, source_id: uuid.UUID
+) -> Member:
+    """Merge ``source`` into ``target``: points, orders, children, identities, coupons move.
+
+    The source stays as a tombstone (``status='merged'``) pointing at the target, so old
+    references (its phone, its id) still lead to the right member.
+    """
+    from nestpoint.orders.models import Order
+    from nestpoint.points import service as points
+    from nestpoint.tiers import service as tiers
+
+    if target_id == source_id:
+        raise Invalid.field("source_member_id", "cannot merge a member into itself")
+    # Lock both in a fixed order so two opposite merges cannot deadlock.
+    first, second = sorted([target_id, source_id])
+    locked = {
+        m.id: m
+        for m in [
+            await get_member(session, first, for_update=True),
+            await get_member(session, second, for_update=True),
+        ]
+    }
+    target, source = locked[target_id], locked[source_id]
+    if source.status != "active":
+        raise Conflict(
+            "the source member is already merged",
+            errors=[FieldError("source_member_id", "already merged")],
+        )
+    if target.status != "active":
+        raise NotFound("no such member")
+    moved = await points.move_all(session, source.id, target.id)
+    await session.execute(
+        update(Order).where(Order.member_id == source.id).values(member_id=target.id)
+    )
+    await session.execute(
+        update(Child).where(Child.member_id == source.id).values(member_id=target.id)
+    )
+    await session.execute(
+        update(MemberIdentity)
+        .where(MemberIdentity.member_id == source.id)
+        .values(member_id=target.id)
+    )
+    if source.child_data_consent_at and not target.child_data_consent_at:
+        target.child_data_consent_at = source.child_data_consent_at
+        target.child_data_consent_source = source.child_data_consent_source
+    target.tags = sorted(set(target.tags) | set(source.tags))
+    source.status, source.merged_into_id = "merged", target.id
+    await tiers.add_growth(session, target, source.growth_value, "merge", str(source.id))
+    source.growth_value = 0
+    record(
+        session,
+        "member.merged",
+        "member",
+        target.id,
+        {"source_member_id": str(source.id), "points_moved": moved},
+    )
+    emit(
+        session,
+        "member.merged",
+        "member",
+        target.id,
+        {"member_id": str(target.id), "source_member_id": str(source.id), "points_moved": moved},
+    )
+    return target
+
+
+def current_store_id() -> uuid.UUID | None:
+    ctx = current_tenant()
+    return ctx.store_id if ctx else None

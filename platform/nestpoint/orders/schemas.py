@@ -1,0 +1,141 @@
+"""API shapes of the orders context."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from nestpoint.members.schemas import IdentityIn, Phone
+
+OrderChannel = Literal["pos", "mall", "mini_program", "app"]
+ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,100}$")]
+Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Fen = Annotated[int, Field(ge=0, le=10**12)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemberRef(Strict):
+    """Exactly one way to name the member: id, phone, or a channel identity."""
+
+    id: uuid.UUID | None = None
+    phone: Phone | None = None
+    identity: IdentityIn | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MemberRef:
+        given = [v for v in (self.id, self.phone, self.identity) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of id, phone or identity")
+        return self
+
+
+class LineIn(Strict):
+    sku: Sku
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+    category: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] = ""
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price_fen: Fen
+    paid_fen: Fen = Field(description="What was paid for the line after discounts, in fen.")
+
+
+class CouponIn(Strict):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    amount_fen: Fen
+
+
+class PaymentIn(Strict):
+    cash_fen: Fen = Field(description="Cash, card and wallet payments together, in fen.")
+    points_used: int = Field(0, ge=0, le=10**9, description="积分抵现: points paid with.")
+    hold_id: uuid.UUID | None = Field(None, description="Capture this hold for points_used.")
+    coupons: list[CouponIn] = Field(default_factory=list, max_length=20)
+
+
+class OrderIn(Strict):
+    channel: OrderChannel
+    external_id: ExternalId
+    store_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None = Field(
+        None, description="Required with an HQ key; a store key's own store otherwise."
+    )
+    member: MemberRef | None = Field(None, description="Omit for an anonymous order.")
+    lines: list[LineIn] = Field(min_length=1, max_length=200)
+    paid_at: AwareDatetime
+    payment: PaymentIn
+
+
+class LineResult(BaseModel):
+    line_no: int
+    sku: str
+    paid_fen: int
+    points_earned: int
+
+
+class MemberOutcome(BaseModel):
+    id: uuid.UUID
+    tier_code: str | None
+    upgraded_from: str | None
+    growth_value: int
+    points_balance: int
+
+
+class OrderResult(BaseModel):
+    id: uuid.UUID
+    channel: str
+    external_id: str
+    store_id: uuid.UUID
+    member_id: uuid.UUID | None
+    status: str
+    paid_at: datetime
+    total_fen: int
+    points_used: int
+    points_earned: int
+    lines: list[LineResult]
+    member: MemberOutcome | None
+
+
+class RefundLineIn(Strict):
+    line_no: int = Field(ge=1)
+    quantity: int = Field(ge=1)
+
+
+class RefundIn(Strict):
+    external_id: ExternalId = Field(description="The refund's own id: unique per order.")
+    lines: list[RefundLineIn] | None = Field(
+        None, max_length=200, description="Lines and quantities; omit to refund everything left."
+    )
+
+
+class RefundResult(BaseModel):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    external_id: str
+    amount_fen: int
+    points_reversed: int
+    points_returned: int
+    member_points_balance: int | None
+    member_debt: int | None
+
+
+class PreviewIn(Strict):
+    store_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None = None
+    member: MemberRef | None = None
+    tier_code: str | None = Field(None, description="Preview as this tier (no member given).")
+    lines: list[LineIn] = Field(min_length=1, max_length=200)
+    points_used: int = Field(0, ge=0)
+
+
+class PreviewResult(BaseModel):
+    tier_code: str
+    points: int
+    lines: list[LineResult]
+    max_points_usable: int
+    points_value_fen: int
+
+
+def order_response(result: OrderResult) -> dict[str, Any]:
+    return result.model_dump(mode="json")

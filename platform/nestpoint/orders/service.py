@@ -1,0 +1,694 @@
+"""Orders and refunds: the till's hot path. No HTTP; never commits.
+
+Order of work for an order (one transaction):
+1. replay check: the same (channel, external id) returns the first response, or a conflict;
+2. resolve the store and the member, and lock the member's points account;
+3. compute everything in Python (payment check, redemption, earn, growth) without writing;
+4. insert the order row with its response (``ON CONFLICT DO NOTHING``): if a concurrent
+   retry got there first, nothing else is written and its response is replayed;
+5. write the lines, the ledger, growth/tier, and the outbox events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.context import require_tenant
+from nestpoint.db import utcnow
+from nestpoint.db.base import table_of
+from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
+from nestpoint.events.service import emit
+from nestpoint.loyalty import rules
+from nestpoint.loyalty.rules import Line
+from nestpoint.loyalty.service import get_program
+from nestpoint.members.models import Member, MemberIdentity
+from nestpoint.members.service import phone_lookup_hash
+from nestpoint.orders.models import Order, OrderLine, Refund
+from nestpoint.orders.schemas import (
+    LineResult,
+    MemberOutcome,
+    MemberRef,
+    OrderIn,
+    OrderResult,
+    PreviewIn,
+    PreviewResult,
+    RefundIn,
+    RefundResult,
+)
+from nestpoint.points import service as points
+from nestpoint.points.models import PointAccount, PointHold
+from nestpoint.settings import get_settings
+from nestpoint.tenancy.models import Store
+from nestpoint.tiers import service as tiers
+
+orders = table_of(Order)
+order_lines = table_of(OrderLine)
+members = table_of(Member)
+accounts = table_of(PointAccount)
+
+# ------------------------------------------------------------------ small caches
+
+_store_codes: dict[tuple[uuid.UUID, str], tuple[float, uuid.UUID]] = {}
+
+
+async def resolve_store(session: AsyncSession, code: str | None) -> uuid.UUID:
+    """The order's store: a store key's own store, or the given code (HQ keys)."""
+    ctx = require_tenant()
+    if ctx.store_id is not None:
+        if code is not None:
+            own = await _store_id_by_code(session, code)
+            if own != ctx.store_id:
+                raise Invalid.field("store_code", "a store key records orders for its own store")
+        return ctx.store_id
+    if code is None:
+        raise Invalid.field("store_code", "required with an HQ key")
+    store_id = await _store_id_by_code(session, code)
+    if store_id is None:
+        raise Invalid.field("store_code", f"no store with code {code!r}")
+    return store_id
+
+
+async def _store_id_by_code(session: AsyncSession, code: str) -> uuid.UUID | None:
+    key = (require_tenant().tenant_id, code)
+    cached = _store_codes.get(key)
+    now = time.monotonic()
+    if cached and now - cached[0] < get_settings().config_cache_seconds:
+        return cached[1]
+    store_id = await session.scalar(select(Store.id).where(Store.code == code))
+    if store_id is not None:
+        _store_codes[key] = (now, store_id)
+    return store_id
+
+
+# ------------------------------------------------------------------ members at the till
+
+
+@dataclass(slots=True)
+class TillMember:
+    id: uuid.UUID
+    tier_code: str | None
+    growth_value: int
+    account: points.Account
+
+
+async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "member") -> TillMember:
+    """Find the member named by ``ref`` and lock their points account, in one statement."""
+    tenant_id = require_tenant().tenant_id
+    stmt = (
+        select(
+            members.c.id,
+            members.c.status,
+            members.c.merged_into_id,
+            members.c.tier_code,
+            members.c.growth_value,
+            accounts.c.balance,
+            accounts.c.debt,
+            accounts.c.held,
+            accounts.c.lifetime_earned,
+            accounts.c.earned_day,
+            accounts.c.earned_today,
+        )
+        .join(
+            accounts,
+            (accounts.c.tenant_id == members.c.tenant_id) & (accounts.c.member_id == members.c.id),
+        )
+        .where(members.c.tenant_id == tenant_id)
+        .with_for_update(of=accounts)
+    )
+    if ref.id is not None:
+        stmt = stmt.where(members.c.id == ref.id)
+    elif ref.phone is not None:
+        _, digest = phone_lookup_hash(ref.phone, f"{field}.phone")
+        stmt = stmt.where(members.c.phone_hash == digest)
+    else:
+        assert ref.identity is not None
+        stmt = stmt.where(
+            members.c.id
+            == select(MemberIdentity.member_id)
+            .where(
+                MemberIdentity.kind == ref.identity.kind, MemberIdentity.value == ref.identity.value
+            )
+            .scalar_subquery()
+        )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        raise Invalid.field(field, "no such member")
+    if row.status == "merged" and row.merged_into_id is not None:
+        return await lock_member(session, MemberRef(id=row.merged_into_id), field)
+    account = points.Account(
+        tenant_id,
+        row.id,
+        row.balance,
+        row.debt,
+        row.held,
+        row.lifetime_earned,
+        row.earned_day,
+        row.earned_today,
+    )
+    return TillMember(row.id, row.tier_code, row.growth_value, account)
+
+
+# ------------------------------------------------------------------ orders
+
+
+def request_hash(payload: OrderIn | RefundIn) -> str:
+    return hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
+
+
+async def _replay(
+    session: AsyncSession,
+    channel: str,
+    external_id: str,
+    digest: str,
+) -> dict[str, Any] | None:
+    row = (
+        await session.execute(
+            select(orders.c.request_hash, orders.c.response).where(
+                orders.c.tenant_id == require_tenant().tenant_id,
+                orders.c.channel == channel,
+                orders.c.external_id == external_id,
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise Conflict(
+            "this order id was already used with a different order",
+            errors=[FieldError("external_id", "already used for another order")],
+        )
+    return dict(row.response)
+
+
+def _insert_ignoring_duplicates(session: AsyncSession, values: dict[str, Any]) -> Any:
+    dialect = session.get_bind().dialect.name
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        builder(orders)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "channel", "external_id"])
+        .returning(orders.c.id)
+    )
+
+
+async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict[str, Any]]:
+    """Record an order; returns (created, response). A replay returns (False, first response)."""
+    tenant_id = require_tenant().tenant_id
+    digest = request_hash(data)
+    replayed = await _replay(session, data.channel, data.external_id, digest)
+    if replayed is not None:
+        return False, replayed
+    store_id = await resolve_store(session, data.store_code)
+    store_code = (
+        data.store_code
+        or await session.scalar(select(Store.code).where(Store.id == store_id))
+        or ""
+    )
+    program = await get_program(session)
+    now = utcnow()
+    order_id = uuid.uuid4()
+    total = sum(line.paid_fen for line in data.lines)
+    pay = data.payment
+    points_value = rules.points_value_fen(program.points, pay.points_used)
+    coupons = sum(c.amount_fen for c in pay.coupons)
+    if pay.cash_fen + points_value + coupons != total:
+        raise Invalid.field(
+            "payment",
+            f"cash {pay.cash_fen} + points value {points_value} + "
+            f"coupons {coupons} must equal the lines' total {total}",
+        )
+    member = await lock_member(session, data.member) if data.member else None
+    if member is None and (pay.points_used or pay.hold_id):
+        raise Invalid.field("payment.points_used", "points need a member")
+
+    held: PointHold | None = None
+    per_line = [0] * len(data.lines)
+    if member is not None:
+        tier = program.tier(member.tier_code)
+        if pay.points_used > rules.max_redeemable_points(program, tier, total):
+            raise Invalid.field(
+                "payment.points_used",
+                f"the {tier.code} tier may pay at most {tier.redeem_cap_percent}%"
+                " of an order with points",
+            )
+        if pay.hold_id is not None:
+            held = await _capturable_hold(session, pay.hold_id, member.id, pay.points_used)
+        elif pay.points_used:
+            await points.spend(
+                session,
+                member.account,
+                pay.points_used,
+                kind="redeem",
+                cause_type="order",
+                cause_id=str(order_id),
+                now=now,
+                field_name="payment.points_used",
+            )
+        today = program.local_day(now)
+        earned_today = member.account.earned_today if member.account.earned_day == today else 0
+        per_line = rules.compute_earn(
+            program,
+            tier,
+            store_code,
+            [Line(li.sku, li.category, li.paid_fen) for li in data.lines],
+            points_value_fen=points_value,
+            earned_today=earned_today,
+        )
+        for line_no, amount in enumerate(per_line, start=1):
+            if amount > 0:
+                points.credit(
+                    member.account,
+                    program,
+                    amount,
+                    kind="earn",
+                    cause_type="order",
+                    cause_id=str(order_id),
+                    now=now,
+                    source="earn",
+                    order_id=order_id,
+                    line_no=line_no,
+                    pending=True,
+                )
+        earned = sum(per_line)
+        member.account.lifetime_earned += earned
+        member.account.earned_day, member.account.earned_today = today, earned_today + earned
+        if held is not None:
+            points.capture_into(
+                member.account, held, cause_type="order", cause_id=str(order_id), now=now
+            )
+
+    earned_total = sum(per_line)
+    growth = rules.growth_for(total) if member else 0
+    outcome = None
+    if member is not None:
+        target = program.tier_for_growth(member.growth_value + growth)
+        upgraded = program.tiers.index(target) > program.rank(member.tier_code)
+        outcome = MemberOutcome(
+            id=member.id,
+            tier_code=target.code if upgraded else member.tier_code,
+            upgraded_from=member.tier_code if upgraded else None,
+            growth_value=member.growth_value + growth,
+            points_balance=member.account.balance,
+        )
+    result = OrderResult(
+        id=order_id,
+        channel=data.channel,
+        external_id=data.external_id,
+        store_id=store_id,
+        member_id=member.id if member else None,
+        status="paid",
+        paid_at=data.paid_at,
+        total_fen=total,
+        points_used=pay.points_used,
+        points_earned=earned_total,
+        lines=[
+            LineResult(line_no=i, sku=li.sku, paid_fen=li.paid_fen, points_earned=p)
+            for i, (li, p) in enumerate(zip(data.lines, per_line, strict=True), start=1)
+        ],
+        member=outcome,
+    )
+    response = result.model_dump(mode="json")
+
+    inserted = await session.scalar(
+        _insert_ignoring_duplicates(
+            session,
+            {
+                "tenant_id": tenant_id,
+                "id": order_id,
+                "channel": data.channel,
+                "external_id": data.external_id,
+                "store_id": store_id,
+                "member_id": member.id if member else None,
+                "status": "paid",
+                "paid_at": data.paid_at,
+                "total_fen": total,
+                "cash_fen": pay.cash_fen,
+                "points_used": pay.points_used,
+                "points_value_fen": points_value,
+                "coupons": [c.model_dump() for c in pay.coupons],
+                "points_earned": earned_total,
+                "refunded_fen": 0,
+                "request_hash": digest,
+                "response": response,
+                "created_at": now,
+            },
+        )
+    )
+    if inserted is None:  # a concurrent retry committed first: replay it, write nothing
+        if held is not None:
+            await session.refresh(held)
+        replayed = await _replay(session, data.channel, data.external_id, digest)
+        assert replayed is not None
+        return False, replayed
+
+    await session.execute(
+        insert(order_lines),
+        [
+            {
+                "tenant_id": tenant_id,
+                "order_id": order_id,
+                "line_no": i,
+                "sku": li.sku,
+                "name": li.name,
+                "category": li.category,
+                "quantity": li.quantity,
+                "unit_price_fen": li.unit_price_fen,
+                "paid_fen": li.paid_fen,
+                "points_earned": p,
+                "refunded_quantity": 0,
+                "refunded_fen": 0,
+                "points_reversed": 0,
+            }
+            for i, (li, p) in enumerate(zip(data.lines, per_line, strict=True), start=1)
+        ],
+    )
+    emit(
+        session,
+        "order.paid",
+        "order",
+        order_id,
+        {
+            "order_id": str(order_id),
+            "channel": data.channel,
+            "external_id": data.external_id,
+            "member_id": str(member.id) if member else None,
+            "total_fen": total,
+            "points_used": pay.points_used,
+            "points_earned": earned_total,
+            "paid_at": data.paid_at.isoformat(),
+        },
+        store_id=store_id,
+    )
+    if member is not None:
+        await points.save(session, member.account, now)
+        await tiers.apply_growth(
+            session,
+            program,
+            member.id,
+            member.tier_code,
+            member.growth_value,
+            growth,
+            source="order",
+            cause_id=str(order_id),
+            now=now,
+            store_id=store_id,
+        )
+        await session.execute(
+            update(members)
+            .where(members.c.tenant_id == tenant_id, members.c.id == member.id)
+            .values(last_order_at=now)
+        )
+        if earned_total:
+            emit(
+                session,
+                "points.earned",
+                "member",
+                member.id,
+                {
+                    "member_id": str(member.id),
+                    "order_id": str(order_id),
+                    "points": earned_total,
+                    "balance": member.account.balance,
+                },
+                store_id=store_id,
+            )
+        if pay.points_used:
+            emit(
+                session,
+                "points.redeemed",
+                "member",
+                member.id,
+                {
+                    "member_id": str(member.id),
+                    "order_id": str(order_id),
+                    "points": pay.points_used,
+                    "value_fen": points_value,
+                },
+                store_id=store_id,
+            )
+    return True, response
+
+
+async def _capturable_hold(
+    session: AsyncSession, hold_id: uuid.UUID, member_id: uuid.UUID, points_used: int
+) -> PointHold:
+    held = await points.get_hold(session, hold_id, for_update=True)
+    if held.member_id != member_id or held.amount != points_used:
+        raise Invalid.field(
+            "payment.hold_id", "the hold is for another member or another number of points"
+        )
+    if held.status != "held":
+        raise Conflict(
+            f"the hold is already {held.status}",
+            errors=[FieldError("payment.hold_id", f"already {held.status}")],
+        )
+    return held
+
+
+async def preview(session: AsyncSession, data: PreviewIn) -> PreviewResult:
+    """Points a basket would earn, computed by the same rules, writing nothing."""
+    program = await get_program(session)
+    store_id = await resolve_store(session, data.store_code)
+    store_code = (
+        data.store_code
+        or await session.scalar(select(Store.code).where(Store.id == store_id))
+        or ""
+    )
+    tier = program.tier(data.tier_code)
+    earned_today = 0
+    if data.member is not None:
+        member = await lock_member(session, data.member)
+        tier = program.tier(member.tier_code)
+        today = program.local_day(utcnow())
+        if member.account.earned_day == today:
+            earned_today = member.account.earned_today
+    elif data.tier_code is not None and tier.code != data.tier_code:
+        raise Invalid.field("tier_code", f"no tier {data.tier_code!r}")
+    total = sum(li.paid_fen for li in data.lines)
+    value = rules.points_value_fen(program.points, data.points_used)
+    per_line = rules.compute_earn(
+        program,
+        tier,
+        store_code,
+        [Line(li.sku, li.category, li.paid_fen) for li in data.lines],
+        points_value_fen=value,
+        earned_today=earned_today,
+    )
+    return PreviewResult(
+        tier_code=tier.code,
+        points=sum(per_line),
+        lines=[
+            LineResult(line_no=i, sku=li.sku, paid_fen=li.paid_fen, points_earned=p)
+            for i, (li, p) in enumerate(zip(data.lines, per_line, strict=True), start=1)
+        ],
+        max_points_usable=rules.max_redeemable_points(program, tier, total),
+        points_value_fen=value,
+    )
+
+
+async def get_order(session: AsyncSession, channel: str, external_id: str) -> Order:
+    stmt = select(Order).where(Order.channel == channel, Order.external_id == external_id)
+    ctx = require_tenant()
+    if ctx.store_id is not None:
+        stmt = stmt.where(Order.store_id == ctx.store_id)
+    order = await session.scalar(stmt)
+    if order is None:
+        raise NotFound("no such order")
+    return order
+
+
+# ------------------------------------------------------------------ refunds
+
+
+def _share(total: int, part: int, whole: int) -> int:
+    return total * part // whole if whole else 0
+
+
+async def create_refund(
+    session: AsyncSession, channel: str, external_id: str, data: RefundIn
+) -> tuple[bool, dict[str, Any]]:
+    """Refund lines (or everything left); reverse the points those lines earned, return the
+    points the refunded share paid with. Idempotent per (order, refund id)."""
+    order = await get_order(session, channel, external_id)
+    digest = request_hash(data)
+    existing = await session.scalar(
+        select(Refund).where(Refund.order_id == order.id, Refund.external_id == data.external_id)
+    )
+    if existing is not None:
+        if existing.request_hash != digest:
+            raise Conflict(
+                "this refund id was already used with a different refund",
+                errors=[FieldError("external_id", "already used")],
+            )
+        return False, dict(existing.response)
+    program = await get_program(session)
+    now = utcnow()
+    member = await lock_member(session, MemberRef(id=order.member_id)) if order.member_id else None
+    # Lock the order row after the account (the lock order every points change uses).
+    order = (
+        await session.scalar(
+            select(Order)
+            .where(Order.id == order.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        or order
+    )
+    lines = {
+        ln.line_no: ln
+        for ln in (
+            await session.scalars(
+                select(OrderLine)
+                .where(OrderLine.order_id == order.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+    }
+    wanted = (
+        {ln.line_no: ln.quantity for ln in data.lines}
+        if data.lines is not None
+        else {
+            no: ln.quantity - ln.refunded_quantity
+            for no, ln in lines.items()
+            if ln.quantity > ln.refunded_quantity
+        }
+    )
+    errors = []
+    for i, (line_no, quantity) in enumerate(wanted.items()):
+        line = lines.get(line_no)
+        if line is None:
+            errors.append(FieldError(f"lines.{i}.line_no", f"the order has no line {line_no}"))
+        elif quantity > line.quantity - line.refunded_quantity:
+            errors.append(
+                FieldError(
+                    f"lines.{i}.quantity", f"only {line.quantity - line.refunded_quantity} left"
+                )
+            )
+    if errors:
+        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+    if not wanted:
+        raise Invalid.field("lines", "nothing left to refund")
+
+    refund_id = uuid.uuid4()
+    amount = reversed_total = 0
+    for line_no, quantity in wanted.items():
+        line = lines[line_no]
+        left_after = line.quantity - line.refunded_quantity - quantity
+        # The last refund of a line takes exactly what is left: no rounding residue.
+        fen = (
+            line.paid_fen - line.refunded_fen
+            if left_after == 0
+            else _share(line.paid_fen, quantity, line.quantity)
+        )
+        pts = (
+            line.points_earned - line.points_reversed
+            if left_after == 0
+            else _share(line.points_earned, quantity, line.quantity)
+        )
+        line.refunded_quantity += quantity
+        line.refunded_fen += fen
+        line.points_reversed += pts
+        amount += fen
+        if member is not None and pts > 0:
+            await points.claw_back(
+                session,
+                member.account,
+                pts,
+                cause_type="refund",
+                cause_id=str(refund_id),
+                now=now,
+                order_id=order.id,
+                line_no=line_no,
+            )
+            reversed_total += pts
+    refunded_before = order.refunded_fen
+    order.refunded_fen += amount
+    fully = order.refunded_fen >= order.total_fen
+    order.status = "refunded" if fully else "partially_refunded"
+    returned = 0
+    if member is not None and order.points_used:
+        # Points that paid for the refunded share come back (all of what is left at the end).
+        returned = _share(order.points_used, order.refunded_fen, order.total_fen) - _share(
+            order.points_used, refunded_before, order.total_fen
+        )
+        if returned > 0:
+            points.credit(
+                member.account,
+                program,
+                returned,
+                kind="reverse",
+                cause_type="refund",
+                cause_id=str(refund_id),
+                now=now,
+                source="return",
+            )
+    if member is not None:
+        await points.save(session, member.account, now)
+        growth_delta = -(rules.growth_for(order.refunded_fen) - rules.growth_for(refunded_before))
+        await tiers.apply_growth(
+            session,
+            program,
+            member.id,
+            member.tier_code,
+            member.growth_value,
+            growth_delta,
+            source="refund",
+            cause_id=str(refund_id),
+            now=now,
+            store_id=order.store_id,
+        )
+    result = RefundResult(
+        id=refund_id,
+        order_id=order.id,
+        external_id=data.external_id,
+        amount_fen=amount,
+        points_reversed=reversed_total,
+        points_returned=returned,
+        member_points_balance=member.account.balance if member else None,
+        member_debt=member.account.debt if member else None,
+    )
+    response = result.model_dump(mode="json")
+    session.add(
+        Refund(
+            id=refund_id,
+            order_id=order.id,
+            external_id=data.external_id,
+            amount_fen=amount,
+            points_reversed=reversed_total,
+            points_returned=returned,
+            request_hash=digest,
+            response=response,
+            created_at=now,
+        )
+    )
+    emit(
+        session,
+        "order.refunded",
+        "order",
+        order.id,
+        {
+            "order_id": str(order.id),
+            "refund_id": str(refund_id),
+            "amount_fen": amount,
+            "member_id": str(member.id) if member else None,
+            "points_reversed": reversed_total,
+            "points_returned": returned,
+            "fully_refunded": fully,
+        },
+        store_id=order.store_id,
+    )
+    await session.flush()
+    return True, response
+
+
+def order_summary(order: Order) -> dict[str, Any]:
+    return dict(order.response) | {"status": order.status, "refunded_fen": order.refunded_fen}

@@ -1,0 +1,155 @@
+"""Periodic tier evaluation, set-based in SQL (no Python loop over members).
+
+One run per tenant, serialised by an advisory lock; safe to run twice or concurrently (the
+second run finds nothing to change). Steps, in one transaction:
+
+1. recompute every member's growth value over the rolling window from ``growth_entries``;
+2. record a tier change for each member whose qualifying tier is higher (upgrade) or lower
+   and whose protection period is over (downgrade);
+3. write a ``tier.changed`` outbox event for each change;
+4. move the members to their new tier, with a fresh protection period.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import BindParameter, Uuid, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.context import require_tenant
+from nestpoint.db import utcnow
+from nestpoint.db.base import UTCDateTime
+from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, uuid_text_sql
+from nestpoint.events.service import mark_pending
+from nestpoint.loyalty.rules import Program
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    run_id: str
+    growth_updated: int
+    changed: int
+
+
+def _case(program: Program, column: str, values: list[str]) -> str:
+    """``CASE WHEN growth >= threshold THEN value ...`` from the highest tier down."""
+    whens = " ".join(
+        f"WHEN {column} >= {tier.threshold} THEN {value}"
+        for tier, value in reversed(list(zip(program.tiers, values, strict=True)))
+    )
+    return f"CASE {whens} ELSE {values[0]} END"
+
+
+def tier_sql(program: Program) -> tuple[str, str, str]:
+    """SQL for the qualifying tier's code and rank from growth, and the current rank."""
+    codes = [f"'{t.code}'" for t in program.tiers]
+    ranks = [str(i) for i in range(len(program.tiers))]
+    target_code = _case(program, "m.growth_value", codes)
+    target_rank = _case(program, "m.growth_value", ranks)
+    current_rank = (
+        "CASE m.tier_code "
+        + " ".join(f"WHEN '{t.code}' THEN {i}" for i, t in enumerate(program.tiers))
+        + " ELSE -1 END"
+    )
+    return target_code, target_rank, current_rank
+
+
+def statements(dialect: str, program: Program) -> dict[str, str]:
+    """The evaluation's statements; the benchmark runs the same SQL through psql."""
+    target_code, target_rank, current_rank = tier_sql(program)
+    protected = (
+        "CASE tc.to_tier "
+        + " ".join(f"WHEN '{t.code}' THEN :protect_{i}" for i, t in enumerate(program.tiers))
+        + " END"
+    )
+    payload = json_object_sql(
+        dialect,
+        {
+            "member_id": uuid_text_sql(dialect, "tc.member_id"),
+            "from_tier": "tc.from_tier",
+            "to_tier": "tc.to_tier",
+            "reason": "tc.reason",
+            "growth_value": "tc.growth_value",
+        },
+    )
+    return {
+        "growth": """
+            UPDATE members SET growth_value = g.total
+            FROM (SELECT member_id, SUM(amount) AS total FROM growth_entries
+                  WHERE tenant_id = :tenant AND occurred_at > :since GROUP BY member_id) g
+            WHERE members.tenant_id = :tenant AND members.id = g.member_id
+              AND members.growth_value <> g.total""",
+        "growth_zero": """
+            UPDATE members SET growth_value = 0
+            WHERE tenant_id = :tenant AND growth_value <> 0 AND NOT EXISTS (
+                SELECT 1 FROM growth_entries g WHERE g.tenant_id = :tenant
+                  AND g.member_id = members.id AND g.occurred_at > :since)""",
+        "changes": f"""
+            INSERT INTO tier_changes (tenant_id, id, member_id, from_tier, to_tier, reason,
+                                      growth_value, run_id, changed_at)
+            SELECT m.tenant_id, {new_uuid_sql(dialect)}, m.id, m.tier_code, {target_code},
+                   CASE WHEN {target_rank} > {current_rank} THEN 'upgrade'
+                        ELSE 'evaluation' END,
+                   m.growth_value, :run, :now
+            FROM members m
+            WHERE m.tenant_id = :tenant AND m.status = 'active' AND (
+                {target_rank} > {current_rank}
+                OR ({target_rank} < {current_rank}
+                    AND (m.tier_protected_until IS NULL OR m.tier_protected_until <= :now)))""",
+        "events": f"""
+            INSERT INTO outbox_events (tenant_id, id, type, store_id, subject_type, subject_id,
+                                       payload, occurred_at, published_at, attempts,
+                                       next_attempt_at, last_error)
+            SELECT tc.tenant_id, {new_uuid_sql(dialect)}, 'tier.changed', NULL, 'member',
+                   {uuid_text_sql(dialect, "tc.member_id")}, {payload}, :now, NULL, 0, :now,
+                   NULL
+            FROM tier_changes tc WHERE tc.tenant_id = :tenant AND tc.run_id = :run""",
+        "apply": f"""
+            UPDATE members SET tier_code = tc.to_tier, tier_since = :now,
+                               tier_protected_until = {protected}
+            FROM tier_changes tc
+            WHERE tc.tenant_id = :tenant AND tc.run_id = :run
+              AND members.tenant_id = :tenant AND members.id = tc.member_id""",
+    }
+
+
+async def evaluate_tiers(
+    session: AsyncSession, program: Program, now: datetime | None = None
+) -> EvaluationResult:
+    tenant_id = require_tenant().tenant_id
+    now = now or utcnow()
+    await lock_job(session, "tiers.evaluate", tenant_id)
+    dialect = session.get_bind().dialect.name
+    run_id = uuid.uuid4().hex
+    since = now - relativedelta(months=program.points.growth_window_months)
+    params = {"tenant": tenant_id, "since": since, "now": now, "run": run_id}
+    params |= {
+        f"protect_{i}": now + timedelta(days=t.protection_days) for i, t in enumerate(program.tiers)
+    }
+    binds: list[BindParameter[Any]] = [
+        bindparam("tenant", type_=Uuid()),
+        bindparam("since", type_=UTCDateTime()),
+        bindparam("now", type_=UTCDateTime()),
+    ]
+    binds += [bindparam(f"protect_{i}", type_=UTCDateTime()) for i in range(len(program.tiers))]
+    sql = statements(dialect, program)
+
+    async def run(name: str) -> int:
+        stmt = text(sql[name]).bindparams(*[b for b in binds if f":{b.key}" in sql[name]])
+        result = await session.execute(
+            stmt, {k: v for k, v in params.items() if f":{k}" in sql[name]}
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    updated = await run("growth") + await run("growth_zero")
+    changed = await run("changes")
+    if changed:
+        await run("events")
+        await run("apply")
+        mark_pending(session)
+    return EvaluationResult(run_id, updated, changed)

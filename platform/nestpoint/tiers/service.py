@@ -1,0 +1,173 @@
+"""Growth value and tiers: upgrade at once on reaching a threshold; downgrade only at the
+periodic evaluation (``tiers.jobs``), and only after the tier's protection period."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.context import require_tenant
+from nestpoint.db import utcnow
+from nestpoint.db.base import table_of
+from nestpoint.db.pagination import Page, paginate
+from nestpoint.events.service import emit
+from nestpoint.loyalty.rules import Program
+from nestpoint.members.models import Member
+from nestpoint.tiers.models import GrowthEntry, TierChange
+
+members = table_of(Member)
+growth_entries = table_of(GrowthEntry)
+tier_changes = table_of(TierChange)
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthResult:
+    growth_value: int
+    tier_code: str | None
+    upgraded_from: str | None  # set when this change upgraded the member
+
+
+async def apply_growth(
+    session: AsyncSession,
+    program: Program,
+    member_id: uuid.UUID,
+    tier_code: str | None,
+    growth_value: int,
+    delta: int,
+    *,
+    source: str,
+    cause_id: str,
+    now: datetime,
+    store_id: uuid.UUID | None = None,
+) -> GrowthResult:
+    """Record growth (may be negative, e.g. a refund) and upgrade at once if a threshold is
+    reached. The caller holds the member's points-account lock, so this is serial per member.
+    """
+    tenant_id = require_tenant().tenant_id
+    if delta:
+        await session.execute(
+            insert(growth_entries),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "id": uuid.uuid4(),
+                    "member_id": member_id,
+                    "amount": delta,
+                    "source": source,
+                    "cause_id": cause_id,
+                    "occurred_at": now,
+                }
+            ],
+        )
+    new_growth = growth_value + delta
+    values: dict[str, Any] = {"growth_value": members.c.growth_value + delta}
+    current = program.tier(tier_code)
+    target = program.tier_for_growth(new_growth)
+    upgraded_from = None
+    if program.tiers.index(target) > program.tiers.index(current):
+        upgraded_from = tier_code
+        values |= {
+            "tier_code": target.code,
+            "tier_since": now,
+            "tier_protected_until": now + timedelta(days=target.protection_days),
+        }
+        await record_change(
+            session,
+            member_id,
+            tier_code,
+            target.code,
+            "upgrade",
+            new_growth,
+            now,
+            store_id=store_id,
+        )
+    if delta or upgraded_from is not None:
+        await session.execute(
+            update(members)
+            .where(members.c.tenant_id == tenant_id, members.c.id == member_id)
+            .values(**values)
+        )
+    return GrowthResult(
+        new_growth, target.code if upgraded_from is not None else tier_code, upgraded_from
+    )
+
+
+async def record_change(
+    session: AsyncSession,
+    member_id: uuid.UUID,
+    from_tier: str | None,
+    to_tier: str,
+    reason: str,
+    growth_value: int,
+    now: datetime,
+    *,
+    store_id: uuid.UUID | None = None,
+) -> None:
+    await session.execute(
+        insert(tier_changes),
+        [
+            {
+                "tenant_id": require_tenant().tenant_id,
+                "id": uuid.uuid4(),
+                "member_id": member_id,
+                "from_tier": from_tier,
+                "to_tier": to_tier,
+                "reason": reason,
+                "growth_value": growth_value,
+                "run_id": "",
+                "changed_at": now,
+            }
+        ],
+    )
+    emit(
+        session,
+        "tier.changed",
+        "member",
+        member_id,
+        {
+            "member_id": str(member_id),
+            "from_tier": from_tier,
+            "to_tier": to_tier,
+            "reason": reason,
+            "growth_value": growth_value,
+        },
+        store_id=store_id,
+    )
+
+
+async def add_growth(
+    session: AsyncSession, member: Member, delta: int, source: str, cause_id: str
+) -> GrowthResult:
+    """Growth for a member already loaded (merges, bonus growth from activities)."""
+    from nestpoint.loyalty.service import get_program
+    from nestpoint.points.service import lock_account
+
+    await lock_account(session, member.id)
+    program = await get_program(session)
+    result = await apply_growth(
+        session,
+        program,
+        member.id,
+        member.tier_code,
+        member.growth_value,
+        delta,
+        source=source,
+        cause_id=cause_id,
+        now=utcnow(),
+    )
+    await session.refresh(member)
+    return result
+
+
+async def history(
+    session: AsyncSession, member_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> Page[TierChange]:
+    stmt = select(TierChange).where(TierChange.member_id == member_id)
+    return await paginate(
+        session, stmt, (TierChange.changed_at, TierChange.id), cursor=cursor, limit=limit
+    )
