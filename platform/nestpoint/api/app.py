@@ -18,6 +18,9 @@ from nestpoint.audit.routes import AuditController
 from nestpoint.db import get_database
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
+from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
+from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.plugins.routes import PluginFailureController, TenantPluginController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
     ApiKeyController,
@@ -33,6 +36,8 @@ API_CONTROLLERS = [
     ApiKeyController,
     EventController,
     AuditController,
+    TenantPluginController,
+    PluginFailureController,
 ]
 
 
@@ -41,13 +46,15 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
     install_session_hooks()
+    install_plugin_session_hooks()
 
     async def close_database() -> None:
         await get_database(settings).dispose()
 
     api = Router(
         path="/api/v1",
-        route_handlers=API_CONTROLLERS,
+        # Each plugin's own routes, under /api/v1/plugins/<plugin-id>/.
+        route_handlers=[*API_CONTROLLERS, *get_plugin_host().routers()],
         security=[{"ApiKey": []}],
     )
     return Litestar(

@@ -6,6 +6,7 @@ from nestpoint.events.models import OutboxEvent
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
 from nestpoint.orders.models import Order, OrderLine, Refund
+from nestpoint.plugins.models import PluginDelivery, PluginEnablement, PluginFailure
 from nestpoint.points.models import (
     PointAccount,
     PointEntry,
@@ -31,6 +32,9 @@ __all__ = [
     "OrderLine",
     "OutboxEvent",
     "PlatformKey",
+    "PluginDelivery",
+    "PluginEnablement",
+    "PluginFailure",
     "PointAccount",
     "PointEntry",
     "PointHold",

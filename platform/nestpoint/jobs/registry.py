@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-ACTOR_MODULES = ("nestpoint.events.actors",)
+ACTOR_MODULES = ("nestpoint.events.actors", "nestpoint.plugins.jobs")
 
 # (actor name, trigger, trigger arguments). Each job is idempotent, so a second scheduler
 # (two worker replicas) only costs a little duplicate work.
@@ -21,3 +21,6 @@ PERIODIC_JOBS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 def load_actors() -> None:
     for module in ACTOR_MODULES:
         importlib.import_module(module)
+    from nestpoint.plugins.jobs import declare_actors  # the installed plugins' actors
+
+    declare_actors()

@@ -31,8 +31,25 @@ def start_scheduler() -> BackgroundScheduler:
         scheduler.add_job(
             actor.send, trigger, id=actor_name, coalesce=True, max_instances=1, **trigger_args
         )
+    from nestpoint.plugins.jobs import periodic_jobs  # the installed plugins' periodic jobs
+
+    plugin_jobs = periodic_jobs()
+    fanout = broker.get_actor("plugins.periodic")
+    for job_id, trigger, trigger_args, args in plugin_jobs:
+        scheduler.add_job(
+            fanout.send,
+            trigger,
+            args=args,
+            id=job_id,
+            coalesce=True,
+            max_instances=1,
+            **trigger_args,
+        )
     scheduler.start()
-    log.info("scheduler started", extra={"jobs": [name for name, _, _ in PERIODIC_JOBS]})
+    log.info(
+        "scheduler started",
+        extra={"jobs": [name for name, _, _ in PERIODIC_JOBS] + [j[0] for j in plugin_jobs]},
+    )
     return scheduler
 
 

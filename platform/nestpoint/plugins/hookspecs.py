@@ -1,13 +1,20 @@
 """Hook specifications: the whole contract between Nestpoint and its plugins.
 
-Every hook is prefixed ``nestpoint_``. The core never calls ``pm.hook`` itself: it goes
-through :class:`nestpoint.plugins.manager.PluginHost`, which awaits async implementations,
-isolates failing plugins and records what failed.
+The pluggy project name is ``nestpoint`` and every hook starts with ``nestpoint_``. Each
+docstring is the hook's reference (``docs/plugins/reference.md`` is generated from them by
+``nestpoint plugins reference``) and has the same parts: ``When``, ``Arguments``,
+``Returns``, ``Async``, ``Results`` and ``Scope``.
+
+The core never calls ``pm.hook`` itself: it goes through
+:class:`nestpoint.plugins.manager.PluginHost`, which awaits async implementations, applies
+first-result logic, isolates failing plugins and records metrics. An implementation may
+accept fewer arguments than its specification (pluggy passes only those it names).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
@@ -15,28 +22,497 @@ from nestpoint.plugins import PROJECT_NAME
 
 if TYPE_CHECKING:
     from nestpoint.events.service import Event
+    from nestpoint.plugins.registries import (
+        BenefitTypeRegistry,
+        ChannelRegistry,
+        ConfigSchemaRegistry,
+        ConsolePanelRegistry,
+        JobRegistry,
+        MigrationRegistry,
+        RouteRegistry,
+        SurveyTypeRegistry,
+    )
+    from nestpoint.plugins.types import (
+        ChannelChoice,
+        EarnAdjustment,
+        EarnContext,
+        PluginContext,
+    )
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+FIRST_RESULT_SENTENCE = (
+    "This hook is firstresult: the first non-None result wins and the remaining "
+    "implementations are not called."
+)
+
+# Sections every hook's docstring has, in this order.
+DOC_SECTIONS = ("When:", "Arguments:", "Returns:", "Async:", "Results:", "Scope:")
+
+# Every domain event type the core emits, in catalogue order. Event hooks are named
+# ``nestpoint_on_<type with dots as underscores>``; other types reach only
+# ``nestpoint_on_event``.
+EVENT_TYPES: tuple[str, ...] = (
+    "tenant.created",
+    "tenant.updated",
+    "store.created",
+    "store.updated",
+    "api_key.created",
+    "api_key.revoked",
+    "member.joined",
+    "member.updated",
+    "member.merged",
+    "child.born",
+    "order.paid",
+    "order.refunded",
+    "points.earned",
+    "points.redeemed",
+    "points.expiring",
+    "points.expired",
+    "points.adjusted",
+    "tier.changed",
+    "benefit.granted",
+    "benefit.used",
+)
+
+
+def event_hook_name(event_type: str) -> str:
+    return "nestpoint_on_" + event_type.replace(".", "_")
+
+
+_EVENT_TAIL = """
+When: {when} Called by the ``events.relay`` actor after the transaction that wrote the
+event has committed, in the order events occurred within a tenant. Delivery is at least
+once: deduplicate on ``event.id``.
+
+Arguments:
+    event: the serialisable event: ``id``, ``type`` (``{type}``), ``tenant_id``,
+        ``store_id`` (``None`` for a chain-level event), ``subject_type``, ``subject_id``,
+        ``occurred_at`` (ISO-8601, UTC) and ``payload`` (ids and values only).
+    plugin: the plugin's :class:`PluginContext` for the event's tenant and store: its
+        merged ``config``, and ``session()`` for a database session bound to the tenant.
+
+Returns: nothing; the return value is ignored.
+
+Async: may be async (the coroutine is awaited, within ``plugins_event_timeout_seconds``).
+
+Results: every implementation is called; results are not used. An exception or a timeout
+is recorded for the plugin and tenant and the plugin alone gets the event again later,
+with back-off; plugins that succeeded are not called again for the same event.
+
+Scope: per tenant and store: only plugins enabled for the event's tenant (and for its
+store, when ``store_id`` is set; chain-wide enablement for a chain-level event) receive it,
+with the tenant's context set.
+"""
+
+
+def _event(event_type: str, when: str) -> Callable[[F], F]:
+    """Mark an event hook and complete its docstring with the delivery rules they share."""
+
+    def mark(function: F) -> F:
+        assert function.__name__ == event_hook_name(event_type), function.__name__
+        function.__doc__ = (
+            (function.__doc__ or "").rstrip()
+            + "\n"
+            + _EVENT_TAIL.format(when=when, type=event_type)
+        )
+        function.event_type = event_type  # type: ignore[attr-defined]
+        return hookspec(function)
+
+    return mark
+
 
 # ---------------------------------------------------------------------------------------
-# Events: delivered from the outbox, after the change that raised them has committed.
+# Registration: called once per plugin at start-up, before any tenant is served.
+# What a plugin registers exists for every tenant, and is active only where the plugin is
+# enabled (routes answer 404, jobs skip the tenant, types are not offered elsewhere).
 # ---------------------------------------------------------------------------------------
 
 
 @hookspec
-def nestpoint_on_event(event: Event) -> Any:
-    """Receive one domain event from the outbox.
+def nestpoint_register_config_schema(registry: ConfigSchemaRegistry) -> None:
+    """Declare the plugin's configuration schema.
 
-    Called by the ``events.relay`` actor after the transaction that wrote the event has
-    committed, once per event and implementation, in the order events occurred within a
-    tenant. Delivery is at least once: deduplicate on ``event.id``.
+    When: once at start-up, when the plugin is loaded.
 
-    :param event: the serialisable event (``id``, ``type``, ``tenant_id``, ``store_id``,
-        ``subject_type``, ``subject_id``, ``occurred_at`` ISO-8601 UTC, ``payload``).
-    :returns: nothing; the return value is ignored.
+    Arguments:
+        registry: call ``registry.use(Model)`` with a pydantic model whose every field has
+            a default. Configuration given by HQ (for the chain) or a store is validated
+            against it; errors name the field (``config.<field>``). A store's
+            configuration overrides the chain's field by field.
 
-    May be async (a coroutine is awaited). Results are collected from every implementation.
-    Runs per tenant: the tenant's context is set while it runs. An exception does not stop
-    other plugins; the event stays pending and is retried with back-off.
+    Returns: nothing.
+
+    Async: must be synchronous.
+
+    Results: called for every plugin; a plugin without this hook takes no configuration.
+
+    Scope: global, once per process; the values are per tenant and store.
     """
+
+
+@hookspec
+def nestpoint_register_routes(registry: RouteRegistry) -> None:
+    """Add HTTP routes of the plugin's own.
+
+    When: once at start-up, when the application is assembled.
+
+    Arguments:
+        registry: call ``registry.add(*handlers)`` with Litestar route handlers,
+            controllers or routers. They are mounted under ``/api/v1/plugins/<plugin-id>/``
+            and authenticated like every API route. A handler may take ``plugin:
+            PluginContext`` (the caller's tenant, store and merged config) and ``db:
+            AsyncSession`` (the request's session, scoped to the tenant, committed after
+            the handler succeeds).
+
+    Returns: nothing.
+
+    Async: must be synchronous (the handlers themselves are usually async).
+
+    Results: called for every plugin; each plugin gets its own prefix.
+
+    Scope: global; a request reaches the routes only when the plugin is enabled for the
+        caller's tenant and, for a store key, for its store; otherwise it gets 404.
+    """
+
+
+@hookspec
+def nestpoint_register_jobs(registry: JobRegistry) -> None:
+    """Declare Dramatiq actors and periodic jobs.
+
+    When: once at start-up, in API and worker processes alike.
+
+    Arguments:
+        registry: ``registry.actor(fn, name=...)`` declares an actor named
+            ``plugins.<plugin-id>.<name>`` and returns a job whose ``send(plugin,
+            **kwargs)`` enqueues it; ``registry.periodic(fn, seconds=...)`` also runs it on
+            a schedule. ``fn`` is ``async def fn(plugin: PluginContext, **kwargs)``; it runs
+            in the tenant's context and must be idempotent.
+
+    Returns: nothing.
+
+    Async: must be synchronous (the job functions are async).
+
+    Results: called for every plugin.
+
+    Scope: global declaration; a periodic job runs once per tenant where the plugin is
+        enabled (chain-wide or for any store), with the chain's configuration.
+    """
+
+
+@hookspec
+def nestpoint_register_migrations(registry: MigrationRegistry) -> None:
+    """Give the plugin's own Alembic version location.
+
+    When: once at start-up, and by ``nestpoint migrate`` before it upgrades to ``heads``.
+
+    Arguments:
+        registry: ``registry.add(path)`` with the folder of the plugin's revision files.
+            The plugin's first revision has ``down_revision = None``, ``branch_labels =
+            ("<plugin-id>",)`` and ``depends_on = "0001_foundation"``. Its tables carry
+            ``tenant_id`` leading every key, and get row-level security with
+            ``rls.isolate_tenant_table`` and ``rls.grant`` from the public API.
+
+    Returns: nothing.
+
+    Async: must be synchronous.
+
+    Results: called for every plugin; each location becomes one branch of the tree.
+
+    Scope: global (tables are shared by tenants and isolated by ``tenant_id`` and RLS).
+    """
+
+
+@hookspec
+def nestpoint_register_benefit_types(registry: BenefitTypeRegistry) -> None:
+    """Add member benefit types (a gift, a consultation, a class seat...).
+
+    When: once at start-up. (The benefits core that offers these types to HQ arrives
+    after the plugin platform; the shape is settled now.)
+
+    Arguments:
+        registry: ``registry.add(BenefitType(key, title, options=Model, grant=..., use=...))``.
+            The type is known as ``<plugin-id>.<key>``.
+
+    Returns: nothing.
+
+    Async: must be synchronous (``grant`` and ``use`` are async).
+
+    Results: called for every plugin.
+
+    Scope: global declaration; HQ can define benefits of the type only where the plugin is
+        enabled.
+    """
+
+
+@hookspec
+def nestpoint_register_channel_connectors(registry: ChannelRegistry) -> None:
+    """Add channel connectors: ways to reach members (SMS, WeCom, e-mail...).
+
+    When: once at start-up. (The messaging core arrives later; the shape is settled now.)
+
+    Arguments:
+        registry: ``registry.add(ChannelConnector(key, title, send=...))``; ``send`` is
+            ``async def send(message: OutboundMessage, plugin: PluginContext) ->
+            DeliveryReceipt``.
+
+    Returns: nothing.
+
+    Async: must be synchronous (``send`` is async).
+
+    Results: called for every plugin.
+
+    Scope: global declaration; a connector is used only where its plugin is enabled.
+    """
+
+
+@hookspec
+def nestpoint_register_survey_types(registry: SurveyTypeRegistry) -> None:
+    """Add survey question types (a rating, a baby-stage picker, an NPS question...).
+
+    When: once at start-up. (The survey core arrives later; the shape is settled now.)
+
+    Arguments:
+        registry: ``registry.add(QuestionType(key, title, settings=Model, answer=Model,
+            score=...))``.
+
+    Returns: nothing.
+
+    Async: must be synchronous.
+
+    Results: called for every plugin.
+
+    Scope: global declaration; offered in surveys only where the plugin is enabled.
+    """
+
+
+@hookspec
+def nestpoint_register_console_panels(registry: ConsolePanelRegistry) -> None:
+    """Add panels to console pages (the dashboard, a member's page, a store's page).
+
+    When: once at start-up. (The console arrives later; the shape is settled now.)
+
+    Arguments:
+        registry: ``registry.add(ConsolePanel(key, title, page, render=...))``; ``render``
+            is ``async def render(plugin: PluginContext, subject_id: str | None) -> str``
+            and returns an HTML fragment the plugin has escaped.
+
+    Returns: nothing.
+
+    Async: must be synchronous (``render`` is async).
+
+    Results: called for every plugin.
+
+    Scope: global declaration; a panel shows only where its plugin is enabled.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Points and channels: the core asks, plugins answer, inside a request.
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def nestpoint_adjust_earned_points(context: EarnContext) -> EarnAdjustment | None:
+    """Adjust the points a paid order earns (double points in a child's birthday month...).
+
+    When: while an order is being paid, after the tier's earn rules computed
+    ``context.base_points``, before the points are written. It sits on the till's hot path:
+    do no I/O, and answer from the context.
+
+    Arguments:
+        context: an :class:`EarnContext`: tenant, store, member, the member's and children's
+            birth dates, tier code, ``paid_at``, the order's lines with their base points,
+            the base total, and the plugin's merged ``config`` for that tenant and store.
+
+    Returns: an :class:`EarnAdjustment` (extra points, negative to deduct, and a reason the
+        member sees) or ``None`` for no change.
+
+    Async: may be async (awaited within ``plugins_earn_timeout_seconds``).
+
+    Results: collected from every implementation; the core adds them up and clamps the
+        order's total at zero. A failing or slow implementation is skipped, logged and
+        recorded; the order never fails because of it.
+
+    Scope: per tenant and store: only plugins enabled for the order's store are asked.
+    """
+
+
+@hookspec(firstresult=True)
+def nestpoint_choose_channel(choice: ChannelChoice) -> str | None:
+    """Choose the channel that reaches a member for a purpose (WeCom first, then SMS...).
+
+    When: before the core sends a member a message. (The messaging core arrives later; the
+    shape is settled now.)
+
+    Arguments:
+        choice: a :class:`ChannelChoice`: tenant, store, member, the message's purpose and
+            the keys of the connectors enabled there.
+
+    Returns: one of ``choice.available``, or ``None`` to leave the choice to others (the
+        core then uses the tenant's default order).
+
+    Async: may be async.
+
+    Results: This hook is firstresult: the first non-None result wins and the remaining
+        implementations are not called.
+
+    Scope: per tenant and store: only plugins enabled there are asked.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Events: every domain event, delivered from the outbox after its change committed.
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def nestpoint_on_event(event: Event, plugin: PluginContext) -> None:
+    """Receive every domain event, whatever its type (a generic consumer: a webhook relay,
+    an audit copy, a data export).
+
+    When: for each event of the catalogue (and any type added later), after its specific
+    hook. Called by the ``events.relay`` actor after the transaction that wrote the event
+    has committed, in the order events occurred within a tenant. Delivery is at least once:
+    deduplicate on ``event.id``.
+
+    Arguments:
+        event: the serialisable event: ``id``, ``type``, ``tenant_id``, ``store_id``
+            (``None`` for a chain-level event), ``subject_type``, ``subject_id``,
+            ``occurred_at`` (ISO-8601, UTC) and ``payload`` (ids and values only).
+        plugin: the plugin's :class:`PluginContext` for the event's tenant and store.
+
+    Returns: nothing; the return value is ignored.
+
+    Async: may be async (the coroutine is awaited, within ``plugins_event_timeout_seconds``).
+
+    Results: every implementation is called; results are not used. An exception or a timeout
+        is recorded for the plugin and tenant and the plugin alone gets the event again
+        later, with back-off.
+
+    Scope: per tenant and store, like the specific event hooks.
+    """
+
+
+# ---- tenant and store lifecycle
+
+
+@_event("tenant.created", "a chain was registered by the platform operator.")
+def nestpoint_on_tenant_created(event: Event, plugin: PluginContext) -> None:
+    """A tenant (store chain) was created. Payload: ``slug``."""
+
+
+@_event("tenant.updated", "a chain's name, currency, time zone, locale or state changed.")
+def nestpoint_on_tenant_updated(event: Event, plugin: PluginContext) -> None:
+    """A tenant's settings changed. Payload: ``changes`` (``{field: [old, new]}``)."""
+
+
+@_event("store.created", "HQ opened a store (through the API or a manifest).")
+def nestpoint_on_store_created(event: Event, plugin: PluginContext) -> None:
+    """A store was created. Payload: ``code``; ``store_id`` is the new store."""
+
+
+@_event("store.updated", "a store's details changed, including (de)activation.")
+def nestpoint_on_store_updated(event: Event, plugin: PluginContext) -> None:
+    """A store changed. Payload: ``code`` and ``changes`` (``{field: [old, new]}``)."""
+
+
+@_event("api_key.created", "HQ or the operator created an API key.")
+def nestpoint_on_api_key_created(event: Event, plugin: PluginContext) -> None:
+    """An API key was created. Payload: ``kind`` (``tenant`` or ``store``); never the key."""
+
+
+@_event("api_key.revoked", "an API key was revoked.")
+def nestpoint_on_api_key_revoked(event: Event, plugin: PluginContext) -> None:
+    """An API key was revoked. ``subject_id`` is the key's id; the payload is empty."""
+
+
+# ---- members and children
+
+
+@_event("member.joined", "a member enrolled (at the till, online, or by referral).")
+def nestpoint_on_member_joined(event: Event, plugin: PluginContext) -> None:
+    """A member joined. ``subject_id`` is the member id; the payload carries the enrolment
+    channel and store, and the referrer's member id when there is one."""
+
+
+@_event("member.updated", "a member's profile changed.")
+def nestpoint_on_member_updated(event: Event, plugin: PluginContext) -> None:
+    """A member's profile changed. The payload names the changed fields (never the phone
+    number in clear)."""
+
+
+@_event("member.merged", "two member records of one person were merged into one.")
+def nestpoint_on_member_merged(event: Event, plugin: PluginContext) -> None:
+    """Two members were merged. ``subject_id`` is the surviving member; the payload carries
+    the merged-away member's id: move anything the plugin keeps under it."""
+
+
+@_event("child.born", "a member's child was recorded as born (or a due date became a birth).")
+def nestpoint_on_child_born(event: Event, plugin: PluginContext) -> None:
+    """A child was born. The payload carries the member id, the child id and the birth
+    date: the start of the 0-6 month stage."""
+
+
+# ---- orders and points
+
+
+@_event("order.paid", "an order was paid and its points were computed.")
+def nestpoint_on_order_paid(event: Event, plugin: PluginContext) -> None:
+    """An order was paid. The payload carries the order and member ids and amounts in fen."""
+
+
+@_event("order.refunded", "an order was refunded, fully or in part.")
+def nestpoint_on_order_refunded(event: Event, plugin: PluginContext) -> None:
+    """An order was refunded. The payload carries the order and member ids and the refunded
+    amount in fen."""
+
+
+@_event("points.earned", "points were credited to a member (an order, a campaign...).")
+def nestpoint_on_points_earned(event: Event, plugin: PluginContext) -> None:
+    """Points were earned. The payload carries the member id, the points, the source and
+    any plugin adjustments applied."""
+
+
+@_event("points.redeemed", "a member spent points (as cash or for a reward).")
+def nestpoint_on_points_redeemed(event: Event, plugin: PluginContext) -> None:
+    """Points were redeemed. The payload carries the member id and the points spent."""
+
+
+@_event("points.expiring", "a member's points will expire soon (raised ahead of expiry).")
+def nestpoint_on_points_expiring(event: Event, plugin: PluginContext) -> None:
+    """Points will expire. The payload carries the member id, the points and the date they
+    expire: a reminder is usually sent from here."""
+
+
+@_event("points.expired", "a member's points expired (积分清零).")
+def nestpoint_on_points_expired(event: Event, plugin: PluginContext) -> None:
+    """Points expired. The payload carries the member id and the points removed."""
+
+
+@_event("points.adjusted", "staff adjusted a member's points by hand.")
+def nestpoint_on_points_adjusted(event: Event, plugin: PluginContext) -> None:
+    """Points were adjusted. The payload carries the member id, the change and the reason."""
+
+
+@_event("tier.changed", "a member moved up or down the tier ladder.")
+def nestpoint_on_tier_changed(event: Event, plugin: PluginContext) -> None:
+    """A member's tier changed. The payload carries the member id and the old and new tier
+    codes (the old one is ``None`` for a member's first tier)."""
+
+
+# ---- benefits
+
+
+@_event("benefit.granted", "a benefit was granted to a member.")
+def nestpoint_on_benefit_granted(event: Event, plugin: PluginContext) -> None:
+    """A benefit was granted. The payload carries the member id, the benefit id and its
+    type key."""
+
+
+@_event("benefit.used", "a member used a benefit.")
+def nestpoint_on_benefit_used(event: Event, plugin: PluginContext) -> None:
+    """A benefit was used. The payload carries the member id, the benefit id and where it
+    was used."""

@@ -30,9 +30,13 @@ TENANT_SCOPES = frozenset(
         "keys:write",
         "events:read",
         "audit:read",
+        "plugins:read",
+        "plugins:write",
     }
 )
-STORE_SCOPES = frozenset({"tenant:read", "stores:read", "stores:write"})
+STORE_SCOPES = frozenset(
+    {"tenant:read", "stores:read", "stores:write", "plugins:read", "plugins:write"}
+)
 DEFAULT_SCOPES = {"tenant": TENANT_SCOPES, "store": frozenset({"tenant:read", "stores:read"})}
 ALLOWED_SCOPES = {"tenant": TENANT_SCOPES, "store": STORE_SCOPES}
 

@@ -1,0 +1,193 @@
+"""Values exchanged between the core and plugins: frozen, serialisable, no ORM objects.
+
+Plugins import these through :mod:`nestpoint.plugins.api`, never from here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+# ------------------------------------------------------------------ earn-rule adjustments
+
+
+@dataclass(frozen=True, slots=True)
+class EarnLine:
+    """One line of a paid order, as the earn rules see it."""
+
+    sku: str
+    category: str
+    quantity: int
+    paid_fen: int
+    base_points: int
+
+
+@dataclass(frozen=True, slots=True)
+class EarnContext:
+    """What an earn-rule adjustment may look at; ``config`` is the plugin's merged config."""
+
+    tenant_id: str
+    store_id: str | None
+    member_id: str
+    member_birthday: date | None
+    children_birth_dates: tuple[date, ...]
+    tier_code: str | None
+    paid_at: datetime
+    lines: tuple[EarnLine, ...]
+    base_points: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EarnAdjustment:
+    """Extra points (may be negative; the core clamps the order's total at zero) and why."""
+
+    points: int
+    reason: str
+
+
+# ------------------------------------------------------------------ the plugin's own context
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """Who a hook call or route request is for, and the plugin's configuration there.
+
+    ``config`` is the tenant's configuration overridden by the store's, validated against the
+    plugin's schema (defaults filled in). ``session()`` opens a database session bound to the
+    same tenant: every query is scoped to it, and row-level security applies on PostgreSQL.
+    """
+
+    plugin_id: str
+    tenant_id: uuid.UUID
+    store_id: uuid.UUID | None
+    config: Mapping[str, Any]
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session for this tenant that commits when the block succeeds."""
+        from nestpoint.context import tenant_context
+        from nestpoint.db import scoped_session
+
+        with tenant_context(self.tenant_id, self.store_id):
+            async with scoped_session() as session:
+                yield session
+
+
+# ------------------------------------------------------------------ channels (core side later)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A message for one member, rendered by the core, handed to a channel connector."""
+
+    tenant_id: str
+    store_id: str | None
+    member_id: str
+    template: str
+    locale: str
+    subject: str
+    body: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """What a connector reports after sending: accepted or not, and its own message id."""
+
+    accepted: bool
+    provider_message_id: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelChoice:
+    """The question ``nestpoint_choose_channel`` answers: how to reach this member now."""
+
+    tenant_id: str
+    store_id: str | None
+    member_id: str
+    purpose: str  # e.g. "birthday", "points_expiring", "campaign"
+    available: tuple[str, ...]  # keys of the connectors enabled here
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConnector:
+    """A way to reach members (SMS, WeCom, mini-program messages, e-mail...)."""
+
+    key: str
+    title: str
+    send: Callable[[OutboundMessage, PluginContext], Awaitable[DeliveryReceipt]]
+    description: str = ""
+
+
+# ------------------------------------------------------------------ benefits (core side later)
+
+
+@dataclass(frozen=True, slots=True)
+class BenefitGrant:
+    """A benefit of this type being granted to (or used by) a member."""
+
+    tenant_id: str
+    store_id: str | None
+    member_id: str
+    benefit_id: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BenefitType:
+    """A kind of member benefit (free gift-wrap, a parenting consultation, a class seat...).
+
+    ``options`` is a pydantic model for the benefit's settings, validated when HQ defines a
+    benefit of this type. ``grant`` and ``use`` run when a member receives or uses one and
+    return a serialisable dict the core keeps with the benefit.
+    """
+
+    key: str
+    title: str
+    options: type[Any] | None = None
+    grant: Callable[[BenefitGrant, PluginContext], Awaitable[dict[str, Any]]] | None = None
+    use: Callable[[BenefitGrant, PluginContext], Awaitable[dict[str, Any]]] | None = None
+    description: str = ""
+
+
+# ------------------------------------------------------------------ surveys (core side later)
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionType:
+    """A survey question type: the shape of its settings and answers, and how to score one.
+
+    ``settings`` and ``answer`` are pydantic models; ``score`` turns a valid answer into a
+    number for analytics (``None`` when the question is not scored).
+    """
+
+    key: str
+    title: str
+    settings: type[Any] | None = None
+    answer: type[Any] | None = None
+    score: Callable[[Any, Mapping[str, Any]], float | None] | None = None
+    description: str = ""
+
+
+# ------------------------------------------------------------------ console (core side later)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolePanel:
+    """A panel on a console page. ``render`` returns an HTML fragment (escaped by the
+    plugin), given the plugin's context and the page's subject id (a member, a store)."""
+
+    key: str
+    title: str
+    page: str  # "dashboard" | "member" | "store"
+    render: Callable[[PluginContext, str | None], Awaitable[str]]
+    order: int = 100
