@@ -12,15 +12,19 @@ import nestpoint
 from nestpoint.api.deps import provide_session
 from nestpoint.api.health import healthz, readyz
 from nestpoint.api.logs import configure_logging
-from nestpoint.api.middleware import RequestContextMiddleware
+from nestpoint.api.middleware import RequestContextMiddleware, RequestIdMiddleware
 from nestpoint.api.problems import EXCEPTION_HANDLERS
 from nestpoint.audit.routes import AuditController
 from nestpoint.db import get_database
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
+from nestpoint.loyalty.routes import LoyaltyController
+from nestpoint.members.routes import MemberController
+from nestpoint.orders.routes import OrderController
 from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.routes import PluginFailureController, TenantPluginController
+from nestpoint.points.routes import HoldController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
     ApiKeyController,
@@ -36,6 +40,10 @@ API_CONTROLLERS = [
     ApiKeyController,
     EventController,
     AuditController,
+    MemberController,
+    OrderController,
+    HoldController,
+    LoyaltyController,
     TenantPluginController,
     PluginFailureController,
 ]
@@ -57,7 +65,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         route_handlers=[*API_CONTROLLERS, *get_plugin_host().routers()],
         security=[{"ApiKey": []}],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[healthz, readyz, api],
         dependencies={"db": Provide(provide_session)},
         middleware=[RequestContextMiddleware],
@@ -83,3 +91,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         logging_config=None,
         debug=False,
     )
+    # Route middleware never sees the router's own 404 and 405: the request id layer wraps
+    # the whole application, so every response carries an x-request-id.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    return app

@@ -155,3 +155,17 @@ def max_redeemable_points(program: Program, tier: TierSpec, order_total_fen: int
 def growth_for(paid_fen: int) -> int:
     """Growth value (成长值) from spend: one per whole yuan."""
     return max(0, paid_fen) // 100
+
+
+def apply_adjustment(points: list[int], delta: int) -> list[int]:
+    """Spread a plugin's extra points over the lines: a bonus goes to the line that earned
+    most (so every point still traces to one order line); a reduction is taken from the last
+    lines first. The total never drops below zero."""
+    adjusted = list(points)
+    if not adjusted or delta == 0:
+        return adjusted
+    if delta > 0:
+        best = max(range(len(adjusted)), key=lambda i: (adjusted[i], -i))
+        adjusted[best] += delta
+        return adjusted
+    return apply_cap(adjusted, max(0, sum(adjusted) + delta))

@@ -13,6 +13,8 @@ from nestpoint.context import require_tenant
 from nestpoint.events.service import emit
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
 from nestpoint.loyalty.rules import Program
+
+__all__ = ["Program", "get_program", "load_program", "put_program", "to_spec"]
 from nestpoint.loyalty.schemas import EarnRules, PointsPolicy, ProgramSpec, TierSpec
 from nestpoint.settings import get_settings
 from nestpoint.tenancy.models import Tenant

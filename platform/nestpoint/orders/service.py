@@ -29,7 +29,7 @@ from nestpoint.events.service import emit
 from nestpoint.loyalty import rules
 from nestpoint.loyalty.rules import Line
 from nestpoint.loyalty.service import get_program
-from nestpoint.members.models import Member, MemberIdentity
+from nestpoint.members.models import Child, Member, MemberIdentity
 from nestpoint.members.service import phone_lookup_hash
 from nestpoint.orders.models import Order, OrderLine, Refund
 from nestpoint.orders.schemas import (
@@ -262,6 +262,7 @@ async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict
             points_value_fen=points_value,
             earned_today=earned_today,
         )
+        per_line, reason = await _plugin_adjustments(session, member, store_id, data, per_line)
         for line_no, amount in enumerate(per_line, start=1):
             if amount > 0:
                 points.credit(
@@ -276,6 +277,7 @@ async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict
                     order_id=order_id,
                     line_no=line_no,
                     pending=True,
+                    reason=reason,
                 )
         earned = sum(per_line)
         member.account.lifetime_earned += earned
@@ -435,6 +437,57 @@ async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict
                 store_id=store_id,
             )
     return True, response
+
+
+async def _plugin_adjustments(
+    session: AsyncSession,
+    member: TillMember,
+    store_id: uuid.UUID,
+    data: OrderIn,
+    per_line: list[int],
+) -> tuple[list[int], str]:
+    """Earn-rule adjustments from the plugins enabled for this store (none: no query)."""
+    from nestpoint.plugins.manager import get_plugin_host
+    from nestpoint.plugins.types import EarnContext, EarnLine
+
+    tenant_id = require_tenant().tenant_id
+    host = get_plugin_host()
+    if not await host.enabled_plugins(tenant_id, store_id):
+        return per_line, ""
+    birthday = await session.scalar(select(Member.birthday).where(Member.id == member.id))
+    births = tuple(
+        d
+        for d in (
+            await session.scalars(select(Child.birth_date).where(Child.member_id == member.id))
+        ).all()
+        if d is not None
+    )
+    context = EarnContext(
+        tenant_id=str(tenant_id),
+        store_id=str(store_id),
+        member_id=str(member.id),
+        member_birthday=birthday,
+        children_birth_dates=births,
+        tier_code=member.tier_code,
+        paid_at=data.paid_at,
+        lines=tuple(
+            EarnLine(
+                sku=li.sku,
+                category=li.category,
+                quantity=li.quantity,
+                paid_fen=li.paid_fen,
+                base_points=p,
+            )
+            for li, p in zip(data.lines, per_line, strict=True)
+        ),
+        base_points=sum(per_line),
+    )
+    adjustments = await host.adjust_earned_points(tenant_id, store_id, context, session=session)
+    if not adjustments:
+        return per_line, ""
+    delta = sum(adjustment.points for _, adjustment in adjustments)
+    reason = "; ".join(f"{plugin}: {a.reason}" for plugin, a in adjustments)[:200]
+    return rules.apply_adjustment(per_line, delta), reason
 
 
 async def _capturable_hold(

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
+from nestpoint.db.pagination import Page, paginate
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.loyalty import rules
 from nestpoint.loyalty.rules import Program
@@ -688,4 +689,13 @@ async def balances(session: AsyncSession, program: Program, member_id: uuid.UUID
         expiring_soon=int(row[2]),
         expiring_before=soon,
         lifetime_earned=acct.lifetime_earned,
+    )
+
+
+async def list_entries(
+    session: AsyncSession, member_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> Page[PointEntry]:
+    stmt = select(PointEntry).where(PointEntry.member_id == member_id)
+    return await paginate(
+        session, stmt, (PointEntry.created_at, PointEntry.id), cursor=cursor, limit=limit
     )

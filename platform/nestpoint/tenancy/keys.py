@@ -30,14 +30,50 @@ TENANT_SCOPES = frozenset(
         "keys:write",
         "events:read",
         "audit:read",
+        "members:read",
+        "members:write",
+        "members:pii",
+        "orders:read",
+        "orders:write",
+        "points:hold",
+        "points:write",
+        "loyalty:read",
+        "loyalty:write",
         "plugins:read",
         "plugins:write",
     }
 )
 STORE_SCOPES = frozenset(
-    {"tenant:read", "stores:read", "stores:write", "plugins:read", "plugins:write"}
+    {
+        "tenant:read",
+        "stores:read",
+        "stores:write",
+        "members:read",
+        "members:write",
+        "members:pii",
+        "orders:read",
+        "orders:write",
+        "points:hold",
+        "loyalty:read",
+        "plugins:read",
+        "plugins:write",
+    }
 )
-DEFAULT_SCOPES = {"tenant": TENANT_SCOPES, "store": frozenset({"tenant:read", "stores:read"})}
+DEFAULT_SCOPES = {
+    "tenant": TENANT_SCOPES,
+    "store": frozenset(
+        {
+            "tenant:read",
+            "stores:read",
+            "members:read",
+            "members:write",
+            "orders:read",
+            "orders:write",
+            "points:hold",
+            "loyalty:read",
+        }
+    ),
+}
 ALLOWED_SCOPES = {"tenant": TENANT_SCOPES, "store": STORE_SCOPES}
 
 

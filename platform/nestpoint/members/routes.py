@@ -1,0 +1,315 @@
+"""HTTP routes of the members context (and a member's points and tier history)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from typing import Annotated
+
+from litestar import Controller, get, patch, post, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_only, requires
+from nestpoint.api.problems import problems
+from nestpoint.context import current_actor
+from nestpoint.db import utcnow
+from nestpoint.errors import Invalid, NotFound
+from nestpoint.loyalty.service import get_program
+from nestpoint.members import service
+from nestpoint.members.schemas import (
+    BirthIn,
+    ChildIn,
+    ChildRead,
+    ChildUpdate,
+    ConsentIn,
+    FamilyIn,
+    IdentityIn,
+    MemberCreate,
+    MemberList,
+    MemberRead,
+    MemberUpdate,
+    MergeIn,
+)
+from nestpoint.points import service as points
+from nestpoint.points.schemas import (
+    AdjustmentIn,
+    BalancesRead,
+    EntryList,
+    EntryRead,
+    TierChangeList,
+    TierChangeRead,
+    TransferIn,
+)
+from nestpoint.tiers import service as tiers
+
+MemberId = FromPath[uuid.UUID]
+
+
+def _full_pii() -> bool:
+    return current_actor().has("members:pii")
+
+
+class MemberController(Controller):
+    path = "/members"
+    tags = ["members"]
+
+    @post(
+        "/",
+        guards=[requires("members:write")],
+        responses=problems(409, 422),
+        summary="Enrol a member (at the till, online, or by HQ)",
+    )
+    async def create(self, db: Db, data: JSONBody[MemberCreate]) -> MemberRead:
+        member = await service.create_member(db, data)
+        return await service.member_read(db, member, full_pii=_full_pii())
+
+    @get("/", guards=[requires("members:read")], responses=problems(422), summary="List members")
+    async def list_members(
+        self,
+        db: Db,
+        cursor: CursorQuery = None,
+        limit: LimitQuery = DEFAULT_LIMIT,
+        tag: Annotated[str | None, QueryParameter(name="tag", max_length=32)] = None,
+        tier: Annotated[str | None, QueryParameter(name="tier", max_length=32)] = None,
+        home_store: Annotated[str | None, QueryParameter(name="home_store", max_length=32)] = None,
+        stage: Annotated[
+            str | None,
+            QueryParameter(name="stage", pattern=r"^(pregnant|0-6m|6-12m|1-3y|3-6y|older)$"),
+        ] = None,
+    ) -> MemberList:
+        page = await service.list_members(
+            db,
+            cursor=cursor,
+            limit=limit,
+            tag=tag,
+            tier=tier,
+            home_store_code=home_store,
+            stage=stage,
+        )
+        return MemberList(
+            items=[service.member_summary(m, full_pii=_full_pii()) for m in page.items],
+            next_cursor=page.next_cursor,
+        )
+
+    @get(
+        "/lookup",
+        guards=[requires("members:read")],
+        responses=problems(404, 422),
+        summary="Look a member up by phone or by a channel identity",
+    )
+    async def lookup(
+        self,
+        db: Db,
+        phone: Annotated[str | None, QueryParameter(name="phone", max_length=32)] = None,
+        identity_kind: Annotated[
+            str | None,
+            QueryParameter(
+                name="identity_kind",
+                pattern=r"^(pos_card|mall_user|mp_openid|mp_unionid|app_user)$",
+            ),
+        ] = None,
+        identity_value: Annotated[
+            str | None, QueryParameter(name="identity_value", max_length=128)
+        ] = None,
+    ) -> MemberRead:
+        if phone:
+            member = await service.find_by_phone(db, phone)
+        elif identity_kind and identity_value:
+            member = await service.find_by_identity(db, identity_kind, identity_value)
+        else:
+            raise Invalid.field("query.phone", "give phone, or identity_kind and identity_value")
+        if member is None:
+            raise NotFound("no such member")
+        return await service.member_read(db, member, full_pii=_full_pii())
+
+    @get(
+        "/{member_id:uuid}",
+        guards=[requires("members:read")],
+        responses=problems(404),
+        summary="Get a member",
+    )
+    async def get_member(self, db: Db, member_id: MemberId) -> MemberRead:
+        member = await service.get_member(db, member_id)
+        return await service.member_read(db, member, full_pii=_full_pii())
+
+    @patch(
+        "/{member_id:uuid}",
+        guards=[requires("members:write")],
+        responses=problems(404, 422),
+        summary="Update a member's profile",
+    )
+    async def update(self, db: Db, member_id: MemberId, data: JSONBody[MemberUpdate]) -> MemberRead:
+        member = await service.update_member(db, member_id, data)
+        return await service.member_read(db, member, full_pii=_full_pii())
+
+    @post(
+        "/{member_id:uuid}/children",
+        guards=[requires("members:write")],
+        responses=problems(404, 422),
+        summary="Add a child or a pregnancy",
+    )
+    async def add_child(self, db: Db, member_id: MemberId, data: JSONBody[ChildIn]) -> ChildRead:
+        child = await service.add_child(db, member_id, data)
+        return service.child_read(child, utcnow().date())
+
+    @patch(
+        "/{member_id:uuid}/children/{child_id:uuid}",
+        guards=[requires("members:write")],
+        responses=problems(404, 422),
+        summary="Update a child",
+    )
+    async def update_child(
+        self,
+        db: Db,
+        member_id: MemberId,
+        child_id: FromPath[uuid.UUID],
+        data: JSONBody[ChildUpdate],
+    ) -> ChildRead:
+        child = await service.update_child(db, member_id, child_id, data)
+        return service.child_read(child, utcnow().date())
+
+    @post(
+        "/{member_id:uuid}/children/{child_id:uuid}/birth",
+        guards=[requires("members:write")],
+        responses=problems(404, 409, 422),
+        status_code=HTTP_200_OK,
+        summary="Record a birth: the pregnancy becomes a newborn (child.born)",
+    )
+    async def record_birth(
+        self, db: Db, member_id: MemberId, child_id: FromPath[uuid.UUID], data: JSONBody[BirthIn]
+    ) -> ChildRead:
+        child = await service.record_birth(db, member_id, child_id, data)
+        return service.child_read(child, utcnow().date())
+
+    @put(
+        "/{member_id:uuid}/consents",
+        guards=[requires("members:write")],
+        responses=problems(404),
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Set marketing consent per channel",
+    )
+    async def set_consents(
+        self, db: Db, member_id: MemberId, data: JSONBody[list[ConsentIn]]
+    ) -> None:
+        await service.set_consents(db, member_id, data)
+
+    @post(
+        "/{member_id:uuid}/identities",
+        guards=[requires("members:write")],
+        responses=problems(404, 409),
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Link a channel identity (card, mall user, openid, ...)",
+    )
+    async def add_identity(self, db: Db, member_id: MemberId, data: JSONBody[IdentityIn]) -> None:
+        await service.add_identity(db, member_id, data)
+
+    @post(
+        "/{member_id:uuid}/merge",
+        guards=[requires("members:write"), hq_only],
+        responses=problems(404, 409, 422),
+        status_code=HTTP_200_OK,
+        summary="Merge a duplicate member into this one",
+    )
+    async def merge(self, db: Db, member_id: MemberId, data: JSONBody[MergeIn]) -> MemberRead:
+        member = await service.merge_members(db, member_id, data.source_member_id)
+        return await service.member_read(db, member, full_pii=_full_pii())
+
+    @post(
+        "/{member_id:uuid}/family",
+        guards=[requires("members:write")],
+        responses=problems(404),
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Put another member in this member's family (for points transfers)",
+    )
+    async def link_family(self, db: Db, member_id: MemberId, data: JSONBody[FamilyIn]) -> None:
+        await service.link_family(db, member_id, data.member_id)
+
+    # -------------------------------------------------------------- points and tiers
+
+    @get(
+        "/{member_id:uuid}/points",
+        guards=[requires("members:read")],
+        responses=problems(404),
+        summary="Points: balance, available, pending (积分冻结), held, expiring soon",
+    )
+    async def balances(self, db: Db, member_id: MemberId) -> BalancesRead:
+        member = await service.get_active_member(db, member_id)
+        result = await points.balances(db, await get_program(db), member.id)
+        return BalancesRead(member_id=member.id, **asdict(result))
+
+    @get(
+        "/{member_id:uuid}/points/entries",
+        guards=[requires("members:read")],
+        responses=problems(404),
+        summary="The member's points ledger, oldest first",
+    )
+    async def entries(
+        self,
+        db: Db,
+        member_id: MemberId,
+        cursor: CursorQuery = None,
+        limit: LimitQuery = DEFAULT_LIMIT,
+    ) -> EntryList:
+        await service.get_member(db, member_id)
+        page = await points.list_entries(db, member_id, cursor=cursor, limit=limit)
+        return EntryList(
+            items=[EntryRead.model_validate(e) for e in page.items], next_cursor=page.next_cursor
+        )
+
+    @post(
+        "/{member_id:uuid}/points/adjustments",
+        guards=[requires("points:write"), hq_only],
+        responses=problems(404, 409, 422),
+        summary="Adjust points by hand, with a reason",
+    )
+    async def adjust(self, db: Db, member_id: MemberId, data: JSONBody[AdjustmentIn]) -> EntryRead:
+        member = await service.get_active_member(db, member_id)
+        entry = await points.adjust(
+            db,
+            await get_program(db),
+            member.id,
+            data.amount,
+            reason=data.reason,
+            actor=str(current_actor().key_id),
+            idempotency_key=data.idempotency_key,
+        )
+        return EntryRead.model_validate(entry)
+
+    @post(
+        "/{member_id:uuid}/points/transfers",
+        guards=[requires("points:write")],
+        responses=problems(404, 409, 422),
+        summary="Transfer points within a family",
+    )
+    async def transfer(self, db: Db, member_id: MemberId, data: JSONBody[TransferIn]) -> EntryRead:
+        entry = await points.transfer(
+            db,
+            await get_program(db),
+            member_id,
+            data.to_member_id,
+            data.amount,
+            actor=str(current_actor().key_id),
+            idempotency_key=data.idempotency_key,
+        )
+        return EntryRead.model_validate(entry)
+
+    @get(
+        "/{member_id:uuid}/tier-history",
+        guards=[requires("members:read")],
+        responses=problems(404),
+        summary="The member's tier changes with reasons",
+    )
+    async def tier_history(
+        self,
+        db: Db,
+        member_id: MemberId,
+        cursor: CursorQuery = None,
+        limit: LimitQuery = DEFAULT_LIMIT,
+    ) -> TierChangeList:
+        await service.get_member(db, member_id)
+        page = await tiers.history(db, member_id, cursor=cursor, limit=limit)
+        return TierChangeList(
+            items=[TierChangeRead.model_validate(c) for c in page.items],
+            next_cursor=page.next_cursor,
+        )

@@ -1,0 +1,82 @@
+"""HTTP routes of the orders context: orders, refunds, and the earn preview."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody, PathParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from nestpoint.api.deps import Db, requires
+from nestpoint.api.problems import problems
+from nestpoint.orders import service
+from nestpoint.orders.schemas import (
+    OrderIn,
+    OrderResult,
+    PreviewIn,
+    PreviewResult,
+    RefundIn,
+    RefundResult,
+)
+
+ChannelPath = Annotated[
+    str, PathParameter(name="channel", pattern=r"^(pos|mall|mini_program|app)$")
+]
+ExternalIdPath = Annotated[
+    str, PathParameter(name="external_id", pattern=r"^[A-Za-z0-9._:-]{1,100}$")
+]
+
+
+def _replay_spec(model: type[Any]) -> dict[int, ResponseSpec]:
+    return {200: ResponseSpec(data_container=model, description="A retry: the first response.")}
+
+
+class OrderController(Controller):
+    path = "/orders"
+    tags = ["orders"]
+
+    @post(
+        "/",
+        guards=[requires("orders:write")],
+        responses=problems(409, 422) | _replay_spec(OrderResult),
+        summary="Record a paid order; earns points (idempotent by channel + external id)",
+    )
+    async def create(self, db: Db, data: JSONBody[OrderIn]) -> Response[dict[str, Any]]:
+        created, body = await service.create_order(db, data)
+        return Response(body, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @post(
+        "/preview",
+        guards=[requires("orders:write")],
+        responses=problems(422),
+        status_code=HTTP_200_OK,
+        summary="Points a basket would earn; writes nothing",
+    )
+    async def preview(self, db: Db, data: JSONBody[PreviewIn]) -> PreviewResult:
+        return await service.preview(db, data)
+
+    @get(
+        "/{channel:str}/{external_id:str}",
+        guards=[requires("orders:read")],
+        responses=problems(404),
+        summary="Get an order as first recorded, with refund state",
+    )
+    async def get_order(
+        self, db: Db, channel: ChannelPath, external_id: ExternalIdPath
+    ) -> OrderResult:
+        order = await service.get_order(db, channel, external_id)
+        return OrderResult.model_validate(order.response)
+
+    @post(
+        "/{channel:str}/{external_id:str}/refunds",
+        guards=[requires("orders:write")],
+        responses=problems(404, 409, 422) | _replay_spec(RefundResult),
+        summary="Refund lines or all of an order; reverses the points they earned",
+    )
+    async def refund(
+        self, db: Db, channel: ChannelPath, external_id: ExternalIdPath, data: JSONBody[RefundIn]
+    ) -> Response[dict[str, Any]]:
+        created, body = await service.create_refund(db, channel, external_id, data)
+        return Response(body, status_code=HTTP_201_CREATED if created else HTTP_200_OK)

@@ -1,0 +1,70 @@
+"""HTTP routes for holds at the till: hold at scan, capture on payment, release on cancel."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, get, post
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK
+
+from nestpoint.api.deps import Db, requires
+from nestpoint.api.problems import problems
+from nestpoint.context import require_tenant
+from nestpoint.loyalty.service import get_program
+from nestpoint.members.service import get_active_member
+from nestpoint.points import service
+from nestpoint.points.schemas import HoldIn, HoldRead
+
+
+class HoldController(Controller):
+    path = "/points/holds"
+    tags = ["points"]
+
+    @post(
+        "/",
+        guards=[requires("points:hold")],
+        responses=problems(404, 409, 422),
+        summary="Hold points at scan (released automatically after the timeout)",
+    )
+    async def create(self, db: Db, data: JSONBody[HoldIn]) -> HoldRead:
+        member = await get_active_member(db, data.member_id)
+        held = await service.hold(
+            db,
+            await get_program(db),
+            member.id,
+            data.points,
+            idempotency_key=data.idempotency_key,
+            order_ref=data.order_ref,
+            store_id=require_tenant().store_id,
+        )
+        return HoldRead.model_validate(held)
+
+    @get(
+        "/{hold_id:uuid}",
+        guards=[requires("points:hold")],
+        responses=problems(404),
+        summary="Get a hold",
+    )
+    async def get_hold(self, db: Db, hold_id: FromPath[uuid.UUID]) -> HoldRead:
+        return HoldRead.model_validate(await service.get_hold(db, hold_id))
+
+    @post(
+        "/{hold_id:uuid}/capture",
+        guards=[requires("points:hold")],
+        responses=problems(404, 409),
+        status_code=HTTP_200_OK,
+        summary="Capture a hold: the points pay (exactly once)",
+    )
+    async def capture(self, db: Db, hold_id: FromPath[uuid.UUID]) -> HoldRead:
+        return HoldRead.model_validate(await service.resolve_hold(db, hold_id, "capture"))
+
+    @post(
+        "/{hold_id:uuid}/release",
+        guards=[requires("points:hold")],
+        responses=problems(404, 409),
+        status_code=HTTP_200_OK,
+        summary="Release a hold: the points return (exactly once)",
+    )
+    async def release(self, db: Db, hold_id: FromPath[uuid.UUID]) -> HoldRead:
+        return HoldRead.model_validate(await service.resolve_hold(db, hold_id, "release"))
