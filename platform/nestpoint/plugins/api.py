@@ -15,6 +15,9 @@ See ``docs/plugins/`` for the tutorial, the how-tos and the reference of every h
 
 from __future__ import annotations
 
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from nestpoint.db import rls
 from nestpoint.db.base import Base, TenantOwned, UTCDateTime, new_id, utcnow
 from nestpoint.events.service import Event
@@ -47,6 +50,12 @@ from nestpoint.plugins.types import (
     QuestionType,
 )
 
+# Parameter types for a plugin's route handlers: ``async def h(plugin: Plugin, db: Db)``.
+Plugin = NamedDependency[PluginContext]
+"""The caller's :class:`PluginContext` (tenant, store, merged config) in a route handler."""
+Db = NamedDependency[AsyncSession]
+"""The request's database session (scoped to the tenant; commits after the handler)."""
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",
@@ -60,6 +69,7 @@ __all__ = [
     "ConfigSchemaRegistry",
     "ConsolePanel",
     "ConsolePanelRegistry",
+    "Db",
     "DeliveryReceipt",
     "EarnAdjustment",
     "EarnContext",
@@ -69,6 +79,7 @@ __all__ = [
     "MigrationRegistry",
     "OutboundMessage",
     "PeriodicJob",
+    "Plugin",
     "PluginContext",
     "PluginJob",
     "QuestionType",

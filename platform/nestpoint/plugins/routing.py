@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litestar import Router
+from litestar import Request, Router
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
@@ -41,8 +41,8 @@ def plugin_router(host: PluginHost, plugin_id: str, handlers: list[Any]) -> Rout
     ) -> None:
         connection.state["nestpoint_plugin"] = await _context_for(host, plugin_id)
 
-    async def provide_plugin(connection: ASGIConnection[Any, Any, Any, Any]) -> PluginContext:
-        context = connection.state.get("nestpoint_plugin")
+    async def provide_plugin(request: Request[Any, Any, Any]) -> PluginContext:
+        context = request.state.get("nestpoint_plugin")
         if isinstance(context, PluginContext):
             return context
         return await _context_for(host, plugin_id)
