@@ -202,6 +202,16 @@ def demo(
         serve(host=None, port=port, workers=1, in_process_worker=True)
 
 
+def _add_loyalty_commands() -> None:
+    from nestpoint.jobs.cli import jobs_app, members_app
+
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(members_app, name="members")
+
+
+_add_loyalty_commands()
+
+
 def main() -> None:
     app()
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-ACTOR_MODULES = ("nestpoint.events.actors", "nestpoint.plugins.jobs")
+ACTOR_MODULES = (
+    "nestpoint.events.actors",
+    "nestpoint.plugins.jobs",
+    "nestpoint.points.actors",
+    "nestpoint.tiers.actors",
+)
 
 # (actor name, trigger, trigger arguments). Each job is idempotent, so a second scheduler
 # (two worker replicas) only costs a little duplicate work.
 PERIODIC_JOBS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("events.sweep", "interval", {"seconds": 30}),
+    ("points.release_holds_all", "interval", {"minutes": 1}),
+    ("points.expire_all", "interval", {"hours": 1}),
+    ("tiers.evaluate_all", "cron", {"hour": 19, "minute": 30}),  # 03:30 Asia/Shanghai
 )
 
 

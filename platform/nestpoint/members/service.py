@@ -608,3 +608,38 @@ async def merge_members(
 def current_store_id() -> uuid.UUID | None:
     ctx = current_tenant()
     return ctx.store_id if ctx else None
+
+
+async def rotate_keys(session: AsyncSession, batch_size: int = 1000) -> int:
+    """Re-encrypt phones and names written under an older key; returns rows rewritten.
+
+    Runs for the current tenant; repeat until it returns 0 (each call takes one batch).
+    """
+    ring = pii.keyring()
+    prefix = f"{ring.active_id}:"
+    rows = (
+        await session.scalars(
+            select(Member)
+            .where(~Member.phone_enc.startswith(prefix))
+            .limit(batch_size)
+            .with_for_update()
+        )
+    ).all()
+    for member in rows:
+        context = _context(member.id)
+        member.phone_enc = ring.encrypt(
+            ring.decrypt(member.phone_enc, context=context), context=context
+        )
+        if member.name_enc is not None:
+            member.name_enc = ring.encrypt(
+                ring.decrypt(member.name_enc, context=context), context=context
+            )
+    if rows:
+        record(
+            session,
+            "pii.rotated",
+            "tenant",
+            require_tenant().tenant_id,
+            {"rows": len(rows), "key_id": ring.active_id},
+        )
+    return len(rows)

@@ -1,0 +1,97 @@
+"""``nestpoint jobs``: run the periodic jobs now, for one tenant or all (operators, tests,
+benchmarks). The same functions the actors run, called directly, not through the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+jobs_app = typer.Typer(help="Run periodic jobs now.", no_args_is_help=True)
+members_app = typer.Typer(help="Member data maintenance.", no_args_is_help=True)
+
+
+def _jobs() -> dict[str, Callable[[AsyncSession], Awaitable[Any]]]:
+    from nestpoint.events.service import install_session_hooks
+    from nestpoint.loyalty.service import load_program
+    from nestpoint.points.jobs import expire_points, release_expired_holds
+    from nestpoint.tiers.jobs import evaluate_tiers
+
+    install_session_hooks()
+
+    async def evaluate(session: AsyncSession) -> Any:
+        return await evaluate_tiers(session, await load_program(session))
+
+    return {
+        "expire-points": expire_points,
+        "release-holds": release_expired_holds,
+        "evaluate-tiers": evaluate,
+    }
+
+
+async def _tenant_ids(slug: str | None) -> list[uuid.UUID]:
+    from nestpoint.db import scoped_session
+    from nestpoint.jobs.tenants import active_tenant_ids
+    from nestpoint.tenancy.models import Tenant
+
+    if slug is None:
+        return await active_tenant_ids()
+    async with scoped_session() as session:
+        tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+    if tenant_id is None:
+        raise typer.BadParameter(f"no tenant {slug!r}", param_hint="--tenant")
+    return [tenant_id]
+
+
+@jobs_app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="expire-points, release-holds or evaluate-tiers")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant slug (default: all).")] = None,
+) -> None:
+    """Run a job now and print what it did and how long it took."""
+    jobs = _jobs()
+    if name not in jobs:
+        raise typer.BadParameter(f"one of {sorted(jobs)}", param_hint="NAME")
+
+    async def main() -> None:
+        from nestpoint.db import get_database
+        from nestpoint.jobs.tenants import run_for_tenant
+
+        try:
+            for tenant_id in await _tenant_ids(tenant):
+                started = time.perf_counter()
+                result = await run_for_tenant(tenant_id, jobs[name], name=name)
+                typer.echo(f"{name} {tenant_id}: {result} in {time.perf_counter() - started:.3f} s")
+        finally:
+            await get_database().dispose()
+
+    asyncio.run(main())
+
+
+@members_app.command("rotate-keys")
+def rotate_keys(batch: Annotated[int, typer.Option(help="Rows per transaction.")] = 1000) -> None:
+    """Re-encrypt personal data written under older keys (after putting a new key first)."""
+    from nestpoint.members.service import rotate_keys as rotate
+
+    async def main() -> None:
+        from nestpoint.db import get_database
+        from nestpoint.jobs.tenants import run_for_tenant
+
+        try:
+            for tenant_id in await _tenant_ids(None):
+                total = 0
+                while done := await run_for_tenant(
+                    tenant_id, lambda s: rotate(s, batch), name="members.rotate-keys"
+                ):
+                    total += done
+                typer.echo(f"{tenant_id}: {total} members re-encrypted")
+        finally:
+            await get_database().dispose()
+
+    asyncio.run(main())

@@ -1,0 +1,45 @@
+"""Dramatiq actors of the points context: expiry and hold timeouts, per tenant."""
+
+from __future__ import annotations
+
+import uuid
+
+import dramatiq
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
+from nestpoint.jobs.tenants import active_tenant_ids, run_for_tenant
+from nestpoint.points.jobs import JobResult, expire_points, release_expired_holds
+
+
+async def _expire(session: AsyncSession) -> JobResult:
+    return await expire_points(session)
+
+
+async def _release(session: AsyncSession) -> JobResult:
+    return await release_expired_holds(session)
+
+
+@dramatiq.actor(actor_name="points.expire", queue_name="default", max_retries=3)
+async def expire(tenant_id: str) -> None:
+    """Expire one tenant's due lots (积分清零). Idempotent: safe twice or concurrently."""
+    await run_for_tenant(uuid.UUID(tenant_id), _expire, name="points.expire")
+
+
+@dramatiq.actor(actor_name="points.expire_all", queue_name="default", max_retries=0)
+async def expire_all() -> None:
+    """Periodic: fan out ``points.expire`` to every active tenant."""
+    for tenant_id in await active_tenant_ids():
+        expire.send(str(tenant_id))
+
+
+@dramatiq.actor(actor_name="points.release_holds", queue_name="default", max_retries=3)
+async def release_holds(tenant_id: str) -> None:
+    """Release one tenant's timed-out holds. Idempotent."""
+    await run_for_tenant(uuid.UUID(tenant_id), _release, name="points.release_holds")
+
+
+@dramatiq.actor(actor_name="points.release_holds_all", queue_name="default", max_retries=0)
+async def release_holds_all() -> None:
+    for tenant_id in await active_tenant_ids():
+        release_holds.send(str(tenant_id))
