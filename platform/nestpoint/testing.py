@@ -311,7 +311,8 @@ def _fresh_database(tmp: Path) -> tuple[dict[str, str], Callable[[], None]]:
         "NESTPOINT_MIGRATION_DATABASE_URL": f"postgresql+asyncpg://{owner}@{host}/{name}",
         "NESTPOINT_APP_ROLE": app_role,
     }
-    return env, lambda: asyncio.run(_pg_admin(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    return env, lambda: asyncio.run(_pg_admin(admin, drop))
 
 
 # ---------------------------------------------------------------------------- fixtures

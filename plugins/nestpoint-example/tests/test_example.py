@@ -20,12 +20,18 @@ async def test_birthday_month_doubles_points_only_where_enabled(
     assert [(pid, a.points) for pid, a in adjusted] == [(PLUGIN, 120)]
     # Another month, or another store: nothing.
     june = datetime(2026, 6, 20, tzinfo=UTC)
-    assert await nestpoint_adjust_points(
-        nestpoint_tenant, "S1", paid_at=june, children_birth_dates=child
-    ) == []
-    assert await nestpoint_adjust_points(
-        nestpoint_tenant, "S2", paid_at=may, children_birth_dates=child
-    ) == []
+    assert (
+        await nestpoint_adjust_points(
+            nestpoint_tenant, "S1", paid_at=june, children_birth_dates=child
+        )
+        == []
+    )
+    assert (
+        await nestpoint_adjust_points(
+            nestpoint_tenant, "S2", paid_at=may, children_birth_dates=child
+        )
+        == []
+    )
 
 
 async def test_store_config_overrides_the_chain(
@@ -43,7 +49,8 @@ async def test_store_config_overrides_the_chain(
     s2 = await nestpoint_adjust_points(
         nestpoint_tenant, "S2", base_points=10, paid_at=may, children_birth_dates=child
     )
-    assert s1[0][1].points == 20 and s2[0][1].points == 40
+    assert s1[0][1].points == 20
+    assert s2[0][1].points == 40
 
 
 async def test_tier_change_is_celebrated_and_served_by_the_route(
@@ -69,7 +76,8 @@ async def test_hello_route_and_disabling(
     t = nestpoint_tenant
     await nestpoint_enable_plugin(t, PLUGIN, store="S2", config={"greeting": "你好"})
     r = await nestpoint_client.get("/api/v1/plugins/example/hello", headers=t.store("S2"))
-    assert r.status_code == 200 and r.json()["greeting"] == "你好"
+    assert r.status_code == 200
+    assert r.json()["greeting"] == "你好"
     await nestpoint_disable_plugin(t, PLUGIN)
     r = await nestpoint_client.get("/api/v1/plugins/example/hello", headers=t.store("S2"))
     assert r.status_code == 404
