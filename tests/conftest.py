@@ -196,3 +196,35 @@ def make_tenant(client: AsyncTestClient[Litestar], platform_headers: dict[str, s
         return TenantHandle(tenant_id, slug, hq_key, stores, store_keys)
 
     return make
+
+
+@pytest.fixture
+def row_counts(database_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Async helper: ``{table: rows}`` of one tenant, for every tenant-owned table.
+
+    Each count filters on ``tenant_id`` explicitly and runs in that tenant's context (so RLS
+    on PostgreSQL lets it see the rows): tests compare counts before and after a request to
+    prove that nothing was written.
+    """
+    from sqlalchemy import func, select
+
+    from nestpoint.context import tenant_context
+    from nestpoint.db import scoped_session
+    from nestpoint.db.base import Base, tenant_owned_tables
+    from nestpoint.db.models import metadata
+
+    assert metadata is Base.metadata
+
+    async def count(tenant_id: uuid.UUID) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with tenant_context(tenant_id):
+            async with scoped_session() as session:
+                for name in tenant_owned_tables():
+                    table = Base.metadata.tables[name]
+                    stmt = select(func.count()).select_from(table)
+                    counts[name] = int(
+                        await session.scalar(stmt.where(table.c.tenant_id == tenant_id)) or 0
+                    )
+        return counts
+
+    return count

@@ -4,6 +4,10 @@ For each HTTP request: take a sane ``X-Request-ID`` or make one, echo it on the 
 resolve the API key (``Authorization: Bearer <key>`` or ``X-API-Key``) into the tenant
 context and actor for the rest of the request, and log one line when the response starts.
 Paths outside ``/api/`` (health, OpenAPI) need no key.
+
+Two layers: :class:`RequestIdMiddleware` wraps the whole application (route middleware
+never sees the router's own 404 and 405, and those responses need a request id too), and
+:class:`RequestContextMiddleware`, a route middleware, authenticates.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ def _presented_key(scope: Scope) -> str | None:
     return _header(scope, b"x-api-key")
 
 
-class RequestContextMiddleware:
+class RequestIdMiddleware:
+    """Outermost layer: request id, one log line, and a clean tenant and actor per request."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -66,12 +72,6 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if scope["path"].startswith("/api/"):
-                try:
-                    await self._authenticate(scope)
-                except Unauthorized as exc:
-                    await _send_problem(send_with_request_id, scope, exc)
-                    return
             await self.app(scope, receive, send_with_request_id)
         finally:
             log.info(
@@ -86,6 +86,26 @@ class RequestContextMiddleware:
             _actor.reset(actor_token)
             _tenant.reset(tenant_token)
             request_id.reset(rid_token)
+
+
+class RequestContextMiddleware:
+    """Route middleware: the API key becomes the request's tenant and actor.
+
+    They are set for the rest of the request (the access log line carries the tenant) and
+    reset by :class:`RequestIdMiddleware` when the request ends.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            try:
+                await self._authenticate(scope)
+            except Unauthorized as exc:
+                await _send_problem(send, scope, exc)
+                return
+        await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope) -> None:
         raw = _presented_key(scope)

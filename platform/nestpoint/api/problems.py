@@ -70,6 +70,7 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
         if not isinstance(item, dict):
             continue
         source = item.get("source") or "body"
+        source = getattr(source, "value", source)  # a ParamType enum: "query", "path", ...
         key = item.get("key") or ""
         field = f"{source}.{key}" if key else str(source)
         errors.append({"field": field, "message": str(item.get("message", "invalid"))})

@@ -40,10 +40,21 @@ def _dump(value: Any) -> Any:
     return value
 
 
+def _python_type(column: InstrumentedAttribute[Any]) -> Any:
+    """The column's Python type; a TypeDecorator (``UTCDateTime``) reports its impl's."""
+    type_ = column.type
+    return getattr(type_, "impl_instance", type_).python_type
+
+
 def _load(value: Any, column: InstrumentedAttribute[Any]) -> Any:
-    python_type = column.type.python_type
+    python_type = _python_type(column)
+    if python_type in (datetime, uuid.UUID) and not isinstance(value, str):
+        raise InvalidCursor("cursor does not match this listing")
     if python_type is datetime:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:  # this API only issues timezone-aware cursors
+            raise InvalidCursor("cursor does not match this listing")
+        return moment
     if python_type is uuid.UUID:
         return uuid.UUID(value)
     if not isinstance(value, python_type):
@@ -82,7 +93,8 @@ async def paginate(
         if len(key) == 1:
             stmt = stmt.where(key[0] > values[0])
         else:
-            stmt = stmt.where(tuple_(*key) > tuple_(*values))
+            # Typed binds, so each value is stored-format (UTC, UUID) like its column.
+            stmt = stmt.where(tuple_(*key) > tuple_(*values, types=[c.type for c in key]))
     rows = list((await session.scalars(stmt.order_by(*key).limit(limit + 1))).all())
     next_cursor = None
     if len(rows) > limit:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,8 +39,40 @@ class TenantManifest(BaseModel):
         codes = [s.code for s in self.stores]
         duplicates = sorted({code for code in codes if codes.count(code) > 1})
         if duplicates:
-            raise ValueError(f"store codes appear more than once: {duplicates}")
+            raise PydanticCustomError(
+                DUPLICATE_STORE_CODE,
+                "store codes appear more than once: {codes}",
+                {"codes": duplicates},
+            )
         return self
+
+
+# A model validator runs only when every field is valid, and its error has no field path;
+# ``load_manifest`` therefore checks duplicates on the raw data and names each repeat.
+DUPLICATE_STORE_CODE = "duplicate_store_code"
+
+
+def _duplicate_store_codes(raw: Any) -> list[FieldError]:
+    stores = raw.get("stores") if isinstance(raw, dict) else None
+    if not isinstance(stores, list):
+        return []
+    first: dict[str, int] = {}
+    errors: list[FieldError] = []
+    for index, store in enumerate(stores):
+        code = store.get("code") if isinstance(store, dict) else None
+        if not isinstance(code, str):
+            continue
+        if code in first:
+            errors.append(
+                FieldError(
+                    f"stores.{index}.code",
+                    f"store code {code!r} appears more than once"
+                    f" (first at stores.{first[code]}.code)",
+                )
+            )
+        else:
+            first.setdefault(code, index)
+    return errors
 
 
 @dataclass
@@ -64,14 +97,19 @@ def load_manifest(path: Path) -> TenantManifest:
         raise Invalid(
             f"{path}: not valid TOML: {exc}", errors=[FieldError("(file)", str(exc))]
         ) from exc
+    errors: list[FieldError] = []
     try:
-        return TenantManifest.model_validate(raw)
+        manifest = TenantManifest.model_validate(raw)
     except ValidationError as exc:
         errors = [
             FieldError(".".join(str(p) for p in err["loc"]) or "(manifest)", err["msg"])
             for err in exc.errors()
+            if err["type"] != DUPLICATE_STORE_CODE  # named per field just below
         ]
-        raise Invalid(f"{path}: {len(errors)} error(s) in the manifest", errors=errors) from exc
+    errors += _duplicate_store_codes(raw)
+    if errors:
+        raise Invalid(f"{path}: {len(errors)} error(s) in the manifest", errors=errors)
+    return manifest
 
 
 def _diff(current: Any, desired: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,231 @@
+"""API keys: the secret is shown once and stored only as a hash; revocation, last use, the
+scopes a key may carry, and what a key without a scope may not do."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from nestpoint.context import tenant_context
+from nestpoint.db import scoped_session
+from nestpoint.db.models import ApiKey, AuditEntry, OutboxEvent
+from nestpoint.tenancy.keys import DEFAULT_SCOPES
+
+
+def secret_part(key: str) -> str:
+    """The random secret of ``npk_<tenant hex>_<secret>`` (the secret itself may hold "_")."""
+    prefix, tenant_hex, secret = key.split("_", 2)
+    assert prefix == "npk"
+    assert len(tenant_hex) == 32
+    return secret
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def create_key(client: Any, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    r = await client.post("/api/v1/api-keys", json={"name": "test key", **body}, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def listed(client: Any, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+    r = await client.get("/api/v1/api-keys", params={"limit": 200}, headers=headers)
+    assert r.status_code == 200, r.text
+    return {k["id"]: k for k in r.json()["items"]}
+
+
+async def test_secret_is_returned_once_and_never_listed(client, make_tenant) -> None:
+    t = await make_tenant(("S1",))
+    created = await create_key(client, t.hq(), name="reporting")
+    secret = created["key"]
+    random_part = secret_part(secret)
+    assert secret.startswith(f"npk_{t.id.hex}_")
+    assert len(random_part) >= 42
+    assert created["key_prefix"]
+    assert random_part not in created["key_prefix"]
+    assert secret.startswith(created["key_prefix"][:4])
+
+    r = await client.get("/api/v1/api-keys", params={"limit": 200}, headers=t.hq())
+    assert random_part not in r.text
+    item = {k["id"]: k for k in r.json()["items"]}[created["id"]]
+    assert "key" not in item
+    assert item["key_prefix"] == created["key_prefix"]
+    assert item["name"] == "reporting"
+    r = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=t.hq())
+    assert r.status_code == 200
+    assert random_part not in r.text
+    assert "key" not in r.json()
+    # Two keys never share a secret.
+    other = await create_key(client, t.hq())
+    assert other["key"] != secret
+
+
+async def test_database_stores_only_a_sha256(client, make_tenant) -> None:
+    t = await make_tenant(("S1",))
+    created = await create_key(client, t.hq(), kind="store", store_code="S1")
+    secret = created["key"]
+    random_part = secret_part(secret)
+    table = ApiKey.__table__
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            row = (
+                await session.execute(select(table).where(table.c.id == uuid.UUID(created["id"])))
+            ).one()
+            audit = (await session.scalars(select(AuditEntry.changes))).all()
+            payloads = (await session.scalars(select(OutboxEvent.payload))).all()
+    values = row._asdict()
+    assert values["key_hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    for column, value in values.items():
+        text_value = str(value)
+        assert secret not in text_value, column
+        assert random_part not in text_value, column
+        assert random_part[:16] not in text_value, column
+    # Nor does the secret reach the audit trail or the outbox.
+    dumped = json.dumps([*audit, *payloads], default=str)
+    assert random_part[:16] not in dumped
+
+
+async def test_revoked_key_gets_401(client, make_tenant, row_counts) -> None:
+    t = await make_tenant(("S1",))
+    created = await create_key(client, t.hq())
+    key = bearer(created["key"])
+    r = await client.get("/api/v1/stores", headers=key)
+    assert r.status_code == 200
+
+    r = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=t.hq())
+    assert r.status_code == 200
+    revoked_at = r.json()["revoked_at"]
+    assert revoked_at is not None
+    for path in ("/api/v1/stores", "/api/v1/tenant", "/api/v1/api-keys"):
+        r = await client.get(path, headers=key)
+        assert r.status_code == 401, path
+        assert r.headers["content-type"].startswith("application/problem+json")
+    assert (await listed(client, t.hq()))[created["id"]]["revoked_at"] == revoked_at
+
+    # Revoking again changes nothing (no second audit entry or event).
+    counts = await row_counts(t.id)
+    r = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=t.hq())
+    assert r.status_code == 200
+    assert r.json()["revoked_at"] == revoked_at
+    assert await row_counts(t.id) == counts
+    # The other keys still work.
+    r = await client.get("/api/v1/stores", headers=t.store("S1"))
+    assert r.status_code == 200
+
+
+async def test_unknown_key_id_is_404(client, make_tenant) -> None:
+    t = await make_tenant(())
+    r = await client.delete(f"/api/v1/api-keys/{uuid.uuid4()}", headers=t.hq())
+    assert r.status_code == 404
+
+
+async def test_last_used_at_is_recorded(client, make_tenant) -> None:
+    t = await make_tenant(("S1",))
+    created = await create_key(client, t.hq())
+    assert created["last_used_at"] is None
+    assert (await listed(client, t.hq()))[created["id"]]["last_used_at"] is None
+
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    r = await client.get("/api/v1/tenant", headers=bearer(created["key"]))
+    assert r.status_code == 200
+    after = datetime.now(UTC) + timedelta(seconds=1)
+    used = (await listed(client, t.hq()))[created["id"]]["last_used_at"]
+    assert used is not None
+    assert before <= datetime.fromisoformat(used) <= after
+
+
+async def test_store_key_scopes_are_limited(client, make_tenant, row_counts) -> None:
+    t = await make_tenant(("S1",))
+    before = await row_counts(t.id)
+    for scopes in (["stores:read", "keys:write"], ["events:read"], ["audit:read"]):
+        r = await client.post(
+            "/api/v1/api-keys",
+            json={"name": "greedy till", "kind": "store", "store_code": "S1", "scopes": scopes},
+            headers=t.hq(),
+        )
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in r.json()["errors"]] == ["scopes"]
+        assert scopes[-1] in r.json()["errors"][0]["message"]
+    r = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "confused", "scopes": ["nothing:here"]},
+        headers=t.hq(),
+    )
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["scopes"]
+    assert await row_counts(t.id) == before
+
+
+async def test_store_binding_rules(client, make_tenant, row_counts) -> None:
+    t = await make_tenant(("S1",))
+    before = await row_counts(t.id)
+    for body in (
+        {"kind": "store"},
+        {"kind": "store", "store_code": "NOPE"},
+        {"kind": "tenant", "store_code": "S1"},
+    ):
+        r = await client.post("/api/v1/api-keys", json={"name": "k", **body}, headers=t.hq())
+        assert r.status_code == 422, (body, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == ["store_code"], body
+    # Both problems at once: both are named.
+    r = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "k", "kind": "store", "scopes": ["keys:write"]},
+        headers=t.hq(),
+    )
+    assert r.status_code == 422
+    assert sorted(e["field"] for e in r.json()["errors"]) == ["scopes", "store_code"]
+    assert await row_counts(t.id) == before
+
+    created = await create_key(client, t.hq(), kind="store", store_code="S1")
+    assert created["kind"] == "store"
+    assert created["store_id"] == str(t.stores["S1"])
+    assert set(created["scopes"]) == set(DEFAULT_SCOPES["store"])
+
+
+async def test_key_without_stores_write_gets_403_on_patch(client, make_tenant) -> None:
+    t = await make_tenant(("S1",))
+    reader = await create_key(client, t.hq(), scopes=["stores:read"])
+    till = await create_key(client, t.hq(), kind="store", store_code="S1")  # default scopes
+    for key in (reader["key"], till["key"]):
+        r = await client.get("/api/v1/stores/S1", headers=bearer(key))
+        assert r.status_code == 200
+        r = await client.patch("/api/v1/stores/S1", json={"name": "renamed"}, headers=bearer(key))
+        assert r.status_code == 403, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "stores:write" in r.json()["detail"]
+    r = await client.post(
+        "/api/v1/stores", json={"code": "S2", "name": "two"}, headers=bearer(reader["key"])
+    )
+    assert r.status_code == 403
+    r = await client.get("/api/v1/stores/S1", headers=t.hq())
+    assert r.json()["name"] == "Store S1"
+    # A reader cannot read what its scopes do not name either.
+    r = await client.get("/api/v1/tenant", headers=bearer(reader["key"]))
+    assert r.status_code == 403
+
+
+async def test_keys_of_a_deactivated_tenant_get_401(client, make_tenant, platform_headers) -> None:
+    t = await make_tenant(("S1",))
+    r = await client.patch(
+        f"/api/v1/tenants/{t.id}", json={"active": False}, headers=platform_headers
+    )
+    assert r.status_code == 200
+    assert r.json()["active"] is False
+    for headers in (t.hq(), t.store("S1")):
+        r = await client.get("/api/v1/stores", headers=headers)
+        assert r.status_code == 401
+    r = await client.patch(
+        f"/api/v1/tenants/{t.id}", json={"active": True}, headers=platform_headers
+    )
+    assert r.status_code == 200
+    r = await client.get("/api/v1/stores", headers=t.hq())
+    assert r.status_code == 200
