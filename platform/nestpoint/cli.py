@@ -22,9 +22,11 @@ app = typer.Typer(
 )
 tenants_app = typer.Typer(help="Tenants as code.", no_args_is_help=True)
 plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
+plugin_app = typer.Typer(help="Writing a plugin.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(plugin_app, name="plugin")
 app.add_typer(keys_app, name="keys")
 
 
@@ -171,17 +173,67 @@ def create_platform_key(name: Annotated[str, typer.Option(help="Who the key is f
 
 
 @plugins_app.command("list")
-def plugins_list() -> None:
-    """Installed plugins: id, version, hooks implemented, and whether they loaded."""
+def plugins_list(
+    db: Annotated[bool, typer.Option(help="Also read where each plugin is enabled.")] = True,
+) -> None:
+    """Installed plugins: id, package and version, hooks implemented, where enabled."""
+    from nestpoint.plugins.commands import describe_plugins, where_enabled
     from nestpoint.plugins.manager import get_plugin_host
 
     host = get_plugin_host()
-    if not host.plugins:
-        typer.echo("no plugins installed")
-    for info in host.plugins.values():
-        state = "loaded" if info.loaded else f"skipped ({info.reason})"
-        typer.echo(f"{info.id}  {info.package} {info.version}  {state}")
-        typer.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
+    enabled = None
+    if db:
+        try:
+            enabled = asyncio.run(where_enabled())
+        except Exception as exc:  # the list is still useful without a database
+            typer.echo(f"(could not read enablement: {type(exc).__name__})", err=True)
+    for line in describe_plugins(host, enabled):
+        typer.echo(line)
+
+
+@plugins_app.command("reference")
+def plugins_reference(
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file (default: print it).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="Fail if the file differs from the hookspecs.")
+    ] = False,
+) -> None:
+    """Generate the hook reference (docs/plugins/reference.md) from the hookspec docstrings."""
+    from nestpoint.plugins.reference import render
+
+    text = render()
+    if output is None:
+        typer.echo(text, nl=False)
+    elif check:
+        if not output.exists() or output.read_text(encoding="utf-8") != text:
+            typer.echo(f"{output} is out of date: run nestpoint plugins reference", err=True)
+            raise typer.Exit(code=1)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+
+
+@plugin_app.command("new")
+def plugin_new(
+    name: Annotated[str, typer.Argument(help="The plugin id, e.g. birthday-bonus.")],
+    directory: Annotated[
+        Path, typer.Option(help="Where to create nestpoint-NAME/ (default: the current folder).")
+    ] = Path("."),
+    description: Annotated[str, typer.Option(help="One line about the plugin.")] = "",
+) -> None:
+    """Create a plugin package (nestpoint-NAME) whose own tests pass right away."""
+    from nestpoint.plugins.commands import scaffold
+
+    try:
+        target = scaffold(name, directory, description)
+    except (ValueError, FileExistsError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"created {target}")
+    typer.echo(f"  test it:    cd {target} && uv run pytest")
+    typer.echo("  next steps: docs/plugins/tutorial.md")
 
 
 @app.command()

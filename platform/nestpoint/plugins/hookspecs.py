@@ -162,10 +162,10 @@ def nestpoint_register_routes(registry: RouteRegistry) -> None:
     Arguments:
         registry: call ``registry.add(*handlers)`` with Litestar route handlers,
             controllers or routers. They are mounted under ``/api/v1/plugins/<plugin-id>/``
-            and authenticated like every API route. A handler may take ``plugin:
-            PluginContext`` (the caller's tenant, store and merged config) and ``db:
-            AsyncSession`` (the request's session, scoped to the tenant, committed after
-            the handler succeeds).
+            and authenticated like every API route. A handler may take ``plugin: Plugin`` (the
+            caller's :class:`PluginContext`: tenant, store and merged config) and ``db: Db``
+            (the request's session, scoped to the tenant, committed after the handler
+            succeeds); both types are in the public API.
 
     Returns: nothing.
 
@@ -434,26 +434,27 @@ def nestpoint_on_api_key_revoked(event: Event, plugin: PluginContext) -> None:
 
 @_event("member.joined", "a member enrolled (at the till, online, or by referral).")
 def nestpoint_on_member_joined(event: Event, plugin: PluginContext) -> None:
-    """A member joined. ``subject_id`` is the member id; the payload carries the enrolment
-    channel and store, and the referrer's member id when there is one."""
+    """A member joined. Payload: ``member_id`` (also ``subject_id``), ``join_channel``,
+    ``tier_code`` and ``home_store_id`` (``None`` when not enrolled at a store)."""
 
 
 @_event("member.updated", "a member's profile changed.")
 def nestpoint_on_member_updated(event: Event, plugin: PluginContext) -> None:
-    """A member's profile changed. The payload names the changed fields (never the phone
-    number in clear)."""
+    """A member's profile changed. Payload: ``member_id`` and ``fields``, the names of the
+    changed fields (never their values: they may be personal data)."""
 
 
 @_event("member.merged", "two member records of one person were merged into one.")
 def nestpoint_on_member_merged(event: Event, plugin: PluginContext) -> None:
-    """Two members were merged. ``subject_id`` is the surviving member; the payload carries
-    the merged-away member's id: move anything the plugin keeps under it."""
+    """Two members were merged. Payload: ``member_id`` (the surviving member, also
+    ``subject_id``), ``source_member_id`` (merged away: move anything the plugin keeps under
+    it) and ``points_moved``."""
 
 
 @_event("child.born", "a member's child was recorded as born (or a due date became a birth).")
 def nestpoint_on_child_born(event: Event, plugin: PluginContext) -> None:
-    """A child was born. The payload carries the member id, the child id and the birth
-    date: the start of the 0-6 month stage."""
+    """A child was born. Payload: ``member_id``, ``child_id`` and ``birth_date`` (ISO date):
+    the start of the 0-6 month stage."""
 
 
 # ---- orders and points
@@ -461,24 +462,27 @@ def nestpoint_on_child_born(event: Event, plugin: PluginContext) -> None:
 
 @_event("order.paid", "an order was paid and its points were computed.")
 def nestpoint_on_order_paid(event: Event, plugin: PluginContext) -> None:
-    """An order was paid. The payload carries the order and member ids and amounts in fen."""
+    """An order was paid. Payload: ``order_id``, ``channel``, ``external_id`` (the till's or
+    mall's own id), ``member_id`` (``None`` for a guest), ``total_fen``, ``points_used``,
+    ``points_earned`` and ``paid_at``."""
 
 
 @_event("order.refunded", "an order was refunded, fully or in part.")
 def nestpoint_on_order_refunded(event: Event, plugin: PluginContext) -> None:
-    """An order was refunded. The payload carries the order and member ids and the refunded
-    amount in fen."""
+    """An order was refunded. Payload: ``order_id``, ``refund_id``, ``amount_fen``,
+    ``member_id``, ``points_reversed``, ``points_returned`` and ``fully_refunded``."""
 
 
 @_event("points.earned", "points were credited to a member (an order, a campaign...).")
 def nestpoint_on_points_earned(event: Event, plugin: PluginContext) -> None:
-    """Points were earned. The payload carries the member id, the points, the source and
-    any plugin adjustments applied."""
+    """Points were earned. Payload: ``member_id``, ``order_id`` (when an order earned them),
+    ``points`` (plugin adjustments included) and ``balance`` after."""
 
 
 @_event("points.redeemed", "a member spent points (as cash or for a reward).")
 def nestpoint_on_points_redeemed(event: Event, plugin: PluginContext) -> None:
-    """Points were redeemed. The payload carries the member id and the points spent."""
+    """Points were redeemed. Payload: ``member_id``, ``order_id`` (when spent on an order)
+    and ``points`` spent."""
 
 
 @_event("points.expiring", "a member's points will expire soon (raised ahead of expiry).")

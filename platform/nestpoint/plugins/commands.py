@@ -1,0 +1,102 @@
+"""What the ``nestpoint plugins ...`` and ``nestpoint plugin new`` commands do."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from nestpoint.plugins.manager import PluginHost
+
+TEMPLATE_DIR = Path(__file__).parent / "scaffold"
+NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+# ---------------------------------------------------------------------------- list
+
+
+async def where_enabled() -> dict[str, list[str]]:
+    """``{plugin id: ["<tenant slug> (chain)", "<tenant slug>: <store code>", ...]}``."""
+    from sqlalchemy import select
+
+    from nestpoint.context import tenant_context
+    from nestpoint.db import get_database, scoped_session
+    from nestpoint.plugins.models import PluginEnablement
+    from nestpoint.tenancy.models import Store, Tenant
+
+    found: dict[str, list[str]] = defaultdict(list)
+    try:
+        async with scoped_session() as session:
+            tenants = (await session.execute(select(Tenant.id, Tenant.slug))).all()
+        for tenant_id, slug in tenants:
+            with tenant_context(tenant_id):
+                async with scoped_session() as session:
+                    rows = (
+                        await session.scalars(
+                            select(PluginEnablement).where(PluginEnablement.enabled)
+                        )
+                    ).all()
+                    codes: dict[uuid.UUID, str] = {
+                        s.id: s.code for s in (await session.scalars(select(Store))).all()
+                    }
+            for row in sorted(rows, key=lambda r: (r.store_id is not None, str(r.store_id))):
+                where = (
+                    f"{slug} (chain)"
+                    if row.store_id is None
+                    else f"{slug}: {codes.get(row.store_id, row.store_id)}"
+                )
+                found[row.plugin_id].append(where)
+    finally:
+        await get_database().dispose()
+    return dict(found)
+
+
+def describe_plugins(host: PluginHost, enabled: dict[str, list[str]] | None) -> list[str]:
+    if not host.plugins:
+        return ["no plugins installed"]
+    lines: list[str] = []
+    for info in sorted(host.plugins.values(), key=lambda i: i.id):
+        state = "loaded" if info.loaded else f"skipped ({info.reason})"
+        lines.append(f"{info.id}  {info.package} {info.version}  {state}")
+        lines.append(f"    hooks:   {', '.join(info.hooks) or '-'}")
+        if enabled is None:
+            lines.append("    enabled: (database not reachable)")
+        else:
+            lines.append(f"    enabled: {', '.join(enabled.get(info.id, [])) or 'nowhere'}")
+    return lines
+
+
+# ---------------------------------------------------------------------------- scaffold
+
+
+def scaffold(name: str, directory: Path, description: str = "") -> Path:
+    """Render the plugin template into ``directory/nestpoint-<name>``; returns that folder.
+
+    The package is ``nestpoint_<name with underscores>``, the plugin id is ``name``.
+    """
+    from copier import run_copy
+
+    if not NAME_RE.match(name):
+        raise ValueError(
+            f"plugin name {name!r}: lower-case letters, digits and single dashes, "
+            "starting with a letter (e.g. birthday-bonus)"
+        )
+    target = directory / f"nestpoint-{name}"
+    if target.exists():
+        raise FileExistsError(f"{target} exists")
+    run_copy(
+        str(TEMPLATE_DIR),
+        str(target),
+        data={
+            "plugin_id": name,
+            "package": "nestpoint_" + name.replace("-", "_"),
+            "distribution": f"nestpoint-{name}",
+            "description": description or f"A Nestpoint plugin: {name}",
+        },
+        defaults=True,
+        unsafe=False,
+        quiet=True,
+        vcs_ref=None,
+    )
+    return target
