@@ -78,6 +78,18 @@ async def stores_of(tenant_id: uuid.UUID) -> dict[str, Store]:
             return {s.code: s for s in (await session.scalars(select(Store))).all()}
 
 
+def plugin_settings(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The plugin settings a manifest creates (``[[plugins]]``): one audited change each."""
+    created = []
+    for plugin in spec.get("plugins", []):
+        created.append(("create", f"plugin {plugin['id']}", {}))
+        created += [
+            ("create", f"plugin {plugin['id']} store {s['code']}", {})
+            for s in plugin.get("stores", [])
+        ]
+    return created
+
+
 def described(changes: list[manifests.Change]) -> list[tuple[str, str, dict[str, Any]]]:
     return [(c.action, c.subject, c.changes) for c in changes]
 
@@ -94,6 +106,7 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     expected = [("create", f"tenant {slug}", {})] + [
         ("create", f"store {s['code']}", {}) for s in spec["stores"]
     ]
+    expected += plugin_settings(spec)
     assert described(planned) == expected
     assert described(changes) == expected
     tenant = await tenant_by_slug(slug)
@@ -112,7 +125,7 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     assert counts["stores"] == len(spec["stores"])
     # The tenant and every store are recorded and announced.
     assert counts["outbox_events"] == 1 + len(spec["stores"])
-    assert counts["audit_entries"] == 1 + len(spec["stores"])
+    assert counts["audit_entries"] == 1 + len(spec["stores"]) + len(plugin_settings(spec))
 
 
 async def test_second_apply_changes_nothing(tmp_path: Path, row_counts) -> None:

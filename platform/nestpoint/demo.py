@@ -23,6 +23,7 @@ from nestpoint.tenancy.schemas import ApiKeyCreate
 
 DEMO_KEY_NAME = "demo"
 EXAMPLE_MANIFESTS = ("bloom-premium.toml", "nest-community.toml")
+PLUGIN_DEMO_STORE = ("nest-community", "store CD-01")
 
 
 @dataclass
@@ -45,8 +46,16 @@ class DemoInfo:
         lines += [
             "",
             f"Try: curl -H 'Authorization: Bearer {self.keys[0][2]}' {url}/api/v1/stores",
-            "",
         ]
+        # The example plugin is enabled for one store of one chain (tenants/*.toml).
+        plugin_keys = [k for t, who, k in self.keys if (t, who) == PLUGIN_DEMO_STORE]
+        if plugin_keys:
+            lines += [
+                "Plugin 'example' (enabled for nest-community's store CD-01 only):",
+                f"     curl -H 'Authorization: Bearer {plugin_keys[0]}' "
+                f"{url}/api/v1/plugins/example/hello",
+            ]
+        lines.append("")
         return "\n".join(lines)
 
 

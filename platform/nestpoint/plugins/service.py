@@ -90,11 +90,12 @@ async def set_chain(
         if data.config is not None
         else (dict(row.config) if row else {})
     )
+    created = row is None
     if row is None:
         row = PluginEnablement(plugin_id=plugin_id, store_id=None, config={})
         row.enabled, row.allow_store_opt_in = False, False
         session.add(row)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"created": True} if created else {}
     for name, value in (
         ("enabled", data.enabled),
         ("allow_store_opt_in", data.allow_store_opt_in),
@@ -134,12 +135,13 @@ async def set_store(
         )
     else:
         config = dict(row.config) if row else {}
+    created = row is None
     if row is None:
         row = PluginEnablement(plugin_id=plugin_id, store_id=store.id, config={})
         row.enabled = chain.enabled if chain is not None else False
         row.allow_store_opt_in = False
         session.add(row)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"created": True} if created else {}
     for name, value in (("enabled", data.enabled), ("config", config)):
         if value is not None and getattr(row, name) != value:
             changes[name] = [getattr(row, name), value]

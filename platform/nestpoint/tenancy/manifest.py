@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.context import tenant_context
 from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Invalid
+from nestpoint.plugins import manifest as plugin_manifest
+from nestpoint.plugins.schemas import PluginManifest
 from nestpoint.tenancy import service
 from nestpoint.tenancy.models import Store, Tenant
 from nestpoint.tenancy.schemas import StoreCreate, StoreUpdate, TenantCreate, TenantUpdate
@@ -33,6 +35,8 @@ class TenantManifest(BaseModel):
 
     tenant: TenantCreate
     stores: list[StoreCreate] = []
+    # Plugin settings of the chain and its stores (see docs/plugins/howto.md).
+    plugins: list[PluginManifest] = []
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -107,6 +111,8 @@ def load_manifest(path: Path) -> TenantManifest:
             if err["type"] != DUPLICATE_STORE_CODE  # named per field just below
         ]
     errors += _duplicate_store_codes(raw)
+    if not errors:
+        errors += plugin_manifest.check(manifest.plugins, {s.code for s in manifest.stores})
     if errors:
         raise Invalid(f"{path}: {len(errors)} error(s) in the manifest", errors=errors)
     return manifest
@@ -122,6 +128,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
     if tenant is None:
         changes.append(Change("create", f"tenant {manifest.tenant.slug}"))
         changes += [Change("create", f"store {s.code}") for s in manifest.stores]
+        changes += await plugin_manifest.plan(None, manifest.plugins)
         return changes
     tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
     if tenant_diff:
@@ -129,6 +136,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
     with tenant_context(tenant.id):
         await rebind_tenant(session)
         existing = {s.code: s for s in (await session.scalars(select(Store))).all()}
+        plugin_changes = await plugin_manifest.plan(session, manifest.plugins)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -139,7 +147,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
     changes += [
         Change("deactivate", f"store {code}") for code, s in sorted(existing.items()) if s.active
     ]
-    return changes
+    return changes + plugin_changes
 
 
 async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant, list[Change]]:
@@ -166,6 +174,8 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
         for code, store in existing.items():
             if code not in wanted and store.active:
                 await service.update_store(session, code, StoreUpdate(active=False))
+        await session.flush()
+        await plugin_manifest.apply(session, manifest.plugins)
         await session.flush()
     await rebind_tenant(session)
     return tenant, changes
