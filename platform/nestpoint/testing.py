@@ -88,6 +88,11 @@ class TenantHandle:
 # ---------------------------------------------------------------------------- helpers
 
 
+def _tenant_id(tenant: TenantHandle | uuid.UUID) -> uuid.UUID:
+    """A handle's id (any object with an ``id``, e.g. a suite's own handle) or an id."""
+    return tenant if isinstance(tenant, uuid.UUID) else tenant.id
+
+
 def _ok(response: Any, *statuses: int) -> Any:
     if response.status_code not in (statuses or (200, 201)):
         raise AssertionError(f"{response.status_code}: {response.text}")
@@ -191,12 +196,12 @@ async def emit_event(
     from nestpoint.db import scoped_session
     from nestpoint.events.service import emit, relay_pending
 
-    tenant_id = tenant.id if isinstance(tenant, TenantHandle) else tenant
+    tenant_id = _tenant_id(tenant)
     store_id: uuid.UUID | None
-    if isinstance(store, str) and isinstance(tenant, TenantHandle):
-        store_id = tenant.stores[store]
+    if isinstance(store, str):
+        store_id = tenant.stores[store]  # type: ignore[union-attr]
     else:
-        store_id = store if isinstance(store, uuid.UUID) else None
+        store_id = store
     with tenant_context(tenant_id, store_id):
         async with scoped_session() as session:
             row = emit(
@@ -221,7 +226,7 @@ async def run_jobs(host: PluginHost, tenant: TenantHandle | uuid.UUID) -> list[s
     from nestpoint.events.service import relay_pending
     from nestpoint.plugins.jobs import run_periodic_jobs_now
 
-    tenant_id = tenant.id if isinstance(tenant, TenantHandle) else tenant
+    tenant_id = _tenant_id(tenant)
     while await relay_pending(tenant_id):
         pass
     ran = await run_periodic_jobs_now(host, tenant_id)

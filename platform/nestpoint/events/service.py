@@ -106,7 +106,7 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
     3. Record each outcome in a transaction of its own: published, or retried with back-off
        for the plugins that failed only (see ``nestpoint.plugins.delivery``).
     """
-    from nestpoint.plugins import delivery
+    from nestpoint.plugins.delivery import delivered_hooks, record_outcome
     from nestpoint.plugins.manager import get_plugin_host  # the relay is a plugin caller
 
     host = get_plugin_host()
@@ -136,7 +136,7 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
                     continue
                 row.next_attempt_at = now + CLAIM_LEASE
                 claimed.append((Event.from_row(row), row.attempts, enabled))
-            done = await delivery.delivered_hooks(
+            done = await delivered_hooks(
                 session, [uuid.UUID(e.id) for e, attempts, _ in claimed if attempts > 0]
             )
         for event, _, enabled in claimed:
@@ -144,7 +144,7 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
                 event, enabled=enabled, skip=done.get(uuid.UUID(event.id), frozenset())
             )
             async with scoped_session(database) as session:
-                if await delivery.record_outcome(session, event, outcome):
+                if await record_outcome(session, event, outcome):
                     published += 1
     return published
 

@@ -47,9 +47,9 @@ async def run_plugin_job(
 
 
 def _actor_for(job: PluginJob) -> dramatiq.Actor[..., Any]:
-    actor = _declared.get(job.actor_name)
-    if actor is not None:
-        return actor
+    declared = _declared.get(job.actor_name)
+    if declared is not None:
+        return declared
 
     async def run(tenant_id: str, store_id: str | None = None, kwargs: Any = None) -> None:
         host = get_plugin_host()
@@ -67,12 +67,11 @@ def _actor_for(job: PluginJob) -> dramatiq.Actor[..., Any]:
 
     run.__name__ = job.actor_name.replace(".", "_")
     actor = dramatiq.actor(
-        run,
         actor_name=job.actor_name,
         queue_name=job.queue,
         max_retries=job.max_retries,
         broker=broker,
-    )
+    )(run)
     _declared[job.actor_name] = actor
     return actor
 
