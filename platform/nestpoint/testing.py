@@ -197,11 +197,7 @@ async def emit_event(
     from nestpoint.events.service import emit, relay_pending
 
     tenant_id = _tenant_id(tenant)
-    store_id: uuid.UUID | None
-    if isinstance(store, str):
-        store_id = tenant.stores[store]  # type: ignore[union-attr]
-    else:
-        store_id = store
+    store_id = tenant.stores[store] if isinstance(store, str) else store  # type: ignore[union-attr]
     with tenant_context(tenant_id, store_id):
         async with scoped_session() as session:
             row = emit(
