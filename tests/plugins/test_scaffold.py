@@ -32,7 +32,8 @@ def test_scaffold_creates_a_plugin_whose_tests_pass(tmp_path: Path) -> None:
     ]
     assert imports == ["from nestpoint.plugins.api import ("]
 
-    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NESTPOINT_DATABASE")}
+    env.pop("NESTPOINT_MIGRATION_DATABASE_URL", None)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=root,
