@@ -232,7 +232,7 @@ def plugin_new(
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=2) from exc
     typer.echo(f"created {target}")
-    typer.echo(f"  test it:    cd {target} && uv run pytest")
+    typer.echo(f"  test it:    uv run --no-sync pytest {target}")
     typer.echo("  next steps: docs/plugins/tutorial.md")
 
 

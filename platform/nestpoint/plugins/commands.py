@@ -70,6 +70,26 @@ def describe_plugins(host: PluginHost, enabled: dict[str, list[str]] | None) -> 
 # ---------------------------------------------------------------------------- scaffold
 
 
+def _workspace_root(directory: Path) -> Path | None:
+    """The uv workspace whose members would include a package made in ``directory``."""
+    import tomllib
+    from fnmatch import fnmatch
+
+    target = (directory.resolve() / "nestpoint-x").as_posix()
+    for folder in [directory.resolve(), *directory.resolve().parents]:
+        pyproject = folder / "pyproject.toml"
+        if not pyproject.is_file():
+            continue
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        members = data.get("tool", {}).get("uv", {}).get("workspace", {}).get("members", [])
+        if any(fnmatch(target, (folder / m).as_posix()) for m in members):
+            return folder
+    return None
+
+
 def scaffold(name: str, directory: Path, description: str = "") -> Path:
     """Render the plugin template into ``directory/nestpoint-<name>``; returns that folder.
 
@@ -85,6 +105,7 @@ def scaffold(name: str, directory: Path, description: str = "") -> Path:
     target = directory / f"nestpoint-{name}"
     if target.exists():
         raise FileExistsError(f"{target} exists")
+    workspace = _workspace_root(directory)
     run_copy(
         str(TEMPLATE_DIR),
         str(target),
@@ -93,6 +114,8 @@ def scaffold(name: str, directory: Path, description: str = "") -> Path:
             "package": "nestpoint_" + name.replace("-", "_"),
             "distribution": f"nestpoint-{name}",
             "description": description or f"A Nestpoint plugin: {name}",
+            # In a Nestpoint checkout's uv workspace (plugins/*), nestpoint comes from it.
+            "in_workspace": workspace is not None,
         },
         defaults=True,
         unsafe=False,
