@@ -16,9 +16,10 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 # ---------------------------------------------------------------------------- list
 
 
-async def where_enabled() -> dict[str, list[str]]:
-    """``{plugin id: ["<tenant slug> (chain)", "<tenant slug>: <store code>", ...]}``."""
-    from sqlalchemy import select
+async def where_enabled() -> dict[str, list[str]] | None:
+    """``{plugin id: ["<tenant slug> (chain)", "<tenant slug>: <store code>", ...]}``, or
+    ``None`` when the database has not been migrated yet."""
+    from sqlalchemy import inspect, select
 
     from nestpoint.context import tenant_context
     from nestpoint.db import get_database, scoped_session
@@ -27,6 +28,12 @@ async def where_enabled() -> dict[str, list[str]]:
 
     found: dict[str, list[str]] = defaultdict(list)
     try:
+        async with get_database().engine.connect() as conn:
+            migrated = await conn.run_sync(
+                lambda sync: inspect(sync).has_table(PluginEnablement.__tablename__)
+            )
+        if not migrated:
+            return None
         async with scoped_session() as session:
             tenants = (await session.execute(select(Tenant.id, Tenant.slug))).all()
         for tenant_id, slug in tenants:
@@ -61,7 +68,7 @@ def describe_plugins(host: PluginHost, enabled: dict[str, list[str]] | None) -> 
         lines.append(f"{info.id}  {info.package} {info.version}  {state}")
         lines.append(f"    hooks:   {', '.join(info.hooks) or '-'}")
         if enabled is None:
-            lines.append("    enabled: (database not reachable)")
+            lines.append("    enabled: (unknown: the database is not migrated or not reachable)")
         else:
             lines.append(f"    enabled: {', '.join(enabled.get(info.id, [])) or 'nowhere'}")
     return lines
