@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import require_tenant
@@ -145,6 +145,11 @@ async def save(session: AsyncSession, acct: Account, now: datetime) -> None:
             acct.lot_changes,
         )
     if acct.new_entries:
+        # The ledger lists by (created_at, id) and these entries share one moment: hand
+        # them their ids in ascending order, so they list in the order they were made.
+        ids = sorted(row["id"] for row in acct.new_entries)
+        for row, entry_id in zip(acct.new_entries, ids, strict=True):
+            row["id"] = entry_id
         await session.execute(insert(entries), acct.new_entries)
     await session.execute(
         update(accounts)
@@ -242,7 +247,9 @@ async def _clawback_lots(
     session: AsyncSession, acct: Account, order_id: uuid.UUID | None, line_no: int | None
 ) -> list[tuple[uuid.UUID, int, datetime]]:
     """Any lot with points left: the refunded line's own lots first, then soonest-expiring."""
-    own_first = (lots.c.order_id == order_id) & (lots.c.line_no == line_no)
+    # A CASE, not the bare comparison: that is NULL for lots of no order, and PostgreSQL
+    # sorts NULLs first in descending order.
+    own_first = case(((lots.c.order_id == order_id) & (lots.c.line_no == line_no), 0), else_=1)
     rows = await session.execute(
         select(lots.c.id, lots.c.remaining, lots.c.expires_at)
         .where(
@@ -251,7 +258,7 @@ async def _clawback_lots(
             lots.c.remaining > 0,
         )
         .order_by(
-            own_first.desc() if order_id else lots.c.expires_at,
+            own_first if order_id else lots.c.expires_at,
             lots.c.expires_at,
             lots.c.earned_at,
             lots.c.id,
@@ -261,12 +268,22 @@ async def _clawback_lots(
 
 
 def _take(
-    candidates: list[tuple[uuid.UUID, int, datetime]], amount: int
+    acct: Account, candidates: list[tuple[uuid.UUID, int, datetime]], amount: int
 ) -> tuple[list[Allocation], int]:
-    """Which lots give ``amount`` in order, and how much is short."""
+    """Which lots give ``amount`` in order, and how much is short.
+
+    Lot changes queued earlier in this transaction are not in the database yet (``save``
+    writes them), so each candidate's remainder is read net of them.
+    """
+    queued: dict[uuid.UUID, int] = {}
+    for change in acct.lot_changes:
+        queued[change["lot"]] = queued.get(change["lot"], 0) + change["delta"]
     taken: list[Allocation] = []
     left = amount
-    for lot_id, remaining, expires_at in candidates:
+    for lot_id, stored, expires_at in candidates:
+        remaining = stored + queued.get(lot_id, 0)
+        if remaining <= 0:
+            continue
         if left == 0:
             break
         take = min(remaining, left)
@@ -298,7 +315,7 @@ async def spend(
     """Take ``amount`` available points, soonest-to-expire first; never goes below zero."""
     if amount <= 0:
         raise Invalid.field(field_name, "must be a positive number of points")
-    taken, short = _take(await _spendable_lots(session, acct, now), amount)
+    taken, short = _take(acct, await _spendable_lots(session, acct, now), amount)
     if short:
         raise InsufficientPoints(
             f"{field_name}: {amount} points asked, {amount - short} available",
@@ -330,7 +347,7 @@ async def claw_back(
     line_no: int | None,
 ) -> dict[str, Any]:
     """Reverse points a refunded line earned. What was already spent becomes debt."""
-    taken, short = _take(await _clawback_lots(session, acct, order_id, line_no), amount)
+    taken, short = _take(acct, await _clawback_lots(session, acct, order_id, line_no), amount)
     _consume(acct, taken)
     acct.debt += short
     return acct.entry("reverse", -amount, cause_type, cause_id, now, line_no=line_no)
@@ -473,7 +490,7 @@ async def adjust(
     """Manual adjustment by HQ, with a reason and the actor; idempotent by key."""
     replay = await _entry_by_key(session, idempotency_key)
     if replay is not None:
-        if replay["member_id"] != member_id or replay["amount"] != amount:
+        if (replay["kind"], replay["member_id"], replay["amount"]) != ("adjust", member_id, amount):
             raise Conflict(
                 "idempotency key reused with a different adjustment",
                 errors=[FieldError("idempotency_key", "reused")],
@@ -532,6 +549,15 @@ async def transfer(
 
     replay = await _entry_by_key(session, idempotency_key)
     if replay is not None:
+        if (replay["kind"], replay["member_id"], replay["amount"]) != (
+            "transfer",
+            from_id,
+            -amount,
+        ):
+            raise Conflict(
+                "idempotency key reused with a different transfer",
+                errors=[FieldError("idempotency_key", "reused")],
+            )
         return replay
     if not program.points.family_transfer:
         raise Invalid.field("to_member_id", "this programme does not allow transfers")
