@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from loyalty.helpers import new_phone
+
 
 @pytest.fixture
 def enrol(client):  # type: ignore[no-untyped-def]
@@ -42,8 +44,11 @@ def till(client):  # type: ignore[no-untyped-def]
     """Factory: a store key with the till's default scopes (no full phone view)."""
 
     async def make(tenant: Any, code: str = "S1") -> dict[str, str]:
-        r = await client.post("/api/v1/api-keys", headers=tenant.hq(),
-                              json={"name": f"till {code}", "kind": "store", "store_code": code})
+        r = await client.post(
+            "/api/v1/api-keys",
+            headers=tenant.hq(),
+            json={"name": f"till {code}", "kind": "store", "store_code": code},
+        )
         assert r.status_code == 201, r.text
         return {"Authorization": f"Bearer {r.json()['key']}"}
 

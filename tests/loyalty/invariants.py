@@ -18,9 +18,10 @@ async def check_ledger(session: AsyncSession, member_ids: list[uuid.UUID]) -> No
     * every earn entry traces to exactly one order line, and each line's earn entries add
       up to the points the line recorded.
     """
+    from sqlalchemy import func, select
+
     from nestpoint.orders.models import OrderLine
     from nestpoint.points.models import PointAccount, PointEntry, PointHold, PointLot
-    from sqlalchemy import func, select
 
     for member_id in member_ids:
         account = (
@@ -66,7 +67,8 @@ async def check_ledger(session: AsyncSession, member_ids: list[uuid.UUID]) -> No
         earns: dict[tuple[str, int], int] = {}
         for e in entries:
             if e.kind == "earn":
-                assert e.cause_type == "order" and e.line_no is not None, e
+                assert e.cause_type == "order", e
+                assert e.line_no is not None, e
                 key = (e.cause_id, e.line_no)
                 earns[key] = earns.get(key, 0) + e.amount
         for (order_id, line_no), amount in earns.items():

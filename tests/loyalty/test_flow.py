@@ -21,8 +21,10 @@ async def test_order_earns_points_and_replays(client, make_tenant, enrol, till):
     r = await client.post("/api/v1/orders", json=body, headers=t.hq())
     assert r.status_code == 200
     assert r.json() == first
-    changed = body | {"lines": [body["lines"][0] | {"paid_fen": 9000}],
-                      "payment": {"cash_fen": 9000, "points_used": 0}}
+    changed = body | {
+        "lines": [body["lines"][0] | {"paid_fen": 9000}],
+        "payment": {"cash_fen": 9000, "points_used": 0},
+    }
     r = await client.post("/api/v1/orders", json=changed, headers=t.hq())
     assert r.status_code == 409
     assert r.json()["errors"][0]["field"] == "external_id"

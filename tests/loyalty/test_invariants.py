@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
 from loyalty.helpers import new_phone
 from loyalty.invariants import check_ledger
-
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.errors import NestpointError
