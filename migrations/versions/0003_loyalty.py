@@ -34,7 +34,7 @@ def upgrade() -> None:
             name=op.f("fk_loyalty_programs_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_loyalty_programs")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_loyalty_programs")),
         sa.UniqueConstraint("tenant_id", name=op.f("uq_loyalty_programs_tenant_id")),
     )
     op.create_table(
@@ -55,7 +55,7 @@ def upgrade() -> None:
             name=op.f("fk_tier_definitions_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_tier_definitions")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_tier_definitions")),
         sa.UniqueConstraint("tenant_id", "code", name=op.f("uq_tier_definitions_tenant_id_code")),
         sa.UniqueConstraint("tenant_id", "rank", name=op.f("uq_tier_definitions_tenant_id_rank")),
     )
@@ -101,7 +101,7 @@ def upgrade() -> None:
             name=op.f("fk_members_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_members")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_members")),
         sa.UniqueConstraint(
             "tenant_id", "phone_hash", name=op.f("uq_members_tenant_id_phone_hash")
         ),
@@ -136,7 +136,7 @@ def upgrade() -> None:
             name=op.f("fk_children_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_children")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_children")),
     )
     with op.batch_alter_table("children", schema=None) as batch_op:
         batch_op.create_index(
@@ -163,7 +163,7 @@ def upgrade() -> None:
             name=op.f("fk_growth_entries_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_growth_entries")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_growth_entries")),
     )
     with op.batch_alter_table("growth_entries", schema=None) as batch_op:
         batch_op.create_index(
@@ -190,7 +190,7 @@ def upgrade() -> None:
             name=op.f("fk_member_consents_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_member_consents")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_member_consents")),
         sa.UniqueConstraint(
             "tenant_id",
             "member_id",
@@ -217,7 +217,7 @@ def upgrade() -> None:
             name=op.f("fk_member_identities_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_member_identities")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_member_identities")),
         sa.UniqueConstraint(
             "tenant_id", "kind", "value", name=op.f("uq_member_identities_tenant_id_kind_value")
         ),
@@ -263,7 +263,7 @@ def upgrade() -> None:
             name=op.f("fk_orders_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_orders")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_orders")),
         sa.UniqueConstraint(
             "tenant_id",
             "channel",
@@ -299,7 +299,7 @@ def upgrade() -> None:
             name=op.f("fk_point_accounts_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("member_id", "tenant_id", name=op.f("pk_point_accounts")),
+        sa.PrimaryKeyConstraint("tenant_id", "member_id", name=op.f("pk_point_accounts")),
     )
     op.create_table(
         "point_entries",
@@ -328,7 +328,7 @@ def upgrade() -> None:
             name=op.f("fk_point_entries_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_point_entries")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_point_entries")),
         sa.UniqueConstraint(
             "tenant_id", "idempotency_key", name=op.f("uq_point_entries_tenant_id_idempotency_key")
         ),
@@ -365,7 +365,7 @@ def upgrade() -> None:
             name=op.f("fk_point_holds_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_point_holds")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_point_holds")),
         sa.UniqueConstraint(
             "tenant_id", "idempotency_key", name=op.f("uq_point_holds_tenant_id_idempotency_key")
         ),
@@ -399,7 +399,7 @@ def upgrade() -> None:
             name=op.f("fk_point_lots_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_point_lots")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_point_lots")),
     )
     with op.batch_alter_table("point_lots", schema=None) as batch_op:
         batch_op.create_index("ix_point_lots_expiry", ["tenant_id", "expires_at"], unique=False)
@@ -432,7 +432,7 @@ def upgrade() -> None:
             name=op.f("fk_tier_changes_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_tier_changes")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_tier_changes")),
     )
     with op.batch_alter_table("tier_changes", schema=None) as batch_op:
         batch_op.create_index(
@@ -466,7 +466,7 @@ def upgrade() -> None:
             name=op.f("fk_order_lines_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("order_id", "line_no", "tenant_id", name=op.f("pk_order_lines")),
+        sa.PrimaryKeyConstraint("tenant_id", "order_id", "line_no", name=op.f("pk_order_lines")),
     )
     op.create_table(
         "point_hold_allocations",
@@ -491,7 +491,7 @@ def upgrade() -> None:
             ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint(
-            "hold_id", "lot_id", "tenant_id", name=op.f("pk_point_hold_allocations")
+            "tenant_id", "hold_id", "lot_id", name=op.f("pk_point_hold_allocations")
         ),
     )
     op.create_table(
@@ -517,7 +517,7 @@ def upgrade() -> None:
             name=op.f("fk_refunds_tenant_id_tenants"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", "tenant_id", name=op.f("pk_refunds")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_refunds")),
         sa.UniqueConstraint(
             "tenant_id",
             "order_id",

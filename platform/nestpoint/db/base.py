@@ -75,8 +75,12 @@ class TenantScoped:
 
     @declared_attr
     def tenant_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
+        # sort_order puts tenant_id first in the table and so first in every primary key.
         return mapped_column(
-            Uuid(), ForeignKey("tenants.id", ondelete="RESTRICT"), primary_key=True
+            Uuid(),
+            ForeignKey("tenants.id", ondelete="RESTRICT"),
+            primary_key=True,
+            sort_order=-100,
         )
 
 
