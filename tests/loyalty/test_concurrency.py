@@ -1,0 +1,210 @@
+"""Concurrency on PostgreSQL: many clients at once never break the ledger.
+
+The API runs in-process; ``asyncio.gather`` sends the requests together, and each one gets
+its own database connection and transaction, as on a real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from loyalty.helpers import order_body
+from loyalty.invariants import check_ledger
+from nestpoint.context import tenant_context
+from nestpoint.db import scoped_session
+from nestpoint.jobs.tenants import run_for_tenant
+from nestpoint.points.jobs import expire_points
+from nestpoint.points.models import PointEntry, PointLot
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(is_postgres: bool) -> None:
+    if not is_postgres:
+        pytest.skip("concurrency is tested on PostgreSQL, the production database")
+
+
+async def _member_with_points(client, t, enrol, set_program, points: int) -> dict:  # type: ignore[no-untyped-def]
+    await set_program(t.hq(), points={"pending_days": 0})
+    member = await enrol(t.hq())
+    r = await client.post(
+        f"/api/v1/members/{member['id']}/points/adjustments",
+        headers=t.hq(),
+        json={"amount": points, "reason": "opening balance", "idempotency_key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    return member
+
+
+async def _check(t, member_ids: list[str]) -> None:  # type: ignore[no-untyped-def]
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            await check_ledger(session, [uuid.UUID(m) for m in member_ids])
+
+
+async def test_concurrent_holds_never_overdraw(client, make_tenant, enrol, set_program):
+    t = await make_tenant()
+    member = await _member_with_points(client, t, enrol, set_program, 1000)
+    responses = await asyncio.gather(
+        *[
+            client.post(
+                "/api/v1/points/holds",
+                headers=t.hq(),
+                json={"member_id": member["id"], "points": 100},
+            )
+            for _ in range(20)
+        ]
+    )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {201: 10, 422: 10}, statuses
+    r = await client.get(f"/api/v1/members/{member['id']}/points", headers=t.hq())
+    assert r.json()["available"] == 0
+    assert r.json()["held"] == 1000
+    await _check(t, [member["id"]])
+
+
+async def test_concurrent_redeeming_orders_never_overdraw(client, make_tenant, enrol, set_program):
+    t = await make_tenant()
+    member = await _member_with_points(client, t, enrol, set_program, 1000)
+    # Toys earn nothing here, so only the opening 1000 points can be spent.
+    await set_program(t.hq(), earn_rules={"excluded_categories": ["toys"]})
+    # Each order of 100 yuan pays 2.5 yuan (250 points, within the bronze cap) with points.
+    bodies = [
+        order_body(
+            member={"id": member["id"]},
+            points_used=1000 // 4,
+            lines=[
+                {
+                    "sku": "X",
+                    "category": "toys",
+                    "quantity": 1,
+                    "unit_price_fen": 10000,
+                    "paid_fen": 10000,
+                }
+            ],
+        )
+        for _ in range(12)
+    ]
+    responses = await asyncio.gather(
+        *[client.post("/api/v1/orders", json=body, headers=t.hq()) for body in bodies]
+    )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {201: 4, 422: 8}, statuses
+    r = await client.get(f"/api/v1/members/{member['id']}/points", headers=t.hq())
+    assert r.json()["balance"] == 0  # the 1000 opening points are all spent, once
+    await _check(t, [member["id"]])
+
+
+async def test_concurrent_retries_of_one_order_credit_once(client, make_tenant, enrol):
+    t = await make_tenant()
+    member = await enrol(t.hq())
+    body = order_body(
+        member={"id": member["id"]},
+        lines=[
+            {
+                "sku": "A",
+                "category": "feeding",
+                "quantity": 2,
+                "unit_price_fen": 5000,
+                "paid_fen": 10000,
+            },
+            {
+                "sku": "B",
+                "category": "toys",
+                "quantity": 1,
+                "unit_price_fen": 3000,
+                "paid_fen": 3000,
+            },
+        ],
+    )
+    responses = await asyncio.gather(
+        *[client.post("/api/v1/orders", json=body, headers=t.hq()) for _ in range(16)]
+    )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {201: 1, 200: 15}, statuses
+    assert len({r.text for r in responses}) == 1  # every retry got the first response
+    order_id = responses[0].json()["id"]
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            earns = await session.scalar(
+                select(func.count())
+                .select_from(PointEntry)
+                .where(PointEntry.cause_id == order_id, PointEntry.kind == "earn")
+            )
+    assert earns == 2  # one per line, once
+    r = await client.get(f"/api/v1/members/{member['id']}/points", headers=t.hq())
+    assert r.json()["balance"] == responses[0].json()["points_earned"] == 130
+    await _check(t, [member["id"]])
+
+
+async def test_concurrent_capture_and_release_resolve_once(client, make_tenant, enrol, set_program):
+    t = await make_tenant()
+    member = await _member_with_points(client, t, enrol, set_program, 500)
+    r = await client.post(
+        "/api/v1/points/holds", headers=t.hq(), json={"member_id": member["id"], "points": 300}
+    )
+    hold_id = r.json()["id"]
+    actions = ["capture", "release"] * 6
+    responses = await asyncio.gather(
+        *[
+            client.post(f"/api/v1/points/holds/{hold_id}/{action}", headers=t.hq())
+            for action in actions
+        ]
+    )
+    succeeded = {a for a, r in zip(actions, responses, strict=True) if r.status_code == 200}
+    refused = {a for a, r in zip(actions, responses, strict=True) if r.status_code == 409}
+    assert len(succeeded) == 1, succeeded  # one action won; repeating it is a no-op
+    assert refused == {"capture", "release"} - succeeded
+    final = (await client.get(f"/api/v1/points/holds/{hold_id}", headers=t.hq())).json()
+    assert final["status"] == ("captured" if succeeded == {"capture"} else "released")
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            kinds = Counter(
+                (
+                    await session.scalars(
+                        select(PointEntry.kind).where(
+                            PointEntry.member_id == uuid.UUID(member["id"])
+                        )
+                    )
+                ).all()
+            )
+    assert kinds["release"] == 1
+    assert kinds["redeem"] == (1 if succeeded == {"capture"} else 0)
+    balance = (await client.get(f"/api/v1/members/{member['id']}/points", headers=t.hq())).json()[
+        "balance"
+    ]
+    assert balance == (200 if succeeded == {"capture"} else 500)
+    await _check(t, [member["id"]])
+
+
+async def test_expiry_run_twice_in_parallel_expires_each_remainder_once(
+    client, make_tenant, enrol, set_program
+):
+    t = await make_tenant()
+    await set_program(t.hq(), points={"pending_days": 0, "expiry": "rolling", "expiry_months": 1})
+    members = [await enrol(t.hq()) for _ in range(6)]
+    for member in members:
+        for _ in range(3):
+            r = await client.post(
+                "/api/v1/orders", headers=t.hq(), json=order_body(member={"id": member["id"]})
+            )
+            assert r.status_code == 201
+    later = datetime.now(UTC) + timedelta(days=40)
+    results = await asyncio.gather(
+        *[run_for_tenant(t.id, lambda s: expire_points(s, later), name="test") for _ in range(2)]
+    )
+    assert sorted(r.rows for r in results) == [0, 18]  # one run took all, the other none
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            expired = await session.scalar(
+                select(func.count()).select_from(PointEntry).where(PointEntry.kind == "expire")
+            )
+            left = await session.scalar(select(func.sum(PointLot.remaining)))
+    assert expired == 18
+    assert left == 0
+    await _check(t, [m["id"] for m in members])
