@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.context import tenant_context
 from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Invalid
+from nestpoint.loyalty import service as loyalty
+from nestpoint.loyalty.schemas import ProgramSpec
 from nestpoint.plugins import manifest as plugin_manifest
 from nestpoint.plugins.schemas import PluginManifest
 from nestpoint.tenancy import service
@@ -37,6 +39,8 @@ class TenantManifest(BaseModel):
     stores: list[StoreCreate] = []
     # Plugin settings of the chain and its stores (see docs/plugins/howto.md).
     plugins: list[PluginManifest] = []
+    # The loyalty programme: points policy, earn rules, tier ladder (see docs/loyalty.md).
+    program: ProgramSpec | None = None
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -129,6 +133,8 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         changes.append(Change("create", f"tenant {manifest.tenant.slug}"))
         changes += [Change("create", f"store {s.code}") for s in manifest.stores]
         changes += await plugin_manifest.plan(None, manifest.plugins)
+        if manifest.program is not None:
+            changes.append(Change("create", "loyalty program"))
         return changes
     tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
     if tenant_diff:
@@ -137,6 +143,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         await rebind_tenant(session)
         existing = {s.code: s for s in (await session.scalars(select(Store))).all()}
         plugin_changes = await plugin_manifest.plan(session, manifest.plugins)
+        plugin_changes += await _plan_program(session, manifest.program)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -176,6 +183,20 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
                 await service.update_store(session, code, StoreUpdate(active=False))
         await session.flush()
         await plugin_manifest.apply(session, manifest.plugins)
+        if manifest.program is not None:
+            await loyalty.put_program(session, manifest.program)
         await session.flush()
     await rebind_tenant(session)
     return tenant, changes
+
+
+async def _plan_program(session: AsyncSession, program: ProgramSpec | None) -> list[Change]:
+    """The programme's sections that differ from the database (none when not in the file)."""
+    if program is None:
+        return []
+    current = await loyalty.load_program(session)
+    if current.version == 0:
+        return [Change("create", "loyalty program")]
+    before, after = loyalty.to_spec(current).model_dump(), program.model_dump()
+    diff = {k: ["(current)", "(manifest)"] for k in after if before[k] != after[k]}
+    return [Change("update", "loyalty program", diff)] if diff else []
