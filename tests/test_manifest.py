@@ -107,6 +107,8 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
         ("create", f"store {s['code']}", {}) for s in spec["stores"]
     ]
     expected += plugin_settings(spec)
+    if "program" in spec:
+        expected.append(("create", "loyalty program", {}))
     assert described(planned) == expected
     assert described(changes) == expected
     tenant = await tenant_by_slug(slug)
