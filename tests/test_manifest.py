@@ -125,9 +125,12 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
             assert getattr(store, key) == s[key], (s["code"], key)
     counts = await row_counts(tenant_id)
     assert counts["stores"] == len(spec["stores"])
-    # The tenant and every store are recorded and announced.
-    assert counts["outbox_events"] == 1 + len(spec["stores"])
-    assert counts["audit_entries"] == 1 + len(spec["stores"]) + len(plugin_settings(spec))
+    # The tenant, every store and the loyalty programme are recorded and announced.
+    programs = 1 if "program" in spec else 0
+    assert counts["outbox_events"] == 1 + len(spec["stores"]) + programs
+    assert counts["audit_entries"] == (
+        1 + len(spec["stores"]) + len(plugin_settings(spec)) + programs
+    )
 
 
 async def test_second_apply_changes_nothing(tmp_path: Path, row_counts) -> None:
