@@ -35,7 +35,20 @@ async def _context_for(host: PluginHost, plugin_id: str) -> PluginContext:
     return PluginContext(plugin_id, ctx.tenant_id, ctx.store_id, enabled[plugin_id])
 
 
+def _document_not_found(handlers: list[Any]) -> None:
+    """Every plugin route may answer 404 (not enabled here): say so in the OpenAPI schema."""
+    from litestar.handlers import HTTPRouteHandler
+
+    from nestpoint.api.problems import problems
+
+    for handler in handlers:
+        if isinstance(handler, HTTPRouteHandler):
+            handler.responses = {**problems(404), **(handler.responses or {})}
+
+
 def plugin_router(host: PluginHost, plugin_id: str, handlers: list[Any]) -> Router:
+    _document_not_found(handlers)
+
     async def enabled_guard(
         connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
     ) -> None:
