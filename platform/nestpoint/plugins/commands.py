@@ -59,7 +59,9 @@ async def where_enabled() -> dict[str, list[str]] | None:
     return dict(found)
 
 
-def describe_plugins(host: PluginHost, enabled: dict[str, list[str]] | None) -> list[str]:
+def describe_plugins(
+    host: PluginHost, enabled: dict[str, list[str]] | None, *, show_enabled: bool = True
+) -> list[str]:
     if not host.plugins:
         return ["no plugins installed"]
     lines: list[str] = []
@@ -67,6 +69,8 @@ def describe_plugins(host: PluginHost, enabled: dict[str, list[str]] | None) -> 
         state = "loaded" if info.loaded else f"skipped ({info.reason})"
         lines.append(f"{info.id}  {info.package} {info.version}  {state}")
         lines.append(f"    hooks:   {', '.join(info.hooks) or '-'}")
+        if not show_enabled:
+            continue
         if enabled is None:
             lines.append("    enabled: (unknown: the database is not migrated or not reachable)")
         else:

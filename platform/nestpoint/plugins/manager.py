@@ -179,6 +179,13 @@ class PluginHost:
             self._skip(info, f"refused: {_describe(exc)}")
             return False
         info.hooks = sorted(hook.name for hook in self.pm.get_hookcallers(plugin) or [])
+        unknown = sorted(
+            hook.name for hook in self.pm.get_hookcallers(plugin) or [] if not hook.has_spec()
+        )
+        if unknown:  # a misspelt hook would never be called: refuse the plugin, say why
+            self.pm.unregister(name=info.id)
+            self._skip(info, f"refused: implements unknown hooks {unknown}")
+            return False
         try:
             self.contributions[info.id] = self._collect(info.id)
         except Exception as exc:
