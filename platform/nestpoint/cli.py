@@ -187,7 +187,7 @@ def plugins_list(
             enabled = asyncio.run(where_enabled())
         except Exception as exc:  # the list is still useful without a database
             typer.echo(f"(could not read enablement: {type(exc).__name__})", err=True)
-    for line in describe_plugins(host, enabled):
+    for line in describe_plugins(host, enabled, show_enabled=db):
         typer.echo(line)
 
 
