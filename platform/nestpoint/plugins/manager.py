@@ -533,6 +533,23 @@ class PluginHost:
 
     # ------------------------------------------------------------------ contributions
 
+    async def contributed(
+        self, kind: str, tenant_id: uuid.UUID, store_id: uuid.UUID | None
+    ) -> dict[str, Any]:
+        """What the plugins enabled here registered, by ``<plugin-id>.<key>``.
+
+        ``kind`` is ``benefit_types``, ``channels``, ``question_types`` or
+        ``console_panels``: the core features that offer them ask through this.
+        """
+        if kind not in ("benefit_types", "channels", "question_types", "console_panels"):
+            raise ValueError(f"unknown contribution kind {kind!r}")
+        enabled = await self.enabled_plugins(tenant_id, store_id)
+        return {
+            f"{pid}.{key}": item
+            for pid in sorted(enabled)
+            for key, item in getattr(self.contributions[pid], kind).items()
+        }
+
     def migration_locations(self) -> list[Path]:
         return [
             path
