@@ -521,3 +521,28 @@ async def test_tenant_binding_is_local_to_the_transaction(pair: Pair) -> None:
             assert not setting, (pid, same_pid, setting)
             assert await session.scalar(text("SELECT count(*) FROM stores")) == 0
             await session.commit()
+
+
+async def test_orm_scoping_covers_counts_and_core_statements(make_tenant) -> None:
+    """Statements the ORM does not treat as entity queries are scoped too: a count over
+    ``select_from(Model)``, a Core ``select`` on the table, a Core ``update``."""
+    from sqlalchemy import func, select, update
+
+    from nestpoint.context import tenant_context
+    from nestpoint.db import scoped_session
+    from nestpoint.db.base import table_of
+    from nestpoint.tenancy.models import Store
+
+    a = await make_tenant(("A1", "A2", "A3"))
+    b = await make_tenant(("B1",))
+    stores = table_of(Store)
+    with tenant_context(b.id):
+        async with scoped_session() as session:
+            assert await session.scalar(select(func.count()).select_from(Store)) == 1
+            assert (await session.scalars(select(stores.c.code))).all() == ["B1"]
+            result = await session.execute(update(stores).values(region="changed"))
+            assert result.rowcount == 1  # type: ignore[attr-defined]
+    with tenant_context(a.id):
+        async with scoped_session() as session:
+            regions = (await session.scalars(select(stores.c.region))).all()
+    assert "changed" not in regions

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Join, Table, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -64,20 +64,58 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
         return
     if state.execution_options.get("include_all_tenants"):
         return
-    touches_tenant_rows = any(issubclass(m.class_, TenantScoped) for m in state.all_mappers)
+    statement: Any = state.statement
+    tenant_froms = _tenant_froms(statement)
+    touches_tenant_rows = bool(tenant_froms) or any(
+        issubclass(m.class_, TenantScoped) for m in state.all_mappers
+    )
     if not touches_tenant_rows:
         return
     ctx = current_tenant()
     if ctx is None:
         raise TenantContextMissing("query on tenant-owned rows with no tenant in context")
     tenant_id = ctx.tenant_id
-    state.statement = state.statement.options(
+    # Entities anywhere in the statement (joins, subqueries, aliases) get the criterion...
+    statement = statement.options(
         with_loader_criteria(
             TenantScoped,
             lambda cls: cls.tenant_id == tenant_id,
             include_aliases=True,
         )
     )
+    # ...and so does every tenant table in the FROM list explicitly, which also covers
+    # statements the ORM does not treat as entity queries (``select(func.count())
+    # .select_from(Model)``, Core ``select(table.c.x)``, ``update(table)``).
+    if tenant_froms:
+        statement = statement.where(*[f.c.tenant_id == tenant_id for f in tenant_froms])
+    state.statement = statement
+
+
+def _tenant_tables() -> frozenset[str]:
+    from nestpoint.db.base import tenant_owned_tables
+
+    return frozenset(tenant_owned_tables())
+
+
+def _tenant_froms(statement: Any) -> list[Any]:
+    """The tenant-owned tables (or aliases of them) a statement reads or writes directly."""
+    tables = _tenant_tables()
+    if hasattr(statement, "get_final_froms"):
+        froms: list[Any] = list(statement.get_final_froms())
+    elif getattr(statement, "table", None) is not None:  # UPDATE / DELETE
+        froms = [statement.table]
+    else:
+        return []
+    found: list[Any] = []
+    while froms:
+        item = froms.pop()
+        if isinstance(item, Join):
+            froms += [item.left, item.right]
+            continue
+        base = getattr(item, "element", item)  # an Alias wraps its table
+        if isinstance(base, Table) and base.name in tables and "tenant_id" in item.c:
+            found.append(item)
+    return found
 
 
 @event.listens_for(TenantSession, "before_flush")
