@@ -7,12 +7,14 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.pydantic import PydanticInitPlugin
 
 import nestpoint
 from nestpoint.api.deps import provide_session
 from nestpoint.api.health import healthz, readyz
 from nestpoint.api.logs import configure_logging
 from nestpoint.api.middleware import RequestContextMiddleware, RequestIdMiddleware
+from nestpoint.api.openapi import PydanticConstraintsSchemaPlugin
 from nestpoint.api.problems import EXCEPTION_HANDLERS
 from nestpoint.audit.routes import AuditController
 from nestpoint.db import get_database
@@ -70,6 +72,12 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         dependencies={"db": Provide(provide_session)},
         middleware=[RequestContextMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[
+            # strict=None: each model and field decides (StrictBool, ConfigDict(strict=...));
+            # Litestar's default, False, would override them and coerce 0 to False.
+            PydanticInitPlugin(validate_strict=None),  # type: ignore[arg-type]
+            PydanticConstraintsSchemaPlugin(),
+        ],
         on_shutdown=[close_database],
         openapi_config=OpenAPIConfig(
             title="Nestpoint API",

@@ -27,6 +27,9 @@ PERIODIC_JOBS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 
 
 def load_actors() -> None:
+    # Every model first: a worker process imports no routes, and the ORM can flush a row
+    # (an outbox event) only once the tables its foreign keys name (tenants) are known.
+    importlib.import_module("nestpoint.db.models")
     for module in ACTOR_MODULES:
         importlib.import_module(module)
     from nestpoint.plugins.jobs import declare_actors  # the installed plugins' actors

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 Locale = Literal["zh-CN", "en"]
 StoreKind = Literal["direct", "franchise"]
@@ -27,11 +27,18 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 TimeZone = Annotated[
     str, StringConstraints(min_length=1, max_length=64), AfterValidator(_known_zone)
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Free text: anything but NUL, which PostgreSQL text cannot store (refused here with a 400
+# instead of failing at insert with a 500). A name also needs one character that is not a
+# space (it is trimmed, then must not be empty); the pattern says so in the OpenAPI schema.
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+]
 StoreCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 StoreFormat = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-Region = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
-Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+Region = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100, pattern=NO_NUL)]
+Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500, pattern=NO_NUL)]
 Scope = Annotated[str, StringConstraints(pattern=r"^[a-z_]+:[a-z_]+$")]
 
 
@@ -52,7 +59,7 @@ class TenantUpdate(Strict):
     currency: Currency | None = None
     timezone: TimeZone | None = None
     locale: Locale | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class TenantRead(BaseModel):
@@ -81,7 +88,7 @@ class StoreCreate(Strict):
     format: StoreFormat = "community"
     region: Region = ""
     address: Address = ""
-    active: bool = True
+    active: StrictBool = True
 
 
 class StoreUpdate(Strict):
@@ -90,7 +97,7 @@ class StoreUpdate(Strict):
     format: StoreFormat | None = None
     region: Region | None = None
     address: Address | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class StoreRead(BaseModel):
