@@ -1,0 +1,130 @@
+"""Background jobs end to end, with whichever broker the run configures.
+
+The SQLite run uses the in-process broker; the PostgreSQL run of ``make test`` sets
+``NESTPOINT_REDIS_URL`` and gets a Redis broker. Either way a real Dramatiq worker relays the
+``store.created`` outbox event an API call wrote. With Redis, ``nestpoint worker`` also runs
+as a process of its own, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+
+from nestpoint.db import get_database
+from nestpoint.jobs.broker import broker
+from nestpoint.jobs.worker import start_worker
+
+REDIS_URL = os.environ.get("NESTPOINT_REDIS_URL")
+# Only the dedicated test database is ever flushed, never a developer's own Redis data.
+TEST_REDIS_DB = "/15"
+RELAY_TIMEOUT_SECONDS = 10.0
+# A worker process imports the whole application before it consumes; allow for that.
+PROCESS_TIMEOUT_SECONDS = 30.0
+
+
+def _flush_test_redis() -> None:
+    """Drop messages of earlier runs: they name tenants of databases that are gone."""
+    if isinstance(broker, RedisBroker) and REDIS_URL and REDIS_URL.endswith(TEST_REDIS_DB):
+        broker.client.flushdb()
+
+
+def test_broker_follows_settings() -> None:
+    assert isinstance(broker, RedisBroker if REDIS_URL else StubBroker)
+
+
+@pytest.fixture
+def worker(database_env: dict[str, str]) -> Iterator[dramatiq.Worker]:
+    """A real worker on the configured broker, started on a clean queue and stopped after."""
+    _flush_test_redis()
+    running = start_worker(threads=2)
+    try:
+        yield running
+    finally:
+        # Close the worker loop's connection pool before that loop stops.
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(get_database().dispose())
+        running.stop()
+
+
+async def _store_created_event(client: Any, headers: dict[str, str], code: str) -> dict[str, Any]:
+    r = await client.get(
+        "/api/v1/events", params={"type": "store.created", "limit": 200}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    matches = [e for e in r.json()["items"] if e["payload"].get("code") == code]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+async def _create_store_and_wait_for_relay(
+    client: Any, make_tenant: Any, wait_seconds: float
+) -> dict[str, Any]:
+    """Create a store through the API; poll its ``store.created`` event until published."""
+    tenant = await make_tenant(store_codes=())
+    code = f"JOB-{uuid.uuid4().hex[:8]}"
+    r = await client.post(
+        "/api/v1/stores", json={"code": code, "name": "Jobs"}, headers=tenant.hq()
+    )
+    assert r.status_code == 201, r.text
+
+    # The commit wrote the event and enqueued ``events.relay``; a worker publishes it.
+    deadline = time.monotonic() + wait_seconds
+    event = await _store_created_event(client, tenant.hq(), code)
+    while event["published_at"] is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        event = await _store_created_event(client, tenant.hq(), code)
+    assert event["published_at"] is not None, f"not relayed in {wait_seconds}s: {event}"
+    assert event["last_error"] is None
+    return event
+
+
+async def test_worker_relays_outbox_event(
+    client: Any, make_tenant: Any, worker: dramatiq.Worker
+) -> None:
+    event = await _create_store_and_wait_for_relay(client, make_tenant, RELAY_TIMEOUT_SECONDS)
+    assert event["attempts"] == 0
+
+
+@pytest.mark.skipif(REDIS_URL is None, reason="a worker process needs a shared (Redis) broker")
+async def test_worker_process_relays_outbox_event(
+    client: Any, make_tenant: Any, database_env: dict[str, str]
+) -> None:
+    _flush_test_redis()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "nestpoint.cli", "worker", "--threads", "1", "--no-scheduler"),
+        env={**os.environ, **database_env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    failure: AssertionError | None = None
+    try:
+        await _create_store_and_wait_for_relay(client, make_tenant, PROCESS_TIMEOUT_SECONDS)
+    except AssertionError as exc:
+        failure = exc
+    finally:
+        process.send_signal(signal.SIGTERM)
+        raw, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    output = raw.decode(errors="replace")[-4000:]
+    assert failure is None, f"{failure}\n--- worker output ---\n{output}"
+    assert process.returncode == 0, output
+    assert "Failed to process message" not in output, output
+
+
+async def test_readyz_reports_broker(client: Any) -> None:
+    r = await client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"]["broker"] == "ok"
