@@ -7,6 +7,7 @@ Migrates, applies the example manifests under ``tenants/``, and creates fresh de
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -14,6 +15,7 @@ from sqlalchemy import select, update
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import get_database, scoped_session, utcnow
 from nestpoint.db.migrate import upgrade
+from nestpoint.demo_data import seed_members
 from nestpoint.events.service import install_session_hooks
 from nestpoint.settings import PROJECT_ROOT
 from nestpoint.tenancy import manifest as manifests
@@ -23,6 +25,9 @@ from nestpoint.tenancy.schemas import ApiKeyCreate
 
 DEMO_KEY_NAME = "demo"
 EXAMPLE_MANIFESTS = ("bloom-premium.toml", "nest-community.toml")
+# Members per example chain, each with children and a few orders (enough that lists,
+# lookups and tier histories mean something; seeded once).
+DEMO_MEMBERS = int(os.environ.get("NESTPOINT_DEMO_MEMBERS", "1000"))
 PLUGIN_DEMO_STORE = ("nest-community", "store CD-01")
 
 
@@ -30,6 +35,7 @@ PLUGIN_DEMO_STORE = ("nest-community", "store CD-01")
 class DemoInfo:
     platform_key: str = ""
     keys: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, who, key)
+    seeded: list[tuple[str, int, int]] = field(default_factory=list)  # (tenant, members, orders)
 
     def render(self, url: str) -> str:
         lines = [
@@ -38,6 +44,8 @@ class DemoInfo:
             f"  API docs (Swagger UI): {url}/schema/swagger",
             f"  API docs (Scalar):     {url}/schema",
             f"  Health:                {url}/readyz",
+            "",
+            *[f"  {slug}: seeded {m} members and {o} orders" for slug, m, o in self.seeded if m],
             "",
             "Demo keys (send as 'Authorization: Bearer <key>'; new ones each run):",
             f"  platform operator:  {self.platform_key}",
@@ -93,6 +101,8 @@ async def _seed() -> DemoInfo:
                         ),
                         "demo",
                     )
+            members, orders = await seed_members(tenant.id, tenant.slug, DEMO_MEMBERS)
+            info.seeded.append((tenant.slug, members, orders))
             info.keys.append((tenant.slug, "HQ", hq_key))
             info.keys.append((tenant.slug, f"store {first_store.code}", store_key))
     await get_database().dispose()

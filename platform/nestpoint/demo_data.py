@@ -1,0 +1,170 @@
+"""Synthetic members, children and orders for the demo, made through the real services.
+
+Deterministic per tenant (seeded by its slug) and only once: a tenant that already has
+members is left alone, so ``nestpoint demo`` can be run again and again.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from nestpoint.context import tenant_context
+from nestpoint.db import scoped_session
+from nestpoint.members.models import Member
+from nestpoint.members.schemas import MemberCreate
+from nestpoint.members.service import create_member
+from nestpoint.orders.schemas import OrderIn
+from nestpoint.orders.service import create_order
+from nestpoint.tenancy.models import Store
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+GIVEN = ["芳", "静", "丽", "敏", "婷", "雪", "琳", "悦", "欣", "佳", "晨", "萌"]
+CATALOGUE = [  # (sku, name, category, price in fen)
+    ("MILK-S1", "婴儿配方奶粉 1段 800g", "feeding", 29800),
+    ("MILK-S3", "幼儿配方奶粉 3段 800g", "feeding", 25800),
+    ("BOTTLE-1", "宽口径玻璃奶瓶", "feeding", 12900),
+    ("DIAPER-M", "纸尿裤 M 码 64 片", "diapers", 13900),
+    ("DIAPER-L", "拉拉裤 L 码 44 片", "diapers", 11900),
+    ("WIPES-80", "婴儿湿巾 80 抽 x 6", "diapers", 5900),
+    ("LOTION-1", "婴儿润肤乳 200ml", "care", 8800),
+    ("TOY-BLOCK", "早教积木 100 粒", "toys", 15900),
+    ("NURSE-PAD", "防溢乳垫 100 片", "nursing", 4900),
+    ("GIFT-CARD", "门店礼品卡 200 元", "gift-card", 20000),
+]
+
+
+def _phone(rng: random.Random) -> str:
+    prefix = rng.choice(["135", "136", "138", "139", "150", "158", "186", "188"])
+    return f"{prefix}{rng.randrange(10**8):08d}"
+
+
+def _child(rng: random.Random, today: date) -> dict[str, object]:
+    if rng.random() < 0.15:  # a pregnancy
+        return {
+            "due_date": (today + timedelta(days=rng.randrange(10, 250))).isoformat(),
+            "nickname": "宝宝",
+        }
+    age_days = rng.choice(
+        [
+            rng.randrange(0, 180),
+            rng.randrange(180, 365),
+            rng.randrange(365, 1095),
+            rng.randrange(1095, 2190),
+        ]
+    )
+    return {
+        "birth_date": (today - timedelta(days=age_days)).isoformat(),
+        "gender": rng.choice(["female", "male"]),
+        "nickname": rng.choice(["豆豆", "糖糖", "乐乐"]),
+    }
+
+
+async def seed_members(
+    tenant_id: uuid.UUID, slug: str, count: int, batch: int = 100
+) -> tuple[int, int]:
+    """Enrol ``count`` members with children and past orders; returns (members, orders)."""
+    rng = random.Random(slug)
+    today = datetime.now(UTC).date()
+    with tenant_context(tenant_id):
+        async with scoped_session() as session:
+            if await session.scalar(select(func.count()).select_from(Member)):
+                return 0, 0
+            stores = list(
+                (
+                    await session.scalars(
+                        select(Store.code).where(Store.active).order_by(Store.code)
+                    )
+                ).all()
+            )
+        members = orders = 0
+        seen: set[str] = set()
+        while members < count:
+            async with scoped_session() as session:
+                for _ in range(min(batch, count - members)):
+                    phone = _phone(rng)
+                    while phone in seen:
+                        phone = _phone(rng)
+                    seen.add(phone)
+                    has_children = rng.random() < 0.75
+                    member = await create_member(
+                        session,
+                        MemberCreate.model_validate(
+                            {
+                                "phone": phone,
+                                "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+                                "gender": "female" if rng.random() < 0.85 else "male",
+                                "home_store_code": rng.choice(stores),
+                                "join_channel": rng.choice(["pos", "pos", "mini_program", "mall"]),
+                                "tags": rng.sample(
+                                    ["新客", "二胎", "奶粉", "纸尿裤", "会员日"],
+                                    k=rng.randrange(0, 3),
+                                ),
+                                "consents": [
+                                    {
+                                        "channel": "sms",
+                                        "granted": rng.random() < 0.7,
+                                        "source": "till",
+                                    }
+                                ],
+                                "guardian_consent": (
+                                    {"granted": True, "source": "till"} if has_children else None
+                                ),
+                                "children": (
+                                    [_child(rng, today) for _ in range(rng.choice([1, 1, 2]))]
+                                    if has_children
+                                    else []
+                                ),
+                            }
+                        ),
+                    )
+                    members += 1
+                    for _ in range(rng.choice([0, 1, 1, 2, 3, 5])):
+                        await _order(session, rng, member.id, stores, today)
+                        orders += 1
+    return members, orders
+
+
+async def _order(
+    session,
+    rng: random.Random,
+    member_id: uuid.UUID,  # type: ignore[no-untyped-def]
+    stores: list[str],
+    today: date,
+) -> None:
+    picks = rng.sample(CATALOGUE, k=rng.randrange(1, 4))
+    lines = []
+    for sku, name, category, price in picks:
+        quantity = rng.randrange(1, 3)
+        paid = price * quantity * rng.choice([100, 100, 95, 90]) // 100
+        lines.append(
+            {
+                "sku": sku,
+                "name": name,
+                "category": category,
+                "quantity": quantity,
+                "unit_price_fen": price,
+                "paid_fen": paid,
+            }
+        )
+    total = sum(line["paid_fen"] for line in lines)
+    paid_at = datetime.combine(
+        today - timedelta(days=rng.randrange(0, 180)), datetime.min.time(), tzinfo=UTC
+    ) + timedelta(hours=rng.randrange(2, 13))
+    await create_order(
+        session,
+        OrderIn.model_validate(
+            {
+                "channel": rng.choice(["pos", "pos", "pos", "mini_program", "mall"]),
+                "external_id": f"demo-{uuid.UUID(int=rng.getrandbits(128)).hex}",
+                "store_code": rng.choice(stores),
+                "member": {"id": str(member_id)},
+                "lines": lines,
+                "paid_at": paid_at.isoformat(),
+                "payment": {"cash_fen": total, "points_used": 0},
+            }
+        ),
+    )
