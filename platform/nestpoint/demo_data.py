@@ -9,8 +9,10 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session
@@ -129,14 +131,14 @@ async def seed_members(
 
 
 async def _order(
-    session,
+    session: AsyncSession,
     rng: random.Random,
-    member_id: uuid.UUID,  # type: ignore[no-untyped-def]
+    member_id: uuid.UUID,
     stores: list[str],
     today: date,
 ) -> None:
     picks = rng.sample(CATALOGUE, k=rng.randrange(1, 4))
-    lines = []
+    lines: list[dict[str, Any]] = []
     for sku, name, category, price in picks:
         quantity = rng.randrange(1, 3)
         paid = price * quantity * rng.choice([100, 100, 95, 90]) // 100
