@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -9,7 +10,8 @@ from sqlalchemy import select, update
 
 from nestpoint.context import Actor, TenantContext, tenant_context
 from nestpoint.db import Database, scoped_session, utcnow
-from nestpoint.tenancy.keys import parse_key
+from nestpoint.settings import get_settings
+from nestpoint.tenancy.keys import ParsedKey, parse_key
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Tenant
 
 # last_used_at is recorded at most this often per key, so authentication stays read-only on
@@ -23,11 +25,32 @@ class Principal:
     actor: Actor
 
 
+# Resolved keys are cached per process for ``config_cache_seconds`` (5 s), so a busy till
+# authenticates without a database round trip. Revoking a key or deactivating a tenant
+# clears this process's cache at once; other processes follow within the TTL.
+_principals: dict[str, tuple[float, Principal]] = {}
+
+
+def forget_principals() -> None:
+    _principals.clear()
+
+
 async def authenticate(database: Database, raw_key: str) -> Principal | None:
     """The principal for a key, or ``None`` when the key is unknown, revoked or inactive."""
     parsed = parse_key(raw_key)
     if parsed is None:
         return None
+    cached = _principals.get(parsed.key_hash)
+    clock = time.monotonic()
+    if cached is not None and clock - cached[0] < get_settings().config_cache_seconds:
+        return cached[1]
+    principal = await _resolve(database, parsed)
+    if principal is not None:
+        _principals[parsed.key_hash] = (clock, principal)
+    return principal
+
+
+async def _resolve(database: Database, parsed: ParsedKey) -> Principal | None:
     now = utcnow()
     if parsed.kind == "platform":
         async with scoped_session(database) as session:

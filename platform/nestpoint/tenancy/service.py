@@ -17,6 +17,7 @@ from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.tenancy import keys
+from nestpoint.tenancy.auth import forget_principals
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
 from nestpoint.tenancy.schemas import (
     ApiKeyCreate,
@@ -78,6 +79,8 @@ async def update_tenant(
 ) -> tuple[Tenant, dict[str, Any]]:
     tenant = await get_tenant(session, tenant_id)
     diff = _apply_changes(tenant, data.model_dump(exclude_none=True))
+    if "active" in diff:
+        forget_principals()  # a deactivated tenant's keys stop working now
     if diff:
         with tenant_context(tenant.id):
             await rebind_tenant(session)
@@ -223,6 +226,7 @@ async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
     if api_key is None:
         raise NotFound("no such API key")
     if api_key.revoked_at is None:
+        forget_principals()
         api_key.revoked_at = utcnow()
         record(session, "api_key.revoked", "api_key", api_key.id, {})
         emit(session, "api_key.revoked", "api_key", api_key.id, {})
