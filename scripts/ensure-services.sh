@@ -64,8 +64,9 @@ case "${1:-}" in
 esac
 
 if [[ "${CI:-}" == "true" ]]; then
-    postgres_up || start_postgres
-    redis_up || start_redis
+    # A failed start is reported by the wait below, which fails the run.
+    postgres_up || start_postgres || echo "warning: starting PostgreSQL failed" >&2
+    redis_up || start_redis || echo "warning: starting Redis failed" >&2
     wait_for "PostgreSQL ($PG_HOST:$PG_PORT)" postgres_up
     wait_for "Redis ($REDIS_HOST:$REDIS_PORT)" redis_up
 else

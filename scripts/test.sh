@@ -70,9 +70,9 @@ if [[ "${1:-}" != "--lint-only" ]]; then
     elif $postgres; then
         step "pytest on PostgreSQL (in-process broker)" \
             "${clean_env[@]}" NESTPOINT_TEST_DATABASE=postgresql "${run[@]}" pytest
-        notes+=("Redis does not answer on 127.0.0.1:6379: the PostgreSQL run used the in-process broker.")
+        notes+=("Redis does not answer on ${REDIS_HOST:-127.0.0.1}:${REDIS_PORT:-6379}: the PostgreSQL run used the in-process broker.")
     elif ! $ci; then
-        notes+=("PostgreSQL does not answer on 127.0.0.1:5432: only the SQLite tests ran.")
+        notes+=("PostgreSQL does not answer on ${PG_HOST:-127.0.0.1}:${PG_PORT:-5432}: only the SQLite tests ran.")
         notes+=("CI runs them on PostgreSQL and Redis too (.ci/run); see README.md to run them here.")
     fi
 fi
