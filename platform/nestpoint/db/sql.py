@@ -20,8 +20,16 @@ def json_object_sql(dialect: str, pairs: dict[str, str]) -> str:
 
 
 def uuid_text_sql(dialect: str, column: str) -> str:
-    """A UUID column as text (PostgreSQL casts; SQLite stores it as 32 hex digits)."""
-    return f"{column}::text" if dialect == "postgresql" else column
+    """A UUID column as text in the canonical form ``str(uuid)`` gives (PostgreSQL casts;
+    SQLite stores 32 hex digits, so the dashes are put in), so ids in events and ledger
+    causes written by SQL read the same as those written by Python."""
+    if dialect == "postgresql":
+        return f"{column}::text"
+    parts = [
+        f"substr({column}, {start}, {length})"
+        for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+    ]
+    return "lower(" + " || '-' || ".join(parts) + ")"
 
 
 async def lock_job(session: AsyncSession, job: str, tenant_id: object) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Category = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -90,19 +90,21 @@ class ProgramSpec(Strict):
     earn_rules: EarnRules = Field(default_factory=EarnRules)
     tiers: list[TierSpec] = Field(default_factory=lambda: list(DEFAULT_TIERS))
 
-    @model_validator(mode="after")
-    def _ladder(self) -> ProgramSpec:
-        if not self.tiers:
+    @field_validator("tiers")
+    @classmethod
+    def _ladder(cls, tiers: list[TierSpec]) -> list[TierSpec]:
+        # A field validator, so the error names the field (``body.tiers``), not the body.
+        if not tiers:
             raise ValueError("tiers: at least one tier is needed")
-        codes = [t.code for t in self.tiers]
+        codes = [t.code for t in tiers]
         if len(set(codes)) != len(codes):
             raise ValueError("tiers: codes must be unique")
-        thresholds = [t.threshold for t in self.tiers]
+        thresholds = [t.threshold for t in tiers]
         if thresholds != sorted(thresholds) or len(set(thresholds)) != len(thresholds):
             raise ValueError("tiers: thresholds must strictly increase up the ladder")
         if thresholds[0] != 0:
             raise ValueError("tiers: the first tier's threshold must be 0")
-        return self
+        return tiers
 
 
 class ProgramRead(ProgramSpec):

@@ -317,6 +317,14 @@ async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
     if data.children:
         _require_guardian_consent(member, "children")
     session.add(member)
+    try:
+        # The member row first: the rows below refer to it, and with no ORM relationships
+        # the unit of work does not order the inserts by those foreign keys.
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            "a member with this phone exists", errors=[FieldError("phone", "taken")]
+        ) from exc
     session.add(PointAccount(member_id=member_id))
     session.add(
         TierChange(

@@ -67,7 +67,7 @@ class OrderController(Controller):
         self, db: Db, channel: ChannelPath, external_id: ExternalIdPath
     ) -> OrderResult:
         order = await service.get_order(db, channel, external_id)
-        return OrderResult.model_validate(order.response)
+        return OrderResult.model_validate(service.order_summary(order))  # with refund state
 
     @post(
         "/{channel:str}/{external_id:str}/refunds",

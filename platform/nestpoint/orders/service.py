@@ -582,6 +582,11 @@ async def create_refund(
                 errors=[FieldError("external_id", "already used")],
             )
         return False, dict(existing.response)
+    listed: set[int] = set()
+    for i, ln in enumerate(data.lines or []):
+        if ln.line_no in listed:  # else the dict below would keep only one of them
+            raise Invalid.field(f"lines.{i}.line_no", f"line {ln.line_no} is listed twice")
+        listed.add(ln.line_no)
     program = await get_program(session)
     now = utcnow()
     member = await lock_member(session, MemberRef(id=order.member_id)) if order.member_id else None

@@ -44,18 +44,23 @@ def expiry_statements(dialect: str) -> dict[str, str]:
                 WHERE a.tenant_id = :tenant AND a.member_id IN (
                     SELECT l.member_id FROM point_lots l WHERE {due})
                 ORDER BY a.member_id {lock}) locked""",
+        # The entries of one run share a moment and the ledger lists by (created_at, id):
+        # the running balance follows the new ids, made first (MATERIALIZED: once per row).
         "entries": f"""
             INSERT INTO point_entries (tenant_id, id, member_id, kind, amount, balance_after,
                                        lot_id, cause_type, cause_id, line_no, reason, actor,
                                        idempotency_key, created_at)
-            SELECT l.tenant_id, {new_uuid_sql(dialect)}, l.member_id, 'expire', -l.remaining,
-                   a.balance - SUM(l.remaining) OVER (
-                       PARTITION BY l.member_id ORDER BY l.expires_at, l.id
+            WITH due AS MATERIALIZED (
+                SELECT l.tenant_id, l.member_id, l.id AS lot_id, l.remaining,
+                       {new_uuid_sql(dialect)} AS entry_id
+                FROM point_lots l WHERE {due})
+            SELECT d.tenant_id, d.entry_id, d.member_id, 'expire', -d.remaining,
+                   a.balance - SUM(d.remaining) OVER (
+                       PARTITION BY d.member_id ORDER BY d.entry_id
                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
-                   l.id, 'expiry', :run, NULL, '', 'system', NULL, :now
-            FROM point_lots l JOIN point_accounts a
-              ON a.tenant_id = l.tenant_id AND a.member_id = l.member_id
-            WHERE {due}""",
+                   d.lot_id, 'expiry', :run, NULL, '', 'system', NULL, :now
+            FROM due d JOIN point_accounts a
+              ON a.tenant_id = d.tenant_id AND a.member_id = d.member_id""",
         "accounts": f"""
             UPDATE point_accounts SET balance = point_accounts.balance - s.total,
                                       updated_at = :now
@@ -91,15 +96,18 @@ def release_statements(dialect: str) -> dict[str, str]:
             INSERT INTO point_entries (tenant_id, id, member_id, kind, amount, balance_after,
                                        lot_id, cause_type, cause_id, line_no, reason, actor,
                                        idempotency_key, created_at)
-            SELECT h.tenant_id, {new_uuid_sql(dialect)}, h.member_id, 'release', h.amount,
-                   a.balance + SUM(h.amount) OVER (
-                       PARTITION BY h.member_id ORDER BY h.expires_at, h.id
+            WITH due AS MATERIALIZED (
+                SELECT h.tenant_id, h.member_id, h.id AS hold_id, h.amount,
+                       {new_uuid_sql(dialect)} AS entry_id
+                FROM point_holds h WHERE {due})
+            SELECT d.tenant_id, d.entry_id, d.member_id, 'release', d.amount,
+                   a.balance + SUM(d.amount) OVER (
+                       PARTITION BY d.member_id ORDER BY d.entry_id
                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
-                   NULL, 'hold', {uuid_text_sql(dialect, "h.id")}, NULL, 'timeout', 'system',
-                   NULL, :now
-            FROM point_holds h JOIN point_accounts a
-              ON a.tenant_id = h.tenant_id AND a.member_id = h.member_id
-            WHERE {due}""",
+                   NULL, 'hold', {uuid_text_sql(dialect, "d.hold_id")}, NULL, 'timeout',
+                   'system', NULL, :now
+            FROM due d JOIN point_accounts a
+              ON a.tenant_id = d.tenant_id AND a.member_id = d.member_id""",
         "lots": f"""
             UPDATE point_lots SET remaining = point_lots.remaining + s.amount
             FROM (SELECT x.lot_id, SUM(x.amount) AS amount
