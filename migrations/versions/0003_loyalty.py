@@ -12,7 +12,6 @@ from alembic import op
 
 from nestpoint.db import rls
 
-
 revision: str = "0003_loyalty"
 down_revision: str | None = "0001_foundation"
 branch_labels: str | Sequence[str] | None = None
