@@ -10,8 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from nestpoint.text import required
+
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-Category = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Category = Annotated[str, required(64)]
 Percent = Annotated[int, Field(ge=0, le=10_000)]
 
 
@@ -38,25 +40,23 @@ class EarnRules(Strict):
     category_multipliers: dict[Category, Percent] = Field(
         default_factory=dict, description="e.g. {'feeding': 200} doubles feeding supplies"
     )
-    store_multipliers: dict[Annotated[str, StringConstraints(max_length=32)], Percent] = Field(
+    store_multipliers: dict[Annotated[str, required(32)], Percent] = Field(
         default_factory=dict, description="by store code"
     )
     excluded_categories: list[Category] = Field(default_factory=list)
-    excluded_skus: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
-        default_factory=list
-    )
+    excluded_skus: list[Annotated[str, required(64)]] = Field(default_factory=list)
     cap_per_order: int | None = Field(None, ge=0)
     cap_per_day: int | None = Field(None, ge=0)
 
 
 class TierSpec(Strict):
     code: Code
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    name: Annotated[str, required(100)]
     threshold: int = Field(ge=0, description="Growth value (成长值) needed, yuan over 12 months")
     earn_rate_percent: Percent = 100
     redeem_cap_percent: Annotated[int, Field(ge=0, le=100)] = 10
     protection_days: int = Field(90, ge=0, le=3650)
-    benefits: list[Annotated[str, StringConstraints(max_length=64)]] = Field(default_factory=list)
+    benefits: list[Annotated[str, required(64)]] = Field(default_factory=list)
 
 
 DEFAULT_TIERS = [

@@ -8,16 +8,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from nestpoint.text import optional, required
+
 Gender = Literal["female", "male", "unknown"]
 Channel = Literal["sms", "wecom", "mini_program", "email"]
 IdentityKind = Literal["pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user"]
 JoinChannel = Literal["pos", "mall", "mini_program", "app", "import", "api"]
 Stage = Literal["pregnant", "0-6m", "6-12m", "1-3y", "3-6y", "older"]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Name = Annotated[str, required(100)]
+Tag = Annotated[str, required(32)]
 StoreCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Source = Annotated[str, required(50)]
 
 
 class Strict(BaseModel):
@@ -26,11 +28,11 @@ class Strict(BaseModel):
 
 class IdentityIn(Strict):
     kind: IdentityKind
-    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    value: Annotated[str, required(128)]
 
 
 class ChildIn(Strict):
-    nickname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] = ""
+    nickname: Annotated[str, optional(50)] = ""
     gender: Gender = "unknown"
     birth_date: date | None = None
     due_date: date | None = Field(None, description="For a pregnancy: the expected due date.")
@@ -43,14 +45,14 @@ class ChildIn(Strict):
 
 
 class ChildUpdate(Strict):
-    nickname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    nickname: Annotated[str, optional(50)] | None = None
     gender: Gender | None = None
 
 
 class BirthIn(Strict):
     birth_date: date
     gender: Gender | None = None
-    nickname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    nickname: Annotated[str, optional(50)] | None = None
 
 
 class ChildRead(BaseModel):

@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from nestpoint.members.schemas import IdentityIn, Phone
+from nestpoint.text import optional, required
 
 OrderChannel = Literal["pos", "mall", "mini_program", "app"]
 ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,100}$")]
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Sku = Annotated[str, required(64)]
 Fen = Annotated[int, Field(ge=0, le=10**12)]
 
 
@@ -37,15 +38,15 @@ class MemberRef(Strict):
 
 class LineIn(Strict):
     sku: Sku
-    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
-    category: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] = ""
+    name: Annotated[str, optional(200)] = ""
+    category: Annotated[str, optional(64)] = ""
     quantity: int = Field(ge=1, le=100_000)
     unit_price_fen: Fen
     paid_fen: Fen = Field(description="What was paid for the line after discounts, in fen.")
 
 
 class CouponIn(Strict):
-    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    code: Annotated[str, required(64)]
     amount_fen: Fen
 
 

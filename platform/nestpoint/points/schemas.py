@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from nestpoint.text import optional, required
+
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,100}$")]
 
 
@@ -50,7 +52,7 @@ class EntryList(BaseModel):
 
 class AdjustmentIn(Strict):
     amount: int = Field(ge=-(10**9), le=10**9, description="Positive credits, negative debits.")
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
+    reason: Annotated[str, required(200)]
     idempotency_key: Key
 
 
@@ -64,7 +66,7 @@ class HoldIn(Strict):
     member_id: uuid.UUID
     points: int = Field(ge=1, le=10**9)
     idempotency_key: Key | None = None
-    order_ref: Annotated[str, StringConstraints(max_length=150)] | None = None
+    order_ref: Annotated[str, optional(150)] | None = None
 
 
 class HoldRead(BaseModel):

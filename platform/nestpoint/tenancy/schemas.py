@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
+from nestpoint.text import optional, required
+
 Locale = Literal["zh-CN", "en"]
 StoreKind = Literal["direct", "franchise"]
 KeyKind = Literal["tenant", "store"]
@@ -27,18 +29,12 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 TimeZone = Annotated[
     str, StringConstraints(min_length=1, max_length=64), AfterValidator(_known_zone)
 ]
-# Free text: anything but NUL, which PostgreSQL text cannot store (refused here with a 400
-# instead of failing at insert with a 500). A name also needs one character that is not a
-# space (it is trimmed, then must not be empty); the pattern says so in the OpenAPI schema.
-NO_NUL = r"^[^\x00]*$"
-NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
-Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
-]
+# Free text refuses NUL; a name needs a character that is not a space (nestpoint.text).
+Name = Annotated[str, required(200)]
 StoreCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 StoreFormat = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-Region = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100, pattern=NO_NUL)]
-Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500, pattern=NO_NUL)]
+Region = Annotated[str, optional(100)]
+Address = Annotated[str, optional(500)]
 Scope = Annotated[str, StringConstraints(pattern=r"^[a-z_]+:[a-z_]+$")]
 
 
