@@ -213,7 +213,6 @@ async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict
         or ""
     )
     program = await get_program(session)
-    now = utcnow()
     order_id = uuid.uuid4()
     total = sum(line.paid_fen for line in data.lines)
     pay = data.payment
@@ -226,6 +225,7 @@ async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict
             f"coupons {coupons} must equal the lines' total {total}",
         )
     member = await lock_member(session, data.member) if data.member else None
+    now = utcnow()  # after the lock, so ledger times follow the lock order
     if member is None and (pay.points_used or pay.hold_id):
         raise Invalid.field("payment.points_used", "points need a member")
 
@@ -588,8 +588,8 @@ async def create_refund(
             raise Invalid.field(f"lines.{i}.line_no", f"line {ln.line_no} is listed twice")
         listed.add(ln.line_no)
     program = await get_program(session)
-    now = utcnow()
     member = await lock_member(session, MemberRef(id=order.member_id)) if order.member_id else None
+    now = utcnow()
     # Lock the order row after the account (the lock order every points change uses).
     order = (
         await session.scalar(

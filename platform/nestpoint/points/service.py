@@ -379,8 +379,8 @@ async def hold(
                     errors=[FieldError("idempotency_key", "reused")],
                 )
             return existing
-    now = utcnow()
     acct = await lock_account(session, member_id)
+    now = utcnow()  # after the lock, so entries' times follow the lock order
     hold_id = uuid.uuid4()
     _, taken = await spend(
         session, acct, amount, kind="hold", cause_type="hold", cause_id=str(hold_id), now=now
@@ -498,8 +498,8 @@ async def adjust(
         return replay
     if amount == 0:
         raise Invalid.field("amount", "must not be zero")
-    now = utcnow()
     acct = await lock_account(session, member_id)
+    now = utcnow()  # after the lock, so entries' times follow the lock order
     cause = str(uuid.uuid4())
     if amount > 0:
         entry = credit(
@@ -576,12 +576,12 @@ async def transfer(
         raise NotFound("no such member")
     if families[from_id] is None or families[from_id] != families[to_id]:
         raise Invalid.field("to_member_id", "transfers are only allowed within one family")
-    now = utcnow()
     first, second = sorted([from_id, to_id])
     locked = {
         first: await lock_account(session, first),
         second: await lock_account(session, second),
     }
+    now = utcnow()
     source, target = locked[from_id], locked[to_id]
     cause = str(uuid.uuid4())
     entry, taken = await spend(
@@ -616,12 +616,12 @@ async def transfer(
 
 async def move_all(session: AsyncSession, source_id: uuid.UUID, target_id: uuid.UUID) -> int:
     """Merge: the source's lots, holds and debt move to the target; returns points moved."""
-    now = utcnow()
     first, second = sorted([source_id, target_id])
     locked = {
         first: await lock_account(session, first),
         second: await lock_account(session, second),
     }
+    now = utcnow()
     source, target = locked[source_id], locked[target_id]
     tenant_id = source.tenant_id
     await session.execute(
