@@ -13,7 +13,6 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_only, requires
 from nestpoint.api.problems import problems
 from nestpoint.context import current_actor
-from nestpoint.db import utcnow
 from nestpoint.errors import Invalid, NotFound
 from nestpoint.loyalty.service import get_program
 from nestpoint.members import service
@@ -151,7 +150,7 @@ class MemberController(Controller):
     )
     async def add_child(self, db: Db, member_id: MemberId, data: JSONBody[ChildIn]) -> ChildRead:
         child = await service.add_child(db, member_id, data)
-        return service.child_read(child, utcnow().date())
+        return service.child_read(child, await service.local_today(db))
 
     @patch(
         "/{member_id:uuid}/children/{child_id:uuid}",
@@ -167,7 +166,7 @@ class MemberController(Controller):
         data: JSONBody[ChildUpdate],
     ) -> ChildRead:
         child = await service.update_child(db, member_id, child_id, data)
-        return service.child_read(child, utcnow().date())
+        return service.child_read(child, await service.local_today(db))
 
     @post(
         "/{member_id:uuid}/children/{child_id:uuid}/birth",
@@ -180,7 +179,7 @@ class MemberController(Controller):
         self, db: Db, member_id: MemberId, child_id: FromPath[uuid.UUID], data: JSONBody[BirthIn]
     ) -> ChildRead:
         child = await service.record_birth(db, member_id, child_id, data)
-        return service.child_read(child, utcnow().date())
+        return service.child_read(child, await service.local_today(db))
 
     @put(
         "/{member_id:uuid}/consents",

@@ -60,6 +60,12 @@ def child_stage(child: Child, today: date) -> Stage:
     return "older"
 
 
+async def local_today(session: AsyncSession) -> date:
+    """Today in the tenant's time zone: a child's stage turns over at local midnight."""
+    program = await get_program(session)
+    return utcnow().astimezone(program.zone).date()
+
+
 def phone_lookup_hash(raw_phone: str, field: str = "phone") -> tuple[str, str]:
     """(E.164, keyed hash) of a phone, or Invalid naming ``field``."""
     try:
@@ -148,7 +154,7 @@ async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Memb
 
 
 async def member_read(session: AsyncSession, member: Member, *, full_pii: bool) -> MemberRead:
-    today = utcnow().date()
+    today = await local_today(session)
     children = (
         await session.scalars(
             select(Child).where(Child.member_id == member.id).order_by(Child.created_at, Child.id)
@@ -248,13 +254,12 @@ async def list_members(
         # Tags are a small JSON list; a LIKE on its text form works on both databases.
         stmt = stmt.where(cast(Member.tags, String).like(f'%"{tag}"%'))
     if stage:
-        stmt = stmt.where(Member.id.in_(_members_with_stage(stage)))
+        stmt = stmt.where(Member.id.in_(_members_with_stage(stage, await local_today(session))))
     return await paginate(session, stmt, (Member.joined_at, Member.id), cursor=cursor, limit=limit)
 
 
-def _members_with_stage(stage: str) -> Select[Any]:
+def _members_with_stage(stage: str, today: date) -> Select[Any]:
     """Members with a child at ``stage`` today, as a date-range query on birth/due dates."""
-    today = utcnow().date()
     bounds = {"0-6m": (0, 6), "6-12m": (6, 12), "1-3y": (12, 36), "3-6y": (36, 72)}
     if stage == "pregnant":
         return select(Child.member_id).where(Child.birth_date.is_(None))
