@@ -17,14 +17,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
-from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
+from nestpoint.errors import Conflict, FieldError, Invalid, NestpointError, NotFound
 from nestpoint.events.service import emit
 from nestpoint.loyalty import rules
 from nestpoint.loyalty.rules import Line
@@ -56,36 +56,45 @@ accounts = table_of(PointAccount)
 
 # ------------------------------------------------------------------ small caches
 
-_store_codes: dict[tuple[uuid.UUID, str], tuple[float, uuid.UUID]] = {}
+# The tenant's stores, code to id, cached per process for ``config_cache_seconds``: a chain
+# has at most hundreds of stores, and the till names its store on every order.
+_stores: dict[uuid.UUID, tuple[float, dict[str, uuid.UUID]]] = {}
 
 
-async def resolve_store(session: AsyncSession, code: str | None) -> uuid.UUID:
-    """The order's store: a store key's own store, or the given code (HQ keys)."""
+async def store_codes(session: AsyncSession) -> dict[str, uuid.UUID]:
+    tenant_id = require_tenant().tenant_id
+    cached = _stores.get(tenant_id)
+    clock = time.monotonic()
+    if cached and clock - cached[0] < get_settings().config_cache_seconds:
+        return cached[1]
+    rows = (await session.execute(select(Store.code, Store.id))).all()
+    codes: dict[str, uuid.UUID] = {row.code: row.id for row in rows}
+    _stores[tenant_id] = (clock, codes)
+    return codes
+
+
+async def resolve_store(session: AsyncSession, code: str | None) -> tuple[uuid.UUID, str]:
+    """The order's store (id, code): a store key's own store, or the given code (HQ keys)."""
     ctx = require_tenant()
+    codes = await store_codes(session)
     if ctx.store_id is not None:
-        if code is not None:
-            own = await _store_id_by_code(session, code)
-            if own != ctx.store_id:
-                raise Invalid.field("store_code", "a store key records orders for its own store")
-        return ctx.store_id
+        if code is not None and codes.get(code) != ctx.store_id:
+            raise Invalid.field("store_code", "a store key records orders for its own store")
+        own = next((c for c, i in codes.items() if i == ctx.store_id), None)
+        if own is None:  # a store created within the cache's lifetime
+            _stores.pop(ctx.tenant_id, None)
+            codes = await store_codes(session)
+            own = next((c for c, i in codes.items() if i == ctx.store_id), "")
+        return ctx.store_id, own
     if code is None:
         raise Invalid.field("store_code", "required with an HQ key")
-    store_id = await _store_id_by_code(session, code)
+    store_id = codes.get(code)
+    if store_id is None:
+        _stores.pop(ctx.tenant_id, None)  # maybe created since: look once more
+        store_id = (await store_codes(session)).get(code)
     if store_id is None:
         raise Invalid.field("store_code", f"no store with code {code!r}")
-    return store_id
-
-
-async def _store_id_by_code(session: AsyncSession, code: str) -> uuid.UUID | None:
-    key = (require_tenant().tenant_id, code)
-    cached = _store_codes.get(key)
-    now = time.monotonic()
-    if cached and now - cached[0] < get_settings().config_cache_seconds:
-        return cached[1]
-    store_id = await session.scalar(select(Store.id).where(Store.code == code))
-    if store_id is not None:
-        _store_codes[key] = (now, store_id)
-    return store_id
+    return store_id, code
 
 
 # ------------------------------------------------------------------ members at the till
@@ -200,18 +209,28 @@ def _insert_ignoring_duplicates(session: AsyncSession, values: dict[str, Any]) -
 
 
 async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict[str, Any]]:
-    """Record an order; returns (created, response). A replay returns (False, first response)."""
-    tenant_id = require_tenant().tenant_id
+    """Record an order; returns (created, response). A replay returns (False, first response).
+
+    No replay lookup up front (a new order, the common case, saves that round trip): the
+    order row's ``ON CONFLICT DO NOTHING`` insert decides, and a retry that a rule refuses
+    before it gets there (its points were already spent, its hold already captured) is
+    answered from the first response all the same.
+    """
     digest = request_hash(data)
-    replayed = await _replay(session, data.channel, data.external_id, digest)
-    if replayed is not None:
+    try:
+        return await _record_order(session, data, digest)
+    except NestpointError:
+        replayed = await _replay(session, data.channel, data.external_id, digest)
+        if replayed is None:
+            raise
         return False, replayed
-    store_id = await resolve_store(session, data.store_code)
-    store_code = (
-        data.store_code
-        or await session.scalar(select(Store.code).where(Store.id == store_id))
-        or ""
-    )
+
+
+async def _record_order(
+    session: AsyncSession, data: OrderIn, digest: str
+) -> tuple[bool, dict[str, Any]]:
+    tenant_id = require_tenant().tenant_id
+    store_id, store_code = await resolve_store(session, data.store_code)
     program = await get_program(session)
     order_id = uuid.uuid4()
     total = sum(line.paid_fen for line in data.lines)
@@ -402,11 +421,7 @@ async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict
             cause_id=str(order_id),
             now=now,
             store_id=store_id,
-        )
-        await session.execute(
-            update(members)
-            .where(members.c.tenant_id == tenant_id, members.c.id == member.id)
-            .values(last_order_at=now)
+            also_set={"last_order_at": now},
         )
         if earned_total:
             emit(
@@ -509,12 +524,7 @@ async def _capturable_hold(
 async def preview(session: AsyncSession, data: PreviewIn) -> PreviewResult:
     """Points a basket would earn, computed by the same rules, writing nothing."""
     program = await get_program(session)
-    store_id = await resolve_store(session, data.store_code)
-    store_code = (
-        data.store_code
-        or await session.scalar(select(Store.code).where(Store.id == store_id))
-        or ""
-    )
+    _, store_code = await resolve_store(session, data.store_code)
     tier = program.tier(data.tier_code)
     earned_today = 0
     if data.member is not None:

@@ -44,9 +44,11 @@ async def apply_growth(
     cause_id: str,
     now: datetime,
     store_id: uuid.UUID | None = None,
+    also_set: dict[str, Any] | None = None,
 ) -> GrowthResult:
     """Record growth (may be negative, e.g. a refund) and upgrade at once if a threshold is
     reached. The caller holds the member's points-account lock, so this is serial per member.
+    ``also_set`` adds other member columns to the same UPDATE (one round trip, not two).
     """
     tenant_id = require_tenant().tenant_id
     if delta:
@@ -65,7 +67,7 @@ async def apply_growth(
             ],
         )
     new_growth = growth_value + delta
-    values: dict[str, Any] = {"growth_value": members.c.growth_value + delta}
+    values: dict[str, Any] = {"growth_value": members.c.growth_value + delta, **(also_set or {})}
     current = program.tier(tier_code)
     target = program.tier_for_growth(new_growth)
     upgraded_from = None
@@ -86,7 +88,7 @@ async def apply_growth(
             now,
             store_id=store_id,
         )
-    if delta or upgraded_from is not None:
+    if delta or upgraded_from is not None or also_set:
         await session.execute(
             update(members)
             .where(members.c.tenant_id == tenant_id, members.c.id == member_id)
