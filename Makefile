@@ -55,6 +55,10 @@ worker: install ## Run a Dramatiq worker and the periodic scheduler (needs NESTP
 demo: install ## Prepare the demo and print fresh keys, without serving (see `make run`)
 	$(RUN) nestpoint demo --no-serve
 
+.PHONY: bench
+bench: install ## Benchmarks (bench/README.md): HTTP vs pgbench ceiling, batch jobs vs psql
+	@UV_RUN="$(RUN)" bench/run.sh $(BENCH_ARGS)
+
 clean: ## Remove caches and the embedded demo database (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,462 @@
+"""Batch benchmark: points expiry and tier evaluation over 1,000,000 members, against the
+same SQL run directly with psql.
+
+1. A template database with one tenant and ``members`` members, made with bulk SQL
+   (``generate_series``) as the owner role inside a transaction bound to the tenant:
+   members (encrypted phones, stored growth values and tiers), points accounts, lots (a share
+   of members has a lot due to expire), the earn entries of those lots, growth entries inside
+   and outside the growth window (a tenth of the members have growth that rolls off).
+2. For each job, two fresh copies of the template (``CREATE DATABASE ... TEMPLATE``):
+   - on one, ``nestpoint jobs run <job> --tenant <slug>`` (the job's own time, as printed);
+   - on the other, the job's statements (``expiry_statements`` / ``tiers.jobs.statements``,
+     with the parameters bound literally) in one transaction through ``psql`` as the app role.
+   Both must write the same rows; ratio = job seconds / SQL seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import seed
+from common import (
+    APP_ROLE,
+    OWNER_ROLE,
+    STATE_DIR,
+    TENANT_SLUG,
+    Stopwatch,
+    admin_sync,
+    app_env,
+    base_settings,
+    create_database,
+    drop_database,
+    migrate,
+    nestpoint_cmd,
+    pg_env,
+    pg_host_port,
+    table,
+    tool,
+    write_result,
+)
+
+TEMPLATE_DB = "nestpoint_bench_batch"
+RUN_DB = "nestpoint_bench_batch_run"
+TARGET_RATIO = 1.5
+JOBS = {"expire-points": "expiry", "evaluate-tiers": "tiers"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--members", type=int, default=int(os.environ.get("BENCH_BATCH_MEMBERS", 1_000_000))
+    )
+    p.add_argument(
+        "--expiring-pct", type=int, default=25, help="share of members with a lot due to expire"
+    )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild the template database even when an identical one exists",
+    )
+    p.add_argument("--only", choices=sorted(JOBS), action="append")
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------ the data
+
+TIER_OF_GROWTH = (
+    "CASE WHEN {g} >= 15000 THEN 'diamond' WHEN {g} >= 5000 THEN 'gold'"
+    " WHEN {g} >= 1000 THEN 'silver' ELSE 'bronze' END"
+)
+# In-window growth of member n, and growth that has left the window for every tenth member.
+GROWTH_IN = "(({n})::bigint * 7919 % 20000)"
+GROWTH_OLD = "(CASE WHEN {n} % 10 = 0 THEN 3000 ELSE 0 END)"
+
+
+def build_template(members: int, expiring_pct: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    print(f"==> batch set-up: {TEMPLATE_DB} with {members:,} members", flush=True)
+    create_database(TEMPLATE_DB)
+    migrate(TEMPLATE_DB)
+    tenant = seed.make_tenant(TEMPLATE_DB)
+    now = datetime.now(UTC).replace(microsecond=0)
+    stored = f"({GROWTH_IN.format(n='s.n')} + {GROWTH_OLD.format(n='s.n')})"
+    overrides = {
+        "growth_value": stored,
+        "tier_code": TIER_OF_GROWTH.format(g=stored),
+        # half the members' tiers are still protected (no downgrade yet)
+        "tier_protected_until": "CASE WHEN s.n % 20 < 10 THEN NULL"
+        " ELSE p.now + interval '30 days' END",
+    }
+    asyncio.run(
+        seed.insert_members(
+            TEMPLATE_DB,
+            tenant.id,
+            list(tenant.stores.values()),
+            members,
+            entry_tier="bronze",
+            names=False,
+            accounts=False,
+            overrides=overrides,
+            progress=True,
+            now=now,
+        )
+    )
+    print(f"    members in {time.perf_counter() - started:.0f} s", flush=True)
+    asyncio.run(_ledgers(tenant.id, members, expiring_pct, now))
+    admin_sync("VACUUM ANALYZE", database=TEMPLATE_DB)
+    print(f"    done in {time.perf_counter() - started:.0f} s", flush=True)
+    return {"tenant": tenant.as_dict(), "setup_s": round(time.perf_counter() - started, 1)}
+
+
+async def _ledgers(tenant_id: str, members: int, expiring_pct: int, now: datetime) -> None:
+    """Lots, their earn entries, accounts and growth entries, as the owner, in bulk SQL."""
+    import asyncpg
+
+    host, port = pg_host_port()
+    conn = await asyncpg.connect(host=host, port=int(port), user=OWNER_ROLE, database=TEMPLATE_DB)
+    member = "md5('nestpoint-bench:' || n)::uuid"
+    due = f"(n % 100 < {expiring_pct})"
+    steps = {
+        "lots": f"""
+            INSERT INTO point_lots (tenant_id, id, member_id, amount, remaining, source,
+                                    order_id, line_no, earned_at, available_at, expires_at)
+            SELECT $1::uuid, md5('lot-a:' || n)::uuid, {member}, 100 + n % 900, 100 + n % 900,
+                   'earn', NULL::uuid, NULL::int, $2::timestamptz - interval '700 days',
+                   $2::timestamptz - interval '693 days',
+                   $2::timestamptz - interval '1 day' - make_interval(hours => n % 240)
+            FROM generate_series(1, $3::int) n WHERE {due}
+            UNION ALL
+            SELECT $1::uuid, md5('lot-b:' || n)::uuid, {member}, 50 + n % 500, 50 + n % 500,
+                   'earn', NULL::uuid, NULL::int, $2::timestamptz - interval '100 days',
+                   $2::timestamptz - interval '93 days', $2::timestamptz + interval '400 days'
+            FROM generate_series(1, $3::int) n""",
+        "entries": f"""
+            INSERT INTO point_entries (tenant_id, id, member_id, kind, amount, balance_after,
+                                       lot_id, cause_type, cause_id, line_no, reason, actor,
+                                       idempotency_key, created_at)
+            SELECT $1::uuid, gen_random_uuid(), {member}, 'earn', 100 + n % 900, 100 + n % 900,
+                   md5('lot-a:' || n)::uuid, 'order', md5('order-a:' || n), 1, '', '', NULL::text,
+                   $2::timestamptz - interval '700 days'
+            FROM generate_series(1, $3::int) n WHERE {due}
+            UNION ALL
+            SELECT $1::uuid, gen_random_uuid(), {member}, 'earn', 50 + n % 500,
+                   CASE WHEN {due} THEN 100 + n % 900 ELSE 0 END + 50 + n % 500,
+                   md5('lot-b:' || n)::uuid, 'order', md5('order-b:' || n), 1, '', '', NULL::text,
+                   $2::timestamptz - interval '100 days'
+            FROM generate_series(1, $3::int) n""",
+        "accounts": f"""
+            INSERT INTO point_accounts (tenant_id, member_id, balance, debt, held,
+                                        lifetime_earned, earned_day, earned_today, updated_at)
+            SELECT $1::uuid, {member},
+                   CASE WHEN {due} THEN 100 + n % 900 ELSE 0 END + 50 + n % 500, 0, 0,
+                   CASE WHEN {due} THEN 100 + n % 900 ELSE 0 END + 50 + n % 500, '', 0,
+                   $2::timestamptz - interval '100 days'
+            FROM generate_series(1, $3::int) n""",
+        "growth": f"""
+            INSERT INTO growth_entries (tenant_id, id, member_id, amount, source, cause_id,
+                                        occurred_at)
+            SELECT $1::uuid, gen_random_uuid(), {member}, {GROWTH_IN.format(n="n")}, 'order',
+                   md5('order-b:' || n), $2::timestamptz - make_interval(days => n % 300)
+            FROM generate_series(1, $3::int) n
+            UNION ALL
+            SELECT $1::uuid, gen_random_uuid(), {member}, {GROWTH_OLD.format(n="n")}, 'order',
+                   md5('order-old:' || n), $2::timestamptz - interval '400 days'
+            FROM generate_series(1, $3::int) n WHERE n % 10 = 0""",
+    }
+    try:
+        for name, sql in steps.items():
+            t0 = time.perf_counter()
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('nestpoint.tenant_id', $1, true)", tenant_id)
+                status = await conn.execute(sql, uuid.UUID(tenant_id), now, members)
+            print(
+                f"    {name}: {status.split()[-1]} rows in {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
+    finally:
+        await conn.close()
+
+
+def fingerprint(members: int, expiring_pct: int) -> str:
+    """What the template depends on: the schema's migrations, the set-up code, the sizes.
+
+    An identical template is reused (building it takes minutes); ``--rebuild`` forces it.
+    """
+    import hashlib
+    import inspect
+
+    from common import ROOT
+
+    digest = hashlib.sha256(f"{members}:{expiring_pct}".encode())
+    files = sorted(ROOT.glob("migrations/versions/*.py")) + sorted(
+        ROOT.glob("plugins/**/versions/*.py")
+    )
+    for path in [*files, Path(seed.__file__)]:
+        digest.update(path.read_bytes())
+    for fn in (build_template, _ledgers):
+        digest.update(inspect.getsource(fn).encode())
+    digest.update((TIER_OF_GROWTH + GROWTH_IN + GROWTH_OLD).encode())
+    return digest.hexdigest()[:16]
+
+
+def template_fingerprint() -> str | None:
+    rows = admin_sync(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+        f" WHERE datname = '{TEMPLATE_DB}'"
+    )
+    comment = rows[0][0] if rows else None
+    return comment.removeprefix("bench:") if comment else None
+
+
+# ------------------------------------------------------------------ the two ways to run a job
+
+
+def copy_template() -> None:
+    admin_sync(
+        f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)",
+        f"CREATE DATABASE {RUN_DB} OWNER {OWNER_ROLE} TEMPLATE {TEMPLATE_DB} STRATEGY FILE_COPY",
+        "CHECKPOINT",
+    )
+
+
+def run_job(job: str) -> dict[str, Any]:
+    """``nestpoint jobs run <job> --tenant <slug>``: the job's time as the CLI prints it."""
+    cmd = [*nestpoint_cmd(), "jobs", "run", job, "--tenant", TENANT_SLUG]
+    with Stopwatch() as sw:
+        result = subprocess.run(
+            cmd, env=app_env(RUN_DB), capture_output=True, text=True, check=False
+        )
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+    match = re.search(r": (.*) in ([\d.]+) s$", result.stdout.strip(), re.MULTILINE)
+    if not match:
+        raise SystemExit(f"unexpected output: {result.stdout}")
+    return {
+        "seconds": float(match.group(2)),
+        "process_seconds": round(sw.seconds, 2),
+        "output": match.group(1),
+    }
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, datetime):
+        return f"'{value.astimezone(UTC).isoformat()}'::timestamptz"
+    if isinstance(value, uuid.UUID):
+        return f"'{value}'::uuid"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def bind(sql: str, params: dict[str, object]) -> str:
+    """Replace ``:name`` parameters (never ``::casts``) with literals."""
+
+    def sub(m: re.Match[str]) -> str:
+        return _literal(params[m.group(1)])
+
+    return re.sub(r"(?<![:\w]):([A-Za-z_]\w*)", sub, sql)
+
+
+def sql_script(job: str, tenant_id: uuid.UUID, now: datetime) -> tuple[str, list[str]]:
+    """The job's statements in the order the job runs them, in one transaction, timed
+    statement by statement (psql's \\timing); and the statements' names, in order."""
+    from nestpoint.points.jobs import expiry_statements
+    from nestpoint.tiers.jobs import statements
+
+    run = uuid.uuid4().hex
+    head = [
+        "BEGIN;",
+        f"SELECT set_config('nestpoint.tenant_id', '{tenant_id}', true),"
+        " set_config('nestpoint.store_id', '', true);",
+    ]
+    if job == "expire-points":
+        sql = expiry_statements("postgresql")
+        params: dict[str, object] = {"tenant": tenant_id, "now": now, "run": run}
+        sql["total"] = (
+            "SELECT COALESCE(-SUM(amount), 0) FROM point_entries WHERE tenant_id = :tenant"
+            " AND cause_type = 'expiry' AND cause_id = :run"
+        )
+        names = ["lock", "entries", "total", "accounts", "lots", "events"]
+        lock = f"SELECT pg_advisory_xact_lock(hashtext('points.expire:{tenant_id}'));"
+    else:
+        from dateutil.relativedelta import relativedelta
+
+        program = _program()
+        sql = statements("postgresql", program)
+        since = now - relativedelta(months=program.points.growth_window_months)
+        params = {"tenant": tenant_id, "since": since, "now": now, "run": run}
+        params |= {
+            f"protect_{i}": now + timedelta(days=t.protection_days)
+            for i, t in enumerate(program.tiers)
+        }
+        names = ["growth", "growth_zero", "changes", "events", "apply"]
+        lock = f"SELECT pg_advisory_xact_lock(hashtext('tiers.evaluate:{tenant_id}'));"
+    body = [lock, *(bind(sql[name], params) + ";" for name in names)]
+    script = "\n".join(["\\timing on", *head, *body, "COMMIT;", ""])
+    return script, ["begin", "set_config", "advisory_lock", *names, "commit"]
+
+
+def _program() -> Any:
+    """The tenant's programme, loaded the way the job loads it (``load_program``)."""
+    from common import use_app_env
+
+    use_app_env(RUN_DB)
+    tenant_id = uuid.UUID(str(admin_sync("SELECT id FROM tenants", database=RUN_DB)[0][0]))
+
+    async def go() -> Any:
+        from nestpoint.context import tenant_context
+        from nestpoint.db import get_database, scoped_session
+        from nestpoint.loyalty.service import load_program
+
+        try:
+            with tenant_context(tenant_id):
+                async with scoped_session() as session:
+                    return await load_program(session)
+        finally:
+            await get_database().dispose()
+
+    return asyncio.run(go())
+
+
+def run_sql(job: str) -> dict[str, Any]:
+    tenant_id = uuid.UUID(str(admin_sync("SELECT id FROM tenants", database=RUN_DB)[0][0]))
+    script, names = sql_script(job, tenant_id, datetime.now(UTC))
+    path = STATE_DIR / f"{JOBS[job]}.sql"
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text(script)
+    cmd = [tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path)]
+    with Stopwatch() as sw:
+        result = subprocess.run(
+            cmd, env=pg_env(APP_ROLE, RUN_DB), capture_output=True, text=True, check=False
+        )
+    if result.returncode != 0:
+        raise SystemExit(f"psql failed:\n{result.stdout}\n{result.stderr}")
+    times = [float(t) for t in re.findall(r"^Time: ([\d.]+) ms", result.stdout, re.MULTILINE)]
+    return {
+        "seconds": round(sw.seconds, 3),
+        "statement_ms": dict(zip(names, times, strict=False)),
+        "script": str(path.relative_to(STATE_DIR.parent.parent)),
+    }
+
+
+def outcome() -> dict[str, int]:
+    """What a run wrote, to check both ways did the same work."""
+    row = admin_sync(
+        """SELECT
+            (SELECT count(*) FROM point_entries WHERE kind = 'expire'),
+            (SELECT coalesce(sum(balance), 0) FROM point_accounts),
+            (SELECT count(*) FROM point_lots WHERE remaining > 0),
+            (SELECT count(*) FROM tier_changes WHERE reason <> 'join'),
+            (SELECT coalesce(sum(growth_value), 0) FROM members),
+            (SELECT count(*) FROM outbox_events WHERE type IN ('points.expired', 'tier.changed'))
+        """,
+        database=RUN_DB,
+    )[0]
+    keys = (
+        "expire_entries",
+        "points_balance_total",
+        "lots_with_points",
+        "tier_changes",
+        "growth_total",
+        "events",
+    )
+    return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+
+# ------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    wanted = fingerprint(args.members, args.expiring_pct)
+    setup: dict[str, Any] = {"reused_template": True}
+    if args.rebuild or template_fingerprint() != wanted:
+        setup = build_template(args.members, args.expiring_pct)
+        admin_sync(f"COMMENT ON DATABASE {TEMPLATE_DB} IS 'bench:{wanted}'")
+    else:
+        print(f"==> reusing {TEMPLATE_DB}: built from the same migrations and set-up code")
+    sizes = admin_sync(
+        f"SELECT pg_size_pretty(pg_database_size('{TEMPLATE_DB}'))",
+    )[0][0]
+    counts = admin_sync(
+        "SELECT (SELECT count(*) FROM members), (SELECT count(*) FROM point_lots),"
+        " (SELECT count(*) FROM growth_entries), (SELECT count(*) FROM point_entries)",
+        database=TEMPLATE_DB,
+    )[0]
+    results: dict[str, Any] = {}
+    for job in args.only or list(JOBS):
+        name = JOBS[job]
+        print(
+            f"==> {job}: the job on a fresh copy, then its SQL through psql on another", flush=True
+        )
+        copy_template()
+        job_run = run_job(job)
+        job_outcome = outcome()
+        copy_template()
+        sql_run = run_sql(job)
+        sql_outcome = outcome()
+        drop_database(RUN_DB)
+        ratio = round(job_run["seconds"] / sql_run["seconds"], 3)
+        same = job_outcome == sql_outcome
+        print(
+            f"    job {job_run['seconds']:.2f} s, SQL {sql_run['seconds']:.2f} s,"
+            f" ratio {ratio:.2f}{'' if same else '  (OUTCOMES DIFFER)'}",
+            flush=True,
+        )
+        results[name] = {
+            "benchmark": f"batch-{name}",
+            "job": job,
+            "job_seconds": job_run["seconds"],
+            "sql_seconds": sql_run["seconds"],
+            "ratio": ratio,
+            "target_ratio": TARGET_RATIO,
+            "target_met": ratio <= TARGET_RATIO,
+            "job_run": job_run,
+            "sql_run": sql_run,
+            "same_outcome": same,
+            "outcome": job_outcome,
+            "sql_outcome": sql_outcome,
+            "settings": base_settings()
+            | {
+                "members": int(counts[0]),
+                "point_lots": int(counts[1]),
+                "growth_entries": int(counts[2]),
+                "point_entries": int(counts[3]),
+                "expiring_pct": args.expiring_pct,
+                "database_size": sizes,
+                "template_setup_s": setup.get("setup_s"),
+                "template_reused": bool(setup.get("reused_template")),
+                "job_command": f"nestpoint jobs run {job} --tenant {TENANT_SLUG}",
+                "sql_command": "psql -X -f <script> as nestpoint_app (one transaction)",
+            },
+        }
+        path = write_result(f"batch-{name}", results[name])
+        print(f"    wrote {path.relative_to(Path(__file__).resolve().parent.parent)}")
+    print()
+    print(summary_table(results))
+    return results
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    rows = [
+        [
+            f"batch {name}",
+            f"{r['job_seconds']:.2f}",
+            f"{r['sql_seconds']:.2f}",
+            f"{r['ratio']:.2f}",
+            "ok" if r["target_met"] else "MISSED",
+        ]
+        for name, r in results.items()
+    ]
+    return table(rows, ["benchmark", "job s", "SQL s", "ratio", f"target <= {TARGET_RATIO}"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""What one request sends to PostgreSQL, observed: every statement with its parameters, and
+BEGIN and COMMIT.
+
+The application runs in process (the same ``create_app`` the server uses, the same
+settings) and a listener on SQLAlchemy's ``Engine`` records each statement as executed. For
+each kind of request a first one warms the per-process caches (programme, store codes, API
+keys, plugin enablement); the second, in steady state, is the one kept. ``ceiling.py`` turns
+the kept statements into the pgbench scripts of the ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import member_id, member_phone, use_app_env
+
+MARKERS = ("BEGIN", "COMMIT", "ROLLBACK")
+
+
+@dataclass
+class Statement:
+    sql: str
+    params: list[Any] | None = None  # one execution
+    rows: list[list[Any]] | None = None  # executemany: one entry per row
+
+    def describe(self) -> str:
+        many = f" -- executemany: {len(self.rows)} rows" if self.rows is not None else ""
+        return self.sql + many
+
+
+@dataclass
+class Captured:
+    name: str
+    status: int
+    member_n: int
+    external_id: str | None
+    statements: list[Statement] = field(default_factory=list)
+
+    @property
+    def round_trips(self) -> int:
+        return len(self.statements)
+
+    @property
+    def sql(self) -> list[Statement]:
+        return [s for s in self.statements if s.sql not in MARKERS]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "round_trips": self.round_trips,
+            "sql_statements": len(self.sql),
+            "transactions": sum(s.sql == "BEGIN" for s in self.statements),
+            "rows_written_by_executemany": sum(len(s.rows or []) for s in self.statements),
+            "statements": [s.describe() for s in self.statements],
+        }
+
+
+def _one_line(sql: str) -> str:
+    return re.sub(r"\s+", " ", sql).strip()
+
+
+CATALOGUE = {
+    "MILK-900": ("Formula 900g", "feeding", 25800),
+    "WIPE-80": ("Wipes 80", "care", 1990),
+}
+
+
+def order_body(
+    n: int, external_id: str, *, by_phone: bool = False, quantity: int = 1
+) -> dict[str, Any]:
+    """Two lines (the mean of the benchmark's 1-3); ``quantity=4`` makes an upgrade."""
+    lines = [
+        {"sku": sku, "name": name, "category": category, "quantity": quantity,
+         "unit_price_fen": price, "paid_fen": price * quantity}
+        for sku, (name, category, price) in CATALOGUE.items()
+    ]  # fmt: skip
+    total = sum(line["paid_fen"] for line in lines)
+    member = {"phone": member_phone(n)} if by_phone else {"id": member_id(n)}
+    return {
+        "channel": "pos",
+        "external_id": external_id,
+        "member": member,
+        "lines": lines,
+        "paid_at": "2026-11-23T10:00:00+08:00",
+        "payment": {"cash_fen": total, "points_used": 0},
+    }
+
+
+def capture(database: str, key: str, members: int) -> dict[str, Captured]:
+    """Statements of: an order naming the member by id, one by phone, one whose growth
+    upgrades the member's tier, and a lookup by phone. Uses the last members (never the
+    benchmark's busiest)."""
+    use_app_env(database)
+    from litestar.testing import AsyncTestClient
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from nestpoint.api.app import create_app
+    from nestpoint.db import get_database
+
+    current: list[Statement] | None = None
+
+    def on_execute(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        if current is None:
+            return
+        if many:
+            current.append(Statement(_one_line(statement), rows=[list(p) for p in params]))
+        else:
+            current.append(Statement(_one_line(statement), params=list(params or ())))
+
+    def on_marker(word: str) -> Any:
+        def listener(conn: Any) -> None:
+            if current is not None:
+                current.append(Statement(word))
+
+        return listener
+
+    listeners = [
+        ("before_cursor_execute", on_execute),
+        ("begin", on_marker("BEGIN")),
+        ("commit", on_marker("COMMIT")),
+        ("rollback", on_marker("ROLLBACK")),
+    ]
+    for name, fn in listeners:
+        event.listen(Engine, name, fn)
+
+    async def go() -> dict[str, Captured]:
+        nonlocal current
+        headers = {"Authorization": f"Bearer {key}"}
+        run = uuid.uuid4().hex[:12]
+        found: dict[str, Captured] = {}
+        app = create_app(configure_logs=False)
+        async with AsyncTestClient(app=app) as client:
+            kinds = {
+                "order": {"by_phone": False},
+                "order_by_phone": {"by_phone": True},
+                "order_upgrade": {"quantity": 4},
+                "lookup": None,
+            }
+            n = members
+            for name, options in kinds.items():
+                for _ in range(2):  # the first warms the caches; the second is kept
+                    n -= 1
+                    ext = None
+                    current = []
+                    if options is None:
+                        response = await client.get(
+                            "/api/v1/members/lookup",
+                            params={"phone": member_phone(n)},
+                            headers=headers,
+                        )
+                    else:
+                        ext = f"capture-{run}-{name}-{n}"
+                        body = order_body(n, ext, **options)
+                        response = await client.post("/api/v1/orders", json=body, headers=headers)
+                    found[name] = Captured(name, response.status_code, n, ext, current)
+                    current = None
+                    expected = 200 if options is None else 201
+                    if response.status_code != expected:
+                        raise SystemExit(
+                            f"capture: {name} answered {response.status_code}: {response.text}"
+                        )
+            upgraded = found["order_upgrade"]
+            if not any("INSERT INTO tier_changes" in s.sql for s in upgraded.statements):
+                raise SystemExit("capture: the upgrade order did not upgrade the member")
+        await get_database().dispose()
+        return found
+
+    try:
+        return asyncio.run(go())
+    finally:
+        for name, fn in listeners:
+            event.remove(Engine, name, fn)

@@ -1,0 +1,613 @@
+"""HTTP benchmarks: order-and-earn and member lookup by phone, against their SQL ceiling.
+
+1. Set up ``nestpoint_bench``: migrate, a tenant, stores, keys, a programme, members.
+2. Capture the statements one request of each kind sends (``capture.py``).
+3. Start ``nestpoint serve --workers N`` with production settings (PostgreSQL as the app
+   role, Redis broker, WARNING logs) and drive each endpoint with ``wrk`` (C, epoll, a Lua
+   script per request) from ``clients`` connections for ``duration`` seconds after a warm-up.
+4. Stop the server; run the same statements with ``pgbench -M prepared`` from the same number
+   of clients for the same time: the ceiling. ratio = rps / ceiling_tps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import capture
+import ceiling
+import seed
+from common import (
+    APP_ROLE,
+    BENCH_DIR,
+    HTTP_DB,
+    STATE_DIR,
+    admin_sync,
+    app_env,
+    base_settings,
+    create_database,
+    flush_redis,
+    member_id,
+    migrate,
+    nestpoint_cmd,
+    pg_env,
+    table,
+    tool,
+    write_result,
+)
+from cpu import CpuMeter
+
+TARGETS = {
+    "order": {"rps": 1500, "p99_ms": 50, "ratio": 0.2},
+    "lookup": {"rps": 3000},
+}
+ENDPOINTS = {
+    "order": ("POST /api/v1/orders", "order.lua"),
+    "lookup": ("GET /api/v1/members/lookup?phone=", "lookup.lua"),
+}
+SCRIPTS_DIR = BENCH_DIR / "results" / "pgbench"  # the generated ceiling scripts
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    cpus = os.cpu_count() or 2
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKERS", cpus)),
+        help="server processes (default: the number of CPUs)",
+    )
+    p.add_argument("--clients", type=int, default=int(os.environ.get("BENCH_CLIENTS", 32)))
+    p.add_argument("--threads", type=int, default=2, help="wrk and pgbench threads")
+    p.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 20)))
+    p.add_argument("--warmup", type=int, default=int(os.environ.get("BENCH_WARMUP", 5)))
+    p.add_argument("--members", type=int, default=int(os.environ.get("BENCH_MEMBERS", 10_000)))
+    p.add_argument(
+        "--phone-pct",
+        type=int,
+        default=50,
+        help="share of orders naming the member by phone (the rest by id)",
+    )
+    p.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", 8765)))
+    p.add_argument(
+        "--only",
+        choices=sorted(ENDPOINTS),
+        action="append",
+        help="run only this benchmark (repeatable)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the existing nestpoint_bench database (skip the set-up)",
+    )
+    p.add_argument("--no-ceiling", action="store_true", help="skip pgbench")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also record a py-spy profile of one server worker (needs py-spy)",
+    )
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------ set-up
+
+
+def setup(members: int) -> seed.Tenant:
+    started = time.perf_counter()
+    print(f"==> set-up: database {HTTP_DB}, tenant, {members:,} members", flush=True)
+    create_database(HTTP_DB)
+    migrate(HTTP_DB)
+    tenant = seed.make_tenant(HTTP_DB)
+    seed.enable_pgcrypto(HTTP_DB)
+    import asyncio
+
+    asyncio.run(
+        seed.insert_members(
+            HTTP_DB, tenant.id, list(tenant.stores.values()), members, entry_tier=tenant.tiers[0]
+        )
+    )
+    admin_sync("VACUUM ANALYZE", database=HTTP_DB)
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    (STATE_DIR / "http-tenant.json").write_text(json.dumps(tenant.as_dict(), indent=2))
+    print(f"    done in {time.perf_counter() - started:.1f} s", flush=True)
+    return tenant
+
+
+def members_file(members: int) -> Path:
+    path = STATE_DIR / f"members-{members}.txt"
+    if not path.exists():
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(member_id(n) + "\n" for n in range(1, members + 1)))
+    return path
+
+
+# ------------------------------------------------------------------ server
+
+
+class Server:
+    def __init__(self, workers: int, port: int) -> None:
+        self.workers = workers
+        self.port = port
+        self.log = STATE_DIR / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        cmd = [
+            *nestpoint_cmd(),
+            "serve",
+            "--workers",
+            str(self.workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            env=app_env(HTTP_DB),
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the server exited; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            raise SystemExit(f"the server did not become ready; see {self.log}")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        pids = [int(x) for x in out.split()]
+        # uvicorn's multiprocess supervisor also forks a resource tracker: keep the servers
+        return [
+            p for p in pids if "multiprocessing" not in _cmdline(p) or "spawn_main" in _cmdline(p)
+        ]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------------ load generators
+
+
+def run_wrk(
+    script: str, url: str, *, clients: int, threads: int, duration: int, args: list[str]
+) -> tuple[dict[str, Any], int, Any]:
+    """Run wrk; returns its JSON summary (from the Lua ``done``), its pid and rusage."""
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(clients),
+        "-d",
+        f"{duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCH_DIR / "wrk" / script),
+        url,
+        "--",
+        *args,
+    ]
+    env = dict(os.environ, BENCH_WRK_DIR=str(BENCH_DIR / "wrk"))
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, rusage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode()
+    if proc.returncode != 0:
+        raise SystemExit(f"wrk failed:\n{text}")
+    match = re.search(r"^BENCH_JSON (.*)$", text, re.MULTILINE)
+    if not match:
+        raise SystemExit(f"no summary from wrk:\n{text}")
+    return json.loads(match.group(1)), proc.pid, rusage
+
+
+def key_hash(tenant: seed.Tenant) -> str:
+    import hashlib
+
+    return hashlib.sha256(tenant.store_key.encode()).hexdigest()
+
+
+def pgbench_vars(tenant: seed.Tenant, members: int) -> list[str]:
+    from common import PII_HASH_KEY
+
+    values = {
+        "tenant": tenant.id,
+        "store": tenant.stores[tenant.store_key_store],
+        "keyhash": key_hash(tenant),
+        "hashkey": PII_HASH_KEY,
+        "members": members,
+    }
+    out: list[str] = []
+    for key, value in values.items():
+        out += ["-D", f"{key}={value}"]
+    return out
+
+
+def run_pgbench(
+    scripts: list[tuple[Path, int]],
+    *,
+    clients: int,
+    threads: int,
+    duration: int,
+    variables: list[str],
+) -> dict[str, Any]:
+    """pgbench over weighted scripts; tps, and p50/p99 from its per-transaction log."""
+    files: list[str] = []
+    for path, weight in scripts:
+        if weight > 0:
+            files += ["-f", f"{path}@{weight}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [tool("pgbench"), "-n", "-M", "prepared", *files, "-c", str(clients),
+               "-j", str(threads), "-T", str(duration), "-l", "--log-prefix", f"{tmp}/tx",
+               *variables]  # fmt: skip
+        result = subprocess.run(
+            cmd, env=pg_env(APP_ROLE, HTTP_DB), capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"pgbench failed:\n{result.stdout}\n{result.stderr}")
+        latencies: list[int] = []
+        for log in Path(tmp).glob("tx*"):
+            for line in log.read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 3:
+                    latencies.append(int(parts[2]))
+    text = result.stdout
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial", text).group(1))  # type: ignore[union-attr]
+    processed = int(re.search(r"actually processed: (\d+)", text).group(1))  # type: ignore[union-attr]
+    failed = re.search(r"number of failed transactions: (\d+)", text)
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(len(latencies) * p))] / 1000, 2)
+
+    return {
+        "tps": round(tps, 1),
+        "transactions": processed,
+        "failed": int(failed.group(1)) if failed else 0,
+        "p50_ms": pct(0.50) if latencies else None,
+        "p99_ms": pct(0.99) if latencies else None,
+        "scripts": {f"results/pgbench/{Path(p).name}": w for p, w in scripts if w > 0},
+    }
+
+
+def ceiling_mix(name: str, phone_pct: int, upgrade_permille: int) -> list[tuple[str, int]]:
+    """Which captured requests the ceiling replays, and how often (pgbench weights): the
+    HTTP run's shares of orders by phone and of orders that upgraded a tier."""
+    if name == "lookup":
+        return [("lookup", 1)]
+    keep = 1000 - upgrade_permille
+    return [
+        ("order", (100 - phone_pct) * keep),
+        ("order_by_phone", phone_pct * keep),
+        ("order_upgrade", 100 * upgrade_permille),
+    ]
+
+
+# ------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    args = parse_args(argv)
+    names = args.only or ["order", "lookup"]
+    if args.reuse and (STATE_DIR / "http-tenant.json").exists():
+        tenant = seed.Tenant(**json.loads((STATE_DIR / "http-tenant.json").read_text()))
+    else:
+        tenant = setup(args.members)
+    ids = members_file(args.members)
+    flush_redis()
+
+    print("==> capturing the statements of one request of each kind", flush=True)
+    captured = capture.capture(HTTP_DB, tenant.store_key, args.members)
+    for name, c in captured.items():
+        d = c.as_dict()
+        print(
+            f"    {name}: {d['round_trips']} round trips ({d['sql_statements']} SQL statements"
+            f" in {d['transactions']} transactions)"
+        )
+    scripts = ceiling.write_scripts(
+        captured, SCRIPTS_DIR, tenant.id, tenant.stores[tenant.store_key_store], key_hash(tenant)
+    )
+
+    settings = base_settings() | {
+        "workers": args.workers,
+        "clients": args.clients,
+        "load_threads": args.threads,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "members": args.members,
+        "api_key": f"store key ({tenant.store_key_store}), orders without store_code",
+        "order_member_by_phone_pct": args.phone_pct,
+        "order_lines": "1-3 random lines from a 6-item catalogue, all earning points",
+        "server": f"nestpoint serve --workers {args.workers} (uvicorn), log level WARNING,"
+        " Redis broker, PostgreSQL as nestpoint_app (RLS)",
+        "load_generator": f"wrk -t{args.threads} -c{args.clients} (Lua scripts in bench/wrk)",
+        "ceiling": f"pgbench -M prepared -c {args.clients} -j {args.threads} -T {args.duration}"
+        " as nestpoint_app; scripts generated from the captured statements (results/pgbench)",
+    }
+    http: dict[str, dict[str, Any]] = {}
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    with Server(args.workers, args.port) as server:
+        for name in names:
+            http[name] = measure_http(name, server, tenant, ids, prefix, args)
+    flush_redis()
+
+    checks = _order_checks(prefix) if "order" in names else {}
+    ceilings: dict[str, dict[str, Any]] = {}
+    if not args.no_ceiling:
+        variables = pgbench_vars(tenant, args.members)
+        for name in names:
+            mix = [
+                (scripts[script], weight)
+                for script, weight in ceiling_mix(
+                    name, args.phone_pct, checks.get("upgrade_permille", 0)
+                )
+            ]
+            print(
+                f"==> {name} ceiling: pgbench, warm-up {min(args.warmup, 3)} s,"
+                f" then {args.duration} s",
+                flush=True,
+            )
+            run_pgbench(mix, clients=args.clients, threads=args.threads,
+                        duration=min(args.warmup, 3), variables=variables)  # fmt: skip
+            admin_sync("CHECKPOINT")
+            with CpuMeter(server_pid=None, database=HTTP_DB, client_name="pgbench") as meter:
+                result = run_pgbench(mix, clients=args.clients, threads=args.threads,
+                                     duration=args.duration, variables=variables)  # fmt: skip
+            result["cpu"] = meter.report(result["transactions"])
+            ceilings[name] = result
+            print(
+                f"    {result['tps']:.0f} transactions/s, p50 {result['p50_ms']} ms,"
+                f" p99 {result['p99_ms']} ms",
+                flush=True,
+            )
+
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        endpoint, _ = ENDPOINTS[name]
+        h, c = http[name], ceilings.get(name)
+        ratio = round(h["rps"] / c["tps"], 3) if c and c["tps"] else None
+        targets = TARGETS[name]
+        met = {"rps": h["rps"] >= targets["rps"]}
+        if "p99_ms" in targets:
+            met["p99_ms"] = h["p99_ms"] < targets["p99_ms"]
+        if "ratio" in targets and ratio is not None:
+            met["ratio"] = ratio >= targets["ratio"]
+        results[name] = {
+            "benchmark": name,
+            "endpoint": endpoint,
+            "rps": h["rps"],
+            "p50_ms": h["p50_ms"],
+            "p99_ms": h["p99_ms"],
+            "ceiling_tps": c["tps"] if c else None,
+            "ratio": ratio,
+            "targets": targets,
+            "targets_met": met,
+            "http": h,
+            "ceiling": c,
+            "checks": checks if name == "order" else {},
+            "observed_statements": captured[name].as_dict(),
+            "settings": settings,
+        }
+        if name == "order":
+            results[name]["observed_statements_by_phone"] = captured["order_by_phone"].as_dict()
+            results[name]["observed_statements_upgrade"] = captured["order_upgrade"].as_dict()
+        path = write_result(name, results[name])
+        print(f"    wrote {path.relative_to(BENCH_DIR.parent)}")
+    print()
+    print(summary_table(results))
+    return results
+
+
+def measure_http(
+    name: str,
+    server: Server,
+    tenant: seed.Tenant,
+    ids: Path,
+    prefix: str,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """wrk against one endpoint: a warm-up, then the measured window with CPU sampling."""
+    _, lua = ENDPOINTS[name]
+    wrk_args = [str(ids), tenant.store_key, str(args.phone_pct)]
+    print(
+        f"==> {name}: warm-up {args.warmup} s, then {args.duration} s with {args.clients} clients",
+        flush=True,
+    )
+    run_wrk(lua, server.url, clients=args.clients, threads=args.threads,
+            duration=args.warmup, args=[*wrk_args, f"{prefix}-w-{name}"])  # fmt: skip
+    admin_sync("CHECKPOINT")
+    sessions0 = _sessions()
+    profile = _start_profile(server, args.duration) if args.profile else None
+    server_pid = server.proc.pid if server.proc else None
+    with CpuMeter(server_pid=server_pid, database=HTTP_DB, client_name="wrk") as meter:
+        summary, _, rusage = run_wrk(lua, server.url, clients=args.clients,
+                                     threads=args.threads, duration=args.duration,
+                                     args=[*wrk_args, f"{prefix}-{name}"])  # fmt: skip
+    if profile is not None:
+        _finish_profile(profile, name)
+    requests = summary["requests"]
+    result = {
+        "requests": requests,
+        "rps": round(requests / (summary["duration_us"] / 1e6), 1),
+        "p50_ms": round(summary["p50_us"] / 1000, 2),
+        "p75_ms": round(summary["p75_us"] / 1000, 2),
+        "p90_ms": round(summary["p90_us"] / 1000, 2),
+        "p99_ms": round(summary["p99_us"] / 1000, 2),
+        "max_ms": round(summary["max_us"] / 1000, 2),
+        "mean_ms": round(summary["mean_us"] / 1000, 2),
+        "errors": {k[7:]: v for k, v in summary.items() if k.startswith("errors_")},
+        "new_db_connections": _sessions() - sessions0,
+        "cpu": meter.report(requests),
+        "wrk_cpu_s": round(rusage.ru_utime + rusage.ru_stime, 2),
+    }
+    print(
+        f"    {result['rps']:.0f} requests/s, p50 {result['p50_ms']} ms,"
+        f" p99 {result['p99_ms']} ms, errors {result['errors']}",
+        flush=True,
+    )
+    return result
+
+
+def summary_table(results: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for name, r in results.items():
+        c = r["ceiling"] or {}
+        rows.append(
+            [
+                name,
+                f"{r['rps']:.0f}",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{c.get('tps', 0):.0f}",
+                f"{r['ratio']:.3f}" if r["ratio"] is not None else "-",
+                ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in r["targets_met"].items()),
+            ]
+        )
+    return table(rows, ["benchmark", "rps", "p50 ms", "p99 ms", "ceiling tps", "ratio", "targets"])
+
+
+def _sessions() -> int:
+    rows = admin_sync(f"SELECT sessions FROM pg_stat_database WHERE datname = '{HTTP_DB}'")
+    return int(rows[0][0]) if rows else 0
+
+
+def _order_checks(prefix: str) -> dict[str, Any]:
+    """What the order runs wrote: orders, lots, events; and the share that upgraded a tier."""
+    rows = admin_sync(
+        f"""SELECT
+              (SELECT count(*) FROM orders WHERE external_id LIKE '{prefix}-%'),
+              (SELECT count(*) FROM tier_changes WHERE reason = 'upgrade'),
+              (SELECT count(*) FROM orders),
+              (SELECT count(*) FROM point_lots),
+              (SELECT count(*) FROM outbox_events WHERE type IN ('order.paid', 'points.earned'))
+        """,
+        database=HTTP_DB,
+    )
+    mine, upgrades, orders, lots, events = rows[0]
+    return {
+        "orders_written_by_http_runs": mine,
+        "orders_total": orders,
+        "point_lots_total": lots,
+        "order_events_total": events,
+        "tier_upgrades_total": upgrades,
+        "upgrade_permille": round(1000 * upgrades / orders) if orders else 0,
+    }
+
+
+def _py_spy() -> str | None:
+    import shutil
+
+    for candidate in (
+        shutil.which("py-spy"),
+        str(Path(sys.executable).with_name("py-spy")),
+        str(Path.home() / ".local" / "bin" / "py-spy"),
+    ):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def _start_profile(server: Server, duration: int) -> subprocess.Popen[bytes] | None:
+    spy = _py_spy()
+    if spy is None:
+        print("    (py-spy not found: `uv tool install py-spy`; no profile)")
+        return None
+    pid = server.worker_pids()[0]
+    out = STATE_DIR / "profile"
+    out.mkdir(parents=True, exist_ok=True)
+    # --gil: only samples holding the GIL, so waiting on the database does not count.
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--duration", str(max(1, duration - 2)), "--gil",
+         "--format", "raw", "--output", str(out / "raw.txt"), "--rate", "100"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _finish_profile(proc: subprocess.Popen[bytes], name: str) -> None:
+    proc.wait(timeout=60)
+    raw = STATE_DIR / "profile" / "raw.txt"
+    if not raw.exists():
+        return
+    target = STATE_DIR / "profile" / f"{name}.txt"
+    raw.rename(target)
+    summary = summarise_profile(target)
+    (STATE_DIR / "profile" / f"{name}-summary.txt").write_text(summary)
+    print(f"    profile of one worker: {target} (summary: {name}-summary.txt)")
+
+
+def summarise_profile(path: Path, top: int = 40) -> str:
+    """Self and inclusive shares of py-spy's raw (collapsed) stacks."""
+    from collections import Counter
+
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    lines = [f"{total} samples", "", "self:"]
+    lines += [f"{100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+    lines += ["", "inclusive (nestpoint frames):"]
+    lines += [
+        f"{100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common() if "nestpoint/" in f
+    ][:top]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Every benchmark in one run (``make bench``): HTTP (order-and-earn, lookup by phone, each
+against its pgbench ceiling), then batch (expiry and tier evaluation against psql).
+
+Results: a table on stdout, and ``bench/results/<benchmark>.json``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import batch_bench
+import http_bench
+from common import table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 5 s windows, 2 s warm-up, 100,000 batch members",
+    )
+    p.add_argument("--skip-http", action="store_true")
+    p.add_argument("--skip-batch", action="store_true")
+    p.add_argument("--workers", type=int, help="server processes (default: CPUs)")
+    p.add_argument("--duration", type=int, help="seconds per measurement (default 20)")
+    p.add_argument("--batch-members", type=int, help="members for the batch (default 1,000,000)")
+    args = p.parse_args()
+
+    started = time.perf_counter()
+    http_args: list[str] = []
+    batch_args: list[str] = []
+    if args.quick:
+        http_args += ["--duration", "5", "--warmup", "2"]
+        batch_args += ["--members", "100000"]
+    if args.workers:
+        http_args += ["--workers", str(args.workers)]
+    if args.duration:
+        http_args += ["--duration", str(args.duration)]
+    if args.batch_members:
+        batch_args += ["--members", str(args.batch_members)]
+
+    http = {} if args.skip_http else http_bench.main(http_args)
+    batch = {} if args.skip_batch else batch_bench.main(batch_args)
+
+    rows = []
+    for name, r in http.items():
+        rows.append(
+            [
+                name,
+                f"{r['rps']:.0f} req/s",
+                f"p50 {r['p50_ms']:.1f} ms",
+                f"p99 {r['p99_ms']:.1f} ms",
+                f"ceiling {r['ceiling_tps']:.0f} tps" if r["ceiling_tps"] else "-",
+                f"ratio {r['ratio']:.3f}" if r["ratio"] is not None else "-",
+                ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in r["targets_met"].items()),
+            ]
+        )
+    for name, r in batch.items():
+        rows.append(
+            [
+                f"batch-{name}",
+                f"job {r['job_seconds']:.2f} s",
+                f"SQL {r['sql_seconds']:.2f} s",
+                "",
+                "",
+                f"ratio {r['ratio']:.2f}",
+                "ratio ok" if r["target_met"] else "ratio MISSED",
+            ]
+        )
+    print()
+    print("=" * 30, "summary", "=" * 30)
+    print(table(rows, ["benchmark", "throughput", "p50", "p99", "ceiling", "ratio", "targets"]))
+    print(f"\nbench/results/*.json written; {time.perf_counter() - started:.0f} s in all")
+    missed = any(not all(r["targets_met"].values()) for r in http.values()) or any(
+        not r["target_met"] for r in batch.values()
+    )
+    if missed:
+        print("(some targets are missed: the run itself succeeded)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Benchmark data: a tenant made through the services, members made in bulk.
+
+The tenant, its stores, its API keys and its loyalty programme go through the same service
+functions the API calls. Members are written in bulk, as the owner role inside a transaction
+bound to the tenant (so row-level security checks every row), producing the rows
+``members.service.create_member`` would: the phone encrypted with ``pii.keyring()`` and bound
+to tenant and member, the keyed phone hash, the entry tier, a ``point_accounts`` row and the
+``join`` tier change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from common import (
+    OWNER_ROLE,
+    PII_HASH_KEY,
+    STORE_CODES,
+    TENANT_SLUG,
+    admin_sync,
+    member_id,
+    member_phone,
+    pg_host_port,
+    use_app_env,
+)
+
+
+@dataclass
+class Tenant:
+    id: str
+    slug: str
+    stores: dict[str, str]
+    hq_key: str
+    store_key: str
+    store_key_store: str
+    tiers: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def enable_pgcrypto(database: str) -> None:
+    """pgbench computes the phone's keyed hash with pgcrypto's hmac() (see README)."""
+    admin_sync("CREATE EXTENSION IF NOT EXISTS pgcrypto", database=database)
+    check = admin_sync(
+        "SELECT encode(hmac(convert_to('+86' || '13800000001', 'UTF8'),"
+        f" decode('{PII_HASH_KEY}', 'base64'), 'sha256'), 'hex')",
+        database=database,
+    )[0][0]
+    from nestpoint.members.pii import keyring
+
+    if check != keyring().lookup_hash("+8613800000001"):
+        raise SystemExit("pgcrypto's hmac does not match the keyring's lookup hash")
+
+
+def make_tenant(database: str) -> Tenant:
+    """Tenant, stores, HQ key, a store key and a programme with earn rules, via services."""
+    use_app_env(database)
+
+    async def go() -> Tenant:
+        from nestpoint.context import Actor, acting_as, tenant_context
+        from nestpoint.db import get_database, scoped_session
+        from nestpoint.loyalty.schemas import EarnRules, ProgramSpec
+        from nestpoint.loyalty.service import put_program
+        from nestpoint.tenancy import service
+        from nestpoint.tenancy.schemas import ApiKeyCreate, StoreCreate, TenantCreate
+
+        try:
+            with acting_as(Actor("system", name="bench")):
+                async with scoped_session() as session:
+                    tenant = await service.create_tenant(
+                        session, TenantCreate(slug=TENANT_SLUG, name="Bench Chain 基准连锁")
+                    )
+                    tenant_id = tenant.id
+                stores: dict[str, str] = {}
+                with tenant_context(tenant_id):
+                    async with scoped_session() as session:
+                        for code in STORE_CODES:
+                            store = await service.create_store(
+                                session, StoreCreate(code=code, name=f"Store {code}")
+                            )
+                            stores[code] = str(store.id)
+                        spec = ProgramSpec(
+                            earn_rules=EarnRules(
+                                category_multipliers={"feeding": 200, "toys": 50},
+                                store_multipliers={STORE_CODES[1]: 150},
+                                excluded_categories=["gift"],
+                            )
+                        )
+                        program, _ = await put_program(session, spec)
+                        _, hq_key = await service.create_api_key(
+                            session, ApiKeyCreate(name="bench HQ"), "bench"
+                        )
+                        _, store_key = await service.create_api_key(
+                            session,
+                            ApiKeyCreate(
+                                name=f"bench till {STORE_CODES[0]}",
+                                kind="store",
+                                store_code=STORE_CODES[0],
+                            ),
+                            "bench",
+                        )
+            return Tenant(
+                id=str(tenant_id),
+                slug=TENANT_SLUG,
+                stores=stores,
+                hq_key=hq_key,
+                store_key=store_key,
+                store_key_store=STORE_CODES[0],
+                tiers=[t.code for t in program.tiers],
+            )
+        finally:
+            await get_database().dispose()
+
+    return asyncio.run(go())
+
+
+# ------------------------------------------------------------------ members in bulk
+
+MEMBER_COLUMNS = {
+    # column: SQL over the staging row s (n, phone_hash, phone_enc, name_enc) and the
+    # parameters p (tenant, stores, now, entry_tier)
+    "tenant_id": "p.tenant",
+    "id": "md5('nestpoint-bench:' || s.n)::uuid",
+    "phone_hash": "s.phone_hash",
+    "phone_enc": "s.phone_enc",
+    "name_enc": "s.name_enc",
+    "gender": "'unknown'",
+    "birthday": "NULL",
+    "home_store_id": "p.stores[1 + s.n % array_length(p.stores, 1)]",
+    "join_channel": "'pos'",
+    "join_store_id": "p.stores[1 + s.n % array_length(p.stores, 1)]",
+    "joined_at": "p.now - make_interval(mins => s.n % 525600)",
+    "tags": "'[]'::json",
+    "status": "'active'",
+    "merged_into_id": "NULL",
+    "child_data_consent_at": "NULL",
+    "child_data_consent_source": "NULL",
+    "family_id": "NULL",
+    "tier_code": "p.entry_tier",
+    "growth_value": "0",
+    "tier_since": "p.now - make_interval(mins => s.n % 525600)",
+    "tier_protected_until": "NULL",
+    "last_order_at": "NULL",
+    "created_at": "p.now - make_interval(mins => s.n % 525600)",
+    "updated_at": "p.now - make_interval(mins => s.n % 525600)",
+}
+
+
+def _pii_rows(tenant_id: uuid.UUID, start: int, stop: int, names: bool) -> list[tuple[Any, ...]]:
+    """(n, phone_hash, phone_enc, name_enc) as ``create_member`` computes them."""
+    from nestpoint.members import pii
+
+    ring = pii.keyring()
+    # The E.164 form is "+86" + the 11 digits; the parser confirms it for the batch's ends.
+    for n in (start, stop - 1):
+        assert pii.normalize_phone(member_phone(n)) == "+86" + member_phone(n)
+    rows = []
+    for n in range(start, stop):
+        e164 = "+86" + member_phone(n)
+        member = uuid.UUID(member_id(n))
+        context = f"{tenant_id}:{member}".encode()
+        rows.append(
+            (
+                n,
+                ring.lookup_hash(e164),
+                ring.encrypt(e164, context=context),
+                ring.encrypt(f"会员{n}", context=context) if names else None,
+            )
+        )
+    return rows
+
+
+async def insert_members(
+    database: str,
+    tenant_id: str,
+    store_ids: list[str],
+    count: int,
+    *,
+    entry_tier: str,
+    names: bool = True,
+    accounts: bool = True,
+    overrides: dict[str, str] | None = None,
+    batch: int = 50_000,
+    progress: bool = False,
+    now: datetime | None = None,
+) -> None:
+    """Members 1..count with their points accounts and join tier changes, as the owner.
+
+    ``overrides`` replaces the SQL of member columns (over the staging row ``s``, with
+    ``$3`` the set-up's time); ``accounts=False`` leaves the points accounts to the caller.
+    """
+    import asyncpg
+
+    from nestpoint.db import utcnow
+
+    host, port = pg_host_port()
+    conn = await asyncpg.connect(host=host, port=int(port), user=OWNER_ROLE, database=database)
+    tid = uuid.UUID(tenant_id)
+    columns = MEMBER_COLUMNS | (overrides or {})
+    now = now or utcnow()
+    try:
+        await conn.execute(
+            "CREATE TEMP TABLE bench_pii (n int PRIMARY KEY, phone_hash text, phone_enc text,"
+            " name_enc text)"
+        )
+        # Encryption is the slow part: batches in worker processes, copied in order.
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            pending = [
+                loop.run_in_executor(
+                    pool, _pii_rows, tid, start, min(count + 1, start + batch), names
+                )
+                for start in range(1, count + 1, batch)
+            ]
+            done = 0
+            for future in pending:
+                rows = await future
+                await conn.copy_records_to_table("bench_pii", records=rows)
+                done += len(rows)
+                if progress:
+                    print(f"    members: {done:,} of {count:,} encrypted", flush=True)
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('nestpoint.tenant_id', $1, true)", str(tenant_id))
+            await conn.execute(
+                f"INSERT INTO members ({', '.join(columns)})"
+                " WITH p AS (SELECT $1::uuid AS tenant, $2::uuid[] AS stores,"
+                " $3::timestamptz AS now, $4::text AS entry_tier)"
+                f" SELECT {', '.join(columns.values())} FROM bench_pii s, p ORDER BY s.n",
+                tid,
+                [uuid.UUID(s) for s in store_ids],
+                now,
+                entry_tier,
+            )
+            if accounts:
+                await conn.execute(
+                    "INSERT INTO point_accounts (tenant_id, member_id, balance, debt, held,"
+                    " lifetime_earned, earned_day, earned_today, updated_at)"
+                    " SELECT m.tenant_id, m.id, 0, 0, 0, 0, '', 0, m.created_at FROM members m"
+                )
+            await conn.execute(
+                "INSERT INTO tier_changes (tenant_id, id, member_id, from_tier, to_tier, reason,"
+                " growth_value, run_id, changed_at)"
+                " SELECT m.tenant_id, gen_random_uuid(), m.id, NULL, $1, 'join', 0, '',"
+                " m.joined_at FROM members m",
+                entry_tier,
+            )
+        await conn.execute("DROP TABLE bench_pii")
+    finally:
+        await conn.close()

@@ -1,0 +1,45 @@
+-- POST /api/v1/orders: a unique external id per request, a random existing member (by id,
+-- or by phone for phone_pct percent of orders), 1-3 lines from a small catalogue.
+package.path = os.getenv("BENCH_WRK_DIR") .. "/?.lua;" .. package.path
+require("common")
+
+local catalogue = {
+  {"MILK-900", "Formula 900g", "feeding", 25800},
+  {"MILK-400", "Formula 400g", "feeding", 12800},
+  {"DIAPER-L", "Diapers L 52", "care", 9900},
+  {"WIPE-80", "Wipes 80", "care", 1990},
+  {"TOY-CAR", "Toy car", "toys", 8900},
+  {"ROMPER-73", "Romper 73cm", "clothing", 6900},
+}
+
+function init(args)
+  load_args(args)
+  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}
+end
+
+function request()
+  counter = counter + 1
+  local n = math.random(#ids)
+  local member
+  if math.random(100) <= phone_pct then
+    member = '{"phone": "' .. phone_of(n) .. '"}'
+  else
+    member = '{"id": "' .. ids[n] .. '"}'
+  end
+  local lines, total = {}, 0
+  for i = 1, math.random(3) do
+    local item = catalogue[math.random(#catalogue)]
+    local qty = math.random(2)
+    local paid = item[4] * qty
+    total = total + paid
+    lines[i] = string.format(
+      '{"sku": "%s", "name": "%s", "category": "%s", "quantity": %d, ' ..
+      '"unit_price_fen": %d, "paid_fen": %d}', item[1], item[2], item[3], qty, item[4], paid)
+  end
+  local body = string.format(
+    '{"channel": "pos", "external_id": "%s-%d-%d", "member": %s, "lines": [%s], ' ..
+    '"paid_at": "%s", "payment": {"cash_fen": %d, "points_used": 0}}',
+    prefix, tid, counter, member, table.concat(lines, ", "),
+    os.date("!%Y-%m-%dT%H:%M:%SZ"), total)
+  return wrk.format("POST", "/api/v1/orders", headers, body)
+end
