@@ -91,29 +91,54 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
     state.statement = statement
 
 
-def _tenant_tables() -> frozenset[str]:
-    from nestpoint.db.base import tenant_owned_tables
+_tenant_table_cache: tuple[int, frozenset[str]] = (-1, frozenset())
 
-    return frozenset(tenant_owned_tables())
+
+def _tenant_tables() -> frozenset[str]:
+    """Names of the tenant-owned tables (recomputed only when tables are added, e.g. by a
+    plugin's models at start-up)."""
+    global _tenant_table_cache
+    from nestpoint.db.base import Base, tenant_owned_tables
+
+    count = len(Base.metadata.tables)
+    if _tenant_table_cache[0] != count:
+        _tenant_table_cache = (count, frozenset(tenant_owned_tables()))
+    return _tenant_table_cache[1]
 
 
 def _tenant_froms(statement: Any) -> list[Any]:
-    """The tenant-owned tables (or aliases of them) a statement reads or writes directly."""
+    """The tenant-owned tables (or aliases of them) a statement reads or writes directly.
+
+    Looks at what the statement names (its columns' tables, ``select_from`` and ``join``
+    targets; an UPDATE's or DELETE's table) rather than ``get_final_froms()``, which costs
+    about a millisecond per statement and would sit on every query of the hot path.
+    """
     tables = _tenant_tables()
-    if hasattr(statement, "get_final_froms"):
-        froms: list[Any] = list(statement.get_final_froms())
+    if getattr(statement, "is_select", False) and hasattr(statement, "columns_clause_froms"):
+        candidates: list[Any] = [
+            *statement.columns_clause_froms,
+            *statement._from_obj,
+            *(join[0] for join in statement._setup_joins),
+        ]
     elif getattr(statement, "table", None) is not None:  # UPDATE / DELETE
-        froms = [statement.table]
+        candidates = [statement.table]
     else:
         return []
     found: list[Any] = []
-    while froms:
-        item = froms.pop()
+    seen: set[int] = set()
+    while candidates:
+        item = candidates.pop()
         if isinstance(item, Join):
-            froms += [item.left, item.right]
+            candidates += [item.left, item.right]
             continue
         base = getattr(item, "element", item)  # an Alias wraps its table
-        if isinstance(base, Table) and base.name in tables and "tenant_id" in item.c:
+        if (
+            isinstance(base, Table)
+            and base.name in tables
+            and id(item) not in seen
+            and "tenant_id" in item.c
+        ):
+            seen.add(id(item))
             found.append(item)
     return found
 
