@@ -200,16 +200,16 @@ async def emit_event(
     store_id = tenant.stores[store] if isinstance(store, str) else store  # type: ignore[union-attr]
     with tenant_context(tenant_id, store_id):
         async with scoped_session() as session:
-            row = emit(
-                session,
-                type,
-                subject_type,
-                subject_id or str(uuid.uuid4()),
-                dict(payload or {}),
-                store_id=store_id,
+            event_id = str(
+                emit(
+                    session,
+                    type,
+                    subject_type,
+                    subject_id or str(uuid.uuid4()),
+                    dict(payload or {}),
+                    store_id=store_id,
+                )
             )
-            await session.flush()
-            event_id = str(row.id)
     if deliver:
         await relay_pending(tenant_id)
     return event_id

@@ -177,7 +177,13 @@ class Database:
     def _create_engine(self) -> AsyncEngine:
         kwargs: dict[str, Any] = {"echo": self.echo}
         if self.is_postgres:
-            kwargs |= {"pool_size": self.pool_size, "max_overflow": self.pool_size}
+            kwargs |= {
+                "pool_size": self.pool_size,
+                "max_overflow": self.pool_size,
+                # Batched writes vary with the number of order lines: keep their prepared
+                # statements (asyncpg's default cache of 100 would churn).
+                "connect_args": {"prepared_statement_cache_size": 500},
+            }
         elif ":memory:" in self.url:
             kwargs |= {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
         else:

@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session
 
 from nestpoint.context import require_tenant, tenant_context
 from nestpoint.db import Database, scoped_session, utcnow
+from nestpoint.db.base import table_of
+from nestpoint.db.batch import WriteBatch
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.events.models import OutboxEvent
 from nestpoint.settings import get_settings
 
+OUTBOX = table_of(OutboxEvent)
 PENDING_TENANTS_KEY = "nestpoint.outbox_tenants"
 
 
@@ -64,20 +67,33 @@ def emit(
     payload: dict[str, Any],
     *,
     store_id: uuid.UUID | None = None,
-) -> OutboxEvent:
-    """Add an event to the outbox in the caller's transaction."""
+    batch: WriteBatch | None = None,
+) -> uuid.UUID:
+    """Add an event to the outbox in the caller's transaction (in ``batch`` when given,
+    so it goes out with the change's other writes); returns the event's id."""
     ctx = require_tenant()
-    row = OutboxEvent(
-        tenant_id=ctx.tenant_id,
-        type=type,
-        store_id=store_id if store_id is not None else ctx.store_id,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        payload=payload,
-    )
-    session.add(row)
+    now = utcnow()
+    event_id = uuid.uuid4()
+    row = {
+        "tenant_id": ctx.tenant_id,
+        "id": event_id,
+        "type": type,
+        "store_id": store_id if store_id is not None else ctx.store_id,
+        "subject_type": subject_type,
+        "subject_id": str(subject_id),
+        "payload": payload,
+        "occurred_at": now,
+        "published_at": None,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": None,
+    }
+    if batch is not None:
+        batch.insert(OUTBOX, [row])
+    else:
+        session.add(OutboxEvent(**row))
     session.info.setdefault(PENDING_TENANTS_KEY, set()).add(ctx.tenant_id)
-    return row
+    return event_id
 
 
 def mark_pending(session: AsyncSession) -> None:

@@ -17,13 +17,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
+from nestpoint.db.batch import WriteBatch
 from nestpoint.errors import Conflict, FieldError, Invalid, NestpointError, NotFound
 from nestpoint.events.service import emit
 from nestpoint.loyalty import rules
@@ -370,8 +371,10 @@ async def _record_order(
         assert replayed is not None
         return False, replayed
 
-    await session.execute(
-        insert(order_lines),
+    # Everything else goes out in one batch: one round trip on PostgreSQL.
+    writes = WriteBatch(session)
+    writes.insert(
+        order_lines,
         [
             {
                 "tenant_id": tenant_id,
@@ -407,9 +410,10 @@ async def _record_order(
             "paid_at": data.paid_at.isoformat(),
         },
         store_id=store_id,
+        batch=writes,
     )
     if member is not None:
-        await points.save(session, member.account, now)
+        await points.save(session, member.account, now, writes)
         await tiers.apply_growth(
             session,
             program,
@@ -422,6 +426,7 @@ async def _record_order(
             now=now,
             store_id=store_id,
             also_set={"last_order_at": now},
+            batch=writes,
         )
         if earned_total:
             emit(
@@ -436,6 +441,7 @@ async def _record_order(
                     "balance": member.account.balance,
                 },
                 store_id=store_id,
+                batch=writes,
             )
         if pay.points_used:
             emit(
@@ -450,7 +456,9 @@ async def _record_order(
                     "value_fen": points_value,
                 },
                 store_id=store_id,
+                batch=writes,
             )
+    await writes.execute()
     return True, response
 
 

@@ -16,12 +16,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Uuid,
+    bindparam,
+    case,
+    column,
+    func,
+    insert,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
+from nestpoint.db.batch import WriteBatch
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.loyalty import rules
@@ -133,25 +145,45 @@ async def lock_account(session: AsyncSession, member_id: uuid.UUID) -> Account:
     return Account(tenant_id, member_id, *row)
 
 
-async def save(session: AsyncSession, acct: Account, now: datetime) -> None:
-    """Write the queued lots, lot changes and entries, then the account's totals."""
-    if acct.new_lots:
-        await session.execute(insert(lots), acct.new_lots)
+async def save(
+    session: AsyncSession, acct: Account, now: datetime, batch: WriteBatch | None = None
+) -> None:
+    """Write the queued lots, lot changes and entries, then the account's totals.
+
+    With ``batch`` the writes join the caller's batch (one round trip with the order's other
+    writes on PostgreSQL); without, they go out now.
+    """
+    own = batch is None
+    writes = batch or WriteBatch(session)
+    writes.insert(lots, acct.new_lots)
     if acct.lot_changes:
-        await session.execute(
-            update(lots)
-            .where(lots.c.tenant_id == bindparam("t"), lots.c.id == bindparam("lot"))
-            .values(remaining=lots.c.remaining + bindparam("delta")),
-            acct.lot_changes,
-        )
+        deltas: dict[uuid.UUID, int] = {}
+        for change in acct.lot_changes:  # one lot may change twice in a transaction
+            deltas[change["lot"]] = deltas.get(change["lot"], 0) + change["delta"]
+        if writes.postgres:
+            changes = values(
+                column("lot_id", Uuid()), column("delta", BigInteger()), name="lot_changes"
+            ).data(list(deltas.items()))
+            writes.add(
+                update(lots)
+                .where(lots.c.tenant_id == acct.tenant_id, lots.c.id == changes.c.lot_id)
+                .values(remaining=lots.c.remaining + changes.c.delta)
+            )
+        else:
+            writes.add(
+                update(lots)
+                .where(lots.c.tenant_id == bindparam("t"), lots.c.id == bindparam("lot"))
+                .values(remaining=lots.c.remaining + bindparam("delta")),
+                [{"t": acct.tenant_id, "lot": lot, "delta": d} for lot, d in deltas.items()],
+            )
     if acct.new_entries:
         # The ledger lists by (created_at, id) and these entries share one moment: hand
         # them their ids in ascending order, so they list in the order they were made.
         ids = sorted(row["id"] for row in acct.new_entries)
         for row, entry_id in zip(acct.new_entries, ids, strict=True):
             row["id"] = entry_id
-        await session.execute(insert(entries), acct.new_entries)
-    await session.execute(
+        writes.insert(entries, acct.new_entries)
+    writes.add(
         update(accounts)
         .where(accounts.c.tenant_id == acct.tenant_id, accounts.c.member_id == acct.member_id)
         .values(
@@ -165,6 +197,8 @@ async def save(session: AsyncSession, acct: Account, now: datetime) -> None:
         )
     )
     acct.new_lots, acct.lot_changes, acct.new_entries = [], [], []
+    if own:
+        await writes.execute()
 
 
 # ------------------------------------------------------------------ credits

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
+from nestpoint.db.batch import WriteBatch
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.events.service import emit
 from nestpoint.loyalty.rules import Program
@@ -45,15 +46,19 @@ async def apply_growth(
     now: datetime,
     store_id: uuid.UUID | None = None,
     also_set: dict[str, Any] | None = None,
+    batch: WriteBatch | None = None,
 ) -> GrowthResult:
     """Record growth (may be negative, e.g. a refund) and upgrade at once if a threshold is
     reached. The caller holds the member's points-account lock, so this is serial per member.
-    ``also_set`` adds other member columns to the same UPDATE (one round trip, not two).
+    ``also_set`` adds other member columns to the same UPDATE (one round trip, not two);
+    with ``batch`` the writes join the caller's batch.
     """
     tenant_id = require_tenant().tenant_id
+    own = batch is None
+    writes = batch or WriteBatch(session)
     if delta:
-        await session.execute(
-            insert(growth_entries),
+        writes.insert(
+            growth_entries,
             [
                 {
                     "tenant_id": tenant_id,
@@ -67,7 +72,12 @@ async def apply_growth(
             ],
         )
     new_growth = growth_value + delta
-    values: dict[str, Any] = {"growth_value": members.c.growth_value + delta, **(also_set or {})}
+    # updated_at explicitly: Python-side onupdate defaults do not run inside a batch's CTE.
+    values: dict[str, Any] = {
+        "growth_value": members.c.growth_value + delta,
+        "updated_at": now,
+        **(also_set or {}),
+    }
     current = program.tier(tier_code)
     target = program.tier_for_growth(new_growth)
     upgraded_from = None
@@ -78,7 +88,7 @@ async def apply_growth(
             "tier_since": now,
             "tier_protected_until": now + timedelta(days=target.protection_days),
         }
-        await record_change(
+        record_change(
             session,
             member_id,
             tier_code,
@@ -87,19 +97,22 @@ async def apply_growth(
             new_growth,
             now,
             store_id=store_id,
+            batch=writes,
         )
     if delta or upgraded_from is not None or also_set:
-        await session.execute(
+        writes.add(
             update(members)
             .where(members.c.tenant_id == tenant_id, members.c.id == member_id)
             .values(**values)
         )
+    if own:
+        await writes.execute()
     return GrowthResult(
         new_growth, target.code if upgraded_from is not None else tier_code, upgraded_from
     )
 
 
-async def record_change(
+def record_change(
     session: AsyncSession,
     member_id: uuid.UUID,
     from_tier: str | None,
@@ -108,10 +121,12 @@ async def record_change(
     growth_value: int,
     now: datetime,
     *,
-    store_id: uuid.UUID | None = None,
+    store_id: uuid.UUID | None,
+    batch: WriteBatch,
 ) -> None:
-    await session.execute(
-        insert(tier_changes),
+    """A tier change in the history, and its ``tier.changed`` event, into ``batch``."""
+    batch.insert(
+        tier_changes,
         [
             {
                 "tenant_id": require_tenant().tenant_id,
@@ -139,6 +154,7 @@ async def record_change(
             "growth_value": growth_value,
         },
         store_id=store_id,
+        batch=batch,
     )
 
 
