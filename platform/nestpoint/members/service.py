@@ -7,7 +7,20 @@ from datetime import date
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import Select, String, cast, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Select,
+    String,
+    Uuid,
+    cast,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,10 +57,15 @@ from nestpoint.tiers.models import TierChange
 
 def child_stage(child: Child, today: date) -> Stage:
     """Pregnant, 0-6 months, 6-12 months, 1-3 years, 3-6 years or older: derived, never stored."""
-    if child.birth_date is None:
+    return stage_of(child.birth_date, today)
+
+
+def stage_of(birth_date: date | None, today: date) -> Stage:
+    """The stage for a birth date (``None``: still a pregnancy)."""
+    if birth_date is None:
         return "pregnant"
-    months = (today.year - child.birth_date.year) * 12 + today.month - child.birth_date.month
-    if today.day < child.birth_date.day:
+    months = (today.year - birth_date.year) * 12 + today.month - birth_date.month
+    if today.day < birth_date.day:
         months -= 1
     if months < 6:
         return "0-6m"
@@ -154,29 +172,15 @@ async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Memb
 
 
 async def member_read(session: AsyncSession, member: Member, *, full_pii: bool) -> MemberRead:
+    """The member with children, identities, consents and balance, read in one query (a
+    UNION ALL of the four, so a lookup at the till is one round trip after the member)."""
+    tenant_id = require_tenant().tenant_id
     today = await local_today(session)
-    children = (
-        await session.scalars(
-            select(Child).where(Child.member_id == member.id).order_by(Child.created_at, Child.id)
-        )
-    ).all()
-    identities = (
-        await session.scalars(
-            select(MemberIdentity)
-            .where(MemberIdentity.member_id == member.id)
-            .order_by(MemberIdentity.kind, MemberIdentity.value)
-        )
-    ).all()
-    consents = (
-        await session.scalars(
-            select(MemberConsent)
-            .where(MemberConsent.member_id == member.id)
-            .order_by(MemberConsent.channel)
-        )
-    ).all()
-    balance = await session.scalar(
-        select(PointAccount.balance).where(PointAccount.member_id == member.id)
-    )
+    rows = (await session.execute(_member_parts(tenant_id, member.id))).all()
+    children = sorted((r for r in rows if r.part == "child"), key=lambda r: (r.at, r.ref))
+    identities = sorted((r.t1, r.t2) for r in rows if r.part == "identity")
+    consents = sorted((r for r in rows if r.part == "consent"), key=lambda r: r.t1)
+    balance = next((r.n for r in rows if r.part == "balance"), 0)
     return MemberRead(
         id=member.id,
         phone=shown_phone(member, full_pii),
@@ -194,17 +198,78 @@ async def member_read(session: AsyncSession, member: Member, *, full_pii: bool) 
         growth_value=member.growth_value,
         points_balance=balance or 0,
         guardian_consent=member.child_data_consent_at is not None,
-        children=[child_read(c, today) for c in children],
-        identities=[
-            IdentityIn.model_validate({"kind": i.kind, "value": i.value}) for i in identities
-        ],
-        consents=[
-            ConsentRead(
-                channel=c.channel, granted=c.granted, source=c.source, updated_at=c.updated_at
+        children=[
+            ChildRead(
+                id=c.ref,
+                nickname=c.t1,
+                gender=c.t2,
+                birth_date=c.d1,
+                due_date=c.d2,
+                stage=stage_of(c.d1, today),
             )
+            for c in children
+        ],
+        identities=[IdentityIn.model_validate({"kind": k, "value": v}) for k, v in identities],
+        consents=[
+            ConsentRead(channel=c.t1, granted=bool(c.flag), source=c.t2, updated_at=c.at)
             for c in consents
         ],
     )
+
+
+def _member_parts(tenant_id: uuid.UUID, member_id: uuid.UUID) -> Any:
+    """Children, identities, consents and the points balance as rows of one shape."""
+
+    def nothing(type_: Any) -> Any:
+        return cast(null(), type_)
+
+    parts = [
+        select(
+            literal("child").label("part"),
+            Child.id.label("ref"),
+            Child.nickname.label("t1"),
+            Child.gender.label("t2"),
+            Child.birth_date.label("d1"),
+            Child.due_date.label("d2"),
+            nothing(Boolean()).label("flag"),
+            Child.created_at.label("at"),
+            nothing(BigInteger()).label("n"),
+        ).where(Child.tenant_id == tenant_id, Child.member_id == member_id),
+        select(
+            literal("identity"),
+            nothing(Uuid()),
+            MemberIdentity.kind,
+            MemberIdentity.value,
+            nothing(Date()),
+            nothing(Date()),
+            nothing(Boolean()),
+            MemberIdentity.created_at,
+            nothing(BigInteger()),
+        ).where(MemberIdentity.tenant_id == tenant_id, MemberIdentity.member_id == member_id),
+        select(
+            literal("consent"),
+            nothing(Uuid()),
+            MemberConsent.channel,
+            MemberConsent.source,
+            nothing(Date()),
+            nothing(Date()),
+            MemberConsent.granted,
+            MemberConsent.updated_at,
+            nothing(BigInteger()),
+        ).where(MemberConsent.tenant_id == tenant_id, MemberConsent.member_id == member_id),
+        select(
+            literal("balance"),
+            nothing(Uuid()),
+            nothing(String()),
+            nothing(String()),
+            nothing(Date()),
+            nothing(Date()),
+            nothing(Boolean()),
+            PointAccount.updated_at,
+            PointAccount.balance,
+        ).where(PointAccount.tenant_id == tenant_id, PointAccount.member_id == member_id),
+    ]
+    return union_all(*parts)
 
 
 def child_read(child: Child, today: date) -> ChildRead:
