@@ -255,3 +255,24 @@ async def test_same_program_twice_keeps_the_version(client, make_tenant):
     r = await client.put("/api/v1/loyalty/program", json=program, headers=t.hq())
     assert r.json()["version"] == first["version"] + 1
     assert r.json()["points"]["pending_days"] == 4
+
+
+async def test_bonus_growth_upgrades_at_once_and_is_idempotent(client, make_tenant, enrol, till):
+    t = await make_tenant()
+    member = await enrol(t.hq())
+    url = f"/api/v1/members/{member['id']}/growth"
+    body = {"amount": 1000, "reason": "parent-child class", "idempotency_key": "class-2026-11-01"}
+    r = await client.post(url, json=body, headers=t.hq())
+    assert r.status_code == 201, r.text
+    assert r.json()["tier_code"] == "silver"  # the default ladder's silver threshold is 1000
+    assert r.json()["upgraded_from"] == "bronze"
+    again = await client.post(url, json=body, headers=t.hq())
+    assert again.status_code == 200
+    assert again.json()["growth_value"] == 1000  # applied once
+    r = await client.post(url, json=body | {"amount": 5}, headers=t.hq())
+    assert r.status_code == 409
+    assert r.json()["errors"][0]["field"] == "idempotency_key"
+    r = await client.post(url, json=body | {"idempotency_key": "class-2"}, headers=await till(t))
+    assert r.status_code == 403
+    history = await client.get(f"/api/v1/members/{member['id']}/tier-history", headers=t.hq())
+    assert [c["reason"] for c in history.json()["items"]] == ["join", "upgrade"]

@@ -6,9 +6,10 @@ import uuid
 from dataclasses import asdict
 from typing import Annotated
 
-from litestar import Controller, get, patch, post, put
+from litestar import Controller, Response, get, patch, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_only, requires
 from nestpoint.api.problems import problems
@@ -36,6 +37,8 @@ from nestpoint.points.schemas import (
     BalancesRead,
     EntryList,
     EntryRead,
+    GrowthIn,
+    GrowthRead,
     TierChangeList,
     TierChangeRead,
     TransferIn,
@@ -292,6 +295,26 @@ class MemberController(Controller):
             idempotency_key=data.idempotency_key,
         )
         return EntryRead.model_validate(entry)
+
+    @post(
+        "/{member_id:uuid}/growth",
+        guards=[requires("points:write"), hq_only],
+        responses=problems(404, 409) | {200: ResponseSpec(GrowthRead, description="A retry.")},
+        summary="Give bonus growth value for an activity (upgrades at once if reached)",
+    )
+    async def add_growth(
+        self, db: Db, member_id: MemberId, data: JSONBody[GrowthIn]
+    ) -> Response[GrowthRead]:
+        result, applied = await tiers.bonus_growth(
+            db, member_id, data.amount, reason=data.reason, key=data.idempotency_key
+        )
+        body = GrowthRead(
+            member_id=member_id,
+            growth_value=result.growth_value,
+            tier_code=result.tier_code,
+            upgraded_from=result.upgraded_from,
+        )
+        return Response(body, status_code=HTTP_201_CREATED if applied else HTTP_200_OK)
 
     @get(
         "/{member_id:uuid}/tier-history",

@@ -62,6 +62,19 @@ class TransferIn(Strict):
     idempotency_key: Key
 
 
+class GrowthIn(Strict):
+    amount: int = Field(ge=1, le=1_000_000, description="Bonus growth value (成长值).")
+    reason: Annotated[str, required(200)]
+    idempotency_key: Key
+
+
+class GrowthRead(BaseModel):
+    member_id: uuid.UUID
+    growth_value: int
+    tier_code: str | None
+    upgraded_from: str | None
+
+
 class HoldIn(Strict):
     member_id: uuid.UUID
     points: int = Field(ge=1, le=10**9)

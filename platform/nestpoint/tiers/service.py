@@ -16,6 +16,7 @@ from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
 from nestpoint.db.batch import WriteBatch
 from nestpoint.db.pagination import Page, paginate
+from nestpoint.errors import Conflict, FieldError
 from nestpoint.events.service import emit
 from nestpoint.loyalty.rules import Program
 from nestpoint.members.models import Member
@@ -166,6 +167,7 @@ async def add_growth(
     from nestpoint.points.service import lock_account
 
     await lock_account(session, member.id)
+    await session.refresh(member)  # read the tier state under the lock
     program = await get_program(session)
     result = await apply_growth(
         session,
@@ -180,6 +182,34 @@ async def add_growth(
     )
     await session.refresh(member)
     return result
+
+
+async def bonus_growth(
+    session: AsyncSession, member_id: uuid.UUID, amount: int, *, reason: str, key: str
+) -> tuple[GrowthResult, bool]:
+    """Bonus growth from an activity (a class attended, a survey answered), by HQ.
+
+    Idempotent by ``key``: the same key again changes nothing and answers with the member's
+    current state; the same key for another member or amount is a conflict. Returns the
+    result and whether it was applied now.
+    """
+    from nestpoint.audit.service import record
+    from nestpoint.members.service import get_active_member
+
+    member = await get_active_member(session, member_id)
+    earlier = await session.scalar(
+        select(GrowthEntry).where(GrowthEntry.source == "activity", GrowthEntry.cause_id == key)
+    )
+    if earlier is not None:
+        if earlier.member_id != member.id or earlier.amount != amount:
+            raise Conflict(
+                "idempotency key reused with different growth",
+                errors=[FieldError("idempotency_key", "reused")],
+            )
+        return GrowthResult(member.growth_value, member.tier_code, None), False
+    result = await add_growth(session, member, amount, "activity", key)
+    record(session, "growth.added", "member", member.id, {"amount": amount, "reason": reason})
+    return result, True
 
 
 async def history(
