@@ -6,13 +6,17 @@ w1 AS (UPDATE ...) UPDATE ...``); elsewhere (SQLite) they run one after another,
 order they were added. Use it only for writes that do not read each other's results: every
 part of one PostgreSQL statement sees the same snapshot. Give every column a value
 (Python-side ``default``/``onupdate`` callables do not run for the parts inside the CTE).
+
+Rows are bound through named parameters (``<table>_<row>_<column>``), so a batch of the same
+shape (the same tables and row counts) compiles once and is served from SQLAlchemy's
+statement cache afterwards.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -21,7 +25,7 @@ class WriteBatch:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.postgres = session.get_bind().dialect.name == "postgresql"
-        self._parts: list[tuple[UpdateBase, list[dict[str, Any]] | None]] = []
+        self._parts: list[tuple[UpdateBase | Table, list[dict[str, Any]] | None]] = []
         self._rows: dict[Table, list[dict[str, Any]]] = {}
 
     def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -30,7 +34,7 @@ class WriteBatch:
             return
         if table not in self._rows:
             self._rows[table] = []
-            self._parts.append((insert(table), None))  # placeholder, filled at execute
+            self._parts.append((table, None))
         self._rows[table].extend(rows)
 
     def add(self, statement: UpdateBase, many: list[dict[str, Any]] | None = None) -> None:
@@ -40,27 +44,39 @@ class WriteBatch:
             raise ValueError("use a single statement (e.g. UPDATE ... FROM VALUES) on PostgreSQL")
         self._parts.append((statement, many))
 
-    def _statements(self) -> list[tuple[UpdateBase, list[dict[str, Any]] | None]]:
-        filled = []
-        for statement, many in self._parts:
-            table = getattr(statement, "table", None)
-            if many is None and table in self._rows and statement.is_insert:
-                statement = insert(table).values(self._rows.pop(table))
-            filled.append((statement, many))
-        return filled
+    def _insert(self, table: Table, params: dict[str, Any]) -> UpdateBase:
+        """``INSERT ... SELECT <row 0> UNION ALL SELECT <row 1> ...`` of bound parameters
+        (a multi-row ``VALUES`` list would not be cacheable)."""
+        rows = self._rows.pop(table)
+        columns = list(rows[0])
+        selects = []
+        for i, row in enumerate(rows):
+            bound = []
+            for column in columns:
+                name = f"{table.name}_{i}_{column}"
+                params[name] = row[column]
+                bound.append(bindparam(name, type_=table.c[column].type).label(column))
+            selects.append(select(*bound))
+        source = union_all(*selects) if len(selects) > 1 else selects[0]
+        return insert(table).from_select(columns, source, include_defaults=False)
 
     async def execute(self) -> None:
-        parts = self._statements()
-        self._parts, self._rows = [], {}
+        parts, self._parts = self._parts, []
         if not parts:
             return
-        if self.postgres and len(parts) > 1:
-            *first, (last, _) = parts
-            combined = last.add_cte(*(s.cte(f"write_{i}") for i, (s, _) in enumerate(first)))
-            await self.session.execute(combined)
+        if self.postgres:
+            params: dict[str, Any] = {}
+            statements = [self._insert(p, params) if isinstance(p, Table) else p for p, _ in parts]
+            *first, last = statements
+            if first:
+                last = last.add_cte(*(s.cte(f"write_{i}") for i, s in enumerate(first)))
+            await self.session.execute(last, params or None)
             return
-        for statement, many in parts:
-            if many is not None:
-                await self.session.execute(statement, many)
+        for part, many in parts:
+            if isinstance(part, Table):
+                params = {}
+                await self.session.execute(self._insert(part, params), params)
+            elif many is not None:
+                await self.session.execute(part, many)
             else:
-                await self.session.execute(statement)
+                await self.session.execute(part)
