@@ -30,26 +30,34 @@ class JobResult:
     points: int
 
 
+INSERT_ENTRIES = """INSERT INTO point_entries (tenant_id, id, member_id, kind, amount,
+                balance_after, lot_id, cause_type, cause_id, line_no, reason, actor,
+                idempotency_key, created_at)"""
+
+
+def _lock_accounts(dialect: str, members_sql: str) -> str:
+    """Lock the accounts a job will touch, in member order, before it touches their lots
+    (accounts first, as every points change does)."""
+    lock = "FOR UPDATE" if dialect == "postgresql" else ""
+    return f"""
+            SELECT COUNT(*) FROM (
+                SELECT a.member_id FROM point_accounts a
+                WHERE a.tenant_id = :tenant AND a.member_id IN ({members_sql})
+                ORDER BY a.member_id {lock}) locked"""
+
+
 def expiry_statements(dialect: str) -> dict[str, str]:
     """The expiry job's statements; the benchmark runs the same SQL through psql."""
-    lock = "FOR UPDATE" if dialect == "postgresql" else ""
     payload = json_object_sql(
         dialect, {"member_id": uuid_text_sql(dialect, "e.member_id"), "points": "-SUM(e.amount)"}
     )
     due = "l.tenant_id = :tenant AND l.remaining > 0 AND l.expires_at <= :now"
     return {
-        "lock": f"""
-            SELECT COUNT(*) FROM (
-                SELECT a.member_id FROM point_accounts a
-                WHERE a.tenant_id = :tenant AND a.member_id IN (
-                    SELECT l.member_id FROM point_lots l WHERE {due})
-                ORDER BY a.member_id {lock}) locked""",
+        "lock": _lock_accounts(dialect, f"SELECT l.member_id FROM point_lots l WHERE {due}"),
         # The entries of one run share a moment and the ledger lists by (created_at, id):
         # the running balance follows the new ids, made first (MATERIALIZED: once per row).
         "entries": f"""
-            INSERT INTO point_entries (tenant_id, id, member_id, kind, amount, balance_after,
-                                       lot_id, cause_type, cause_id, line_no, reason, actor,
-                                       idempotency_key, created_at)
+            {INSERT_ENTRIES}
             WITH due AS MATERIALIZED (
                 SELECT l.tenant_id, l.member_id, l.id AS lot_id, l.remaining,
                        {new_uuid_sql(dialect)} AS entry_id
@@ -83,19 +91,11 @@ def expiry_statements(dialect: str) -> dict[str, str]:
 
 
 def release_statements(dialect: str) -> dict[str, str]:
-    lock = "FOR UPDATE" if dialect == "postgresql" else ""
     due = "h.tenant_id = :tenant AND h.status = 'held' AND h.expires_at <= :now"
     return {
-        "lock": f"""
-            SELECT COUNT(*) FROM (
-                SELECT a.member_id FROM point_accounts a
-                WHERE a.tenant_id = :tenant AND a.member_id IN (
-                    SELECT h.member_id FROM point_holds h WHERE {due})
-                ORDER BY a.member_id {lock}) locked""",
+        "lock": _lock_accounts(dialect, f"SELECT h.member_id FROM point_holds h WHERE {due}"),
         "entries": f"""
-            INSERT INTO point_entries (tenant_id, id, member_id, kind, amount, balance_after,
-                                       lot_id, cause_type, cause_id, line_no, reason, actor,
-                                       idempotency_key, created_at)
+            {INSERT_ENTRIES}
             WITH due AS MATERIALIZED (
                 SELECT h.tenant_id, h.member_id, h.id AS hold_id, h.amount,
                        {new_uuid_sql(dialect)} AS entry_id
