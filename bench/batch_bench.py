@@ -374,7 +374,10 @@ def outcome() -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    global TEMPLATE_DB
     args = parse_args(argv)
+    if args.members != 1_000_000:  # other sizes keep templates of their own
+        TEMPLATE_DB = f"nestpoint_bench_batch_{args.members}"
     wanted = fingerprint(args.members, args.expiring_pct)
     setup: dict[str, Any] = {"reused_template": True}
     if args.rebuild or template_fingerprint() != wanted:
@@ -438,7 +441,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             },
         }
         path = write_result(f"batch-{name}", results[name])
-        print(f"    wrote {path.relative_to(Path(__file__).resolve().parent.parent)}")
+        print(f"    wrote {path}")
     print()
     print(summary_table(results))
     return results

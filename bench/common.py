@@ -25,7 +25,8 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+# Where results go: bench/results (committed), or elsewhere for trial runs (run.py --quick).
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or BENCH_DIR / "results")
 STATE_DIR = ROOT / "var" / "bench"  # run-time files (member lists, generated scripts)
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://root@127.0.0.1:5432/postgres")

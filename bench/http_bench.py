@@ -32,6 +32,7 @@ from common import (
     APP_ROLE,
     BENCH_DIR,
     HTTP_DB,
+    RESULTS_DIR,
     STATE_DIR,
     admin_sync,
     app_env,
@@ -56,7 +57,7 @@ ENDPOINTS = {
     "order": ("POST /api/v1/orders", "order.lua"),
     "lookup": ("GET /api/v1/members/lookup?phone=", "lookup.lua"),
 }
-SCRIPTS_DIR = BENCH_DIR / "results" / "pgbench"  # the generated ceiling scripts
+SCRIPTS_DIR = RESULTS_DIR / "pgbench"  # the generated ceiling scripts
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep the existing nestpoint_bench database (skip the set-up)",
     )
     p.add_argument("--no-ceiling", action="store_true", help="skip pgbench")
+    p.add_argument(
+        "--pool-size",
+        type=int,
+        help="NESTPOINT_DATABASE_POOL_SIZE for the server (default: the application's, 10)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -136,9 +142,10 @@ def members_file(members: int) -> Path:
 
 
 class Server:
-    def __init__(self, workers: int, port: int) -> None:
+    def __init__(self, workers: int, port: int, pool_size: int | None = None) -> None:
         self.workers = workers
         self.port = port
+        self.pool_size = pool_size
         self.log = STATE_DIR / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -153,9 +160,10 @@ class Server:
             "--port",
             str(self.port),
         ]
+        extra = {"NESTPOINT_DATABASE_POOL_SIZE": str(self.pool_size)} if self.pool_size else {}
         self.proc = subprocess.Popen(
             cmd,
-            env=app_env(HTTP_DB),
+            env=app_env(HTTP_DB, **extra),
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -173,6 +181,32 @@ class Server:
         else:
             raise SystemExit(f"the server did not become ready; see {self.log}")
         return self
+
+    def errors(self) -> dict[str, dict[str, int]]:
+        """Errors the server logged, by endpoint (from the traceback) and last line."""
+        found: dict[str, dict[str, int]] = {}
+        if not self.log.exists():
+            return found
+        for raw in self.log.read_bytes().splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if entry.get("level") not in ("error", "critical"):
+                continue
+            text = entry.get("exception") or entry.get("event") or ""
+            lines = text.strip().splitlines()
+            key = (lines[-1] if lines else "?")[:160]
+            if "client disconnected prematurely" in key:
+                key = "client disconnected (wrk stopping mid-request)"
+            endpoint = (
+                "order" if "orders/routes.py" in text
+                else "lookup" if "members/routes.py" in text
+                else "other"
+            )  # fmt: skip
+            counts = found.setdefault(endpoint, {})
+            counts[key] = counts.get(key, 0) + 1
+        return found
 
     @property
     def url(self) -> str:
@@ -314,7 +348,7 @@ def run_pgbench(
         "failed": int(failed.group(1)) if failed else 0,
         "p50_ms": pct(0.50) if latencies else None,
         "p99_ms": pct(0.99) if latencies else None,
-        "scripts": {f"results/pgbench/{Path(p).name}": w for p, w in scripts if w > 0},
+        "scripts": {f"pgbench/{Path(p).name}": w for p, w in scripts if w > 0},
     }
 
 
@@ -363,6 +397,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "members": args.members,
+        "database_pool_size": args.pool_size or "default (10, overflow 10, per worker)",
         "api_key": f"store key ({tenant.store_key_store}), orders without store_code",
         "order_member_by_phone_pct": args.phone_pct,
         "order_lines": "1-3 random lines from a 6-item catalogue, all earning points",
@@ -374,9 +409,27 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     }
     http: dict[str, dict[str, Any]] = {}
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    with Server(args.workers, args.port) as server:
+    with Server(args.workers, args.port, args.pool_size) as server:
         for name in names:
             http[name] = measure_http(name, server, tenant, ids, prefix, args)
+        # Requests still waiting when wrk stops finish (or fail) later: give them the
+        # pool's 30 s timeout, so that their errors are in the log.
+        if any(h["effective_concurrency"] < 0.8 * args.clients for h in http.values()):
+            print("    (some connections were stuck: waiting 32 s for the server's timeouts)")
+            time.sleep(32)
+        else:
+            time.sleep(2)
+    errors = server.errors()
+    for name in names:
+        http[name]["server_errors"] = errors.get(name, {})
+        serious = {
+            k: v for k, v in http[name]["server_errors"].items() if not k.startswith("client")
+        }
+        if serious:
+            print(f"WARNING: the server logged errors on {name} requests: {serious}")
+    other = {k: v for k, v in errors.get("other", {}).items() if not k.startswith("client")}
+    if other:
+        print(f"WARNING: the server logged other errors: {other}")
     flush_redis()
 
     checks = _order_checks(prefix) if "order" in names else {}
@@ -420,6 +473,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             met["p99_ms"] = h["p99_ms"] < targets["p99_ms"]
         if "ratio" in targets and ratio is not None:
             met["ratio"] = ratio >= targets["ratio"]
+        problems = []
+        if h["effective_concurrency"] < 0.8 * args.clients:
+            problems.append(
+                f"only {h['effective_concurrency']} of {args.clients} connections active on"
+                " average: requests stuck past the window (their latency is not counted)"
+            )
+        serious = {k: v for k, v in h["server_errors"].items() if not k.startswith("client")}
+        if serious or any(h["errors"].values()):
+            problems.append(f"errors: server {serious}, wrk {h['errors']}")
         results[name] = {
             "benchmark": name,
             "endpoint": endpoint,
@@ -430,6 +492,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             "ratio": ratio,
             "targets": targets,
             "targets_met": met,
+            # a run with stuck requests or errors does not measure the hot path
+            "valid": not problems,
+            "problems": problems,
             "http": h,
             "ceiling": c,
             "checks": checks if name == "order" else {},
@@ -439,8 +504,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         if name == "order":
             results[name]["observed_statements_by_phone"] = captured["order_by_phone"].as_dict()
             results[name]["observed_statements_upgrade"] = captured["order_upgrade"].as_dict()
+        for problem in problems:
+            print(f"WARNING: {name}: {problem}")
         path = write_result(name, results[name])
-        print(f"    wrote {path.relative_to(BENCH_DIR.parent)}")
+        print(f"    wrote {path}")
     print()
     print(summary_table(results))
     return results
@@ -483,6 +550,11 @@ def measure_http(
         "p99_ms": round(summary["p99_us"] / 1000, 2),
         "max_ms": round(summary["max_us"] / 1000, 2),
         "mean_ms": round(summary["mean_us"] / 1000, 2),
+        # Little's law: requests in flight on average; far below the clients means that
+        # connections sat waiting on requests that never completed inside the window.
+        "effective_concurrency": round(
+            requests / (summary["duration_us"] / 1e6) * summary["mean_us"] / 1e6, 1
+        ),
         "errors": {k[7:]: v for k, v in summary.items() if k.startswith("errors_")},
         "new_db_connections": _sessions() - sessions0,
         "cpu": meter.report(requests),
@@ -506,9 +578,10 @@ def summary_table(results: dict[str, dict[str, Any]]) -> str:
                 f"{r['rps']:.0f}",
                 f"{r['p50_ms']:.1f}",
                 f"{r['p99_ms']:.1f}",
-                f"{c.get('tps', 0):.0f}",
+                f"{c['tps']:.0f}" if c else "-",
                 f"{r['ratio']:.3f}" if r["ratio"] is not None else "-",
-                ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in r["targets_met"].items()),
+                ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in r["targets_met"].items())
+                + ("" if r["valid"] else "  (INVALID RUN: see problems)"),
             ]
         )
     return table(rows, ["benchmark", "rps", "p50 ms", "p99 ms", "ceiling tps", "ratio", "targets"])

@@ -7,12 +7,10 @@ Results: a table on stdout, and ``bench/results/<benchmark>.json``. See bench/RE
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-
-import batch_bench
-import http_bench
-from common import table
+from pathlib import Path
 
 
 def main() -> None:
@@ -28,6 +26,14 @@ def main() -> None:
     p.add_argument("--duration", type=int, help="seconds per measurement (default 20)")
     p.add_argument("--batch-members", type=int, help="members for the batch (default 1,000,000)")
     args = p.parse_args()
+    if args.quick and not os.environ.get("BENCH_RESULTS_DIR"):
+        # trial runs never overwrite the committed results
+        os.environ["BENCH_RESULTS_DIR"] = str(
+            Path(__file__).resolve().parent.parent / "var" / "bench" / "results-quick"
+        )
+    import batch_bench
+    import http_bench
+    from common import RESULTS_DIR, table
 
     started = time.perf_counter()
     http_args: list[str] = []
@@ -55,7 +61,8 @@ def main() -> None:
                 f"p99 {r['p99_ms']:.1f} ms",
                 f"ceiling {r['ceiling_tps']:.0f} tps" if r["ceiling_tps"] else "-",
                 f"ratio {r['ratio']:.3f}" if r["ratio"] is not None else "-",
-                ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in r["targets_met"].items()),
+                ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in r["targets_met"].items())
+                + ("" if r["valid"] else "  (INVALID RUN)"),
             ]
         )
     for name, r in batch.items():
@@ -73,7 +80,7 @@ def main() -> None:
     print()
     print("=" * 30, "summary", "=" * 30)
     print(table(rows, ["benchmark", "throughput", "p50", "p99", "ceiling", "ratio", "targets"]))
-    print(f"\nbench/results/*.json written; {time.perf_counter() - started:.0f} s in all")
+    print(f"\n{RESULTS_DIR}/*.json written; {time.perf_counter() - started:.0f} s in all")
     missed = any(not all(r["targets_met"].values()) for r in http.values()) or any(
         not r["target_met"] for r in batch.values()
     )
