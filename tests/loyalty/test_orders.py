@@ -562,3 +562,32 @@ async def test_clawback_of_spent_points_becomes_debt(client, make_tenant, enrol,
     ledger = await entries(client, t.hq(), m["id"])
     assert [e["kind"] for e in ledger] == ["earn", "adjust", "reverse", "earn", "earn"]
     assert_running_balance(ledger)
+
+
+async def test_order_path_never_waits_for_a_second_connection(
+    client, make_tenant, enrol, monkeypatch
+):
+    """Under load a request that held its connection (and an account lock) while waiting
+    for another pooled connection deadlocked the pool: when the plugin enablement cache is
+    stale, the order must load it through its own session, not open a second one."""
+    from loyalty.helpers import order_body
+    from nestpoint.plugins.enablement import EnablementCache
+    from nestpoint.plugins.manager import get_plugin_host
+
+    t = await make_tenant()
+    member = await enrol(t.hq())
+    loads: list[bool] = []
+    real_get = EnablementCache.get
+
+    async def spy(self, tenant_id, session=None):  # type: ignore[no-untyped-def]
+        if self.cached(tenant_id) is None:
+            loads.append(session is not None)
+        return await real_get(self, tenant_id, session)
+
+    monkeypatch.setattr(EnablementCache, "get", spy)
+    get_plugin_host().enablement.clear()  # stale: the order must load it
+    r = await client.post(
+        "/api/v1/orders", json=order_body(member={"id": member["id"]}), headers=t.hq()
+    )
+    assert r.status_code == 201, r.text
+    assert loads == [True]  # loaded once, through the order's session

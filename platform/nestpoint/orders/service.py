@@ -475,7 +475,8 @@ async def _plugin_adjustments(
 
     tenant_id = require_tenant().tenant_id
     host = get_plugin_host()
-    if not await host.enabled_plugins(tenant_id, store_id):
+    # Through this session when stale: the order holds a connection and an account lock.
+    if not await host.enabled_plugins(tenant_id, store_id, session=session, fresh=False):
         return per_line, ""
     birthday = await session.scalar(select(Member.birthday).where(Member.id == member.id))
     births = tuple(

@@ -195,17 +195,22 @@ class EnablementCache:
         self._snapshots[snapshot.tenant_id] = snapshot
         return snapshot
 
-    async def get(self, tenant_id: uuid.UUID) -> TenantPlugins:
-        """The tenant's snapshot, loaded in a short session of its own when stale."""
+    async def get(self, tenant_id: uuid.UUID, session: AsyncSession | None = None) -> TenantPlugins:
+        """The tenant's snapshot; when stale it is loaded through ``session`` if the caller
+        holds one (a request in the middle of a transaction must not wait for a second
+        pooled connection: under load every connection would be held by a request waiting
+        for another), else in a short session of its own."""
         snapshot = self.cached(tenant_id)
         if snapshot is not None:
             return snapshot
+        if session is not None:
+            return self.put(await load_snapshot(session, tenant_id))
         from nestpoint.context import tenant_context
         from nestpoint.db import scoped_session
 
         with tenant_context(tenant_id):
-            async with scoped_session() as session:
-                snapshot = await load_snapshot(session, tenant_id)
+            async with scoped_session() as own:
+                snapshot = await load_snapshot(own, tenant_id)
         return self.put(snapshot)
 
     def clear(self) -> None:

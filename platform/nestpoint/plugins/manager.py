@@ -292,11 +292,12 @@ class PluginHost:
     # ------------------------------------------------------------------ enablement
 
     async def snapshot(
-        self, tenant_id: uuid.UUID, session: AsyncSession | None = None
+        self, tenant_id: uuid.UUID, session: AsyncSession | None = None, *, fresh: bool = True
     ) -> TenantPlugins:
-        """The tenant's enablement; read fresh through ``session`` when one is given."""
-        if session is None:
-            return await self.enablement.get(tenant_id)
+        """The tenant's enablement: read fresh through ``session`` when one is given; with
+        ``fresh=False`` the cached copy, loaded through ``session`` only when stale."""
+        if session is None or not fresh:
+            return await self.enablement.get(tenant_id, session)
         from nestpoint.plugins.enablement import load_snapshot
 
         return self.enablement.put(await load_snapshot(session, tenant_id))
@@ -308,9 +309,11 @@ class PluginHost:
         *,
         anywhere: bool = False,
         session: AsyncSession | None = None,
+        fresh: bool = True,
     ) -> dict[str, dict[str, Any]]:
-        """``{plugin id: merged config}`` of the plugins enabled for this tenant and store."""
-        snapshot = await self.snapshot(tenant_id, session)
+        """``{plugin id: merged config}`` of the plugins enabled for this tenant and store
+        (``session``/``fresh`` as in :meth:`snapshot`)."""
+        snapshot = await self.snapshot(tenant_id, session, fresh=fresh)
         return snapshot.enabled_for(store_id, self.loaded, self.merge_config, anywhere=anywhere)
 
     def _caller(self, hook_name: str, enabled: Iterable[str]) -> Any:
@@ -395,7 +398,7 @@ class PluginHost:
         hook = "nestpoint_adjust_earned_points"
         if not self._implemented(hook):
             return []
-        enabled = await self.enabled_plugins(tenant_id, store_id)
+        enabled = await self.enabled_plugins(tenant_id, store_id, session=session, fresh=False)
         if not enabled:
             return []
         results: list[tuple[str, EarnAdjustment]] = []
