@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     migration_database_url: str | None = None
     # The role the application connects as; migrations grant it rights and nothing more.
     app_role: str = "nestpoint_app"
-    database_pool_size: int = 10
+    # Per process: about the number of requests a worker serves at once (32 clients over
+    # 2 workers in the benchmark); overflow adds half again for bursts.
+    database_pool_size: int = 20
     database_echo: bool = False
 
     # None means the in-process broker (embedded default and tests).

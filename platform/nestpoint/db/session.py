@@ -179,7 +179,7 @@ class Database:
         if self.is_postgres:
             kwargs |= {
                 "pool_size": self.pool_size,
-                "max_overflow": self.pool_size,
+                "max_overflow": self.pool_size // 2,
                 # Batched writes vary with the number of order lines: keep their prepared
                 # statements (asyncpg's default cache of 100 would churn).
                 "connect_args": {"prepared_statement_cache_size": 500},
