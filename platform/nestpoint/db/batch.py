@@ -48,17 +48,11 @@ class WriteBatch:
         """``INSERT ... SELECT <row 0> UNION ALL SELECT <row 1> ...`` of bound parameters
         (a multi-row ``VALUES`` list would not be cacheable)."""
         rows = self._rows.pop(table)
-        columns = list(rows[0])
-        selects = []
+        columns = tuple(rows[0])
         for i, row in enumerate(rows):
-            bound = []
             for column in columns:
-                name = f"{table.name}_{i}_{column}"
-                params[name] = row[column]
-                bound.append(bindparam(name, type_=table.c[column].type).label(column))
-            selects.append(select(*bound))
-        source = union_all(*selects) if len(selects) > 1 else selects[0]
-        return insert(table).from_select(columns, source, include_defaults=False)
+                params[f"{table.name}_{i}_{column}"] = row[column]
+        return _insert_statement(table, len(rows), columns)
 
     async def execute(self) -> None:
         parts, self._parts = self._parts, []
@@ -80,3 +74,30 @@ class WriteBatch:
                 await self.session.execute(part, many)
             else:
                 await self.session.execute(part)
+
+
+# Built once per shape (table, row count, columns): building and keying a statement of this
+# size costs more than running it, and only the bound values change from call to call.
+_INSERTS: dict[tuple[str, int, tuple[str, ...]], UpdateBase] = {}
+
+
+def _insert_statement(table: Table, count: int, columns: tuple[str, ...]) -> UpdateBase:
+    key = (table.name, count, columns)
+    statement = _INSERTS.get(key)
+    if statement is None:
+        selects = [
+            select(
+                *(
+                    bindparam(f"{table.name}_{i}_{column}", type_=table.c[column].type).label(
+                        column
+                    )
+                    for column in columns
+                )
+            )
+            for i in range(count)
+        ]
+        source = union_all(*selects) if count > 1 else selects[0]
+        statement = _INSERTS[key] = insert(table).from_select(
+            list(columns), source, include_defaults=False
+        )
+    return statement
