@@ -75,14 +75,16 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
     if ctx is None:
         raise TenantContextMissing("query on tenant-owned rows with no tenant in context")
     tenant_id = ctx.tenant_id
-    # Entities anywhere in the statement (joins, subqueries, aliases) get the criterion...
-    statement = statement.options(
-        with_loader_criteria(
-            TenantScoped,
-            lambda cls: cls.tenant_id == tenant_id,
-            include_aliases=True,
+    # Entities anywhere in the statement (joins, subqueries, aliases) get the criterion
+    # (ORM statements only: a Core statement has no entities for it to reach)...
+    if state.is_orm_statement:
+        statement = statement.options(
+            with_loader_criteria(
+                TenantScoped,
+                lambda cls: cls.tenant_id == tenant_id,
+                include_aliases=True,
+            )
         )
-    )
     # ...and so does every tenant table in the FROM list explicitly, which also covers
     # statements the ORM does not treat as entity queries (``select(func.count())
     # .select_from(Model)``, Core ``select(table.c.x)``, ``update(table)``).
