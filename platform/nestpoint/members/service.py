@@ -140,12 +140,8 @@ async def get_member(
 async def get_active_member(
     session: AsyncSession, member_id: uuid.UUID, *, for_update: bool = False
 ) -> Member:
-    stmt = select(Member).where(Member.id == member_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    member = await session.scalar(stmt)
-    if member is None:
-        raise NotFound("no such member")
+    """The member, or the one it was merged into."""
+    member = await get_member(session, member_id, for_update=for_update)
     if member.status == "merged" and member.merged_into_id is not None:
         return await get_active_member(session, member.merged_into_id, for_update=for_update)
     return member
