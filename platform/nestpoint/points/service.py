@@ -522,13 +522,8 @@ async def adjust(
     idempotency_key: str,
 ) -> dict[str, Any]:
     """Manual adjustment by HQ, with a reason and the actor; idempotent by key."""
-    replay = await _entry_by_key(session, idempotency_key)
+    replay = await _replay(session, idempotency_key, ("adjust", member_id, amount))
     if replay is not None:
-        if (replay["kind"], replay["member_id"], replay["amount"]) != ("adjust", member_id, amount):
-            raise Conflict(
-                "idempotency key reused with a different adjustment",
-                errors=[FieldError("idempotency_key", "reused")],
-            )
         return replay
     if amount == 0:
         raise Invalid.field("amount", "must not be zero")
@@ -581,17 +576,8 @@ async def transfer(
     the life of points."""
     from nestpoint.members.models import Member
 
-    replay = await _entry_by_key(session, idempotency_key)
+    replay = await _replay(session, idempotency_key, ("transfer", from_id, -amount))
     if replay is not None:
-        if (replay["kind"], replay["member_id"], replay["amount"]) != (
-            "transfer",
-            from_id,
-            -amount,
-        ):
-            raise Conflict(
-                "idempotency key reused with a different transfer",
-                errors=[FieldError("idempotency_key", "reused")],
-            )
         return replay
     if not program.points.family_transfer:
         raise Invalid.field("to_member_id", "this programme does not allow transfers")
@@ -679,6 +665,20 @@ async def move_all(session: AsyncSession, source_id: uuid.UUID, target_id: uuid.
     await save(session, source, now)
     await save(session, target, now)
     return moved
+
+
+async def _replay(
+    session: AsyncSession, key: str, expected: tuple[str, uuid.UUID, int]
+) -> dict[str, Any] | None:
+    """The entry an earlier request with this idempotency key wrote, if any; a conflict
+    when that entry is not the same (kind, member, amount)."""
+    replay = await _entry_by_key(session, key)
+    if replay is not None and (replay["kind"], replay["member_id"], replay["amount"]) != expected:
+        raise Conflict(
+            f"idempotency key reused with a different {expected[0]}",
+            errors=[FieldError("idempotency_key", "reused")],
+        )
+    return replay
 
 
 async def _entry_by_key(session: AsyncSession, key: str) -> dict[str, Any] | None:
