@@ -57,16 +57,16 @@ accounts = table_of(PointAccount)
 
 # ------------------------------------------------------------------ small caches
 
-# The tenant's stores, code to id, cached per process for ``config_cache_seconds``: a chain
-# has at most hundreds of stores, and the till names its store on every order.
+# The tenant's stores (code -> id), cached per process for ``config_cache_seconds``: a
+# chain has at most hundreds of stores, and the till names its store on every order.
 _stores: dict[uuid.UUID, tuple[float, dict[str, uuid.UUID]]] = {}
 
 
-async def store_codes(session: AsyncSession) -> dict[str, uuid.UUID]:
+async def store_codes(session: AsyncSession, *, refresh: bool = False) -> dict[str, uuid.UUID]:
     tenant_id = require_tenant().tenant_id
     cached = _stores.get(tenant_id)
     clock = time.monotonic()
-    if cached and clock - cached[0] < get_settings().config_cache_seconds:
+    if not refresh and cached and clock - cached[0] < get_settings().config_cache_seconds:
         return cached[1]
     rows = (await session.execute(select(Store.code, Store.id))).all()
     codes: dict[str, uuid.UUID] = {row.code: row.id for row in rows}
@@ -75,27 +75,26 @@ async def store_codes(session: AsyncSession) -> dict[str, uuid.UUID]:
 
 
 async def resolve_store(session: AsyncSession, code: str | None) -> tuple[uuid.UUID, str]:
-    """The order's store (id, code): a store key's own store, or the given code (HQ keys)."""
+    """The order's store (id, code): a store key's own store, or the given code (HQ keys).
+    A store missing from the cache may be new: the cache is reloaded once before failing."""
     ctx = require_tenant()
-    codes = await store_codes(session)
-    if ctx.store_id is not None:
-        if code is not None and codes.get(code) != ctx.store_id:
-            raise Invalid.field("store_code", "a store key records orders for its own store")
-        own = next((c for c, i in codes.items() if i == ctx.store_id), None)
-        if own is None:  # a store created within the cache's lifetime
-            _stores.pop(ctx.tenant_id, None)
-            codes = await store_codes(session)
-            own = next((c for c, i in codes.items() if i == ctx.store_id), "")
-        return ctx.store_id, own
-    if code is None:
+    if ctx.store_id is None and code is None:
         raise Invalid.field("store_code", "required with an HQ key")
-    store_id = codes.get(code)
-    if store_id is None:
-        _stores.pop(ctx.tenant_id, None)  # maybe created since: look once more
-        store_id = (await store_codes(session)).get(code)
-    if store_id is None:
-        raise Invalid.field("store_code", f"no store with code {code!r}")
-    return store_id, code
+    for refresh in (False, True):
+        codes = await store_codes(session, refresh=refresh)
+        if ctx.store_id is not None:
+            own = next((c for c, i in codes.items() if i == ctx.store_id), None)
+            if own is not None:
+                if code is not None and code != own:
+                    raise Invalid.field(
+                        "store_code", "a store key records orders for its own store"
+                    )
+                return ctx.store_id, own
+        elif code in codes:
+            return codes[code], code
+    if ctx.store_id is not None:
+        return ctx.store_id, ""
+    raise Invalid.field("store_code", f"no store with code {code!r}")
 
 
 # ------------------------------------------------------------------ members at the till
