@@ -13,7 +13,9 @@ async def check_ledger(session: AsyncSession, member_ids: list[uuid.UUID]) -> No
     * the account balance equals the sum of the member's ledger entries;
     * it also equals the sum of lot remainders less the clawback debt;
     * lot remainders stay within 0..amount;
-    * a negative balance only ever comes with clawback debt;
+    * a negative balance only ever comes with clawback debt, and only while the debt equals
+      its magnitude (no lot has points left while there is debt: available never goes below
+      zero);
     * the held total equals the open holds;
     * every earn entry traces to exactly one order line, and each line's earn entries add
       up to the points the line recorded.
@@ -58,6 +60,11 @@ async def check_ledger(session: AsyncSession, member_ids: list[uuid.UUID]) -> No
         assert account.debt >= 0
         if account.debt == 0:
             assert account.balance >= 0
+        else:
+            # Debt is repaid before points go back into any lot: while there is debt, no lot
+            # has points left (so nothing is available) and the balance is exactly -debt.
+            assert remaining == 0, (remaining, account.debt)
+            assert account.balance == -account.debt, (account.balance, account.debt)
         open_holds = await session.scalar(
             select(func.coalesce(func.sum(PointHold.amount), 0)).where(
                 PointHold.member_id == member_id, PointHold.status == "held"

@@ -183,7 +183,14 @@ async def test_preview_matches_the_order_and_writes_nothing(
     assert await row_counts(t.id) == before
     assert preview["tier_code"] == "bronze"
     assert preview["points_value_fen"] == 500
-    assert preview["max_points_usable"] == (12_345 + 6_789) // 10  # 10% of the order, in points
+    # 10% of the order (1,913 points) caps it, but the member has only 500.
+    assert preview["max_points_usable"] == 500
+    r = await client.post(
+        "/api/v1/orders/preview",
+        json={"store_code": "S2", "tier_code": "bronze", "lines": lines},
+        headers=t.hq(),
+    )
+    assert r.json()["max_points_usable"] == (12_345 + 6_789) // 10  # no member: the cap only
     order = await post_order(
         client,
         t.hq(),
@@ -244,7 +251,8 @@ async def test_order_replay_and_conflict_change_nothing(client, make_tenant, enr
     first = r.json()
     before = await row_counts(t.id)
     r = await client.post("/api/v1/orders", json=body, headers=t.hq())
-    assert r.status_code == 200
+    assert r.status_code == 201
+    assert r.headers["idempotent-replayed"] == "true"
     assert r.json() == first
     different = order_body(
         body["external_id"], member={"id": m["id"]}, lines=[line("MILK-1", "feeding", 20_000)]
@@ -267,8 +275,9 @@ async def test_concurrent_retries_record_the_order_once(client, make_tenant, enr
     replies = await asyncio.gather(
         *[client.post("/api/v1/orders", json=body, headers=t.hq()) for _ in range(5)]
     )
-    assert sorted(r.status_code for r in replies) == [200, 200, 200, 200, 201]
+    assert [r.status_code for r in replies] == [201] * 5
     assert len({r.text for r in replies}) == 1  # every retry got the first response
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in replies) == 4
     assert (await balances(client, t.hq(), m["id"]))["balance"] == 100
     # Different orders at once all count, and the ledger stays a running sum.
     bodies = [order_body(member={"id": m["id"]}) for _ in range(6)]
@@ -482,7 +491,8 @@ async def test_refund_is_idempotent_by_its_id(client, make_tenant, enrol, row_co
     first = r.json()
     before = await row_counts(t.id)
     r = await refund(client, t.hq(), order, body)
-    assert r.status_code == 200
+    assert r.status_code == 201
+    assert r.headers["idempotent-replayed"] == "true"
     assert r.json() == first
     r = await refund(
         client, t.hq(), order, {"external_id": "refund-1", "lines": [{"line_no": 2, "quantity": 1}]}

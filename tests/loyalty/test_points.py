@@ -70,7 +70,9 @@ def shown(points: dict[str, Any]) -> tuple[int, int, int, int]:
 # ------------------------------------------------------------------ holds
 
 
-async def test_hold_then_capture_exactly_once(client, make_tenant, enrol, till):
+async def test_a_hold_is_captured_only_by_an_order(client, make_tenant, enrol, till):
+    """No standalone capture: it spent points past the tier's cap and left nothing a
+    refund could return. An order naming the hold is the only way to pay with it."""
     t = await make_tenant()
     m = await enrol(t.hq())
     await credit(client, t, m["id"], 1_000)
@@ -80,28 +82,14 @@ async def test_hold_then_capture_exactly_once(client, make_tenant, enrol, till):
     held = r.json()
     assert (held["status"], held["amount"], held["order_ref"]) == ("held", 300, "basket-1")
     assert shown(await balances(client, t.hq(), m["id"])) == (700, 700, 0, 300)
-
     url = f"/api/v1/points/holds/{held['id']}"
     r = await client.post(f"{url}/capture", headers=key)
-    assert r.status_code == 200, r.text
-    assert r.json()["status"] == "captured"
-    assert r.json()["resolved_at"] is not None
-    after_capture = await balances(client, t.hq(), m["id"])
-    assert shown(after_capture) == (700, 700, 0, 0)
-    ledger = await entries(client, t.hq(), m["id"])
-
-    r = await client.post(f"{url}/capture", headers=key)  # a retry: nothing more happens
-    assert r.status_code == 200
-    assert r.json()["status"] == "captured"
-    r = await client.post(f"{url}/release", headers=key)
-    assert r.status_code == 409
-    assert r.json()["errors"][0]["field"] == "hold_id"
-    assert shown(await balances(client, t.hq(), m["id"])) == shown(after_capture)
-    assert await entries(client, t.hq(), m["id"]) == ledger
-    assert [e["kind"] for e in ledger] == ["adjust", "hold", "release", "redeem"]
-    assert_running_balance(ledger)
+    assert r.status_code in (404, 405)  # no such route
     r = await client.get(url, headers=key)
-    assert r.json()["status"] == "captured"
+    assert r.json()["status"] == "held"
+    assert shown(await balances(client, t.hq(), m["id"])) == (700, 700, 0, 300)
+    schema = (await client.get("/schema/openapi.json")).json()
+    assert not [path for path in schema["paths"] if path.endswith("/capture")]
 
 
 async def test_hold_then_release_returns_the_points(client, make_tenant, enrol):
@@ -117,8 +105,13 @@ async def test_hold_then_release_returns_the_points(client, make_tenant, enrol):
     assert shown(await balances(client, t.hq(), m["id"])) == (1_000, 1_000, 0, 0)
     r = await client.post(f"{url}/release", headers=t.hq())
     assert r.status_code == 200
-    r = await client.post(f"{url}/capture", headers=t.hq())
-    assert r.status_code == 409
+    r = await client.post(
+        "/api/v1/orders",
+        headers=t.hq(),
+        json=order_body(member={"id": m["id"]}, points_used=400, hold_id=held["id"]),
+    )
+    assert r.status_code == 409  # a released hold pays nothing
+    assert r.json()["errors"][0]["field"] == "payment.hold_id"
     assert shown(await balances(client, t.hq(), m["id"])) == (1_000, 1_000, 0, 0)
     ledger = await entries(client, t.hq(), m["id"])
     assert [e["kind"] for e in ledger] == ["adjust", "hold", "release"]
@@ -168,17 +161,21 @@ async def test_timed_out_holds_are_released_once(client, make_tenant, enrol, set
     assert (await release_due(t, first_due - SECOND)).rows == 0
     assert shown(await balances(client, t.hq(), m["id"])) == (500, 500, 0, 500)
     result = await release_due(t, first_due)
-    assert result.rows == 1  # only the first, older hold is due
+    assert (result.rows, result.points) == (1, 300)  # only the first, older hold is due
     assert shown(await balances(client, t.hq(), m["id"])) == (800, 800, 0, 200)
     result = await release_due(t, second_due + SECOND)
-    assert result.rows == 1
+    assert (result.rows, result.points) == (1, 200)
     result = await release_due(t, second_due + timedelta(hours=1))
     assert result.rows == 0
     assert shown(await balances(client, t.hq(), m["id"])) == (1_000, 1_000, 0, 0)
     for held in (first, second):
         r = await client.get(f"/api/v1/points/holds/{held['id']}", headers=t.hq())
         assert r.json()["status"] == "released"
-    r = await client.post(f"/api/v1/points/holds/{first['id']}/capture", headers=t.hq())
+    r = await client.post(
+        "/api/v1/orders",
+        headers=t.hq(),
+        json=order_body(member={"id": m["id"]}, points_used=300, hold_id=first["id"]),
+    )
     assert r.status_code == 409
     ledger = await entries(client, t.hq(), m["id"])
     assert [e["kind"] for e in ledger] == ["adjust", "hold", "hold", "release", "release"]

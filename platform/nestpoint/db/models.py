@@ -3,6 +3,7 @@
 from nestpoint.audit.models import AuditEntry
 from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
+from nestpoint.idempotency.models import IdempotencyKey
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
 from nestpoint.orders.models import Order, OrderLine, Refund
@@ -24,6 +25,7 @@ __all__ = [
     "AuditEntry",
     "Child",
     "GrowthEntry",
+    "IdempotencyKey",
     "LoyaltyProgram",
     "Member",
     "MemberConsent",

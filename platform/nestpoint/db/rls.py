@@ -9,6 +9,9 @@ bound), with one policy comparing ``tenant_id`` with the transaction-local setti
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import op
 
 CURRENT_TENANT_FUNCTION = """
@@ -72,3 +75,17 @@ def app_role() -> str:
     from nestpoint.settings import get_settings
 
     return str(op.get_context().config.attributes.get("app_role") or get_settings().app_role)  # type: ignore[union-attr]
+
+
+@contextmanager
+def owner_sees_all_rows(*tables: str) -> Iterator[None]:
+    """For a data migration: the owner reads and writes every tenant's rows of ``tables``
+    (RLS is forced, so even the owner is bound by default), forced again afterwards."""
+    if not _is_postgres():
+        yield
+        return
+    for table in tables:
+        op.execute(f"ALTER TABLE {_quote(table)} NO FORCE ROW LEVEL SECURITY")
+    yield
+    for table in tables:
+        op.execute(f"ALTER TABLE {_quote(table)} FORCE ROW LEVEL SECURITY")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, Response, get, patch, post, put
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
+from nestpoint.api.answers import answered, created_spec
 from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_only, requires
 from nestpoint.api.problems import problems
 from nestpoint.context import current_actor
@@ -262,12 +262,14 @@ class MemberController(Controller):
     @post(
         "/{member_id:uuid}/points/adjustments",
         guards=[requires("points:write"), hq_only],
-        responses=problems(404, 409, 422),
-        summary="Adjust points by hand, with a reason",
+        responses=problems(404, 409, 422) | created_spec(EntryRead),
+        summary="Adjust points by hand, with a reason (idempotent by key)",
     )
-    async def adjust(self, db: Db, member_id: MemberId, data: JSONBody[AdjustmentIn]) -> EntryRead:
+    async def adjust(
+        self, db: Db, member_id: MemberId, data: JSONBody[AdjustmentIn]
+    ) -> Response[dict[str, Any]]:
         member = await service.get_active_member(db, member_id)
-        entry = await points.adjust(
+        answer = await points.adjust(
             db,
             await get_program(db),
             member.id,
@@ -276,16 +278,18 @@ class MemberController(Controller):
             actor=str(current_actor().key_id),
             idempotency_key=data.idempotency_key,
         )
-        return EntryRead.model_validate(entry)
+        return answered(answer)
 
     @post(
         "/{member_id:uuid}/points/transfers",
         guards=[requires("points:write")],
-        responses=problems(404, 409, 422),
-        summary="Transfer points within a family",
+        responses=problems(404, 409, 422) | created_spec(EntryRead),
+        summary="Transfer points within a family (idempotent by key)",
     )
-    async def transfer(self, db: Db, member_id: MemberId, data: JSONBody[TransferIn]) -> EntryRead:
-        entry = await points.transfer(
+    async def transfer(
+        self, db: Db, member_id: MemberId, data: JSONBody[TransferIn]
+    ) -> Response[dict[str, Any]]:
+        answer = await points.transfer(
             db,
             await get_program(db),
             member_id,
@@ -294,27 +298,22 @@ class MemberController(Controller):
             actor=str(current_actor().key_id),
             idempotency_key=data.idempotency_key,
         )
-        return EntryRead.model_validate(entry)
+        return answered(answer)
 
     @post(
         "/{member_id:uuid}/growth",
         guards=[requires("points:write"), hq_only],
-        responses=problems(404, 409) | {200: ResponseSpec(GrowthRead, description="A retry.")},
+        responses=problems(404, 409) | created_spec(GrowthRead),
         summary="Give bonus growth value for an activity (upgrades at once if reached)",
     )
     async def add_growth(
         self, db: Db, member_id: MemberId, data: JSONBody[GrowthIn]
-    ) -> Response[GrowthRead]:
-        result, applied = await tiers.bonus_growth(
-            db, member_id, data.amount, reason=data.reason, key=data.idempotency_key
+    ) -> Response[dict[str, Any]]:
+        return answered(
+            await tiers.bonus_growth(
+                db, member_id, data.amount, reason=data.reason, key=data.idempotency_key
+            )
         )
-        body = GrowthRead(
-            member_id=member_id,
-            growth_value=result.growth_value,
-            tier_code=result.tier_code,
-            upgraded_from=result.upgraded_from,
-        )
-        return Response(body, status_code=HTTP_201_CREATED if applied else HTTP_200_OK)
 
     @get(
         "/{member_id:uuid}/tier-history",

@@ -129,8 +129,8 @@ async def get_member(
     session: AsyncSession, member_id: uuid.UUID, *, for_update: bool = False
 ) -> Member:
     stmt = select(Member).where(Member.id == member_id)
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # and read it afresh: what was loaded before the lock may be stale
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     member = await session.scalar(stmt)
     if member is None:
         raise NotFound("no such member")
@@ -621,12 +621,21 @@ async def merge_members(
     references (its phone, its id) still lead to the right member.
     """
     from nestpoint.orders.models import Order
+    from nestpoint.points import jobs as points_jobs
     from nestpoint.points import service as points
     from nestpoint.tiers import service as tiers
 
     if target_id == source_id:
         raise Invalid.field("source_member_id", "cannot merge a member into itself")
-    # Lock both in a fixed order so two opposite merges cannot deadlock.
+    # The one lock order (docs/guarantees.md): both accounts in member-id order, then both
+    # member rows in the same order; a till recording an order takes the account first too.
+    await get_member(session, target_id)  # 404 before any lock
+    await get_member(session, source_id)
+    # A points job locks the accounts with due lots or holds, then works on them: a merge
+    # moving those into an account it did not lock would race it. Merges are rare: they
+    # wait for a running job instead (the jobs' own lock, taken first as the jobs do).
+    await points_jobs.wait_for_jobs(session)
+    accounts = await points.lock_accounts(session, [target_id, source_id], follow_merge=False)
     first, second = sorted([target_id, source_id])
     locked = {
         m.id: m
@@ -643,7 +652,7 @@ async def merge_members(
         )
     if target.status != "active":
         raise NotFound("no such member")
-    moved = await points.move_all(session, source.id, target.id)
+    moved = await points.move_all(session, accounts[source.id], accounts[target.id])
     await session.execute(
         update(Order).where(Order.member_id == source.id).values(member_id=target.id)
     )

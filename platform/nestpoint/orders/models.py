@@ -1,8 +1,8 @@
 """Orders, their lines, and refunds.
 
 ``(tenant, channel, external_id)`` is unique forever: a till retrying (or syncing late) gets
-the first response back; the same id with a different body is a conflict. ``request_hash``
-is the SHA-256 of the canonical request; ``response`` is the first response's body.
+the first response back; the same id with a different body is a conflict (both through the
+idempotency keys, ``nestpoint.idempotency``). ``response`` is the order as first recorded.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ class Order(TenantOwned, Base):
     coupons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
-    request_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -86,6 +85,4 @@ class Refund(TenantOwned, Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     points_reversed: Mapped[int] = mapped_column(BigInteger)
     points_returned: Mapped[int] = mapped_column(BigInteger)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    response: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

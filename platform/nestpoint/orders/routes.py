@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get, post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK
 
+from nestpoint.api.answers import answered, created_spec
 from nestpoint.api.deps import Db, requires
 from nestpoint.api.problems import problems
 from nestpoint.orders import service
@@ -29,10 +29,6 @@ ExternalIdPath = Annotated[
 ]
 
 
-def _replay_spec(model: type[Any]) -> dict[int, ResponseSpec]:
-    return {200: ResponseSpec(data_container=model, description="A retry: the first response.")}
-
-
 class OrderController(Controller):
     path = "/orders"
     tags = ["orders"]
@@ -40,12 +36,11 @@ class OrderController(Controller):
     @post(
         "/",
         guards=[requires("orders:write")],
-        responses=problems(409, 422) | _replay_spec(OrderResult),
+        responses=problems(409, 422) | created_spec(OrderResult),
         summary="Record a paid order; earns points (idempotent by channel + external id)",
     )
     async def create(self, db: Db, data: JSONBody[OrderIn]) -> Response[dict[str, Any]]:
-        created, body = await service.create_order(db, data)
-        return Response(body, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+        return answered(await service.create_order(db, data))
 
     @post(
         "/preview",
@@ -72,11 +67,10 @@ class OrderController(Controller):
     @post(
         "/{channel:str}/{external_id:str}/refunds",
         guards=[requires("orders:write")],
-        responses=problems(404, 409, 422) | _replay_spec(RefundResult),
+        responses=problems(404, 409, 422) | created_spec(RefundResult),
         summary="Refund lines or all of an order; reverses the points they earned",
     )
     async def refund(
         self, db: Db, channel: ChannelPath, external_id: ExternalIdPath, data: JSONBody[RefundIn]
     ) -> Response[dict[str, Any]]:
-        created, body = await service.create_refund(db, channel, external_id, data)
-        return Response(body, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+        return answered(await service.create_refund(db, channel, external_id, data))

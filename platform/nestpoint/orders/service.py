@@ -1,24 +1,24 @@
 """Orders and refunds: the till's hot path. No HTTP; never commits.
 
 Order of work for an order (one transaction):
-1. replay check: the same (channel, external id) returns the first response, or a conflict;
-2. resolve the store and the member, and lock the member's points account;
-3. compute everything in Python (payment check, redemption, earn, growth) without writing;
-4. insert the order row with its response (``ON CONFLICT DO NOTHING``): if a concurrent
-   retry got there first, nothing else is written and its response is replayed;
-5. write the lines, the ledger, growth/tier, and the outbox events.
+1. resolve the store and the member, and lock the member's points account (a member merged
+   away leads to the member it was merged into);
+2. compute everything in Python (payment check, redemption, earn, growth) without writing;
+3. claim the order's idempotency key (``channel/external_id``) with the answer: if a
+   concurrent retry got there first, nothing else is written and its answer is replayed;
+4. write the order, its lines, the ledger, growth/tier, and the outbox events.
+A rule that refuses a retry before step 3 (its points were already spent, its hold already
+captured) is answered from the stored answer all the same.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import require_tenant
@@ -27,6 +27,8 @@ from nestpoint.db.base import table_of
 from nestpoint.db.batch import WriteBatch
 from nestpoint.errors import Conflict, FieldError, Invalid, NestpointError, NotFound
 from nestpoint.events.service import emit
+from nestpoint.idempotency import service as idempotency
+from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.loyalty import rules
 from nestpoint.loyalty.rules import Line
 from nestpoint.loyalty.service import get_program
@@ -124,6 +126,7 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
             accounts.c.lifetime_earned,
             accounts.c.earned_day,
             accounts.c.earned_today,
+            accounts.c.merged_into_id.label("account_merged_into"),
         )
         .join(
             accounts,
@@ -150,6 +153,10 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
     row = (await session.execute(stmt)).one_or_none()
     if row is None:
         raise Invalid.field(field, "no such member")
+    # The account row is the one locked, so its mark is current even when this waited for
+    # a merge to commit (the member columns of this row may predate the merge).
+    if row.account_merged_into is not None:
+        return await lock_member(session, MemberRef(id=row.account_merged_into), field)
     if row.status == "merged" and row.merged_into_id is not None:
         return await lock_member(session, MemberRef(id=row.merged_into_id), field)
     account = points.Account(
@@ -168,67 +175,32 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
 # ------------------------------------------------------------------ orders
 
 
-def request_hash(payload: OrderIn | RefundIn) -> str:
-    return hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
+def order_key(channel: str, external_id: str) -> str:
+    """The order's idempotency key: its natural key."""
+    return f"{channel}/{external_id}"
 
 
-async def _replay(
-    session: AsyncSession,
-    channel: str,
-    external_id: str,
-    digest: str,
-) -> dict[str, Any] | None:
-    row = (
-        await session.execute(
-            select(orders.c.request_hash, orders.c.response).where(
-                orders.c.tenant_id == require_tenant().tenant_id,
-                orders.c.channel == channel,
-                orders.c.external_id == external_id,
-            )
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    if row.request_hash != digest:
-        raise Conflict(
-            "this order id was already used with a different order",
-            errors=[FieldError("external_id", "already used for another order")],
-        )
-    return dict(row.response)
-
-
-def _insert_ignoring_duplicates(session: AsyncSession, values: dict[str, Any]) -> Any:
-    dialect = session.get_bind().dialect.name
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        builder(orders)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "channel", "external_id"])
-        .returning(orders.c.id)
-    )
-
-
-async def create_order(session: AsyncSession, data: OrderIn) -> tuple[bool, dict[str, Any]]:
-    """Record an order; returns (created, response). A replay returns (False, first response).
+async def create_order(session: AsyncSession, data: OrderIn) -> Answer:
+    """Record an order; a retry gets the first answer (same status and body).
 
     No replay lookup up front (a new order, the common case, saves that round trip): the
-    order row's ``ON CONFLICT DO NOTHING`` insert decides, and a retry that a rule refuses
-    before it gets there (its points were already spent, its hold already captured) is
-    answered from the first response all the same.
+    idempotency key's claim decides, and a retry that a rule refuses before it gets there
+    (its points were already spent, its hold already captured) is answered from the stored
+    answer all the same.
     """
-    digest = request_hash(data)
+    digest = fingerprint(data)
     try:
         return await _record_order(session, data, digest)
     except NestpointError:
-        replayed = await _replay(session, data.channel, data.external_id, digest)
-        if replayed is None:
+        earlier = await idempotency.replay(
+            session, "order", order_key(data.channel, data.external_id), digest, field="external_id"
+        )
+        if earlier is None:
             raise
-        return False, replayed
+        return earlier
 
 
-async def _record_order(
-    session: AsyncSession, data: OrderIn, digest: str
-) -> tuple[bool, dict[str, Any]]:
+async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> Answer:
     tenant_id = require_tenant().tenant_id
     store_id, store_code = await resolve_store(session, data.store_code)
     program = await get_program(session)
@@ -259,7 +231,9 @@ async def _record_order(
                 " of an order with points",
             )
         if pay.hold_id is not None:
-            held = await _capturable_hold(session, pay.hold_id, member.id, pay.points_used)
+            held = await _capturable_hold(
+                session, pay.hold_id, member.id, pay.points_used, store_id
+            )
         elif pay.points_used:
             await points.spend(
                 session,
@@ -337,10 +311,25 @@ async def _record_order(
         member=outcome,
     )
     response = result.model_dump(mode="json")
+    answer = Answer(201, response)
+    earlier = await idempotency.claim(
+        session,
+        "order",
+        order_key(data.channel, data.external_id),
+        digest,
+        answer,
+        field="external_id",
+    )
+    if earlier is not None:  # a concurrent retry committed first: replay it, write nothing
+        if held is not None:
+            await session.refresh(held)
+        return earlier
 
-    inserted = await session.scalar(
-        _insert_ignoring_duplicates(
-            session,
+    # Everything else goes out in one batch: one round trip on PostgreSQL.
+    writes = WriteBatch(session)
+    writes.insert(
+        orders,
+        [
             {
                 "tenant_id": tenant_id,
                 "id": order_id,
@@ -357,21 +346,11 @@ async def _record_order(
                 "coupons": [c.model_dump() for c in pay.coupons],
                 "points_earned": earned_total,
                 "refunded_fen": 0,
-                "request_hash": digest,
                 "response": response,
                 "created_at": now,
-            },
-        )
+            }
+        ],
     )
-    if inserted is None:  # a concurrent retry committed first: replay it, write nothing
-        if held is not None:
-            await session.refresh(held)
-        replayed = await _replay(session, data.channel, data.external_id, digest)
-        assert replayed is not None
-        return False, replayed
-
-    # Everything else goes out in one batch: one round trip on PostgreSQL.
-    writes = WriteBatch(session)
     writes.insert(
         order_lines,
         [
@@ -458,7 +437,7 @@ async def _record_order(
                 batch=writes,
             )
     await writes.execute()
-    return True, response
+    return answer
 
 
 async def _plugin_adjustments(
@@ -514,9 +493,20 @@ async def _plugin_adjustments(
 
 
 async def _capturable_hold(
-    session: AsyncSession, hold_id: uuid.UUID, member_id: uuid.UUID, points_used: int
+    session: AsyncSession,
+    hold_id: uuid.UUID,
+    member_id: uuid.UUID,
+    points_used: int,
+    store_id: uuid.UUID,
 ) -> PointHold:
-    held = await points.get_hold(session, hold_id, for_update=True)
+    """The hold an order captures: made for this member, amount and store (a store key sees
+    only its own store's holds; an HQ key's order may capture a hold made without a store)."""
+    try:
+        held = await points.get_hold(session, hold_id, for_update=True)
+    except NotFound:
+        raise Invalid.field("payment.hold_id", "no such hold") from None
+    if held.store_id is not None and held.store_id != store_id:
+        raise Invalid.field("payment.hold_id", "the hold was made at another store")
     if held.member_id != member_id or held.amount != points_used:
         raise Invalid.field(
             "payment.hold_id", "the hold is for another member or another number of points"
@@ -535,12 +525,15 @@ async def preview(session: AsyncSession, data: PreviewIn) -> PreviewResult:
     _, store_code = await resolve_store(session, data.store_code)
     tier = program.tier(data.tier_code)
     earned_today = 0
+    spendable: int | None = None  # without a member, only the tier's cap limits redemption
     if data.member is not None:
         member = await lock_member(session, data.member)
         tier = program.tier(member.tier_code)
-        today = program.local_day(utcnow())
+        now = utcnow()
+        today = program.local_day(now)
         if member.account.earned_day == today:
             earned_today = member.account.earned_today
+        spendable = await points.available(session, member.account, now)
     elif data.tier_code is not None and tier.code != data.tier_code:
         raise Invalid.field("tier_code", f"no tier {data.tier_code!r}")
     total = sum(li.paid_fen for li in data.lines)
@@ -553,6 +546,7 @@ async def preview(session: AsyncSession, data: PreviewIn) -> PreviewResult:
         points_value_fen=value,
         earned_today=earned_today,
     )
+    cap = rules.max_redeemable_points(program, tier, total)
     return PreviewResult(
         tier_code=tier.code,
         points=sum(per_line),
@@ -560,7 +554,7 @@ async def preview(session: AsyncSession, data: PreviewIn) -> PreviewResult:
             LineResult(line_no=i, sku=li.sku, paid_fen=li.paid_fen, points_earned=p)
             for i, (li, p) in enumerate(zip(data.lines, per_line, strict=True), start=1)
         ],
-        max_points_usable=rules.max_redeemable_points(program, tier, total),
+        max_points_usable=cap if spendable is None else min(cap, spendable),
         points_value_fen=value,
     )
 
@@ -585,21 +579,13 @@ def _share(total: int, part: int, whole: int) -> int:
 
 async def create_refund(
     session: AsyncSession, channel: str, external_id: str, data: RefundIn
-) -> tuple[bool, dict[str, Any]]:
+) -> Answer:
     """Refund lines (or everything left); reverse the points those lines earned, return the
-    points the refunded share paid with. Idempotent per (order, refund id)."""
+    points the refunded share paid with. Idempotent per (order, refund id), checked under
+    the order's lock: concurrent retries get the first answer."""
     order = await get_order(session, channel, external_id)
-    digest = request_hash(data)
-    existing = await session.scalar(
-        select(Refund).where(Refund.order_id == order.id, Refund.external_id == data.external_id)
-    )
-    if existing is not None:
-        if existing.request_hash != digest:
-            raise Conflict(
-                "this refund id was already used with a different refund",
-                errors=[FieldError("external_id", "already used")],
-            )
-        return False, dict(existing.response)
+    digest = fingerprint(data)
+    key = f"{order_key(channel, external_id)}/{data.external_id}"
     listed: set[int] = set()
     for i, ln in enumerate(data.lines or []):
         if ln.line_no in listed:  # else the dict below would keep only one of them
@@ -618,6 +604,9 @@ async def create_refund(
         )
         or order
     )
+    earlier = await idempotency.replay(session, "refund", key, digest, field="external_id")
+    if earlier is not None:
+        return earlier
     lines = {
         ln.line_no: ln
         for ln in (
@@ -732,7 +721,7 @@ async def create_refund(
         member_points_balance=member.account.balance if member else None,
         member_debt=member.account.debt if member else None,
     )
-    response = result.model_dump(mode="json")
+    answer = Answer(201, result.model_dump(mode="json"))
     session.add(
         Refund(
             id=refund_id,
@@ -741,8 +730,6 @@ async def create_refund(
             amount_fen=amount,
             points_reversed=reversed_total,
             points_returned=returned,
-            request_hash=digest,
-            response=response,
             created_at=now,
         )
     )
@@ -763,7 +750,7 @@ async def create_refund(
         store_id=order.store_id,
     )
     await session.flush()
-    return True, response
+    return await idempotency.record(session, "refund", key, digest, answer, field="external_id")
 
 
 def order_summary(order: Order) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from nestpoint.db import utcnow
 from nestpoint.db.base import UTCDateTime
 from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, uuid_text_sql
 from nestpoint.events.service import mark_pending
+from nestpoint.points import service as points
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,18 @@ def release_statements(dialect: str) -> dict[str, str]:
     }
 
 
+JOBS = ("points.expire", "points.release_holds")  # the order every waiter takes their locks
+
+
+async def wait_for_jobs(session: AsyncSession) -> None:
+    """Wait for this tenant's running points jobs, and keep new ones out until commit.
+
+    For a merge: a job locks the accounts that have due lots or holds and then works on
+    them; moving those lots or holds into an account the job did not lock would race it."""
+    for job in JOBS:
+        await lock_job(session, job, require_tenant().tenant_id)
+
+
 async def _run_all(
     session: AsyncSession, sql: dict[str, str], order: list[str], params: dict[str, object]
 ) -> dict[str, int]:
@@ -154,7 +167,7 @@ async def expire_points(session: AsyncSession, now: datetime | None = None) -> J
     params = {"tenant": tenant_id, "now": now, "run": run_id}
     sql = expiry_statements(dialect)
     counts = await _run_all(session, sql, ["lock", "entries"], params)
-    points = 0
+    expired = 0
     if counts["entries"]:
         total = await session.execute(
             text(
@@ -163,14 +176,15 @@ async def expire_points(session: AsyncSession, now: datetime | None = None) -> J
             ).bindparams(bindparam("tenant", type_=Uuid())),
             {"tenant": tenant_id, "run": run_id},
         )
-        points = int(total.scalar_one())
+        expired = int(total.scalar_one())
         await _run_all(session, sql, ["accounts", "lots", "events"], params)
         mark_pending(session)
-    return JobResult(run_id, counts["entries"], points)
+    return JobResult(run_id, counts["entries"], expired)
 
 
 async def release_expired_holds(session: AsyncSession, now: datetime | None = None) -> JobResult:
-    """Release holds whose till never captured them (timeout), once."""
+    """Release holds whose till never captured them (timeout), once. Released points repay
+    debt before they can be spent again (see ``settle_debts``)."""
     tenant_id = require_tenant().tenant_id
     now = now or utcnow()
     await lock_job(session, "points.release_holds", tenant_id)
@@ -178,6 +192,45 @@ async def release_expired_holds(session: AsyncSession, now: datetime | None = No
     params = {"tenant": tenant_id, "now": now}
     sql = release_statements(dialect)
     counts = await _run_all(session, sql, ["lock", "entries"], params)
+    released = 0
     if counts["entries"]:
+        released = int(
+            await session.scalar(
+                text(
+                    "SELECT COALESCE(SUM(amount), 0) FROM point_holds WHERE tenant_id = :tenant"
+                    " AND status = 'held' AND expires_at <= :now"
+                ).bindparams(
+                    bindparam("tenant", type_=Uuid()), bindparam("now", type_=UTCDateTime())
+                ),
+                params,
+            )
+            or 0
+        )
         await _run_all(session, sql, ["lots", "accounts", "holds"], params)
-    return JobResult("", counts["entries"], 0)
+        await settle_debts(session, now)
+    return JobResult("", counts["entries"], released)
+
+
+async def settle_debts(session: AsyncSession, now: datetime) -> int:
+    """Accounts that owe points and have lots with points left (a released hold put them
+    back) let those lots pay. Rare, so row by row, through the ledger's own rule; the
+    accounts are already locked by the job. Returns the accounts settled."""
+    tenant_id = require_tenant().tenant_id
+    owing = (
+        await session.scalars(
+            text(
+                "SELECT a.member_id FROM point_accounts a WHERE a.tenant_id = :tenant"
+                " AND a.debt > 0 AND EXISTS (SELECT 1 FROM point_lots l WHERE"
+                " l.tenant_id = a.tenant_id AND l.member_id = a.member_id AND l.remaining > 0)"
+                " ORDER BY a.member_id"
+            )
+            .bindparams(bindparam("tenant", type_=Uuid()))
+            .columns(member_id=Uuid()),
+            {"tenant": tenant_id},
+        )
+    ).all()
+    for member_id in owing:
+        acct = await points.lock_account(session, member_id)
+        await points.settle_debt(session, acct)
+        await points.save(session, acct, now)
+    return len(owing)

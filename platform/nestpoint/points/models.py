@@ -8,7 +8,10 @@
 * ``point_accounts`` hold the running totals per member, so a balance is one row read:
   ``balance == sum(entries.amount) == sum(lots.remaining) - debt`` (tested as invariants).
   ``debt`` is clawback the member owes after a refund reversed points already spent; later
-  earnings repay it first.
+  earnings repay it first, and so does every path that puts points back into lots: while
+  there is debt no lot has points left, so ``balance == -debt``.
+* ``merged_into_id`` marks the account of a member merged away: a till that waited on its
+  lock sees the mark and follows it to the target (see ``lock_account``).
 * ``point_holds`` reserve points at the till (scan) until capture (payment) or release
   (cancel or timeout); ``point_hold_allocations`` record which lots a hold took.
 """
@@ -24,7 +27,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -50,6 +52,7 @@ class PointAccount(TenantScoped, Base):
     # Points earned on ``earned_day`` (tenant-local date, ISO), for the per-day cap.
     earned_day: Mapped[str] = mapped_column(String(10), default="")
     earned_today: Mapped[int] = mapped_column(BigInteger, default=0)
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -78,7 +81,6 @@ class PointEntry(TenantOwned, Base):
     __tablename__ = "point_entries"
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
-        UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_point_entries_member", "tenant_id", "member_id", "created_at"),
         Index("ix_point_entries_cause", "tenant_id", "cause_type", "cause_id"),
     )
@@ -102,7 +104,6 @@ class PointHold(TenantOwned, Base):
     __tablename__ = "point_holds"
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
-        UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_point_holds_open", "tenant_id", "status", "expires_at"),
     )
 

@@ -1,13 +1,20 @@
-"""HTTP routes for holds at the till: hold at scan, capture on payment, release on cancel."""
+"""HTTP routes for holds at the till: hold at scan, release on cancel.
+
+A hold is captured only by the order that pays with it (``payment.hold_id``), so the tier's
+redemption cap applies and a refund of that order returns the points. A store key sees only
+the holds made at its own store.
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
+from nestpoint.api.answers import answered, created_spec
 from nestpoint.api.deps import Db, requires
 from nestpoint.api.problems import problems
 from nestpoint.context import require_tenant
@@ -24,12 +31,12 @@ class HoldController(Controller):
     @post(
         "/",
         guards=[requires("points:hold")],
-        responses=problems(404, 409, 422),
+        responses=problems(404, 409, 422) | created_spec(HoldRead),
         summary="Hold points at scan (released automatically after the timeout)",
     )
-    async def create(self, db: Db, data: JSONBody[HoldIn]) -> HoldRead:
+    async def create(self, db: Db, data: JSONBody[HoldIn]) -> Response[dict[str, Any]]:
         member = await get_active_member(db, data.member_id)
-        held = await service.hold(
+        answer = await service.hold(
             db,
             await get_program(db),
             member.id,
@@ -38,7 +45,7 @@ class HoldController(Controller):
             order_ref=data.order_ref,
             store_id=require_tenant().store_id,
         )
-        return HoldRead.model_validate(held)
+        return answered(answer)
 
     @get(
         "/{hold_id:uuid}",
@@ -50,16 +57,6 @@ class HoldController(Controller):
         return HoldRead.model_validate(await service.get_hold(db, hold_id))
 
     @post(
-        "/{hold_id:uuid}/capture",
-        guards=[requires("points:hold")],
-        responses=problems(404, 409),
-        status_code=HTTP_200_OK,
-        summary="Capture a hold: the points pay (exactly once)",
-    )
-    async def capture(self, db: Db, hold_id: FromPath[uuid.UUID]) -> HoldRead:
-        return HoldRead.model_validate(await service.resolve_hold(db, hold_id, "capture"))
-
-    @post(
         "/{hold_id:uuid}/release",
         guards=[requires("points:hold")],
         responses=problems(404, 409),
@@ -67,4 +64,4 @@ class HoldController(Controller):
         summary="Release a hold: the points return (exactly once)",
     )
     async def release(self, db: Db, hold_id: FromPath[uuid.UUID]) -> HoldRead:
-        return HoldRead.model_validate(await service.resolve_hold(db, hold_id, "release"))
+        return HoldRead.model_validate(await service.release_hold(db, hold_id))

@@ -1,9 +1,14 @@
 """The points ledger's rules. No HTTP; never commits.
 
 Every change takes the member's account row ``FOR UPDATE`` first (one lock order everywhere:
-account, then lots), computes in Python with the lock held, and writes lots, entries and the
-account in bulk statements. So per member, movements are serial, and the three views of a
-balance (account row, sum of entries, sum of lots less debt) always agree.
+accounts in member-id order, then member rows, then lots, holds and orders), computes in
+Python with the lock held, and writes lots, entries and the account in bulk statements. So
+per member, movements are serial, and the three views of a balance (account row, sum of
+entries, sum of lots less debt) always agree.
+
+Debt (clawback of points already spent) is repaid before points go back into any lot:
+earning, a released hold, a merge, a transfer, points returned by a refund. So while there
+is debt no lot has points left, ``balance == -debt``, and nothing can be spent.
 
 Core statements are used on these tables for speed, so each one names its ``tenant_id``
 explicitly (RLS checks it again on PostgreSQL).
@@ -36,6 +41,9 @@ from nestpoint.db.base import table_of
 from nestpoint.db.batch import WriteBatch
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
+from nestpoint.events.service import emit
+from nestpoint.idempotency import service as idempotency
+from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.loyalty import rules
 from nestpoint.loyalty.rules import Program
 from nestpoint.points.models import (
@@ -45,6 +53,7 @@ from nestpoint.points.models import (
     PointHoldAllocation,
     PointLot,
 )
+from nestpoint.points.schemas import EntryRead, HoldRead
 
 accounts = table_of(PointAccount)
 lots = table_of(PointLot)
@@ -124,7 +133,12 @@ async def ensure_account(session: AsyncSession, member_id: uuid.UUID) -> None:
     await session.flush()
 
 
-async def lock_account(session: AsyncSession, member_id: uuid.UUID) -> Account:
+async def lock_account(
+    session: AsyncSession, member_id: uuid.UUID, *, follow_merge: bool = True
+) -> Account:
+    """Lock a member's account. A member merged away (perhaps while this waited for the
+    lock) leads to the account of the member it was merged into: ``Account.member_id`` is
+    the member whose points move, which callers must use from here on."""
     tenant_id = require_tenant().tenant_id
     row = (
         await session.execute(
@@ -135,6 +149,7 @@ async def lock_account(session: AsyncSession, member_id: uuid.UUID) -> Account:
                 accounts.c.lifetime_earned,
                 accounts.c.earned_day,
                 accounts.c.earned_today,
+                accounts.c.merged_into_id,
             )
             .where(accounts.c.tenant_id == tenant_id, accounts.c.member_id == member_id)
             .with_for_update()
@@ -142,7 +157,20 @@ async def lock_account(session: AsyncSession, member_id: uuid.UUID) -> Account:
     ).one_or_none()
     if row is None:
         raise NotFound("no points account for this member")
-    return Account(tenant_id, member_id, *row)
+    if row.merged_into_id is not None and follow_merge:
+        return await lock_account(session, row.merged_into_id)
+    return Account(tenant_id, member_id, *row[:6])
+
+
+async def lock_accounts(
+    session: AsyncSession, member_ids: list[uuid.UUID], *, follow_merge: bool = True
+) -> dict[uuid.UUID, Account]:
+    """Lock several accounts in member-id order (the one order, so two never deadlock),
+    keyed by the member asked for."""
+    return {
+        member_id: await lock_account(session, member_id, follow_merge=follow_merge)
+        for member_id in sorted(set(member_ids))
+    }
 
 
 async def save(
@@ -301,6 +329,13 @@ async def _clawback_lots(
     return [(r.id, r.remaining, r.expires_at) for r in rows]
 
 
+async def available(session: AsyncSession, acct: Account, now: datetime) -> int:
+    """Points the member could spend now (none while there is debt)."""
+    if acct.debt > 0:
+        return 0
+    return sum(remaining for _, remaining, _ in await _spendable_lots(session, acct, now))
+
+
 def _take(
     acct: Account, candidates: list[tuple[uuid.UUID, int, datetime]], amount: int
 ) -> tuple[list[Allocation], int]:
@@ -332,6 +367,27 @@ def _consume(acct: Account, taken: list[Allocation]) -> None:
     )
 
 
+def restore(acct: Account, lot_id: uuid.UUID, amount: int) -> None:
+    """Put ``amount`` back into a lot (a released hold); debt is repaid first."""
+    repay = min(amount, acct.debt)
+    acct.debt -= repay
+    if amount > repay:
+        acct.lot_changes.append({"t": acct.tenant_id, "lot": lot_id, "delta": amount - repay})
+
+
+async def settle_debt(session: AsyncSession, acct: Account) -> int:
+    """Let the account's lots pay its debt, soonest-expiring first (after a merge brought
+    debt and lots together). The balance does not change: lots and debt fall together.
+    Returns the points settled."""
+    if acct.debt <= 0:
+        return 0
+    taken, _ = _take(acct, await _clawback_lots(session, acct, None, None), acct.debt)
+    _consume(acct, taken)
+    settled = sum(a.amount for a in taken)
+    acct.debt -= settled
+    return settled
+
+
 async def spend(
     session: AsyncSession,
     acct: Account,
@@ -346,9 +402,15 @@ async def spend(
     actor: str = "",
     idempotency_key: str | None = None,
 ) -> tuple[dict[str, Any], list[Allocation]]:
-    """Take ``amount`` available points, soonest-to-expire first; never goes below zero."""
+    """Take ``amount`` available points, soonest-to-expire first; never goes below zero
+    and never takes more than is available (nothing while there is debt)."""
     if amount <= 0:
         raise Invalid.field(field_name, "must be a positive number of points")
+    if acct.debt > 0:  # no lot has points left while there is debt; say so without a query
+        raise InsufficientPoints(
+            f"{field_name}: {amount} points asked, 0 available (the member owes {acct.debt})",
+            errors=[FieldError(field_name, "no points available")],
+        )
     taken, short = _take(acct, await _spendable_lots(session, acct, now), amount)
     if short:
         raise InsufficientPoints(
@@ -399,21 +461,26 @@ async def hold(
     idempotency_key: str | None,
     order_ref: str | None,
     store_id: uuid.UUID | None,
-) -> PointHold:
-    """Set points aside at scan; capture on payment, release on cancel or timeout."""
+) -> Answer:
+    """Set points aside at scan; an order naming the hold captures it, a release (or the
+    timeout) returns the points. Idempotent by ``idempotency_key`` when one is given."""
     tenant_id = require_tenant().tenant_id
-    if idempotency_key:
-        existing = await session.scalar(
-            select(PointHold).where(PointHold.idempotency_key == idempotency_key)
-        )
-        if existing is not None:
-            if existing.member_id != member_id or existing.amount != amount:
-                raise Conflict(
-                    "idempotency key reused with a different hold",
-                    errors=[FieldError("idempotency_key", "reused")],
-                )
-            return existing
     acct = await lock_account(session, member_id)
+    request = fingerprint(
+        {
+            "kind": "hold",
+            "member": member_id,
+            "points": amount,
+            "order_ref": order_ref,
+            "store": store_id,
+        }
+    )
+    if idempotency_key:
+        earlier = await idempotency.replay(
+            session, idempotency.REQUEST, idempotency_key, request, field="idempotency_key"
+        )
+        if earlier is not None:
+            return earlier
     now = utcnow()  # after the lock, so entries' times follow the lock order
     hold_id = uuid.uuid4()
     _, taken = await spend(
@@ -423,7 +490,7 @@ async def hold(
     session.add(
         PointHold(
             id=hold_id,
-            member_id=member_id,
+            member_id=acct.member_id,
             amount=amount,
             store_id=store_id,
             idempotency_key=idempotency_key,
@@ -441,13 +508,23 @@ async def hold(
             for a in taken
         ],
     )
-    return await get_hold(session, hold_id)
+    held = await get_hold(session, hold_id)
+    answer = Answer(201, HoldRead.model_validate(held).model_dump(mode="json"))
+    if idempotency_key:
+        await idempotency.record(
+            session, idempotency.REQUEST, idempotency_key, request, answer, field="idempotency_key"
+        )
+    return answer
 
 
 async def get_hold(
     session: AsyncSession, hold_id: uuid.UUID, *, for_update: bool = False
 ) -> PointHold:
+    """A hold; a store key sees only the holds made at its own store."""
     stmt = select(PointHold).where(PointHold.id == hold_id)
+    store_id = require_tenant().store_id
+    if store_id is not None:
+        stmt = stmt.where(PointHold.store_id == store_id)
     if for_update:
         stmt = stmt.with_for_update()
     found = await session.scalar(stmt.execution_options(populate_existing=True))
@@ -466,21 +543,13 @@ def capture_into(
     held.status, held.resolved_at = "captured", now
 
 
-async def resolve_hold(
-    session: AsyncSession,
-    hold_id: uuid.UUID,
-    action: str,
-    *,
-    cause_type: str = "hold",
-    cause_id: str | None = None,
-) -> PointHold:
-    """Capture or release a hold, exactly once. Repeating the same action is a no-op;
-    the other action after resolution is a conflict."""
+async def release_hold(session: AsyncSession, hold_id: uuid.UUID) -> PointHold:
+    """Release a hold, exactly once: its points go back to their lots (debt first).
+    Releasing again is a no-op; releasing a captured hold is a conflict."""
     peek = await get_hold(session, hold_id)
     acct = await lock_account(session, peek.member_id)  # account first, as everywhere
     held = await get_hold(session, hold_id, for_update=True)
-    target = "captured" if action == "capture" else "released"
-    if held.status == target:
+    if held.status == "released":
         return held
     if held.status != "held":
         raise Conflict(
@@ -488,11 +557,6 @@ async def resolve_hold(
             errors=[FieldError("hold_id", f"already {held.status}")],
         )
     now = utcnow()
-    cause = cause_id or str(hold_id)
-    if action == "capture":
-        capture_into(acct, held, cause_type=cause_type, cause_id=cause, now=now)
-        await save(session, acct, now)
-        return held
     for lot_id, amount in (
         await session.execute(
             select(allocations.c.lot_id, allocations.c.amount).where(
@@ -500,10 +564,10 @@ async def resolve_hold(
             )
         )
     ).all():
-        acct.lot_changes.append({"t": acct.tenant_id, "lot": lot_id, "delta": amount})
+        restore(acct, lot_id, amount)
     acct.entry("release", held.amount, "hold", str(hold_id), now)
     acct.held -= held.amount
-    held.status, held.resolved_at = target, now
+    held.status, held.resolved_at = "released", now
     await save(session, acct, now)
     return held
 
@@ -520,14 +584,19 @@ async def adjust(
     reason: str,
     actor: str,
     idempotency_key: str,
-) -> dict[str, Any]:
+) -> Answer:
     """Manual adjustment by HQ, with a reason and the actor; idempotent by key."""
-    replay = await _replay(session, idempotency_key, ("adjust", member_id, amount))
-    if replay is not None:
-        return replay
     if amount == 0:
         raise Invalid.field("amount", "must not be zero")
     acct = await lock_account(session, member_id)
+    request = fingerprint(
+        {"kind": "adjust", "member": member_id, "amount": amount, "reason": reason}
+    )
+    earlier = await idempotency.replay(
+        session, idempotency.REQUEST, idempotency_key, request, field="idempotency_key"
+    )
+    if earlier is not None:
+        return earlier
     now = utcnow()  # after the lock, so entries' times follow the lock order
     cause = str(uuid.uuid4())
     if amount > 0:
@@ -559,7 +628,22 @@ async def adjust(
             idempotency_key=idempotency_key,
         )
     await save(session, acct, now)
-    return entry
+    emit(
+        session,
+        "points.adjusted",
+        "member",
+        acct.member_id,
+        {
+            "member_id": str(acct.member_id),
+            "points": amount,
+            "balance": acct.balance,
+            "reason": reason,
+        },
+    )
+    answer = Answer(201, EntryRead.model_validate(entry).model_dump(mode="json"))
+    return await idempotency.record(
+        session, idempotency.REQUEST, idempotency_key, request, answer, field="idempotency_key"
+    )
 
 
 async def transfer(
@@ -571,38 +655,23 @@ async def transfer(
     *,
     actor: str,
     idempotency_key: str,
-) -> dict[str, Any]:
+) -> Answer:
     """Move points within one family. Lots keep their expiry, so a transfer never extends
-    the life of points."""
-    from nestpoint.members.models import Member
-
-    replay = await _replay(session, idempotency_key, ("transfer", from_id, -amount))
-    if replay is not None:
-        return replay
+    the life of points; the receiver's debt is repaid first."""
     if not program.points.family_transfer:
         raise Invalid.field("to_member_id", "this programme does not allow transfers")
     if from_id == to_id:
         raise Invalid.field("to_member_id", "cannot transfer to the same member")
-    families = dict(
-        (
-            await session.execute(
-                select(Member.id, Member.family_id).where(
-                    Member.id.in_([from_id, to_id]), Member.status == "active"
-                )
-            )
-        ).all()
-    )
-    if len(families) != 2:
-        raise NotFound("no such member")
-    if families[from_id] is None or families[from_id] != families[to_id]:
-        raise Invalid.field("to_member_id", "transfers are only allowed within one family")
-    first, second = sorted([from_id, to_id])
-    locked = {
-        first: await lock_account(session, first),
-        second: await lock_account(session, second),
-    }
-    now = utcnow()
+    locked = await lock_accounts(session, [from_id, to_id])
     source, target = locked[from_id], locked[to_id]
+    request = fingerprint({"kind": "transfer", "from": from_id, "to": to_id, "amount": amount})
+    earlier = await idempotency.replay(
+        session, idempotency.REQUEST, idempotency_key, request, field="idempotency_key"
+    )
+    if earlier is not None:
+        return earlier
+    await _check_same_family(session, source.member_id, target.member_id)
+    now = utcnow()
     cause = str(uuid.uuid4())
     entry, taken = await spend(
         session,
@@ -631,70 +700,65 @@ async def transfer(
         )
     await save(session, source, now)
     await save(session, target, now)
-    return entry
+    answer = Answer(201, EntryRead.model_validate(entry).model_dump(mode="json"))
+    return await idempotency.record(
+        session, idempotency.REQUEST, idempotency_key, request, answer, field="idempotency_key"
+    )
 
 
-async def move_all(session: AsyncSession, source_id: uuid.UUID, target_id: uuid.UUID) -> int:
-    """Merge: the source's lots, holds and debt move to the target; returns points moved."""
-    first, second = sorted([source_id, target_id])
-    locked = {
-        first: await lock_account(session, first),
-        second: await lock_account(session, second),
-    }
+async def _check_same_family(session: AsyncSession, from_id: uuid.UUID, to_id: uuid.UUID) -> None:
+    from nestpoint.members.models import Member
+
+    if from_id == to_id:  # one of them was merged into the other
+        raise Invalid.field("to_member_id", "cannot transfer to the same member")
+    families = dict(
+        (
+            await session.execute(
+                select(Member.id, Member.family_id).where(
+                    Member.id.in_([from_id, to_id]), Member.status == "active"
+                )
+            )
+        ).all()
+    )
+    if len(families) != 2:
+        raise NotFound("no such member")
+    if families[from_id] is None or families[from_id] != families[to_id]:
+        raise Invalid.field("to_member_id", "transfers are only allowed within one family")
+
+
+async def move_all(session: AsyncSession, source: Account, target: Account) -> int:
+    """Merge: the source's lots, holds and debt move to the target (both accounts locked
+    by the caller), whose lots then pay the debt; the source's account is marked merged so
+    a till waiting on it follows to the target. Returns the points moved."""
     now = utcnow()
-    source, target = locked[source_id], locked[target_id]
     tenant_id = source.tenant_id
     await session.execute(
         update(lots)
-        .where(lots.c.tenant_id == tenant_id, lots.c.member_id == source_id)
-        .values(member_id=target_id)
+        .where(lots.c.tenant_id == tenant_id, lots.c.member_id == source.member_id)
+        .values(member_id=target.member_id)
     )
     await session.execute(
         update(holds)
-        .where(holds.c.tenant_id == tenant_id, holds.c.member_id == source_id)
-        .values(member_id=target_id)
+        .where(holds.c.tenant_id == tenant_id, holds.c.member_id == source.member_id)
+        .values(member_id=target.member_id)
     )
     moved = source.balance
     if moved:
-        source.entry("transfer", -moved, "merge", str(target_id), now)
-        target.entry("transfer", moved, "merge", str(source_id), now)
+        source.entry("transfer", -moved, "merge", str(target.member_id), now)
+        target.entry("transfer", moved, "merge", str(source.member_id), now)
     target.debt += source.debt
     target.held += source.held
     target.lifetime_earned += source.lifetime_earned
     source.debt = source.held = 0
+    await settle_debt(session, target)
     await save(session, source, now)
     await save(session, target, now)
-    return moved
-
-
-async def _replay(
-    session: AsyncSession, key: str, expected: tuple[str, uuid.UUID, int]
-) -> dict[str, Any] | None:
-    """The entry an earlier request with this idempotency key wrote, if any; a conflict
-    when that entry is not the same (kind, member, amount)."""
-    replay = await _entry_by_key(session, key)
-    if replay is not None and (replay["kind"], replay["member_id"], replay["amount"]) != expected:
-        raise Conflict(
-            f"idempotency key reused with a different {expected[0]}",
-            errors=[FieldError("idempotency_key", "reused")],
-        )
-    return replay
-
-
-async def _entry_by_key(session: AsyncSession, key: str) -> dict[str, Any] | None:
-    row = (
-        (
-            await session.execute(
-                select(entries).where(
-                    entries.c.tenant_id == require_tenant().tenant_id,
-                    entries.c.idempotency_key == key,
-                )
-            )
-        )
-        .mappings()
-        .one_or_none()
+    await session.execute(
+        update(accounts)
+        .where(accounts.c.tenant_id == tenant_id, accounts.c.member_id == source.member_id)
+        .values(merged_into_id=target.member_id)
     )
-    return dict(row) if row else None
+    return moved
 
 
 # ------------------------------------------------------------------ reading

@@ -16,10 +16,12 @@ from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
 from nestpoint.db.batch import WriteBatch
 from nestpoint.db.pagination import Page, paginate
-from nestpoint.errors import Conflict, FieldError
 from nestpoint.events.service import emit
+from nestpoint.idempotency import service as idempotency
+from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.loyalty.rules import Program
 from nestpoint.members.models import Member
+from nestpoint.points.schemas import GrowthRead
 from nestpoint.tiers.models import GrowthEntry, TierChange
 
 members = table_of(Member)
@@ -186,30 +188,40 @@ async def add_growth(
 
 async def bonus_growth(
     session: AsyncSession, member_id: uuid.UUID, amount: int, *, reason: str, key: str
-) -> tuple[GrowthResult, bool]:
+) -> Answer:
     """Bonus growth from an activity (a class attended, a survey answered), by HQ.
 
-    Idempotent by ``key``: the same key again changes nothing and answers with the member's
-    current state; the same key for another member or amount is a conflict. Returns the
-    result and whether it was applied now.
+    Idempotent by ``key`` (``nestpoint.idempotency``), checked under the member's account
+    lock: a retry gets the first answer; the same key with another request is a conflict.
     """
     from nestpoint.audit.service import record
     from nestpoint.members.service import get_active_member
+    from nestpoint.points.service import lock_account
 
     member = await get_active_member(session, member_id)
-    earlier = await session.scalar(
-        select(GrowthEntry).where(GrowthEntry.source == "activity", GrowthEntry.cause_id == key)
+    acct = await lock_account(session, member.id)
+    request = fingerprint(
+        {"kind": "growth", "member": member_id, "amount": amount, "reason": reason}
+    )
+    earlier = await idempotency.replay(
+        session, idempotency.REQUEST, key, request, field="idempotency_key"
     )
     if earlier is not None:
-        if earlier.member_id != member.id or earlier.amount != amount:
-            raise Conflict(
-                "idempotency key reused with different growth",
-                errors=[FieldError("idempotency_key", "reused")],
-            )
-        return GrowthResult(member.growth_value, member.tier_code, None), False
+        return earlier
+    if acct.member_id != member.id:  # merged away while this waited: the target grows
+        member = await get_active_member(session, acct.member_id)
     result = await add_growth(session, member, amount, "activity", key)
     record(session, "growth.added", "member", member.id, {"amount": amount, "reason": reason})
-    return result, True
+    body = GrowthRead(
+        member_id=member.id,
+        growth_value=result.growth_value,
+        tier_code=result.tier_code,
+        upgraded_from=result.upgraded_from,
+    )
+    answer = Answer(201, body.model_dump(mode="json"))
+    return await idempotency.record(
+        session, idempotency.REQUEST, key, request, answer, field="idempotency_key"
+    )
 
 
 async def history(

@@ -1,0 +1,31 @@
+"""Idempotent writes answer through here: the stored status and body, marked on a replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response
+from litestar.openapi.datastructures import ResponseSpec
+
+from nestpoint.idempotency.service import Answer
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def answered(answer: Answer) -> Response[dict[str, Any]]:
+    """The answer as first given (same status, same body); a replay says so in a header."""
+    headers = {REPLAYED_HEADER: "true"} if answer.replayed else {}
+    return Response(answer.body, status_code=answer.status_code, headers=headers)
+
+
+def created_spec(model: type[Any]) -> dict[int, ResponseSpec]:
+    """OpenAPI for an idempotent create: 201 with ``model``, first time and on replay."""
+    return {
+        201: ResponseSpec(
+            data_container=model,
+            description=(
+                "Created. A retry with the same key gets the same status and body, with the"
+                f" `{REPLAYED_HEADER}: true` header."
+            ),
+        )
+    }
