@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
-from nestpoint.context import current_tenant, require_tenant, tenant_context
+from nestpoint.context import Actor, current_actor, current_tenant, require_tenant, tenant_context
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import rebind_tenant
-from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
+from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.tenancy import keys
 from nestpoint.tenancy.auth import forget_principals
@@ -179,7 +179,10 @@ async def create_api_key(
     if not_allowed:
         errors.append(FieldError("scopes", f"not allowed for a {data.kind} key: {not_allowed}"))
     if errors:
-        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        raise Invalid(_joined(errors), errors=errors)
+    refused = _grant_errors(current_actor(), data, store_id, scopes)
+    if refused:
+        raise Forbidden(_joined(refused), errors=refused)
 
     secret = keys.new_tenant_key(ctx.tenant_id)
     api_key = ApiKey(
@@ -202,6 +205,50 @@ async def create_api_key(
     )
     emit(session, "api_key.created", "api_key", api_key.id, {"kind": data.kind})
     return api_key, secret
+
+
+def _joined(errors: list[FieldError]) -> str:
+    return "; ".join(f"{e.field}: {e.message}" for e in errors)
+
+
+def _grant_errors(
+    creator: Actor, data: ApiKeyCreate, store_id: uuid.UUID | None, scopes: list[str]
+) -> list[FieldError]:
+    """Why ``creator`` may not mint this key: a key grants only what it holds itself.
+
+    The platform and the system (manifests, the demo) grant anything a kind allows. An HQ key
+    grants only scopes it holds. A store key could mint only keys of its own store with its
+    own scopes (the route refuses store keys before this: no store key holds ``keys:write``).
+    """
+    if creator.kind in ("platform", "system"):
+        return []
+    if creator.kind not in ("tenant", "store"):
+        return [FieldError("kind", f"a {creator.kind} key cannot create API keys")]
+    errors: list[FieldError] = []
+    if creator.kind == "store":
+        if data.kind != "store":
+            errors.append(FieldError("kind", "a store key cannot create HQ keys"))
+        elif store_id != require_tenant().store_id:
+            errors.append(
+                FieldError("store_code", "a store key creates keys of its own store only")
+            )
+    if data.scopes is None:
+        missing = sorted(set(scopes) - creator.scopes)
+        if missing:
+            errors.append(
+                FieldError(
+                    "scopes",
+                    f"the default scopes of a {data.kind} key include {missing}, which this key"
+                    " does not hold: list the scopes to grant",
+                )
+            )
+    else:
+        errors.extend(
+            FieldError(f"scopes.{i}", f"{scope!r} is not held by this key, so it cannot grant it")
+            for i, scope in enumerate(data.scopes)
+            if not creator.has(scope)
+        )
+    return errors
 
 
 async def create_api_key_for_tenant(
