@@ -45,6 +45,7 @@ from nestpoint.points.models import (
     PointHoldAllocation,
     PointLot,
 )
+from nestpoint.tenancy.service import ensure_store_trading
 
 accounts = table_of(PointAccount)
 lots = table_of(PointLot)
@@ -413,6 +414,8 @@ async def hold(
                     errors=[FieldError("idempotency_key", "reused")],
                 )
             return existing
+    if store_id is not None:  # a hold is new business: only at an active store
+        await ensure_store_trading(session, store_id)
     acct = await lock_account(session, member_id)
     now = utcnow()  # after the lock, so entries' times follow the lock order
     hold_id = uuid.uuid4()
