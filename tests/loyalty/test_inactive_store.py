@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from loyalty.helpers import new_phone, order_body
-from loyalty.support import adjust, post_order
+from loyalty.support import adjust, post_order, refund
 
 TABLES = ("orders", "members", "point_holds", "point_entries")
 
@@ -52,7 +52,7 @@ async def test_an_inactive_store_does_no_new_business(
     key = await till(t, "S1")
     m = await enrol(t.hq())
     assert (await adjust(client, t.hq(), m["id"], 1_000)).status_code == 201
-    await post_order(client, key, order_body(store_code=None))  # warms every cache
+    sold = await post_order(client, key, order_body(store_code=None))  # warms every cache
     await set_active(client, t, "S1", False)
     before = await row_counts(t.id)
 
@@ -76,6 +76,9 @@ async def test_an_inactive_store_does_no_new_business(
         assert r.json()["active"] is False
         r = await client.get(f"/api/v1/members/{m['id']}", headers=headers)
         assert r.status_code == 200, r.text
+    # A past sale can still be refunded (a return is not new business).
+    r = await refund(client, t.hq(), sold, {"external_id": "return-1"})
+    assert r.status_code == 201, r.text
     # Other stores trade on.
     await post_order(client, t.hq(), order_body(store_code="S2"))
 
