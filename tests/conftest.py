@@ -23,6 +23,7 @@ from litestar.testing import AsyncTestClient
 
 from nestpoint.context import Actor, acting_as
 from nestpoint.db.session import get_database, reset_database
+from nestpoint.members.pii import new_key
 from nestpoint.settings import get_settings
 
 BACKEND = os.environ.get("NESTPOINT_TEST_DATABASE", "sqlite")
@@ -77,6 +78,9 @@ def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             "NESTPOINT_DATABASE_URL": _pg_url(APP_ROLE),
             "NESTPOINT_MIGRATION_DATABASE_URL": _pg_url(OWNER_ROLE),
             "NESTPOINT_APP_ROLE": APP_ROLE,
+            # A server database needs configured personal-data keys (no key file).
+            "NESTPOINT_PII_KEYS": f"test1:{new_key()}",
+            "NESTPOINT_PII_HASH_KEY": new_key(),
         }
     elif BACKEND == "sqlite":
         path: Path = tmp_path_factory.mktemp("db") / "nestpoint.db"

@@ -11,10 +11,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from nestpoint.context import tenant_context
+from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.db.models import ApiKey, AuditEntry, OutboxEvent
+from nestpoint.errors import Forbidden
+from nestpoint.tenancy import keys, service
 from nestpoint.tenancy.keys import DEFAULT_SCOPES
+from nestpoint.tenancy.schemas import ApiKeyCreate
 
 
 def secret_part(key: str) -> str:
@@ -228,4 +231,153 @@ async def test_keys_of_a_deactivated_tenant_get_401(client, make_tenant, platfor
     )
     assert r.status_code == 200
     r = await client.get("/api/v1/stores", headers=t.hq())
+    assert r.status_code == 200
+
+
+# ------------------------------------------------------------------ what a key may grant
+
+
+async def refused(client: Any, headers: dict[str, str], body: dict[str, Any]) -> list[str]:
+    """POST a key that must be refused with 403; the fields the problem names."""
+    r = await client.post("/api/v1/api-keys", json={"name": "minted", **body}, headers=headers)
+    assert r.status_code == 403, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    return [e["field"] for e in r.json()["errors"]]
+
+
+async def test_a_key_grants_only_scopes_it_holds(client, make_tenant, row_counts) -> None:
+    t = await make_tenant(("S1",))
+    minter = bearer((await create_key(client, t.hq(), scopes=["keys:write"]))["key"])
+    before = await row_counts(t.id)
+    # Explicit scopes it does not hold: each one named by its index.
+    fields = await refused(
+        client, minter, {"scopes": ["keys:write", "members:pii", "points:write"]}
+    )
+    assert fields == ["scopes.1", "scopes.2"]
+    fields = await refused(
+        client, minter, {"kind": "store", "store_code": "S1", "scopes": ["members:pii"]}
+    )
+    assert fields == ["scopes.0"]
+    # The kind's defaults are granted only when the key holds all of them.
+    assert await refused(client, minter, {}) == ["scopes"]
+    assert await refused(client, minter, {"kind": "store", "store_code": "S1"}) == ["scopes"]
+    assert await row_counts(t.id) == before
+
+    # What it holds it may pass on, to an HQ key or a store key.
+    passed = await create_key(client, minter, scopes=["keys:write"])
+    assert passed["scopes"] == ["keys:write"]
+
+
+async def test_a_minted_key_cannot_grant_more_than_its_parent(client, make_tenant) -> None:
+    t = await make_tenant(("S1",))
+    parent = await create_key(
+        client, t.hq(), scopes=["keys:write", "members:read", "orders:write", "stores:read"]
+    )
+    till = await create_key(
+        client,
+        bearer(parent["key"]),
+        kind="store",
+        store_code="S1",
+        scopes=["members:read", "orders:write"],
+    )
+    assert till["scopes"] == ["members:read", "orders:write"]
+    child = await create_key(client, bearer(parent["key"]), scopes=["keys:write", "members:read"])
+    # The child holds keys:write but not orders:write: it cannot hand that on.
+    fields = await refused(
+        client, bearer(child["key"]), {"scopes": ["members:read", "orders:write"]}
+    )
+    assert fields == ["scopes.1"]
+    # A scope no key kind allows is bad input (422), whoever asks.
+    r = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "k", "scopes": ["nothing:here"]},
+        headers=bearer(child["key"]),
+    )
+    assert r.status_code == 422
+
+
+async def test_hq_and_platform_keys_grant_every_scope_a_kind_allows(
+    client, make_tenant, platform_headers
+) -> None:
+    t = await make_tenant(("S1",))
+    everything = sorted(keys.TENANT_SCOPES)
+    assert (await create_key(client, t.hq(), scopes=everything))["scopes"] == everything
+    r = await client.post(
+        f"/api/v1/tenants/{t.id}/api-keys",
+        json={"name": "second HQ", "scopes": everything},
+        headers=platform_headers,
+    )
+    assert r.status_code == 201, r.text
+    till = await create_key(
+        client, t.hq(), kind="store", store_code="S1", scopes=sorted(keys.STORE_SCOPES)
+    )
+    assert till["scopes"] == sorted(keys.STORE_SCOPES)
+
+
+async def test_store_keys_never_mint_keys(client, make_tenant, row_counts) -> None:
+    t = await make_tenant(("S1", "S2"))
+    till = await create_key(
+        client, t.hq(), kind="store", store_code="S1", scopes=sorted(keys.STORE_SCOPES)
+    )
+    before = await row_counts(t.id)
+    for body in (
+        {},
+        {"kind": "tenant", "scopes": ["members:read"]},
+        {"kind": "store", "store_code": "S1", "scopes": ["members:read"]},
+        {"kind": "store", "store_code": "S2", "scopes": ["members:read"]},
+    ):
+        r = await client.post(
+            "/api/v1/api-keys", json={"name": "k", **body}, headers=bearer(till["key"])
+        )
+        assert r.status_code == 403, (body, r.text)
+    assert await row_counts(t.id) == before
+
+
+async def test_the_service_refuses_store_keys_minting_beyond_their_store(make_tenant) -> None:
+    """The rule holds below the route too: a store actor mints only its own store's keys,
+    with its own scopes."""
+    t = await make_tenant(("S1", "S2"))
+    actor = Actor("store", uuid.uuid4(), frozenset({"members:read", "orders:write"}), "till")
+
+    async def attempt(**body: Any) -> list[str]:
+        with acting_as(actor), tenant_context(t.id, t.stores["S1"]):
+            async with scoped_session() as session:
+                try:
+                    await service.create_api_key(
+                        session, ApiKeyCreate(name="k", **body), created_by="till"
+                    )
+                except Forbidden as exc:
+                    await session.rollback()
+                    return [e.field for e in exc.errors]
+                await session.rollback()
+                return []
+
+    assert await attempt(kind="tenant", scopes=["members:read"]) == ["kind"]
+    assert await attempt(kind="store", store_code="S2", scopes=["members:read"]) == ["store_code"]
+    assert await attempt(kind="store", store_code="S1", scopes=["members:pii"]) == ["scopes.0"]
+    assert await attempt(kind="store", store_code="S1") == ["scopes"]
+    assert await attempt(kind="store", store_code="S1", scopes=["members:read"]) == []
+
+
+# ------------------------------------------------------------------ the displayed prefix
+
+
+def test_display_prefix_survives_underscores_in_the_secret() -> None:
+    tenant_id = uuid.uuid4()
+    secret = "ab_cd_efgh_ijklmnopqrstuvwxyz0123456789-_ABCD"
+    raw = f"npk_{tenant_id.hex}_{secret}"
+    assert keys.display_prefix(raw) == "npk_ab_cd_ef"
+    assert keys.display_prefix("npp_" + secret) == "npp_ab_cd_ef"
+    assert keys.parse_key(raw) == keys.ParsedKey("tenant", tenant_id, keys.hash_key(raw))
+
+
+async def test_listed_prefix_is_the_start_of_the_secret(client, make_tenant, monkeypatch) -> None:
+    t = await make_tenant(("S1",))
+    monkeypatch.setattr(keys.secrets, "token_urlsafe", lambda _: "x_y_" + "z" * 39)
+    created = await create_key(client, t.hq())
+    assert created["key"] == f"npk_{t.id.hex}_x_y_{'z' * 39}"
+    assert created["key_prefix"] == "npk_x_y_zzzz"
+    assert (await listed(client, t.hq()))[created["id"]]["key_prefix"] == "npk_x_y_zzzz"
+    monkeypatch.undo()
+    r = await client.get("/api/v1/tenant", headers=bearer(created["key"]))
     assert r.status_code == 200

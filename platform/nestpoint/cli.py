@@ -37,6 +37,17 @@ def _configure_logs() -> None:
     configure_logging(settings.log_level, json=settings.log_json)
 
 
+def _require_pii_keys() -> None:
+    """Start-up check of serving and working processes: one clear line, exit status 2."""
+    from nestpoint.members.pii import PiiKeyError, keyring
+
+    try:
+        keyring()
+    except PiiKeyError as exc:
+        typer.echo(f"nestpoint: cannot start: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
 @app.command()
 def migrate(revision: str = "heads") -> None:
     """Apply database migrations (as the owner role: NESTPOINT_MIGRATION_DATABASE_URL)."""
@@ -64,6 +75,7 @@ def serve(
     from nestpoint.jobs.broker import is_in_process
 
     settings = get_settings()
+    _require_pii_keys()
     _configure_logs()
     if in_process_worker or is_in_process():
         from nestpoint.jobs.worker import start_scheduler, start_worker
@@ -88,6 +100,7 @@ def worker(
     """Run a Dramatiq worker (and the periodic scheduler) until SIGINT/SIGTERM."""
     from nestpoint.jobs.worker import start_scheduler, start_worker
 
+    _require_pii_keys()
     _configure_logs()
     running = start_worker(threads)
     sched = start_scheduler() if scheduler else None
@@ -247,6 +260,7 @@ def demo(
     from nestpoint.demo import prepare_demo
 
     settings = get_settings()
+    _require_pii_keys()
     info = prepare_demo()
     url = f"http://{settings.host}:{port or settings.port}"
     typer.echo(info.render(url))

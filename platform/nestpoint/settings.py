@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     # Personal data at rest. ``pii_keys``: comma-separated ``<key id>:<base64 32-byte key>``,
     # the first encrypts, all decrypt (rotation: put the new key first, run
     # ``nestpoint members rotate-keys``). ``pii_hash_key``: base64 key of the keyed hash used
-    # for exact lookup by phone. Unset: a key file is made under var/ (embedded default only).
+    # for exact lookup by phone. Every process sharing a database needs the same values:
+    # outside the embedded SQLite default a process without them refuses to start
+    # (``nestpoint members new-key`` makes them); on SQLite, both unset, a key file under
+    # var/ is used.
     pii_keys: str | None = None
     pii_hash_key: str | None = None
 

@@ -312,6 +312,11 @@ def _fresh_database(tmp: Path) -> tuple[dict[str, str], Callable[[], None]]:
         "NESTPOINT_MIGRATION_DATABASE_URL": f"postgresql+asyncpg://{owner}@{host}/{name}",
         "NESTPOINT_APP_ROLE": app_role,
     }
+    if not os.environ.get("NESTPOINT_PII_KEYS"):  # a server database needs configured keys
+        from nestpoint.members.pii import new_key
+
+        env["NESTPOINT_PII_KEYS"] = f"kit1:{new_key()}"
+        env["NESTPOINT_PII_HASH_KEY"] = new_key()
     drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     return env, lambda: asyncio.run(_pg_admin(admin, drop))
 

@@ -21,6 +21,7 @@ from nestpoint.db import get_database
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
 from nestpoint.loyalty.routes import LoyaltyController
+from nestpoint.members import pii
 from nestpoint.members.routes import MemberController
 from nestpoint.orders.routes import OrderController
 from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
@@ -53,6 +54,8 @@ API_CONTROLLERS = [
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Litestar:
     settings = settings or get_settings()
+    # Refuse to start without the personal-data keys every process of a database shares.
+    pii.keyring(settings)
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
     install_session_hooks()

@@ -95,3 +95,22 @@ def rotate_keys(batch: Annotated[int, typer.Option(help="Rows per transaction.")
             await get_database().dispose()
 
     asyncio.run(main())
+
+
+@members_app.command("new-key")
+def new_key(
+    key_id: Annotated[
+        str | None, typer.Option(help="Id of the new key (default: k<YYYYMMDD>).")
+    ] = None,
+) -> None:
+    """Print new personal-data keys: the first ones, or the steps of a rotation."""
+    from nestpoint.members.pii import PiiKeyError, new_key_plan
+    from nestpoint.settings import get_settings
+
+    try:
+        lines = new_key_plan(get_settings(), key_id)
+    except PiiKeyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from exc
+    for line in lines:
+        typer.echo(line)

@@ -4,6 +4,9 @@ Ciphertexts are ``<key id>:<base64(nonce || ciphertext)>``, so rows written unde
 stay readable after a new key is put first; ``nestpoint members rotate-keys`` re-encrypts
 them. The phone's lookup hash is an HMAC-SHA256 under a separate key: equal phones give equal
 hashes (exact lookup, uniqueness per tenant) while a dump reveals neither phone nor name.
+
+Every process sharing a database must hold the same keys, so outside the embedded SQLite
+default they come only from settings, and a process without them refuses to start.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 
 import phonenumbers
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from nestpoint.settings import PROJECT_ROOT, get_settings
+from nestpoint.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger("nestpoint.pii")
 
@@ -55,43 +61,156 @@ class Keyring:
         return hmac.new(self.hash_key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def _parse_keys(spec: str) -> dict[str, bytes]:
+KEYS_VARIABLE = "NESTPOINT_PII_KEYS"
+HASH_KEY_VARIABLE = "NESTPOINT_PII_HASH_KEY"
+KEY_BYTES = 32
+KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+class PiiKeyError(RuntimeError):
+    """Personal-data keys are missing or malformed: the process must not start."""
+
+
+def _missing_message(key_file_allowed: bool) -> str:
+    if key_file_allowed:
+        return (
+            f"set both {KEYS_VARIABLE} and {HASH_KEY_VARIABLE}, or neither (the embedded"
+            f" default then keeps development keys in {DEV_KEY_FILE})"
+        )
+    return (
+        f"personal-data keys are not configured: set {KEYS_VARIABLE} and {HASH_KEY_VARIABLE}"
+        " to the same values in every API and worker process sharing the database"
+        " (`nestpoint members new-key` generates them; see docs/members.md)."
+        f" Only the embedded SQLite default may keep development keys in {DEV_KEY_FILE}."
+    )
+
+
+def uses_key_file(settings: Settings) -> bool:
+    """Only the embedded default (one SQLite file on one machine) may make its own keys: on a
+    shared server database each process would make different ones and could not read, find or
+    deduplicate the others' members."""
+    return settings.database_url.startswith("sqlite")
+
+
+def _decode_key(value: str, what: str) -> bytes:
+    try:
+        key = base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise PiiKeyError(f"{what} is not base64") from exc
+    if len(key) != KEY_BYTES:
+        raise PiiKeyError(f"{what} must be the base64 of {KEY_BYTES} bytes, not {len(key)}")
+    return key
+
+
+def parse_keys(spec: str) -> dict[str, bytes]:
+    """``<id>:<base64 of 32 bytes>,...`` in order (the first encrypts)."""
     keys: dict[str, bytes] = {}
     for item in spec.split(","):
         key_id, _, b64 = item.strip().partition(":")
-        key = base64.b64decode(b64)
-        if not key_id or len(key) != 32:
-            raise ValueError("NESTPOINT_PII_KEYS entries are '<id>:<base64 of 32 bytes>'")
-        keys[key_id] = key
+        if not KEY_ID_PATTERN.match(key_id):
+            raise PiiKeyError(f"{KEYS_VARIABLE} entries are '<id>:<base64 of 32 bytes>'")
+        if key_id in keys:
+            raise PiiKeyError(f"{KEYS_VARIABLE} names key {key_id!r} twice")
+        keys[key_id] = _decode_key(b64.strip(), f"{KEYS_VARIABLE} key {key_id!r}")
     return keys
 
 
-def _dev_keys() -> tuple[str, str]:
-    """Embedded default only: keys kept in a file under var/ (never in the repository)."""
-    if DEV_KEY_FILE.exists():
-        data = json.loads(DEV_KEY_FILE.read_text())
-    else:
-        DEV_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-        data = {
-            "pii_keys": "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "pii_hash_key": base64.b64encode(secrets.token_bytes(32)).decode(),
-        }
-        DEV_KEY_FILE.write_text(json.dumps(data))
-        DEV_KEY_FILE.chmod(0o600)
-        log.warning("generated development PII keys", extra={"file": str(DEV_KEY_FILE)})
+def new_key() -> str:
+    """A fresh 32-byte key, base64 (for either variable)."""
+    return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+
+
+def _dev_keys(path: Path) -> tuple[str, str]:
+    """Embedded default only: keys kept in a file under var/ (never in the repository).
+
+    Two processes starting at once must end with the same keys: each writes its candidate to
+    a private file and links it into place, which fails if another process got there first;
+    every process then reads the one file that won.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"pii_keys": "dev1:" + new_key(), "pii_hash_key": new_key()}
+        candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump(data, file)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(candidate, path)
+            log.warning("generated development PII keys", extra={"file": str(path)})
+        except FileExistsError:
+            pass  # another process won the race: use its keys
+        finally:
+            candidate.unlink()
+    data = json.loads(path.read_text())
     return data["pii_keys"], data["pii_hash_key"]
 
 
-@lru_cache
-def keyring() -> Keyring:
-    settings = get_settings()
-    spec, hash_b64 = settings.pii_keys, settings.pii_hash_key
+def keyring(settings: Settings | None = None) -> Keyring:
+    """The process's keys: from settings, or (embedded default only) the development file.
+    Raises :class:`PiiKeyError` saying what to set; processes call it at start-up."""
+    settings = settings or get_settings()
+    return _keyring(settings.pii_keys, settings.pii_hash_key, uses_key_file(settings))
+
+
+@lru_cache(maxsize=8)
+def _keyring(spec: str | None, hash_b64: str | None, key_file_allowed: bool) -> Keyring:
+    if not spec and not hash_b64 and key_file_allowed:
+        spec, hash_b64 = _dev_keys(DEV_KEY_FILE)
     if not spec or not hash_b64:
-        dev_spec, dev_hash = _dev_keys()
-        spec, hash_b64 = spec or dev_spec, hash_b64 or dev_hash
-    keys = _parse_keys(spec)
+        raise PiiKeyError(_missing_message(key_file_allowed))
+    keys = parse_keys(spec)
     active = spec.split(",")[0].split(":")[0].strip()
-    return Keyring(active, {k: AESGCM(v) for k, v in keys.items()}, base64.b64decode(hash_b64))
+    hash_key = _decode_key(hash_b64.strip(), HASH_KEY_VARIABLE)
+    return Keyring(active, {k: AESGCM(v) for k, v in keys.items()}, hash_key)
+
+
+def new_key_plan(settings: Settings, key_id: str | None = None) -> list[str]:
+    """What ``nestpoint members new-key`` prints: variables to set, ``#`` lines to explain.
+
+    With no keys configured: a first key and a hash key. With keys: a new key and the two
+    rolling steps of a rotation (learn it everywhere, then encrypt with it everywhere), so
+    no process ever meets a ciphertext under a key it does not hold.
+    """
+    if bool(settings.pii_keys) != bool(settings.pii_hash_key):
+        raise PiiKeyError(_missing_message(True))
+    current = parse_keys(settings.pii_keys) if settings.pii_keys else {}
+    key_id = key_id or _free_key_id(current)
+    if not KEY_ID_PATTERN.match(key_id) or key_id in current:
+        raise PiiKeyError(f"key id {key_id!r} is taken or not [A-Za-z0-9_.-]{{1,32}}")
+    entry = f"{key_id}:{new_key()}"
+    if not current:
+        lines = [
+            "# Personal-data keys: set both, identically, in every API and worker process",
+            "# sharing the database. Keep them in a secret store, never in the repository;",
+            "# losing them loses every member's phone and name.",
+            f"{KEYS_VARIABLE}={entry}",
+            f"{HASH_KEY_VARIABLE}={new_key()}",
+        ]
+        if uses_key_file(settings) and DEV_KEY_FILE.exists():
+            lines.insert(
+                0,
+                f"# Members already in the embedded database are encrypted under {DEV_KEY_FILE}:"
+                " to keep them readable, set that file's two values instead.",
+            )
+        return lines
+    old = ",".join(f"{k}:{base64.b64encode(v).decode()}" for k, v in current.items())
+    return [
+        f"# Rotation to key {key_id!r}; {HASH_KEY_VARIABLE} stays as it is.",
+        "# Step 1: every process learns the new key (it still encrypts with the current one):",
+        f"{KEYS_VARIABLE}={old},{entry}",
+        "# Step 2: once every process runs step 1, every process encrypts with the new key:",
+        f"{KEYS_VARIABLE}={entry},{old}",
+        "# Step 3: `nestpoint members rotate-keys` re-encrypts older rows; when it reports 0",
+        "# everywhere, drop the old keys from the list.",
+    ]
+
+
+def _free_key_id(taken: dict[str, bytes]) -> str:
+    base = f"k{datetime.now(UTC):%Y%m%d}"
+    candidates = (base, *(f"{base}-{n}" for n in range(2, 100)))
+    return next(c for c in candidates if c not in taken)
 
 
 def normalize_phone(raw: str, region: str = "CN") -> str:

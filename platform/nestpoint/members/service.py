@@ -50,6 +50,7 @@ from nestpoint.members.schemas import (
 )
 from nestpoint.points.models import PointAccount
 from nestpoint.tenancy.models import Store
+from nestpoint.tenancy.service import ensure_store_trading
 from nestpoint.tiers.models import TierChange
 
 # ------------------------------------------------------------------ derived facts
@@ -358,6 +359,10 @@ async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
     if await session.scalar(select(Member.id).where(Member.phone_hash == digest)):
         raise Conflict("a member with this phone exists", errors=[FieldError("phone", "taken")])
     home_store_id = await store_id_for(session, data.home_store_code, "home_store_code")
+    if ctx.store_id is not None:  # enrolment is new business: only at active stores
+        await ensure_store_trading(session, ctx.store_id)
+    if home_store_id is not None:
+        await ensure_store_trading(session, home_store_id, "home_store_code")
     join_store_id = ctx.store_id or home_store_id
     member_id = uuid.uuid4()
     ring = pii.keyring()

@@ -50,6 +50,7 @@ from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
 from nestpoint.settings import get_settings
 from nestpoint.tenancy.models import Store
+from nestpoint.tenancy.service import ensure_store_trading
 from nestpoint.tiers import service as tiers
 
 orders = table_of(Order)
@@ -77,6 +78,13 @@ async def store_codes(session: AsyncSession, *, refresh: bool = False) -> dict[s
 
 
 async def resolve_store(session: AsyncSession, code: str | None) -> tuple[uuid.UUID, str]:
+    """The order's store (id, code), which must be active (tenancy's rule)."""
+    store_id, store_code = await _find_store(session, code)
+    await ensure_store_trading(session, store_id)
+    return store_id, store_code
+
+
+async def _find_store(session: AsyncSession, code: str | None) -> tuple[uuid.UUID, str]:
     """The order's store (id, code): a store key's own store, or the given code (HQ keys).
     A store missing from the cache may be new: the cache is reloaded once before failing."""
     ctx = require_tenant()

@@ -54,6 +54,7 @@ from nestpoint.points.models import (
     PointLot,
 )
 from nestpoint.points.schemas import EntryRead, HoldRead
+from nestpoint.tenancy.service import ensure_store_trading
 
 accounts = table_of(PointAccount)
 lots = table_of(PointLot)
@@ -481,6 +482,8 @@ async def hold(
         )
         if earlier is not None:
             return earlier
+    if store_id is not None:  # a hold is new business: only at an active store
+        await ensure_store_trading(session, store_id)
     now = utcnow()  # after the lock, so entries' times follow the lock order
     hold_id = uuid.uuid4()
     _, taken = await spend(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 PLATFORM_PREFIX = "npp_"
 TENANT_PREFIX = "npk_"
+TENANT_HEX_LENGTH = 32
+DISPLAYED_SECRET_CHARS = 8
 
 # Scopes a key may carry. HQ keys may hold all; store keys only the till's.
 TENANT_SCOPES = frozenset(
@@ -88,9 +90,17 @@ def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def secret_of(raw: str) -> str:
+    """The random part of a key. The secret is base64url, so it may itself contain ``_``:
+    split after the fixed-length kind and tenant parts, never at the last ``_``."""
+    if raw.startswith(TENANT_PREFIX):
+        return raw[len(TENANT_PREFIX) + TENANT_HEX_LENGTH + 1 :]
+    return raw[len(PLATFORM_PREFIX) :]
+
+
 def display_prefix(raw: str) -> str:
     """What a person sees of a key after creation: its kind and the secret's first chars."""
-    return raw[:4] + raw.rsplit("_", 1)[-1][:8]
+    return raw[: len(TENANT_PREFIX)] + secret_of(raw)[:DISPLAYED_SECRET_CHARS]
 
 
 def new_platform_key() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -10,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
-from nestpoint.context import current_tenant, require_tenant, tenant_context
+from nestpoint.context import Actor, current_actor, current_tenant, require_tenant, tenant_context
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import rebind_tenant
-from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
+from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from nestpoint.events.service import emit
+from nestpoint.settings import get_settings
 from nestpoint.tenancy import keys
 from nestpoint.tenancy.auth import forget_principals
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
@@ -114,6 +116,47 @@ async def list_stores(session: AsyncSession, *, cursor: str | None, limit: int) 
     return await paginate(session, _store_query(), (Store.code,), cursor=cursor, limit=limit)
 
 
+# The tenant's active stores, cached per process for ``config_cache_seconds`` so the till's
+# check costs no round trip. A store missing from the set is looked up again once before it
+# is refused (fails closed, and a store activated elsewhere trades at once); creating or
+# updating a store here clears the cache, other processes follow within the TTL.
+_trading: dict[uuid.UUID, tuple[float, frozenset[uuid.UUID]]] = {}
+
+
+def forget_trading_stores() -> None:
+    _trading.clear()
+
+
+async def _trading_store_ids(session: AsyncSession, *, refresh: bool) -> frozenset[uuid.UUID]:
+    tenant_id = require_tenant().tenant_id
+    cached = _trading.get(tenant_id)
+    clock = time.monotonic()
+    if not refresh and cached and clock - cached[0] < get_settings().config_cache_seconds:
+        return cached[1]
+    ids = frozenset((await session.scalars(select(Store.id).where(Store.active.is_(True)))).all())
+    _trading[tenant_id] = (clock, ids)
+    return ids
+
+
+async def ensure_store_trading(
+    session: AsyncSession, store_id: uuid.UUID, field: str = "store_code"
+) -> None:
+    """New business (orders, holds, enrolments) happens only at an active store.
+
+    An inactive store stays readable. Its own key is refused with 403 (the key may not
+    trade); any other key naming it with 422 (the request names a store that does not
+    trade). Both name ``field``.
+    """
+    for refresh in (False, True):
+        if store_id in await _trading_store_ids(session, refresh=refresh):
+            return
+    code = await session.scalar(select(Store.code).where(Store.id == store_id))
+    message = f"store {code!r} is inactive: no new orders, holds or enrolments there"
+    if require_tenant().store_id == store_id:
+        raise Forbidden(f"{field}: {message}", errors=[FieldError(field, message)])
+    raise Invalid.field(field, message)
+
+
 async def create_store(session: AsyncSession, data: StoreCreate) -> Store:
     ctx = require_tenant()
     if ctx.store_id is not None:
@@ -124,6 +167,7 @@ async def create_store(session: AsyncSession, data: StoreCreate) -> Store:
         )
     store = Store(**data.model_dump())
     session.add(store)
+    forget_trading_stores()
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent create of the same code
@@ -140,6 +184,8 @@ async def update_store(
 ) -> tuple[Store, dict[str, Any]]:
     store = await get_store(session, code)
     diff = _apply_changes(store, data.model_dump(exclude_none=True))
+    if "active" in diff:
+        forget_trading_stores()  # a deactivated store stops trading now in this process
     if diff:
         record(session, "store.updated", "store", store.id, diff)
         emit(
@@ -179,7 +225,10 @@ async def create_api_key(
     if not_allowed:
         errors.append(FieldError("scopes", f"not allowed for a {data.kind} key: {not_allowed}"))
     if errors:
-        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        raise Invalid(_joined(errors), errors=errors)
+    refused = _grant_errors(current_actor(), data, store_id, scopes)
+    if refused:
+        raise Forbidden(_joined(refused), errors=refused)
 
     secret = keys.new_tenant_key(ctx.tenant_id)
     api_key = ApiKey(
@@ -202,6 +251,50 @@ async def create_api_key(
     )
     emit(session, "api_key.created", "api_key", api_key.id, {"kind": data.kind})
     return api_key, secret
+
+
+def _joined(errors: list[FieldError]) -> str:
+    return "; ".join(f"{e.field}: {e.message}" for e in errors)
+
+
+def _grant_errors(
+    creator: Actor, data: ApiKeyCreate, store_id: uuid.UUID | None, scopes: list[str]
+) -> list[FieldError]:
+    """Why ``creator`` may not mint this key: a key grants only what it holds itself.
+
+    The platform and the system (manifests, the demo) grant anything a kind allows. An HQ key
+    grants only scopes it holds. A store key could mint only keys of its own store with its
+    own scopes (the route refuses store keys before this: no store key holds ``keys:write``).
+    """
+    if creator.kind in ("platform", "system"):
+        return []
+    if creator.kind not in ("tenant", "store"):
+        return [FieldError("kind", f"a {creator.kind} key cannot create API keys")]
+    errors: list[FieldError] = []
+    if creator.kind == "store":
+        if data.kind != "store":
+            errors.append(FieldError("kind", "a store key cannot create HQ keys"))
+        elif store_id != require_tenant().store_id:
+            errors.append(
+                FieldError("store_code", "a store key creates keys of its own store only")
+            )
+    if data.scopes is None:
+        missing = sorted(set(scopes) - creator.scopes)
+        if missing:
+            errors.append(
+                FieldError(
+                    "scopes",
+                    f"the default scopes of a {data.kind} key include {missing}, which this key"
+                    " does not hold: list the scopes to grant",
+                )
+            )
+    else:
+        errors.extend(
+            FieldError(f"scopes.{i}", f"{scope!r} is not held by this key, so it cannot grant it")
+            for i, scope in enumerate(data.scopes)
+            if not creator.has(scope)
+        )
+    return errors
 
 
 async def create_api_key_for_tenant(
