@@ -48,10 +48,6 @@ from nestpoint.tiers import service as tiers
 MemberId = FromPath[uuid.UUID]
 
 
-def _full_pii() -> bool:
-    return current_actor().has("members:pii")
-
-
 class MemberController(Controller):
     path = "/members"
     tags = ["members"]
@@ -64,7 +60,7 @@ class MemberController(Controller):
     )
     async def create(self, db: Db, data: JSONBody[MemberCreate]) -> MemberRead:
         member = await service.create_member(db, data)
-        return await service.member_read(db, member, full_pii=_full_pii())
+        return await service.member_read(db, member)
 
     @get("/", guards=[requires("members:read")], responses=problems(422), summary="List members")
     async def list_members(
@@ -89,8 +85,9 @@ class MemberController(Controller):
             home_store_code=home_store,
             stage=stage,
         )
+        reach = await service.caller_reach(db)
         return MemberList(
-            items=[service.member_summary(m, full_pii=_full_pii()) for m in page.items],
+            items=[service.member_summary(m, reach.view(m)) for m in page.items],
             next_cursor=page.next_cursor,
         )
 
@@ -98,7 +95,7 @@ class MemberController(Controller):
         "/lookup",
         guards=[requires("members:read")],
         responses=problems(404, 422),
-        summary="Look a member up by phone or by a channel identity",
+        summary="Look a member up by exact phone or channel identity (any store serves anyone)",
     )
     async def lookup(
         self,
@@ -123,7 +120,7 @@ class MemberController(Controller):
             raise Invalid.field("query.phone", "give phone, or identity_kind and identity_value")
         if member is None:
             raise NotFound("no such member")
-        return await service.member_read(db, member, full_pii=_full_pii())
+        return await service.member_read(db, member)
 
     @get(
         "/{member_id:uuid}",
@@ -132,8 +129,8 @@ class MemberController(Controller):
         summary="Get a member",
     )
     async def get_member(self, db: Db, member_id: MemberId) -> MemberRead:
-        member = await service.get_member(db, member_id)
-        return await service.member_read(db, member, full_pii=_full_pii())
+        member = await service.get_member_in_reach(db, member_id)
+        return await service.member_read(db, member)
 
     @patch(
         "/{member_id:uuid}",
@@ -143,7 +140,7 @@ class MemberController(Controller):
     )
     async def update(self, db: Db, member_id: MemberId, data: JSONBody[MemberUpdate]) -> MemberRead:
         member = await service.update_member(db, member_id, data)
-        return await service.member_read(db, member, full_pii=_full_pii())
+        return await service.member_read(db, member)
 
     @post(
         "/{member_id:uuid}/children",
@@ -153,7 +150,7 @@ class MemberController(Controller):
     )
     async def add_child(self, db: Db, member_id: MemberId, data: JSONBody[ChildIn]) -> ChildRead:
         child = await service.add_child(db, member_id, data)
-        return service.child_read(child, await service.local_today(db))
+        return await service.child_read(db, child)
 
     @patch(
         "/{member_id:uuid}/children/{child_id:uuid}",
@@ -169,7 +166,7 @@ class MemberController(Controller):
         data: JSONBody[ChildUpdate],
     ) -> ChildRead:
         child = await service.update_child(db, member_id, child_id, data)
-        return service.child_read(child, await service.local_today(db))
+        return await service.child_read(db, child)
 
     @post(
         "/{member_id:uuid}/children/{child_id:uuid}/birth",
@@ -182,7 +179,7 @@ class MemberController(Controller):
         self, db: Db, member_id: MemberId, child_id: FromPath[uuid.UUID], data: JSONBody[BirthIn]
     ) -> ChildRead:
         child = await service.record_birth(db, member_id, child_id, data)
-        return service.child_read(child, await service.local_today(db))
+        return await service.child_read(db, child)
 
     @put(
         "/{member_id:uuid}/consents",
@@ -215,7 +212,7 @@ class MemberController(Controller):
     )
     async def merge(self, db: Db, member_id: MemberId, data: JSONBody[MergeIn]) -> MemberRead:
         member = await service.merge_members(db, member_id, data.source_member_id)
-        return await service.member_read(db, member, full_pii=_full_pii())
+        return await service.member_read(db, member)
 
     @post(
         "/{member_id:uuid}/family",
@@ -236,7 +233,7 @@ class MemberController(Controller):
         summary="Points: balance, available, pending (积分冻结), held, expiring soon",
     )
     async def balances(self, db: Db, member_id: MemberId) -> BalancesRead:
-        member = await service.get_active_member(db, member_id)
+        member = await service.get_member_in_reach(db, member_id, active=True)
         result = await points.balances(db, await get_program(db), member.id)
         return BalancesRead(member_id=member.id, **asdict(result))
 
@@ -253,7 +250,7 @@ class MemberController(Controller):
         cursor: CursorQuery = None,
         limit: LimitQuery = DEFAULT_LIMIT,
     ) -> EntryList:
-        await service.get_member(db, member_id)
+        await service.get_member_in_reach(db, member_id)
         page = await points.list_entries(db, member_id, cursor=cursor, limit=limit)
         return EntryList(
             items=[EntryRead.model_validate(e) for e in page.items], next_cursor=page.next_cursor
@@ -266,7 +263,7 @@ class MemberController(Controller):
         summary="Adjust points by hand, with a reason",
     )
     async def adjust(self, db: Db, member_id: MemberId, data: JSONBody[AdjustmentIn]) -> EntryRead:
-        member = await service.get_active_member(db, member_id)
+        member = await service.get_member_in_reach(db, member_id, active=True)
         entry = await points.adjust(
             db,
             await get_program(db),
@@ -285,6 +282,8 @@ class MemberController(Controller):
         summary="Transfer points within a family",
     )
     async def transfer(self, db: Db, member_id: MemberId, data: JSONBody[TransferIn]) -> EntryRead:
+        await service.get_member_in_reach(db, member_id, active=True)
+        await service.get_member_in_reach(db, data.to_member_id, active=True)
         entry = await points.transfer(
             db,
             await get_program(db),
@@ -329,7 +328,7 @@ class MemberController(Controller):
         cursor: CursorQuery = None,
         limit: LimitQuery = DEFAULT_LIMIT,
     ) -> TierChangeList:
-        await service.get_member(db, member_id)
+        await service.get_member_in_reach(db, member_id)
         page = await tiers.history(db, member_id, cursor=cursor, limit=limit)
         return TierChangeList(
             items=[TierChangeRead.model_validate(c) for c in page.items],
