@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, get_args
 
 from litestar import Controller, Response, get, patch, post, put
 from litestar.openapi.datastructures import ResponseSpec
@@ -30,6 +30,7 @@ from nestpoint.members.schemas import (
     MemberRead,
     MemberUpdate,
     MergeIn,
+    Stage,
 )
 from nestpoint.points import service as points
 from nestpoint.points.schemas import (
@@ -46,6 +47,7 @@ from nestpoint.points.schemas import (
 from nestpoint.tiers import service as tiers
 
 MemberId = FromPath[uuid.UUID]
+STAGE_PATTERN = f"^({'|'.join(get_args(Stage))})$"
 
 
 class MemberController(Controller):
@@ -73,7 +75,7 @@ class MemberController(Controller):
         home_store: Annotated[str | None, QueryParameter(name="home_store", max_length=32)] = None,
         stage: Annotated[
             str | None,
-            QueryParameter(name="stage", pattern=r"^(pregnant|0-6m|6-12m|1-3y|3-6y|older)$"),
+            QueryParameter(name="stage", pattern=STAGE_PATTERN),
         ] = None,
     ) -> MemberList:
         page = await service.list_members(
