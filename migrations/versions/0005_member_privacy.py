@@ -11,6 +11,7 @@ Revises: 0003_loyalty
 Create Date: 2026-11-29 15:00:00
 """
 
+import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -22,11 +23,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _tenant_ids() -> list[object]:
-    return list(op.get_bind().execute(sa.text("SELECT id FROM tenants")).scalars())
+def _tenant_ids() -> list[uuid.UUID]:
+    """Typed, so that each id reads as a UUID on both databases (ciphertexts are bound to it)."""
+    tenants = sa.table("tenants", sa.column("id", sa.Uuid()))
+    return list(op.get_bind().execute(sa.select(tenants.c.id)).scalars())
 
 
-def _as_tenant(tenant_id: object) -> None:
+def _as_tenant(tenant_id: uuid.UUID | str) -> None:
     """Bind RLS to one tenant for the rest of the migration's transaction (PostgreSQL)."""
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
