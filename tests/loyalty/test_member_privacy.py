@@ -7,6 +7,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -220,22 +221,41 @@ async def test_withdrawing_guardian_consent_erases_the_children(client, make_ten
 # ------------------------------------------------------------------ key rotation
 
 
+def _use_keys(spec: str, hash_key: str) -> None:
+    os.environ["NESTPOINT_PII_KEYS"] = spec
+    os.environ["NESTPOINT_PII_HASH_KEY"] = hash_key
+    get_settings.cache_clear()
+    pii.keyring.cache_clear()
+
+
+@dataclass
+class Rotation:
+    key_id: str
+    fresh: str  # "<id>:<base64>"
+    spec: str  # the keys before the rotation
+    hash_key: str
+
+    async def undo(self, tenant_id: uuid.UUID) -> None:
+        """Re-encrypt the tenant's rows under the old active key, so that later tests (and
+        runs) read them once the fresh key is gone."""
+        _use_keys(f"{self.spec},{self.fresh}", self.hash_key)
+        while await run_for_tenant(tenant_id, lambda s: rotate_keys(s), name="test.rotate"):
+            pass
+
+
 @pytest.fixture
-def new_active_key(database_env: dict[str, str]) -> Iterator[str]:
+def new_active_key(database_env: dict[str, str]) -> Iterator[Rotation]:
     """Put a fresh key first in NESTPOINT_PII_KEYS (the current ones still decrypt)."""
     settings = get_settings()
     spec, hash_key = settings.pii_keys, settings.pii_hash_key
     if not spec or not hash_key:
         spec, hash_key = pii._dev_keys()
     key_id = f"rot{secrets.token_hex(3)}"
-    fresh = base64.b64encode(secrets.token_bytes(32)).decode()
+    fresh = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
     saved = {k: os.environ.get(k) for k in ("NESTPOINT_PII_KEYS", "NESTPOINT_PII_HASH_KEY")}
-    os.environ["NESTPOINT_PII_KEYS"] = f"{key_id}:{fresh},{spec}"
-    os.environ["NESTPOINT_PII_HASH_KEY"] = hash_key
-    get_settings.cache_clear()
-    pii.keyring.cache_clear()
+    _use_keys(f"{fresh},{spec}", hash_key)
     try:
-        yield key_id
+        yield Rotation(key_id, fresh, spec, hash_key)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -257,7 +277,8 @@ async def test_rotate_keys_covers_children_and_identities(client, make_tenant, e
         ],
         identities=[{"kind": "pos_card", "value": card}],
     )
-    key_id = request.getfixturevalue("new_active_key")
+    rotation = request.getfixturevalue("new_active_key")
+    key_id = rotation.key_id
     rewritten = 0
     while done := await run_for_tenant(t.id, lambda s: rotate_keys(s, 1), name="test.rotate"):
         rewritten += done
@@ -282,3 +303,4 @@ async def test_rotate_keys_covers_children_and_identities(client, make_tenant, e
     )
     assert r.json()["id"] == created["id"]
     assert await run_for_tenant(t.id, lambda s: rotate_keys(s), name="test.rotate") == 0
+    await rotation.undo(t.id)
