@@ -178,8 +178,8 @@ async def caller_reach(session: AsyncSession) -> Reach:
             .join(Tenant, Tenant.id == Store.tenant_id)
             .where(Store.id == ctx.store_id)
         )
-    ).one()
-    shared = row.kind in (row.members_shared_with or [])
+    ).one_or_none()
+    shared = row is not None and row.kind in (row.members_shared_with or [])
     return Reach(None if shared else ctx.store_id, has_pii)
 
 
