@@ -90,7 +90,9 @@ def rotate_keys(batch: Annotated[int, typer.Option(help="Rows per transaction.")
                     tenant_id, lambda s: rotate(s, batch), name="members.rotate-keys"
                 ):
                     total += done
-                typer.echo(f"{tenant_id}: {total} members re-encrypted")
+                typer.echo(
+                    f"{tenant_id}: {total} rows re-encrypted (members, children, identities)"
+                )
         finally:
             await get_database().dispose()
 

@@ -1,8 +1,11 @@
 """Tables of the members context.
 
-Phone and name are stored encrypted (``members.pii``); ``phone_hash`` is the keyed hash used
-for exact lookup and per-tenant uniqueness. Tier state (``tier_code``, ``growth_value``) lives
-on the member row so the till reads a member in one query; the tiers context owns it.
+Phone and name, children's nicknames and channel identity values are stored encrypted
+(``members.pii``); ``phone_hash`` and ``value_hash`` are the keyed hashes used for exact lookup
+and per-tenant uniqueness. Dates (birthday, birth and due dates) stay in clear so that stages
+can be queried; the API shows them only to keys with ``members:pii``. Tier state
+(``tier_code``, ``growth_value``) lives on the member row so the till reads a member in one
+query; the tiers context owns it.
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ class Child(TenantOwned, Base):
     )
 
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
-    nickname: Mapped[str] = mapped_column(String(50), default="")
+    # Encrypted (pii.row_context(tenant, "children", id)); None for no nickname.
+    nickname_enc: Mapped[str | None] = mapped_column(Text, default=None)
     gender: Mapped[str] = mapped_column(String(8), default="unknown")
     birth_date: Mapped[date | None] = mapped_column(Date, default=None)
     due_date: Mapped[date | None] = mapped_column(Date, default=None)
@@ -105,12 +109,15 @@ class MemberIdentity(TenantOwned, Base):
 
     __tablename__ = "member_identities"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "kind", "value"),
+        UniqueConstraint("tenant_id", "kind", "value_hash"),
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
         Index("ix_member_identities_tenant_id_member_id", "tenant_id", "member_id"),
     )
 
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     kind: Mapped[str] = mapped_column(String(16))
-    value: Mapped[str] = mapped_column(String(128))
+    # pii.identity_hash(kind, value), for lookup; the value itself is encrypted
+    # (pii.row_context(tenant, "member_identities", id)).
+    value_hash: Mapped[str] = mapped_column(String(64))
+    value_enc: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

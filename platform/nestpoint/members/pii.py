@@ -213,6 +213,30 @@ def _free_key_id(taken: dict[str, bytes]) -> str:
     return next(c for c in candidates if c not in taken)
 
 
+def row_context(tenant_id: object, table: str, row_id: object) -> bytes:
+    """Associated data binding a ciphertext to its tenant, table and row (not to the member:
+    a merge moves children and identities to another member and they must stay readable)."""
+    return f"{tenant_id}:{table}:{row_id}".encode()
+
+
+def identity_hash(kind: str, value: str) -> str:
+    """The keyed lookup hash of a channel identity (card number, openid, ...).
+
+    The kind is part of the hashed text, so equal values of two kinds (or a phone) never
+    share a hash."""
+    return keyring().lookup_hash(f"identity:{kind}:{value}")
+
+
+def mask_identity(value: str) -> str:
+    """``6222020012345678`` → ``****5678``: the last four characters of a long value only."""
+    return "****" + value[-4:] if len(value) >= 8 else "****"
+
+
+def mask_name(name: str) -> str:
+    """``王芳`` → ``王*``: the first character only."""
+    return name[:1] + "*" * max(len(name) - 1, 1)
+
+
 def normalize_phone(raw: str, region: str = "CN") -> str:
     """E.164 form of a valid number (region CN by default), else :class:`InvalidPhone`."""
     try:

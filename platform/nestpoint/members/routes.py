@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from litestar import Controller, Response, get, patch, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -30,6 +30,7 @@ from nestpoint.members.schemas import (
     MemberRead,
     MemberUpdate,
     MergeIn,
+    Stage,
 )
 from nestpoint.points import service as points
 from nestpoint.points.schemas import (
@@ -46,10 +47,7 @@ from nestpoint.points.schemas import (
 from nestpoint.tiers import service as tiers
 
 MemberId = FromPath[uuid.UUID]
-
-
-def _full_pii() -> bool:
-    return current_actor().has("members:pii")
+STAGE_PATTERN = f"^({'|'.join(get_args(Stage))})$"
 
 
 class MemberController(Controller):
@@ -64,7 +62,7 @@ class MemberController(Controller):
     )
     async def create(self, db: Db, data: JSONBody[MemberCreate]) -> MemberRead:
         member = await service.create_member(db, data)
-        return await service.member_read(db, member, full_pii=_full_pii())
+        return await service.member_read(db, member)
 
     @get("/", guards=[requires("members:read")], responses=problems(422), summary="List members")
     async def list_members(
@@ -77,7 +75,7 @@ class MemberController(Controller):
         home_store: Annotated[str | None, QueryParameter(name="home_store", max_length=32)] = None,
         stage: Annotated[
             str | None,
-            QueryParameter(name="stage", pattern=r"^(pregnant|0-6m|6-12m|1-3y|3-6y|older)$"),
+            QueryParameter(name="stage", pattern=STAGE_PATTERN),
         ] = None,
     ) -> MemberList:
         page = await service.list_members(
@@ -89,8 +87,9 @@ class MemberController(Controller):
             home_store_code=home_store,
             stage=stage,
         )
+        reach = await service.caller_reach(db)
         return MemberList(
-            items=[service.member_summary(m, full_pii=_full_pii()) for m in page.items],
+            items=[service.member_summary(m, reach.view(m)) for m in page.items],
             next_cursor=page.next_cursor,
         )
 
@@ -98,7 +97,7 @@ class MemberController(Controller):
         "/lookup",
         guards=[requires("members:read")],
         responses=problems(404, 422),
-        summary="Look a member up by phone or by a channel identity",
+        summary="Look a member up by exact phone or channel identity (any store serves anyone)",
     )
     async def lookup(
         self,
@@ -123,7 +122,7 @@ class MemberController(Controller):
             raise Invalid.field("query.phone", "give phone, or identity_kind and identity_value")
         if member is None:
             raise NotFound("no such member")
-        return await service.member_read(db, member, full_pii=_full_pii())
+        return await service.member_read(db, member)
 
     @get(
         "/{member_id:uuid}",
@@ -132,8 +131,8 @@ class MemberController(Controller):
         summary="Get a member",
     )
     async def get_member(self, db: Db, member_id: MemberId) -> MemberRead:
-        member = await service.get_member(db, member_id)
-        return await service.member_read(db, member, full_pii=_full_pii())
+        member = await service.get_member_in_reach(db, member_id)
+        return await service.member_read(db, member)
 
     @patch(
         "/{member_id:uuid}",
@@ -143,7 +142,7 @@ class MemberController(Controller):
     )
     async def update(self, db: Db, member_id: MemberId, data: JSONBody[MemberUpdate]) -> MemberRead:
         member = await service.update_member(db, member_id, data)
-        return await service.member_read(db, member, full_pii=_full_pii())
+        return await service.member_read(db, member)
 
     @post(
         "/{member_id:uuid}/children",
@@ -153,7 +152,7 @@ class MemberController(Controller):
     )
     async def add_child(self, db: Db, member_id: MemberId, data: JSONBody[ChildIn]) -> ChildRead:
         child = await service.add_child(db, member_id, data)
-        return service.child_read(child, await service.local_today(db))
+        return await service.child_read(db, child)
 
     @patch(
         "/{member_id:uuid}/children/{child_id:uuid}",
@@ -169,7 +168,7 @@ class MemberController(Controller):
         data: JSONBody[ChildUpdate],
     ) -> ChildRead:
         child = await service.update_child(db, member_id, child_id, data)
-        return service.child_read(child, await service.local_today(db))
+        return await service.child_read(db, child)
 
     @post(
         "/{member_id:uuid}/children/{child_id:uuid}/birth",
@@ -182,7 +181,7 @@ class MemberController(Controller):
         self, db: Db, member_id: MemberId, child_id: FromPath[uuid.UUID], data: JSONBody[BirthIn]
     ) -> ChildRead:
         child = await service.record_birth(db, member_id, child_id, data)
-        return service.child_read(child, await service.local_today(db))
+        return await service.child_read(db, child)
 
     @put(
         "/{member_id:uuid}/consents",
@@ -215,7 +214,7 @@ class MemberController(Controller):
     )
     async def merge(self, db: Db, member_id: MemberId, data: JSONBody[MergeIn]) -> MemberRead:
         member = await service.merge_members(db, member_id, data.source_member_id)
-        return await service.member_read(db, member, full_pii=_full_pii())
+        return await service.member_read(db, member)
 
     @post(
         "/{member_id:uuid}/family",
@@ -236,7 +235,7 @@ class MemberController(Controller):
         summary="Points: balance, available, pending (积分冻结), held, expiring soon",
     )
     async def balances(self, db: Db, member_id: MemberId) -> BalancesRead:
-        member = await service.get_active_member(db, member_id)
+        member = await service.get_member_in_reach(db, member_id, active=True)
         result = await points.balances(db, await get_program(db), member.id)
         return BalancesRead(member_id=member.id, **asdict(result))
 
@@ -253,7 +252,7 @@ class MemberController(Controller):
         cursor: CursorQuery = None,
         limit: LimitQuery = DEFAULT_LIMIT,
     ) -> EntryList:
-        await service.get_member(db, member_id)
+        await service.get_member_in_reach(db, member_id)
         page = await points.list_entries(db, member_id, cursor=cursor, limit=limit)
         return EntryList(
             items=[EntryRead.model_validate(e) for e in page.items], next_cursor=page.next_cursor
@@ -268,7 +267,7 @@ class MemberController(Controller):
     async def adjust(
         self, db: Db, member_id: MemberId, data: JSONBody[AdjustmentIn]
     ) -> Response[dict[str, Any]]:
-        member = await service.get_active_member(db, member_id)
+        member = await service.get_member_in_reach(db, member_id, active=True)
         answer = await points.adjust(
             db,
             await get_program(db),
@@ -289,6 +288,8 @@ class MemberController(Controller):
     async def transfer(
         self, db: Db, member_id: MemberId, data: JSONBody[TransferIn]
     ) -> Response[dict[str, Any]]:
+        await service.get_member_in_reach(db, member_id, active=True)
+        await service.get_member_in_reach(db, data.to_member_id, active=True)
         answer = await points.transfer(
             db,
             await get_program(db),
@@ -328,7 +329,7 @@ class MemberController(Controller):
         cursor: CursorQuery = None,
         limit: LimitQuery = DEFAULT_LIMIT,
     ) -> TierChangeList:
-        await service.get_member(db, member_id)
+        await service.get_member_in_reach(db, member_id)
         page = await tiers.history(db, member_id, cursor=cursor, limit=limit)
         return TierChangeList(
             items=[TierChangeRead.model_validate(c) for c in page.items],

@@ -14,7 +14,7 @@ Gender = Literal["female", "male", "unknown"]
 Channel = Literal["sms", "wecom", "mini_program", "email"]
 IdentityKind = Literal["pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user"]
 JoinChannel = Literal["pos", "mall", "mini_program", "app", "import", "api"]
-Stage = Literal["pregnant", "0-6m", "6-12m", "1-3y", "3-6y", "older"]
+Stage = Literal["pregnant", "birth_overdue", "0-6m", "6-12m", "1-3y", "3-6y", "older"]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
 Name = Annotated[str, required(100)]
 Tag = Annotated[str, required(32)]
@@ -57,11 +57,16 @@ class BirthIn(Strict):
 
 class ChildRead(BaseModel):
     id: uuid.UUID
-    nickname: str
+    nickname: str = Field(description="Empty for a member outside the store key's reach.")
     gender: str
-    birth_date: date | None
-    due_date: date | None
-    stage: Stage
+    birth_date: date | None = Field(description="Shown only to keys with members:pii.")
+    due_date: date | None = Field(description="Shown only to keys with members:pii.")
+    stage: Stage = Field(description="Derived from the dates on every read; always shown.")
+
+
+class IdentityRead(BaseModel):
+    kind: str
+    value: str = Field(description="Masked (****1234) unless the key has members:pii.")
 
 
 class ConsentIn(Strict):
@@ -112,7 +117,10 @@ class MemberRead(BaseModel):
     phone: str = Field(description="Masked unless the key has the members:pii scope.")
     name: str | None
     gender: str
-    birthday: date | None
+    birthday: date | None = Field(description="Shown only to keys with members:pii.")
+    birthday_month: int | None = Field(
+        description="The birthday's month (1-12), for birthday privileges at the till."
+    )
     home_store_id: uuid.UUID | None
     join_channel: str
     join_store_id: uuid.UUID | None
@@ -125,13 +133,13 @@ class MemberRead(BaseModel):
     points_balance: int
     guardian_consent: bool
     children: list[ChildRead]
-    identities: list[IdentityIn]
+    identities: list[IdentityRead]
     consents: list[ConsentRead]
 
 
 class MemberSummary(BaseModel):
     id: uuid.UUID
-    phone: str
+    phone: str = Field(description="Masked unless the key has the members:pii scope.")
     name: str | None
     tier_code: str | None
     home_store_id: uuid.UUID | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Uuid,
     cast,
+    delete,
     literal,
     null,
     select,
@@ -25,13 +27,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
-from nestpoint.context import current_tenant, require_tenant
+from nestpoint.context import current_actor, current_tenant, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.loyalty.service import get_program
-from nestpoint.members import pii
+from nestpoint.members import dates, pii
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
 from nestpoint.members.schemas import (
     BirthIn,
@@ -42,6 +44,7 @@ from nestpoint.members.schemas import (
     ConsentRead,
     GuardianConsentIn,
     IdentityIn,
+    IdentityRead,
     MemberCreate,
     MemberRead,
     MemberSummary,
@@ -49,7 +52,7 @@ from nestpoint.members.schemas import (
     Stage,
 )
 from nestpoint.points.models import PointAccount
-from nestpoint.tenancy.models import Store
+from nestpoint.tenancy.models import Store, Tenant
 from nestpoint.tenancy.service import ensure_store_trading
 from nestpoint.tiers.models import TierChange
 
@@ -57,13 +60,17 @@ from nestpoint.tiers.models import TierChange
 
 
 def child_stage(child: Child, today: date) -> Stage:
-    """Pregnant, 0-6 months, 6-12 months, 1-3 years, 3-6 years or older: derived, never stored."""
-    return stage_of(child.birth_date, today)
+    """Pregnant (or birth overdue), 0-6 months, 6-12 months, 1-3 years, 3-6 years or older:
+    derived, never stored."""
+    return stage_of(child.birth_date, today, child.due_date)
 
 
-def stage_of(birth_date: date | None, today: date) -> Stage:
-    """The stage for a birth date (``None``: still a pregnancy)."""
+def stage_of(birth_date: date | None, today: date, due_date: date | None = None) -> Stage:
+    """The stage for a birth date (``None``: still a pregnancy, overdue two weeks after the
+    due date until the birth is recorded; see ``members.dates``)."""
     if birth_date is None:
+        if due_date is not None and dates.is_overdue(due_date, today):
+            return "birth_overdue"
         return "pregnant"
     months = (today.year - birth_date.year) * 12 + today.month - birth_date.month
     if today.day < birth_date.day:
@@ -114,6 +121,69 @@ def shown_phone(member: Member, full: bool) -> str:
     return phone if full else pii.mask_phone(phone)
 
 
+def _seal(table: str, row_id: uuid.UUID, plaintext: str) -> str:
+    """Encrypt a child's or an identity's text, bound to its tenant, table and row."""
+    context = pii.row_context(require_tenant().tenant_id, table, row_id)
+    return pii.keyring().encrypt(plaintext, context=context)
+
+
+def _open(table: str, row_id: uuid.UUID, token: str | None) -> str:
+    if token is None:
+        return ""
+    context = pii.row_context(require_tenant().tenant_id, table, row_id)
+    return pii.keyring().decrypt(token, context=context)
+
+
+# ------------------------------------------------------------------ reach: who sees whom
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """How much of one member the caller is shown."""
+
+    pii: bool  # full phone, identity values, birthday, children's birth and due dates
+    profile: bool  # name and children's nicknames (False: served at the till from outside)
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """The members a key may list, read and change.
+
+    HQ keys, and store keys of a kind the chain shares members with
+    (``tenants.members_shared_with``), reach every member; other store keys reach only the
+    members whose home store they are. Any store serves any member at the till by exact phone
+    or card (lookup, orders), with the masked view.
+    """
+
+    home_store_id: uuid.UUID | None  # None: every member of the chain
+    pii: bool  # the key holds members:pii
+
+    def covers(self, member: Member) -> bool:
+        """May this key list, read and change this member? The one decision for every route."""
+        return self.home_store_id is None or member.home_store_id == self.home_store_id
+
+    def view(self, member: Member) -> View:
+        inside = self.covers(member)
+        return View(pii=self.pii and inside, profile=inside)
+
+
+async def caller_reach(session: AsyncSession) -> Reach:
+    """The reach of the current key (one small query for a store key, none for HQ)."""
+    has_pii = current_actor().has("members:pii")
+    ctx = current_tenant()
+    if ctx is None or ctx.store_id is None:
+        return Reach(None, has_pii)
+    row = (
+        await session.execute(
+            select(Store.kind, Tenant.members_shared_with)
+            .join(Tenant, Tenant.id == Store.tenant_id)
+            .where(Store.id == ctx.store_id)
+        )
+    ).one_or_none()
+    shared = row is not None and row.kind in (row.members_shared_with or [])
+    return Reach(None if shared else ctx.store_id, has_pii)
+
+
 # ------------------------------------------------------------------ lookups
 
 
@@ -148,6 +218,20 @@ async def get_active_member(
     return member
 
 
+async def get_member_in_reach(
+    session: AsyncSession, member_id: uuid.UUID, *, active: bool = False
+) -> Member:
+    """The member (or with ``active``, the one it was merged into) if the key reaches them;
+    otherwise 404 exactly as for no member, so existence does not leak."""
+    if active:
+        member = await get_active_member(session, member_id)
+    else:
+        member = await get_member(session, member_id)
+    if not (await caller_reach(session)).covers(member):
+        raise NotFound("no such member")
+    return member
+
+
 async def find_by_phone(session: AsyncSession, raw_phone: str) -> Member | None:
     _, digest = phone_lookup_hash(raw_phone)
     member = await session.scalar(select(Member).where(Member.phone_hash == digest))
@@ -159,7 +243,7 @@ async def find_by_phone(session: AsyncSession, raw_phone: str) -> Member | None:
 async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Member | None:
     member_id = await session.scalar(
         select(MemberIdentity.member_id).where(
-            MemberIdentity.kind == kind, MemberIdentity.value == value
+            MemberIdentity.kind == kind, MemberIdentity.value_hash == pii.identity_hash(kind, value)
         )
     )
     return await get_active_member(session, member_id) if member_id else None
@@ -168,22 +252,27 @@ async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Memb
 # ------------------------------------------------------------------ reading
 
 
-async def member_read(session: AsyncSession, member: Member, *, full_pii: bool) -> MemberRead:
+async def member_read(session: AsyncSession, member: Member) -> MemberRead:
     """The member with children, identities, consents and balance, read in one query (a
-    UNION ALL of the four, so a lookup at the till is one round trip after the member)."""
+    UNION ALL of the four, so a lookup at the till is one round trip after the member),
+    shown as much as the key may see (:class:`Reach`)."""
     tenant_id = require_tenant().tenant_id
+    view = (await caller_reach(session)).view(member)
     today = await local_today(session)
     rows = (await session.execute(_member_parts(tenant_id, member.id))).all()
     children = sorted((r for r in rows if r.part == "child"), key=lambda r: (r.at, r.ref))
-    identities = sorted((r.t1, r.t2) for r in rows if r.part == "identity")
+    identities = sorted(
+        (r.t1, _open("member_identities", r.ref, r.t2)) for r in rows if r.part == "identity"
+    )
     consents = sorted((r for r in rows if r.part == "consent"), key=lambda r: r.t1)
     balance = next((r.n for r in rows if r.part == "balance"), 0)
     return MemberRead(
         id=member.id,
-        phone=shown_phone(member, full_pii),
-        name=decrypt_name(member),
+        phone=shown_phone(member, view.pii),
+        name=shown_name(member, view),
         gender=member.gender,
-        birthday=member.birthday,
+        birthday=member.birthday if view.pii else None,
+        birthday_month=member.birthday.month if member.birthday else None,
         home_store_id=member.home_store_id,
         join_channel=member.join_channel,
         join_store_id=member.join_store_id,
@@ -198,15 +287,18 @@ async def member_read(session: AsyncSession, member: Member, *, full_pii: bool) 
         children=[
             ChildRead(
                 id=c.ref,
-                nickname=c.t1,
+                nickname=_open("children", c.ref, c.t1) if view.profile else "",
                 gender=c.t2,
-                birth_date=c.d1,
-                due_date=c.d2,
-                stage=stage_of(c.d1, today),
+                birth_date=c.d1 if view.pii else None,
+                due_date=c.d2 if view.pii else None,
+                stage=stage_of(c.d1, today, c.d2),
             )
             for c in children
         ],
-        identities=[IdentityIn.model_validate({"kind": k, "value": v}) for k, v in identities],
+        identities=[
+            IdentityRead(kind=k, value=v if view.pii else pii.mask_identity(v))
+            for k, v in identities
+        ],
         consents=[
             ConsentRead(channel=c.t1, granted=bool(c.flag), source=c.t2, updated_at=c.at)
             for c in consents
@@ -224,7 +316,7 @@ def _member_parts(tenant_id: uuid.UUID, member_id: uuid.UUID) -> Any:
         select(
             literal("child").label("part"),
             Child.id.label("ref"),
-            Child.nickname.label("t1"),
+            Child.nickname_enc.label("t1"),
             Child.gender.label("t2"),
             Child.birth_date.label("d1"),
             Child.due_date.label("d2"),
@@ -234,9 +326,9 @@ def _member_parts(tenant_id: uuid.UUID, member_id: uuid.UUID) -> Any:
         ).where(Child.tenant_id == tenant_id, Child.member_id == member_id),
         select(
             literal("identity"),
-            nothing(Uuid()),
+            MemberIdentity.id,
             MemberIdentity.kind,
-            MemberIdentity.value,
+            MemberIdentity.value_enc,
             nothing(Date()),
             nothing(Date()),
             nothing(Boolean()),
@@ -269,22 +361,29 @@ def _member_parts(tenant_id: uuid.UUID, member_id: uuid.UUID) -> Any:
     return union_all(*parts)
 
 
-def child_read(child: Child, today: date) -> ChildRead:
+def shown_name(member: Member, view: View) -> str | None:
+    name = decrypt_name(member)
+    return name if name is None or view.profile else pii.mask_name(name)
+
+
+async def child_read(session: AsyncSession, child: Child) -> ChildRead:
+    """A child as the key may see it (only routes of members in reach write children)."""
+    pii_scope = (await caller_reach(session)).pii
     return ChildRead(
         id=child.id,
-        nickname=child.nickname,
+        nickname=_open("children", child.id, child.nickname_enc),
         gender=child.gender,
-        birth_date=child.birth_date,
-        due_date=child.due_date,
-        stage=child_stage(child, today),
+        birth_date=child.birth_date if pii_scope else None,
+        due_date=child.due_date if pii_scope else None,
+        stage=child_stage(child, await local_today(session)),
     )
 
 
-def member_summary(member: Member, *, full_pii: bool) -> MemberSummary:
+def member_summary(member: Member, view: View) -> MemberSummary:
     return MemberSummary(
         id=member.id,
-        phone=shown_phone(member, full_pii),
-        name=decrypt_name(member),
+        phone=shown_phone(member, view.pii),
+        name=shown_name(member, view),
         tier_code=member.tier_code,
         home_store_id=member.home_store_id,
         joined_at=member.joined_at,
@@ -305,6 +404,9 @@ async def list_members(
     stage: str | None = None,
 ) -> Page[Member]:
     stmt: Select[Any] = select(Member)
+    reach = await caller_reach(session)
+    if reach.home_store_id is not None:
+        stmt = stmt.where(Member.home_store_id == reach.home_store_id)
     if status:
         stmt = stmt.where(Member.status == status)
     if tier:
@@ -323,8 +425,15 @@ async def list_members(
 def _members_with_stage(stage: str, today: date) -> Select[Any]:
     """Members with a child at ``stage`` today, as a date-range query on birth/due dates."""
     bounds = {"0-6m": (0, 6), "6-12m": (6, 12), "1-3y": (12, 36), "3-6y": (36, 72)}
+    overdue_before = today - dates.OVERDUE_AFTER
     if stage == "pregnant":
-        return select(Child.member_id).where(Child.birth_date.is_(None))
+        return select(Child.member_id).where(
+            Child.birth_date.is_(None), Child.due_date >= overdue_before
+        )
+    if stage == "birth_overdue":
+        return select(Child.member_id).where(
+            Child.birth_date.is_(None), Child.due_date < overdue_before
+        )
     if stage == "older":
         return select(Child.member_id).where(Child.birth_date <= today - relativedelta(months=72))
     low, high = bounds[stage]
@@ -353,9 +462,42 @@ def _set_guardian_consent(member: Member, consent: GuardianConsentIn) -> None:
         member.child_data_consent_source = consent.source
 
 
+async def _erase_children(session: AsyncSession, member: Member) -> int:
+    """Guardian consent withdrawn: the children's data goes with it (PIPL), not only the flag."""
+    result = await session.execute(
+        delete(Child).where(
+            Child.tenant_id == require_tenant().tenant_id, Child.member_id == member.id
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _check_child_dates(data: ChildIn, today: date, prefix: str = "") -> None:
+    if data.birth_date is not None:
+        dates.check_birth_date(data.birth_date, today, f"{prefix}birth_date")
+    if data.due_date is not None:
+        dates.check_due_date(data.due_date, today, f"{prefix}due_date")
+
+
+def _new_child(member_id: uuid.UUID, data: ChildIn) -> Child:
+    child_id = uuid.uuid4()
+    return Child(
+        id=child_id,
+        member_id=member_id,
+        nickname_enc=_seal("children", child_id, data.nickname) if data.nickname else None,
+        gender=data.gender,
+        birth_date=data.birth_date,
+        due_date=data.due_date,
+    )
+
+
 async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
     ctx = require_tenant()
     e164, digest = phone_lookup_hash(data.phone)
+    today = await local_today(session)
+    dates.check_birthday(data.birthday, today)
+    for i, child in enumerate(data.children):
+        _check_child_dates(child, today, f"children.{i}.")
     if await session.scalar(select(Member.id).where(Member.phone_hash == digest)):
         raise Conflict("a member with this phone exists", errors=[FieldError("phone", "taken")])
     home_store_id = await store_id_for(session, data.home_store_code, "home_store_code")
@@ -407,7 +549,7 @@ async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
         )
     )
     for child in data.children:
-        session.add(Child(member_id=member_id, **child.model_dump()))
+        session.add(_new_child(member_id, child))
     for consent in data.consents:
         session.add(
             MemberConsent(
@@ -452,9 +594,10 @@ async def _add_identities(
     session: AsyncSession, member_id: uuid.UUID, identities: list[IdentityIn]
 ) -> None:
     for i, identity in enumerate(identities):
+        digest = pii.identity_hash(identity.kind, identity.value)
         owner = await session.scalar(
             select(MemberIdentity.member_id).where(
-                MemberIdentity.kind == identity.kind, MemberIdentity.value == identity.value
+                MemberIdentity.kind == identity.kind, MemberIdentity.value_hash == digest
             )
         )
         if owner is not None and owner != member_id:
@@ -463,22 +606,31 @@ async def _add_identities(
                 errors=[FieldError(f"identities.{i}", "taken")],
             )
         if owner is None:
+            row_id = uuid.uuid4()
             session.add(
-                MemberIdentity(member_id=member_id, kind=identity.kind, value=identity.value)
+                MemberIdentity(
+                    id=row_id,
+                    member_id=member_id,
+                    kind=identity.kind,
+                    value_hash=digest,
+                    value_enc=_seal("member_identities", row_id, identity.value),
+                )
             )
 
 
 async def update_member(session: AsyncSession, member_id: uuid.UUID, data: MemberUpdate) -> Member:
-    member = await get_member(session, member_id)
+    member = await get_member_in_reach(session, member_id)
     changes: dict[str, Any] = {}
     if data.name is not None:
         member.name_enc = pii.keyring().encrypt(data.name, context=_context(member.id))
         changes["name"] = "changed"
-    for field in ("gender", "birthday"):
-        value = getattr(data, field)
-        if value is not None and getattr(member, field) != value:
-            changes[field] = [str(getattr(member, field)), str(value)]
-            setattr(member, field, value)
+    if data.gender is not None and member.gender != data.gender:
+        changes["gender"] = [member.gender, data.gender]
+        member.gender = data.gender
+    if data.birthday is not None and member.birthday != data.birthday:
+        dates.check_birthday(data.birthday, await local_today(session))
+        member.birthday = data.birthday
+        changes["birthday"] = "changed"  # personal data: not in the audit trail
     if data.tags is not None:
         member.tags = sorted(set(data.tags))
         changes["tags"] = member.tags
@@ -488,6 +640,8 @@ async def update_member(session: AsyncSession, member_id: uuid.UUID, data: Membe
     if data.guardian_consent is not None:
         _set_guardian_consent(member, data.guardian_consent)
         changes["guardian_consent"] = data.guardian_consent.granted
+        if not data.guardian_consent.granted:
+            changes["children_erased"] = await _erase_children(session, member)
     if changes:
         record(session, "member.updated", "member", member.id, changes)
         emit(
@@ -501,9 +655,10 @@ async def update_member(session: AsyncSession, member_id: uuid.UUID, data: Membe
 
 
 async def add_child(session: AsyncSession, member_id: uuid.UUID, data: ChildIn) -> Child:
-    member = await get_member(session, member_id)
+    member = await get_member_in_reach(session, member_id)
     _require_guardian_consent(member, "guardian_consent")
-    child = Child(member_id=member.id, **data.model_dump())
+    _check_child_dates(data, await local_today(session))
+    child = _new_child(member.id, data)
     session.add(child)
     await session.flush()
     record(session, "child.added", "child", child.id, {"member_id": str(member.id)})
@@ -522,12 +677,16 @@ async def _get_child(session: AsyncSession, member_id: uuid.UUID, child_id: uuid
 async def update_child(
     session: AsyncSession, member_id: uuid.UUID, child_id: uuid.UUID, data: ChildUpdate
 ) -> Child:
-    member = await get_member(session, member_id)
+    member = await get_member_in_reach(session, member_id)
     _require_guardian_consent(member, "guardian_consent")
     child = await _get_child(session, member_id, child_id)
-    for field, value in data.model_dump(exclude_none=True).items():
-        setattr(child, field, value)
-    record(session, "child.updated", "child", child.id, data.model_dump(exclude_none=True))
+    changed = sorted(data.model_dump(exclude_none=True))
+    if data.nickname is not None:
+        child.nickname_enc = _seal("children", child.id, data.nickname) if data.nickname else None
+    if data.gender is not None:
+        child.gender = data.gender
+    # Field names only: a child's nickname is personal data, kept out of the audit trail.
+    record(session, "child.updated", "child", child.id, {"fields": changed})
     return child
 
 
@@ -535,9 +694,10 @@ async def record_birth(
     session: AsyncSession, member_id: uuid.UUID, child_id: uuid.UUID, data: BirthIn
 ) -> Child:
     """A pregnancy becomes a newborn: the stage follows from the birth date (child.born)."""
-    member = await get_member(session, member_id)
+    member = await get_member_in_reach(session, member_id)
     _require_guardian_consent(member, "guardian_consent")
     child = await _get_child(session, member_id, child_id)
+    dates.check_birth_date(data.birth_date, await local_today(session))
     if child.birth_date is not None:
         if child.birth_date == data.birth_date:
             return child  # a retry: already recorded
@@ -545,12 +705,13 @@ async def record_birth(
             "this child's birth is already recorded",
             errors=[FieldError("birth_date", "already recorded")],
         )
+    dates.check_birth_against_due(data.birth_date, child.due_date, "birth_date")
     child.birth_date = data.birth_date
     if data.gender:
         child.gender = data.gender
     if data.nickname is not None:
-        child.nickname = data.nickname
-    record(session, "child.born", "child", child.id, {"birth_date": str(data.birth_date)})
+        child.nickname_enc = _seal("children", child.id, data.nickname) if data.nickname else None
+    record(session, "child.born", "child", child.id, {"member_id": str(member.id)})
     emit(
         session,
         "child.born",
@@ -569,7 +730,7 @@ async def record_birth(
 async def set_consents(
     session: AsyncSession, member_id: uuid.UUID, consents: list[ConsentIn]
 ) -> None:
-    member = await get_member(session, member_id)
+    member = await get_member_in_reach(session, member_id)
     existing = {
         c.channel: c
         for c in (
@@ -595,16 +756,17 @@ async def set_consents(
 
 
 async def add_identity(session: AsyncSession, member_id: uuid.UUID, data: IdentityIn) -> None:
-    member = await get_member(session, member_id)
+    member = await get_member_in_reach(session, member_id)
     await _add_identities(session, member.id, [data])
-    record(session, "identity.added", "member", member.id, data.model_dump())
+    # The kind only: the value (a card number, an openid) is personal data.
+    record(session, "identity.added", "member", member.id, {"kind": data.kind})
 
 
 async def link_family(
     session: AsyncSession, member_id: uuid.UUID, other_id: uuid.UUID
 ) -> uuid.UUID:
-    member = await get_member(session, member_id)
-    other = await get_member(session, other_id)
+    member = await get_member_in_reach(session, member_id)
+    other = await get_member_in_reach(session, other_id)
     family_id = member.family_id or other.family_id or uuid.uuid4()
     member.family_id = other.family_id = family_id
     record(
@@ -699,35 +861,81 @@ def current_store_id() -> uuid.UUID | None:
 
 
 async def rotate_keys(session: AsyncSession, batch_size: int = 1000) -> int:
-    """Re-encrypt phones and names written under an older key; returns rows rewritten.
+    """Re-encrypt personal data written under an older key (members' phones and names,
+    children's nicknames, identity values); returns the rows rewritten.
 
-    Runs for the current tenant; repeat until it returns 0 (each call takes one batch).
+    Runs for the current tenant; repeat until it returns 0 (each call takes one batch of each
+    table).
     """
     ring = pii.keyring()
     prefix = f"{ring.active_id}:"
-    rows = (
-        await session.scalars(
-            select(Member)
-            .where(~Member.phone_enc.startswith(prefix))
-            .limit(batch_size)
-            .with_for_update()
-        )
-    ).all()
-    for member in rows:
-        context = _context(member.id)
-        member.phone_enc = ring.encrypt(
-            ring.decrypt(member.phone_enc, context=context), context=context
-        )
-        if member.name_enc is not None:
-            member.name_enc = ring.encrypt(
-                ring.decrypt(member.name_enc, context=context), context=context
-            )
+    rows = await _rotate_members(session, ring, prefix, batch_size)
+    rows += await _rotate_children(session, ring, prefix, batch_size)
+    rows += await _rotate_identities(session, ring, prefix, batch_size)
     if rows:
         record(
             session,
             "pii.rotated",
             "tenant",
             require_tenant().tenant_id,
-            {"rows": len(rows), "key_id": ring.active_id},
+            {"rows": rows, "key_id": ring.active_id},
         )
+    return rows
+
+
+def _reseal(ring: pii.Keyring, token: str, context: bytes) -> str:
+    return ring.encrypt(ring.decrypt(token, context=context), context=context)
+
+
+async def _rotate_members(
+    session: AsyncSession, ring: pii.Keyring, prefix: str, batch_size: int
+) -> int:
+    stale = ~Member.phone_enc.startswith(prefix) | (
+        Member.name_enc.is_not(None) & ~Member.name_enc.startswith(prefix)
+    )
+    rows = (
+        await session.scalars(select(Member).where(stale).limit(batch_size).with_for_update())
+    ).all()
+    for member in rows:
+        context = _context(member.id)
+        member.phone_enc = _reseal(ring, member.phone_enc, context)
+        if member.name_enc is not None:
+            member.name_enc = _reseal(ring, member.name_enc, context)
+    return len(rows)
+
+
+async def _rotate_children(
+    session: AsyncSession, ring: pii.Keyring, prefix: str, batch_size: int
+) -> int:
+    tenant_id = require_tenant().tenant_id
+    rows = (
+        await session.scalars(
+            select(Child)
+            .where(Child.nickname_enc.is_not(None), ~Child.nickname_enc.startswith(prefix))
+            .limit(batch_size)
+            .with_for_update()
+        )
+    ).all()
+    for child in rows:
+        assert child.nickname_enc is not None
+        context = pii.row_context(tenant_id, "children", child.id)
+        child.nickname_enc = _reseal(ring, child.nickname_enc, context)
+    return len(rows)
+
+
+async def _rotate_identities(
+    session: AsyncSession, ring: pii.Keyring, prefix: str, batch_size: int
+) -> int:
+    tenant_id = require_tenant().tenant_id
+    rows = (
+        await session.scalars(
+            select(MemberIdentity)
+            .where(~MemberIdentity.value_enc.startswith(prefix))
+            .limit(batch_size)
+            .with_for_update()
+        )
+    ).all()
+    for identity in rows:
+        context = pii.row_context(tenant_id, "member_identities", identity.id)
+        identity.value_enc = _reseal(ring, identity.value_enc, context)
     return len(rows)

@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_200_OK
 from nestpoint.api.answers import answered, created_spec
 from nestpoint.api.deps import Db, requires
 from nestpoint.api.problems import problems
+from nestpoint.db import utcnow
 from nestpoint.orders import service
 from nestpoint.orders.schemas import (
     OrderIn,
@@ -19,6 +20,7 @@ from nestpoint.orders.schemas import (
     PreviewResult,
     RefundIn,
     RefundResult,
+    check_paid_at,
 )
 
 ChannelPath = Annotated[
@@ -40,6 +42,7 @@ class OrderController(Controller):
         summary="Record a paid order; earns points (idempotent by channel + external id)",
     )
     async def create(self, db: Db, data: JSONBody[OrderIn]) -> Response[dict[str, Any]]:
+        check_paid_at(data.paid_at, utcnow())
         return answered(await service.create_order(db, data))
 
     @post(

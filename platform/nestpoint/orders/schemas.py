@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from nestpoint.errors import Invalid
 from nestpoint.members.schemas import IdentityIn, Phone
 from nestpoint.text import optional, required
 
@@ -15,6 +16,20 @@ OrderChannel = Literal["pos", "mall", "mini_program", "app"]
 ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,100}$")]
 Sku = Annotated[str, required(64)]
 Fen = Annotated[int, Field(ge=0, le=10**12)]
+
+
+# A till's clock may run a little ahead of the server's; beyond this, paid_at is wrong.
+PAID_AT_MAX_AHEAD = timedelta(minutes=5)
+
+
+def check_paid_at(paid_at: datetime, now: datetime) -> None:
+    """An order is paid now or in the past (give or take clock skew): 422 naming paid_at."""
+    if paid_at > now + PAID_AT_MAX_AHEAD:
+        raise Invalid.field(
+            "paid_at",
+            f"paid_at is in the future (more than {PAID_AT_MAX_AHEAD.seconds // 60} minutes"
+            " ahead of the server's clock)",
+        )
 
 
 class Strict(BaseModel):

@@ -33,6 +33,7 @@ from nestpoint.loyalty import rules
 from nestpoint.loyalty.rules import Line
 from nestpoint.loyalty.service import get_program
 from nestpoint.members.models import Child, Member, MemberIdentity
+from nestpoint.members.pii import identity_hash
 from nestpoint.members.service import phone_lookup_hash
 from nestpoint.orders.models import Order, OrderLine, Refund
 from nestpoint.orders.schemas import (
@@ -154,7 +155,8 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
             members.c.id
             == select(MemberIdentity.member_id)
             .where(
-                MemberIdentity.kind == ref.identity.kind, MemberIdentity.value == ref.identity.value
+                MemberIdentity.kind == ref.identity.kind,
+                MemberIdentity.value_hash == identity_hash(ref.identity.kind, ref.identity.value),
             )
             .scalar_subquery()
         )

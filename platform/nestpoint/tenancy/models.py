@@ -37,6 +37,9 @@ class Tenant(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     locale: Mapped[str] = mapped_column(String(16), default="zh-CN")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Store kinds whose keys see every member of the chain; other stores' keys see only the
+    # members whose home store they are (and serve anyone at the till by exact phone or card).
+    members_shared_with: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["direct"])
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

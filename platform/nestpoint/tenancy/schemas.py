@@ -14,6 +14,7 @@ from nestpoint.text import optional, required
 Locale = Literal["zh-CN", "en"]
 StoreKind = Literal["direct", "franchise"]
 KeyKind = Literal["tenant", "store"]
+STORE_KINDS = ("direct", "franchise")
 
 
 def _known_zone(value: str) -> str:
@@ -24,6 +25,18 @@ def _known_zone(value: str) -> str:
     return value
 
 
+def _sorted_kinds(kinds: list[str]) -> list[str]:
+    return sorted(set(kinds))
+
+
+def _direct_only() -> list[StoreKind]:
+    return ["direct"]
+
+
+# Store kinds whose keys see every member of the chain (the rest see their own members).
+SharedWith = Annotated[
+    list[StoreKind], Field(max_length=len(STORE_KINDS)), AfterValidator(_sorted_kinds)
+]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 TimeZone = Annotated[
@@ -48,6 +61,10 @@ class TenantCreate(Strict):
     currency: Currency = "CNY"
     timezone: TimeZone = "Asia/Shanghai"
     locale: Locale = "zh-CN"
+    members_shared_with: SharedWith = Field(
+        default_factory=_direct_only,
+        description="Store kinds whose keys see every member of the chain.",
+    )
 
 
 class TenantUpdate(Strict):
@@ -55,6 +72,7 @@ class TenantUpdate(Strict):
     currency: Currency | None = None
     timezone: TimeZone | None = None
     locale: Locale | None = None
+    members_shared_with: SharedWith | None = None
     active: StrictBool | None = None
 
 
@@ -67,6 +85,7 @@ class TenantRead(BaseModel):
     currency: str
     timezone: str
     locale: str
+    members_shared_with: list[str]
     active: bool
     created_at: datetime
     updated_at: datetime
