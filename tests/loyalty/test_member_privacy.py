@@ -225,7 +225,6 @@ def _use_keys(spec: str, hash_key: str) -> None:
     os.environ["NESTPOINT_PII_KEYS"] = spec
     os.environ["NESTPOINT_PII_HASH_KEY"] = hash_key
     get_settings.cache_clear()
-    pii.keyring.cache_clear()
 
 
 @dataclass
@@ -249,7 +248,7 @@ def new_active_key(database_env: dict[str, str]) -> Iterator[Rotation]:
     settings = get_settings()
     spec, hash_key = settings.pii_keys, settings.pii_hash_key
     if not spec or not hash_key:
-        spec, hash_key = pii._dev_keys()
+        spec, hash_key = pii._dev_keys(pii.DEV_KEY_FILE)
     key_id = f"rot{secrets.token_hex(3)}"
     fresh = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
     saved = {k: os.environ.get(k) for k in ("NESTPOINT_PII_KEYS", "NESTPOINT_PII_HASH_KEY")}
@@ -263,7 +262,6 @@ def new_active_key(database_env: dict[str, str]) -> Iterator[Rotation]:
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
-        pii.keyring.cache_clear()
 
 
 async def test_rotate_keys_covers_children_and_identities(client, make_tenant, enrol, request):
