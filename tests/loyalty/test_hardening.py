@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from loyalty.helpers import new_phone, order_body
 from loyalty.invariants import check_ledger
@@ -31,8 +31,8 @@ from nestpoint.members.service import merge_members
 from nestpoint.orders.schemas import OrderIn
 from nestpoint.orders.service import create_order
 from nestpoint.points import service as points
-from nestpoint.points.jobs import release_expired_holds
-from nestpoint.points.models import PointAccount
+from nestpoint.points.jobs import announce_expiring, release_expired_holds
+from nestpoint.points.models import PointAccount, PointLot
 
 RETRIES = 16
 
@@ -461,3 +461,48 @@ async def test_an_adjustment_emits_points_adjusted(client, make_tenant, enrol):
         "balance": 250,
         "reason": "goodwill",
     }
+
+
+async def test_points_about_to_expire_are_announced_once(client, make_tenant, enrol, set_program):
+    t = await make_tenant()
+    await set_program(
+        t.hq(),
+        points={
+            "pending_days": 0,
+            "expiry": "rolling",
+            "expiry_months": 2,
+            "expiring_soon_days": 30,
+        },
+    )
+    m, other = await enrol(t.hq()), await enrol(t.hq())
+    assert (await adjust(client, t.hq(), m["id"], 300)).status_code == 201
+    assert (await adjust(client, t.hq(), m["id"], 200)).status_code == 201
+    assert (await adjust(client, t.hq(), other["id"], 50)).status_code == 201
+    assert (await adjust(client, t.hq(), other["id"], -50)).status_code == 201  # nothing left
+    lot_expiry = await _earliest_expiry(t.id, m["id"])
+
+    async def announce(day: datetime) -> Any:
+        return await run_job(t.id, lambda s: announce_expiring(s, day), "points.announce_expiring")
+
+    before = lot_expiry - timedelta(days=31)
+    assert (await announce(before)).rows == 0  # not yet within 30 days
+    on_the_day = lot_expiry - timedelta(days=30)
+    assert (await announce(on_the_day)).rows == 1
+    assert (await announce(on_the_day + timedelta(minutes=1))).rows == 0  # once a day
+    assert (await announce(on_the_day + timedelta(days=1))).rows == 0  # announced already
+    (event,) = await events(client, t.hq(), "points.expiring")
+    assert event["subject_id"] == m["id"]
+    assert event["payload"]["member_id"] == m["id"]
+    assert event["payload"]["points"] == 500
+
+
+async def _earliest_expiry(tenant_id: uuid.UUID, member_id: str) -> datetime:
+    with tenant_context(tenant_id):
+        async with scoped_session() as session:
+            expiry = await session.scalar(
+                select(func.min(PointLot.expires_at)).where(
+                    PointLot.member_id == uuid.UUID(member_id), PointLot.remaining > 0
+                )
+            )
+    assert expiry is not None
+    return expiry

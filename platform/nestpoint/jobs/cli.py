@@ -20,7 +20,7 @@ members_app = typer.Typer(help="Member data maintenance.", no_args_is_help=True)
 def _jobs() -> dict[str, Callable[[AsyncSession], Awaitable[Any]]]:
     from nestpoint.events.service import install_session_hooks
     from nestpoint.loyalty.service import load_program
-    from nestpoint.points.jobs import expire_points, release_expired_holds
+    from nestpoint.points.jobs import announce_expiring, expire_points, release_expired_holds
     from nestpoint.tiers.jobs import evaluate_tiers
 
     install_session_hooks()
@@ -31,6 +31,7 @@ def _jobs() -> dict[str, Callable[[AsyncSession], Awaitable[Any]]]:
     return {
         "expire-points": expire_points,
         "release-holds": release_expired_holds,
+        "announce-expiring": announce_expiring,
         "evaluate-tiers": evaluate,
     }
 
@@ -51,7 +52,10 @@ async def _tenant_ids(slug: str | None) -> list[uuid.UUID]:
 
 @jobs_app.command("run")
 def run(
-    name: Annotated[str, typer.Argument(help="expire-points, release-holds or evaluate-tiers")],
+    name: Annotated[
+        str,
+        typer.Argument(help="expire-points, release-holds, announce-expiring or evaluate-tiers"),
+    ],
     tenant: Annotated[str | None, typer.Option(help="Tenant slug (default: all).")] = None,
 ) -> None:
     """Run a job now and print what it did and how long it took."""

@@ -22,6 +22,7 @@ PERIODIC_JOBS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("events.sweep", "interval", {"seconds": 30}),
     ("points.release_holds_all", "interval", {"minutes": 1}),
     ("points.expire_all", "interval", {"hours": 1}),
+    ("points.announce_expiring_all", "cron", {"hour": 1, "minute": 0}),  # 09:00 Asia/Shanghai
     ("tiers.evaluate_all", "cron", {"hour": 19, "minute": 30}),  # 03:30 Asia/Shanghai
 )
 

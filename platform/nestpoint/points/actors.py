@@ -9,7 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
 from nestpoint.jobs.tenants import active_tenant_ids, run_for_tenant
-from nestpoint.points.jobs import JobResult, expire_points, release_expired_holds
+from nestpoint.points.jobs import (
+    JobResult,
+    announce_expiring,
+    expire_points,
+    release_expired_holds,
+)
 
 
 async def _expire(session: AsyncSession) -> JobResult:
@@ -18,6 +23,10 @@ async def _expire(session: AsyncSession) -> JobResult:
 
 async def _release(session: AsyncSession) -> JobResult:
     return await release_expired_holds(session)
+
+
+async def _announce(session: AsyncSession) -> JobResult:
+    return await announce_expiring(session)
 
 
 @dramatiq.actor(actor_name="points.expire", queue_name="default", max_retries=3)
@@ -43,3 +52,15 @@ async def release_holds(tenant_id: str) -> None:
 async def release_holds_all() -> None:
     for tenant_id in await active_tenant_ids():
         release_holds.send(str(tenant_id))
+
+
+@dramatiq.actor(actor_name="points.announce_expiring", queue_name="default", max_retries=3)
+async def announce(tenant_id: str) -> None:
+    """Announce one tenant's points about to expire (``points.expiring``). Once a day."""
+    await run_for_tenant(uuid.UUID(tenant_id), _announce, name="points.announce_expiring")
+
+
+@dramatiq.actor(actor_name="points.announce_expiring_all", queue_name="default", max_retries=0)
+async def announce_all() -> None:
+    for tenant_id in await active_tenant_ids():
+        announce.send(str(tenant_id))

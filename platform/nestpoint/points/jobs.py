@@ -1,4 +1,5 @@
-"""Periodic points jobs, set-based in SQL: expire lots, release timed-out holds.
+"""Periodic points jobs, set-based in SQL: expire lots, release timed-out holds, announce
+points about to expire.
 
 Each runs per tenant in one transaction, serialised per tenant by an advisory lock, and first
 locks the accounts it will touch (accounts before lots, the order every points change uses),
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import BindParameter, Uuid, bindparam, text
@@ -128,6 +129,76 @@ def release_statements(dialect: str) -> dict[str, str]:
     }
 
 
+def expiring_statements(dialect: str) -> dict[str, str]:
+    """The expiring-soon announcement: one ``points.expiring`` event per member whose lots
+    expire within the window, with the points and the window's end."""
+    payload = json_object_sql(
+        dialect,
+        {
+            "member_id": uuid_text_sql(dialect, "l.member_id"),
+            "points": "SUM(l.remaining)",
+            "expires_by": "CAST(:expires_by AS TEXT)",
+        },
+    )
+    return {
+        "announced": """
+            SELECT COUNT(*) FROM outbox_events WHERE tenant_id = :tenant
+              AND type = 'points.expiring' AND occurred_at >= :day_start""",
+        "events": f"""
+            INSERT INTO outbox_events (tenant_id, id, type, store_id, subject_type, subject_id,
+                                       payload, occurred_at, published_at, attempts,
+                                       next_attempt_at, last_error)
+            SELECT l.tenant_id, {new_uuid_sql(dialect)}, 'points.expiring', NULL, 'member',
+                   {uuid_text_sql(dialect, "l.member_id")}, {payload}, :now, NULL, 0, :now, NULL
+            FROM point_lots l
+            WHERE l.tenant_id = :tenant AND l.remaining > 0
+              AND l.expires_at >= :window_start AND l.expires_at < :window_end
+            GROUP BY l.tenant_id, l.member_id""",
+    }
+
+
+async def announce_expiring(session: AsyncSession, now: datetime | None = None) -> JobResult:
+    """Announce points about to expire (``points.expiring``), daily, once per member and day.
+
+    The lots announced are those that enter the programme's "expiring soon" horizon today
+    (``points.expiring_soon_days``, counted in the tenant's days): each lot is announced
+    once, as it crosses the horizon. A second run on the same tenant-local day announces
+    nothing (a day already announced is skipped)."""
+    from nestpoint.loyalty.service import get_program
+
+    tenant_id = require_tenant().tenant_id
+    now = now or utcnow()
+    await lock_job(session, "points.announce_expiring", tenant_id)
+    program = await get_program(session)
+    today = now.astimezone(program.zone).date()
+    day_start = datetime.combine(today, time(), program.zone)
+    horizon = today + timedelta(days=program.points.expiring_soon_days)
+    window_start = datetime.combine(horizon, time(), program.zone)
+    window_end = window_start + timedelta(days=1)
+    params = {
+        "tenant": tenant_id,
+        "now": now,
+        "day_start": day_start,
+        "window_start": window_start,
+        "window_end": window_end,
+        "expires_by": window_end.isoformat(),
+    }
+    sql = expiring_statements(session.get_bind().dialect.name)
+    announced = await session.scalar(_bound(sql["announced"]), params)
+    if announced:
+        return JobResult(today.isoformat(), 0, 0)
+    counts = await _run_all(session, sql, ["events"], params)
+    if counts["events"]:
+        mark_pending(session)
+    return JobResult(today.isoformat(), counts["events"], 0)
+
+
+def _bound(sql: str) -> Any:
+    return text(sql).bindparams(
+        bindparam("tenant", type_=Uuid()), bindparam("day_start", type_=UTCDateTime())
+    )
+
+
 JOBS = ("points.expire", "points.release_holds")  # the order every waiter takes their locks
 
 
@@ -146,6 +217,8 @@ async def _run_all(
     binds: list[BindParameter[Any]] = [
         bindparam("tenant", type_=Uuid()),
         bindparam("now", type_=UTCDateTime()),
+        bindparam("window_start", type_=UTCDateTime()),
+        bindparam("window_end", type_=UTCDateTime()),
     ]
     counts: dict[str, int] = {}
     for name in order:
