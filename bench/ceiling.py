@@ -9,7 +9,8 @@ transaction a new request for a random member:
 * the tenant, the key's store and the key's hash: pgbench variables (``-D``);
 * the member's id: ``md5('nestpoint-bench:' || :n)::uuid`` (how the set-up made it), its
   phone hash: pgcrypto's ``hmac()`` of its phone, with ``n`` random per transaction;
-* the external id: ``'pgbench-' || :ext`` with ``ext`` random per transaction;
+* the external id: ``'pgbench-' || :ext`` with ``ext`` random per transaction (and the order's
+  idempotency key, ``'pos/' || <that>``);
 * every other UUID the request made (order, lots, entries, events): ``md5('<k>:' || :ext)``,
   so that references between rows stay the same (an entry names its lot);
 * any other value (amounts, timestamps, JSON documents, hashes): the captured value, as a
@@ -75,6 +76,8 @@ class Binder:
         }
         if captured.external_id:
             self.known[captured.external_id] = EXTERNAL_ID
+            # The order's idempotency key is its channel and external id.
+            self.known[f"pos/{captured.external_id}"] = f"('pos/' || {EXTERNAL_ID})"
         self.generated: dict[str, str] = {}
 
     def expression(self, value: Any) -> str:
