@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from nestpoint.db import rls
+from nestpoint.db.sql import uuid_text_sql
 
 revision: str = "0004_idempotency"
 down_revision: str | None = "0003_loyalty"
@@ -77,12 +78,12 @@ def _copy_order_and_refund_answers() -> None:
         " SELECT tenant_id, 'order', channel || '/' || external_id, request_hash, 201,"
         " response, created_at FROM orders"
     )
+    order_id = uuid_text_sql(op.get_bind().dialect.name, "r.order_id")
     op.execute(
         "INSERT INTO idempotency_keys"
         " (tenant_id, scope, key, request_hash, status_code, response, created_at)"
-        " SELECT r.tenant_id, 'refund', o.channel || '/' || o.external_id || '/' || r.external_id,"
-        " r.request_hash, 201, r.response, r.created_at"
-        " FROM refunds r JOIN orders o ON o.tenant_id = r.tenant_id AND o.id = r.order_id"
+        f" SELECT r.tenant_id, 'refund', {order_id} || '/' || r.external_id,"
+        " r.request_hash, 201, r.response, r.created_at FROM refunds r"
     )
 
 

@@ -595,7 +595,7 @@ async def create_refund(
     the order's lock: concurrent retries get the first answer."""
     order = await get_order(session, channel, external_id)
     digest = fingerprint(data)
-    key = f"{order_key(channel, external_id)}/{data.external_id}"
+    key = f"{order.id}/{data.external_id}"  # the order's id: no separator can be ambiguous
     listed: set[int] = set()
     for i, ln in enumerate(data.lines or []):
         if ln.line_no in listed:  # else the dict below would keep only one of them
