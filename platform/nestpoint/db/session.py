@@ -189,10 +189,13 @@ class Database:
         elif ":memory:" in self.url:
             kwargs |= {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
         else:
-            kwargs |= {"connect_args": {"timeout": 30}}
+            kwargs |= {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
         engine = create_async_engine(self.url, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            if ":memory:" not in self.url:
+                event.listen(engine.sync_engine, "connect", _sqlite_driver_leaves_begin_to_us)
+                event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
 
     def _entry(self) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
@@ -220,12 +223,39 @@ class Database:
             await entry[0].dispose()
 
 
+# How long a SQLite transaction waits for the writer before it to finish ("database is
+# locked" after that).
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.close()
+
+
+# SQLite has no row locks (``SELECT ... FOR UPDATE`` compiles to a plain SELECT), and the
+# sqlite3 driver's legacy transaction handling runs SELECTs outside any transaction: two
+# requests could both read a balance of 350 and both spend 300 of it. So every transaction
+# on a file database starts with ``BEGIN IMMEDIATE``, which takes the database's write lock
+# up front: writers run one at a time, across connections, event loops and processes, each
+# seeing everything the one before it committed; the others wait at BEGIN (busy timeout).
+# Reads are serialised too (a transaction cannot know up front that it will only read), which
+# the embedded default can afford. This is SQLAlchemy's documented recipe for the
+# sqlite3/aiosqlite drivers ("Enabling Non-Legacy SQLite Transactional Modes"), with
+# IMMEDIATE in place of a deferred BEGIN (a deferred one would fail, not wait, when it
+# upgrades to writing after another writer committed). An in-memory database has one shared
+# connection (StaticPool) and keeps the driver's handling: it is for one-off scripts only.
+
+
+def _sqlite_driver_leaves_begin_to_us(dbapi_connection: Any, connection_record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 _database: Database | None = None
