@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +32,8 @@ from sqlalchemy.pool import StaticPool
 from nestpoint.context import TenantContextMissing, current_tenant
 from nestpoint.db.base import TenantScoped
 from nestpoint.settings import Settings, get_settings
+
+log = logging.getLogger("nestpoint.db")
 
 SET_TENANT_SQL = text(
     "SELECT set_config('nestpoint.tenant_id', :tenant_id, true),"
@@ -56,6 +59,31 @@ def _bind_tenant_to_transaction(
             "store_id": str(ctx.store_id) if ctx and ctx.store_id else "",
         },
     )
+
+
+# Work to run after each commit (enqueue the outbox relay, invalidate caches). By then the
+# transaction is committed: a failure is logged, never raised, as raising would answer an
+# error for a change that was made (and a till would ring it again).
+_after_commit_work: list[Callable[[Session], None]] = []
+
+
+def on_commit(work: Callable[[Session], None]) -> None:
+    """Run ``work(session)`` after every commit of a tenant session, isolated from the
+    others and from the caller (idempotent: registering twice runs it once)."""
+    if work not in _after_commit_work:
+        _after_commit_work.append(work)
+
+
+@event.listens_for(TenantSession, "after_commit")
+def _run_after_commit_work(session: Session) -> None:
+    for work in _after_commit_work:
+        try:
+            work(session)
+        except Exception:
+            log.exception(
+                "after-commit work failed; the transaction stays committed",
+                extra={"work": work.__qualname__},
+            )
 
 
 @event.listens_for(TenantSession, "do_orm_execute")
@@ -289,10 +317,12 @@ async def scoped_session(database: Database | None = None) -> AsyncIterator[Asyn
     async with (database or get_database()).session() as session:
         try:
             yield session
-            await session.commit()
         except BaseException:
             await session.rollback()
             raise
+        # Outside the try: a commit that fails has nothing to roll back (closing the session
+        # discards it), and one that succeeded must never be followed by a rollback.
+        await session.commit()
 
 
 async def rebind_tenant(session: AsyncSession) -> None:
