@@ -129,11 +129,28 @@ class ServedNestpoint:
         assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
         return done.stdout.decode()
 
-    def start(self, *serve_args: str, ignore_sigint: bool = False) -> ServedNestpoint:
-        """Migrate, make a platform key, serve; with ``ignore_sigint`` the server starts
-        with SIGINT ignored, as a shell starts a command in the background."""
+    def prepare(self) -> ServedNestpoint:
+        """Migrate the database and make a platform key."""
         self.cli("migrate")
         self.platform_key = self.cli("keys", "create-platform", "--name", "tests").strip()
+        return self
+
+    def copy(self, directory: Path, redis_url: str | None = None) -> ServedNestpoint:
+        """A server of its own on a copy of this prepared database (migrating once per run
+        instead of once per server saves seconds per test)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.directory / "nestpoint.db", directory / "nestpoint.db")
+        return ServedNestpoint(
+            directory,
+            redis_url=redis_url,
+            platform_key=self.platform_key,
+            pii_key=self.pii_key,
+            pii_hash_key=self.pii_hash_key,
+        )
+
+    def start(self, *serve_args: str, ignore_sigint: bool = False) -> ServedNestpoint:
+        """Serve (``prepare`` first, or ``copy`` a prepared one); with ``ignore_sigint`` the
+        server starts with SIGINT ignored, as a shell starts a command in the background."""
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [sys.executable, "-m", "nestpoint.cli", "serve", "--port", str(self.port), *serve_args],
             env=self.env,

@@ -22,6 +22,12 @@ from nestpoint.db.session import _after_commit_work, on_commit
 from served import RedisServer, ServedNestpoint
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> ServedNestpoint:
+    """A migrated database with a platform key, copied by each test's server."""
+    return ServedNestpoint(tmp_path_factory.mktemp("prepared")).prepare()
+
+
 def _log_lines(output: str) -> list[dict[str, object]]:
     lines = []
     for line in output.splitlines():
@@ -33,10 +39,10 @@ def _log_lines(output: str) -> list[dict[str, object]]:
 
 
 async def test_an_order_committed_while_redis_is_down_answers_201_and_waits_in_the_outbox(
-    tmp_path: Path,
+    tmp_path: Path, prepared: ServedNestpoint
 ) -> None:
     redis = RedisServer().start()
-    served = ServedNestpoint(tmp_path, redis_url=redis.url)
+    served = prepared.copy(tmp_path, redis_url=redis.url)
     output = ""
     try:
         served.start()
@@ -95,9 +101,9 @@ async def _events(client: httpx.AsyncClient, headers: dict[str, str], type_: str
     ids=["SIGINT", "SIGTERM", "SIGINT-ignored-at-start"],
 )
 def test_serve_with_its_in_process_worker_stops_on_a_signal(
-    tmp_path: Path, sig: signal.Signals, ignore_sigint: bool
+    tmp_path: Path, prepared: ServedNestpoint, sig: signal.Signals, ignore_sigint: bool
 ) -> None:
-    served = ServedNestpoint(tmp_path).start(ignore_sigint=ignore_sigint)
+    served = prepared.copy(tmp_path).start(ignore_sigint=ignore_sigint)
     _let_the_worker_run_a_job(served)
     started = time.monotonic()
     output = served.stop(sig, timeout=10)
