@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from loyalty.helpers import new_phone, order_body
 from nestpoint import testing as kit
 from nestpoint.db.session import _after_commit_work, on_commit
+from nestpoint.jobs import broker as jobs_broker
 from served import RedisServer, ServedNestpoint
 
 
@@ -160,3 +162,33 @@ async def test_failing_after_commit_work_never_turns_a_committed_request_into_an
         and "on fire" in str(rec.exc_info[1])
         for rec in caplog.records
     )
+
+
+def test_enqueue_with_redis_never_waits_for_the_broker_and_queues_a_message_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jobs_broker, "is_in_process", lambda: False)
+    in_send, release = threading.Event(), threading.Event()
+    sent: list[tuple[str, ...]] = []
+
+    class HangingBroker:  # as an actor on a Redis that accepts the connection, then hangs
+        actor_name = "tests.hanging"
+
+        def send(self, *args: str) -> None:
+            in_send.set()
+            release.wait(10)
+            sent.append(args)
+
+    actor: Any = HangingBroker()
+    started = time.monotonic()
+    jobs_broker.enqueue_best_effort(actor, "t1")
+    assert in_send.wait(5)
+    for _ in range(3):  # while the first send hangs: queued once, not three times
+        jobs_broker.enqueue_best_effort(actor, "t1")
+    assert time.monotonic() - started < 1  # the caller never waited for the broker
+    release.set()
+    deadline = time.monotonic() + 5
+    while len(sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert sent == [("t1",), ("t1",)]

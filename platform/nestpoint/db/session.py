@@ -251,8 +251,8 @@ class Database:
             await entry[0].dispose()
 
 
-# How long a SQLite transaction waits for the writer before it to finish ("database is
-# locked" after that).
+# How long a SQLite transaction waits at BEGIN for the one holding the write lock to finish
+# ("database is locked" after that).
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
