@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -123,6 +124,20 @@ async def app(database_env: dict[str, str]) -> AsyncIterator[Litestar]:
 async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+async def concurrent_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really run at once, for concurrency tests.
+
+    Litestar's ``AsyncTestClient`` runs each request to completion in a blocking portal, so
+    requests sent with ``asyncio.gather`` through it are served one after another. This
+    client drives the ASGI app on the test's own event loop: gathered requests interleave
+    at every await and each holds its own connection and transaction, as on a real server.
+    """
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
 
 
 @dataclass

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -77,19 +81,50 @@ def serve(
     settings = get_settings()
     _require_pii_keys()
     _configure_logs()
+    jobs = None
     if in_process_worker or is_in_process():
         from nestpoint.jobs.worker import start_scheduler, start_worker
 
-        start_worker()
-        start_scheduler()
-    uvicorn.run(
-        "nestpoint.api.asgi:app",
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
-        log_config=None,
-        access_log=False,
-    )
+        jobs = (start_worker(), start_scheduler())
+    try:
+        with _signals_end_the_server():
+            uvicorn.run(
+                "nestpoint.api.asgi:app",
+                host=host or settings.host,
+                port=port or settings.port,
+                workers=workers or settings.workers,
+                log_config=None,
+                access_log=False,
+            )
+    finally:
+        if jobs is not None:
+            from nestpoint.jobs.worker import stop_worker
+
+            stop_worker(*jobs)
+
+
+@contextmanager
+def _signals_end_the_server() -> Iterator[None]:
+    """Let SIGINT and SIGTERM end ``uvicorn.run`` normally, so the in-process worker is
+    stopped after it (uvicorn handles the signal, shuts down, then raises it again to the
+    handler that was there before: here that handler only notes it, where Python's own would
+    raise KeyboardInterrupt or kill the process first). This holds even when SIGINT was
+    ignored at start (a server started in the background). A second signal while stopping
+    exits at once."""
+    received: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        if received:
+            os._exit(128 + signum)
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        if not received:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @app.command()
@@ -98,7 +133,7 @@ def worker(
     scheduler: Annotated[bool, typer.Option(help="Also run the periodic job scheduler.")] = True,
 ) -> None:
     """Run a Dramatiq worker (and the periodic scheduler) until SIGINT/SIGTERM."""
-    from nestpoint.jobs.worker import start_scheduler, start_worker
+    from nestpoint.jobs.worker import start_scheduler, start_worker, stop_worker
 
     _require_pii_keys()
     _configure_logs()
@@ -108,9 +143,7 @@ def worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    if sched:
-        sched.shutdown(wait=False)
-    running.stop()
+    stop_worker(running, sched)
 
 
 @tenants_app.command("apply")

@@ -1,7 +1,9 @@
-"""Concurrency on PostgreSQL: many clients at once never break the ledger.
+"""Concurrency: many clients at once never break the ledger, on PostgreSQL and on SQLite.
 
 The API runs in-process; ``asyncio.gather`` sends the requests together, and each one gets
-its own database connection and transaction, as on a real server.
+its own database connection and transaction, as on a real server. On SQLite (the embedded
+default) write transactions are serialised by ``BEGIN IMMEDIATE``, so the same tests hold
+there too: none of them is skipped.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -23,10 +26,10 @@ from nestpoint.points.jobs import expire_points
 from nestpoint.points.models import PointEntry, PointLot
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only(is_postgres: bool) -> None:
-    if not is_postgres:
-        pytest.skip("concurrency is tested on PostgreSQL, the production database")
+@pytest.fixture
+def client(concurrent_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Every request of these tests goes through the truly concurrent client."""
+    return concurrent_client
 
 
 async def _member_with_points(client, t, enrol, set_program, points: int) -> dict:  # type: ignore[no-untyped-def]
@@ -65,6 +68,62 @@ async def test_concurrent_holds_never_overdraw(client, make_tenant, enrol, set_p
     r = await client.get(f"/api/v1/members/{member['id']}/points", headers=t.hq())
     assert r.json()["available"] == 0
     assert r.json()["held"] == 1000
+    await _check(t, [member["id"]])
+
+
+def _toy_order(member_id: str, points_used: int) -> dict:  # type: ignore[type-arg]
+    """An order of 100 yuan of toys (which earn nothing) paying ``points_used`` in points."""
+    line = {"sku": "X", "category": "toys", "quantity": 1, "unit_price_fen": 10000}
+    return order_body(
+        member={"id": member_id}, points_used=points_used, lines=[line | {"paid_fen": 10000}]
+    )
+
+
+async def test_ten_parallel_redemptions_of_100_against_350_take_exactly_three(
+    client, make_tenant, enrol, set_program
+):
+    t = await make_tenant()
+    member = await _member_with_points(client, t, enrol, set_program, 350)
+    await set_program(t.hq(), earn_rules={"excluded_categories": ["toys"]})
+    responses = await asyncio.gather(
+        *[
+            client.post("/api/v1/orders", json=_toy_order(member["id"], 100), headers=t.hq())
+            for _ in range(10)
+        ]
+    )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {201: 3, 422: 7}, statuses
+    r = await client.get(f"/api/v1/members/{member['id']}/points", headers=t.hq())
+    assert r.json()["available"] == r.json()["balance"] == 50
+    assert r.json()["held"] == 0
+    r = await client.get(
+        f"/api/v1/members/{member['id']}/points/entries", headers=t.hq(), params={"limit": 100}
+    )
+    after = [e["balance_after"] for e in r.json()["items"]]
+    assert sorted(after) == [50, 150, 250, 350], after  # each redemption saw the one before
+    await _check(t, [member["id"]])
+
+
+async def test_ten_parallel_holds_and_captures_of_100_against_350_take_exactly_three(
+    client, make_tenant, enrol, set_program
+):
+    t = await make_tenant()
+    member = await _member_with_points(client, t, enrol, set_program, 350)
+
+    async def hold_and_capture() -> int:
+        r = await client.post(
+            "/api/v1/points/holds", headers=t.hq(), json={"member_id": member["id"], "points": 100}
+        )
+        if r.status_code != 201:
+            return r.status_code
+        r = await client.post(f"/api/v1/points/holds/{r.json()['id']}/capture", headers=t.hq())
+        assert r.status_code == 200, r.text
+        return 201
+
+    statuses = Counter(await asyncio.gather(*[hold_and_capture() for _ in range(10)]))
+    assert statuses == {201: 3, 422: 7}, statuses
+    r = await client.get(f"/api/v1/members/{member['id']}/points", headers=t.hq())
+    assert (r.json()["available"], r.json()["held"], r.json()["balance"]) == (50, 0, 50)
     await _check(t, [member["id"]])
 
 

@@ -268,12 +268,14 @@ async def test_order_replay_and_conflict_change_nothing(client, make_tenant, enr
     assert r.json()["id"] != first["id"]
 
 
-async def test_concurrent_retries_record_the_order_once(client, make_tenant, enrol):
+async def test_concurrent_retries_record_the_order_once(
+    client, concurrent_client, make_tenant, enrol
+):
     t = await make_tenant()
     m = await enrol(t.hq())
     body = order_body(member={"id": m["id"]})
     replies = await asyncio.gather(
-        *[client.post("/api/v1/orders", json=body, headers=t.hq()) for _ in range(5)]
+        *[concurrent_client.post("/api/v1/orders", json=body, headers=t.hq()) for _ in range(5)]
     )
     assert [r.status_code for r in replies] == [201] * 5
     assert len({r.text for r in replies}) == 1  # every retry got the first response
@@ -282,7 +284,7 @@ async def test_concurrent_retries_record_the_order_once(client, make_tenant, enr
     # Different orders at once all count, and the ledger stays a running sum.
     bodies = [order_body(member={"id": m["id"]}) for _ in range(6)]
     replies = await asyncio.gather(
-        *[client.post("/api/v1/orders", json=b, headers=t.hq()) for b in bodies]
+        *[concurrent_client.post("/api/v1/orders", json=b, headers=t.hq()) for b in bodies]
     )
     assert [r.status_code for r in replies] == [201] * 6
     assert (await balances(client, t.hq(), m["id"]))["balance"] == 700

@@ -138,11 +138,13 @@ async def test_hold_needs_available_points_and_is_idempotent(client, make_tenant
     assert (points["available"], points["held"]) == (300, 200)
 
 
-async def test_concurrent_holds_cannot_overspend(client, make_tenant, enrol):
+async def test_concurrent_holds_cannot_overspend(client, concurrent_client, make_tenant, enrol):
     t = await make_tenant()
     m = await enrol(t.hq())
     await credit(client, t, m["id"], 100)
-    replies = await asyncio.gather(*[hold(client, t.hq(), m["id"], 60) for _ in range(5)])
+    replies = await asyncio.gather(
+        *[hold(concurrent_client, t.hq(), m["id"], 60) for _ in range(5)]
+    )
     assert sorted(r.status_code for r in replies) == [201, 422, 422, 422, 422]
     assert shown(await balances(client, t.hq(), m["id"])) == (40, 40, 0, 60)
 

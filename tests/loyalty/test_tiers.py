@@ -3,15 +3,22 @@ the rolling growth window, and the programme's validation."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
+from sqlalchemy import update
 
 from loyalty.helpers import order_body
 from loyalty.support import all_pages, events, member, parse_time, post_order, refund, run_job
+from nestpoint.context import tenant_context
+from nestpoint.db import scoped_session
+from nestpoint.loyalty.schemas import TierSpec
 from nestpoint.loyalty.service import load_program
+from nestpoint.members.models import Member
 from nestpoint.tiers.jobs import evaluate_tiers
+from nestpoint.tiers.service import removed_tier_moves
 
 SECOND = timedelta(seconds=1)
 
@@ -197,6 +204,87 @@ async def test_evaluation_upgrades_when_the_ladder_is_lowered(
     last = (await history(client, t, m["id"]))[-1]
     assert (last["from_tier"], last["to_tier"], last["reason"]) == ("bronze", "silver", "upgrade")
     assert (await tier_events(client, t, m["id"]))[-1]["payload"]["to_tier"] == "silver"
+
+
+async def test_removing_a_tier_moves_its_members_one_rung_down_keeping_their_protection(
+    client, make_tenant, enrol, set_program
+):
+    t = await make_tenant()
+    spender, refunded, silver = await enrol(t.hq()), await enrol(t.hq()), await enrol(t.hq())
+    await post_order(client, t.hq(), order_body(member={"id": spender["id"]}, lines=spend(6000)))
+    order = await post_order(
+        client, t.hq(), order_body(member={"id": refunded["id"]}, lines=spend(5000))
+    )
+    await refund(client, t.hq(), order, {"external_id": "r1"})  # gold, protected, growth 0
+    await post_order(client, t.hq(), order_body(member={"id": silver["id"]}, lines=spend(1000)))
+    upgraded_at = parse_time((await history(client, t, refunded["id"]))[-1]["changed_at"])
+
+    program = await set_program(t.hq())
+    await set_program(t.hq(), tiers=[tier for tier in program["tiers"] if tier["code"] != "gold"])
+
+    # At once, without waiting for an evaluation: gold's members go to silver, not below.
+    for who, growth in ((spender, 6000), (refunded, 0)):
+        shown = await member(client, t.hq(), who["id"])
+        assert (shown["tier_code"], shown["growth_value"]) == ("silver", growth)
+        last = (await history(client, t, who["id"]))[-1]
+        assert (last["from_tier"], last["to_tier"], last["reason"]) == (
+            "gold",
+            "silver",
+            "tier_removed",
+        )
+        payload = (await tier_events(client, t, who["id"]))[-1]["payload"]
+        assert (payload["from_tier"], payload["to_tier"], payload["reason"]) == (
+            "gold",
+            "silver",
+            "tier_removed",
+        )
+    assert len(await history(client, t, silver["id"])) == 2  # join, upgrade: not moved
+
+    # Gold's protection carries over: no downgrade before it ends, then the usual one.
+    protected_until = upgraded_at + timedelta(days=90)
+    assert (await evaluate(t, protected_until - SECOND)).changed == 0
+    assert (await evaluate(t, protected_until)).changed == 1
+    assert (await member(client, t.hq(), refunded["id"]))["tier_code"] == "bronze"
+    last = (await history(client, t, refunded["id"]))[-1]
+    assert (last["from_tier"], last["to_tier"], last["reason"]) == (
+        "silver",
+        "bronze",
+        "evaluation",
+    )
+    assert (await member(client, t.hq(), spender["id"]))["tier_code"] == "silver"
+
+
+async def test_evaluation_names_a_move_off_an_unknown_tier_tier_removed(client, make_tenant, enrol):
+    t = await make_tenant()
+    m = await enrol(t.hq())
+    await post_order(client, t.hq(), order_body(member={"id": m["id"]}, lines=spend(1000)))
+    with tenant_context(t.id):  # a tier code left behind by an older version
+        async with scoped_session() as session:
+            await session.execute(
+                update(Member).where(Member.id == uuid.UUID(m["id"])).values(tier_code="ghost")
+            )
+    assert (await evaluate(t, datetime.now(UTC))).changed == 1
+    last = (await history(client, t, m["id"]))[-1]
+    assert (last["from_tier"], last["to_tier"], last["reason"]) == (
+        "ghost",
+        "silver",
+        "tier_removed",
+    )
+
+
+def test_a_removed_tier_moves_to_the_nearest_remaining_tier_below_it():
+    def ladder(*codes: str) -> list[TierSpec]:
+        return [TierSpec(code=c, name=c, threshold=i * 1000) for i, c in enumerate(codes)]
+
+    old = ladder("bronze", "silver", "gold", "diamond")
+    assert removed_tier_moves(old, ladder("bronze", "silver", "gold", "diamond")) == {}
+    assert removed_tier_moves(old, ladder("bronze", "silver", "diamond")) == {"gold": "silver"}
+    assert removed_tier_moves(old, ladder("bronze", "diamond")) == {
+        "silver": "bronze",
+        "gold": "bronze",
+    }
+    # The entry tier removed: its members start on the new ladder's first rung.
+    assert removed_tier_moves(old, ladder("silver", "gold", "diamond")) == {"bronze": "silver"}
 
 
 # ------------------------------------------------------------------ the programme

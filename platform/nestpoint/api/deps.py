@@ -18,14 +18,19 @@ from nestpoint.errors import Forbidden
 
 async def provide_session() -> AsyncGenerator[AsyncSession, None]:
     """One session per request; it commits if the handler succeeds (before the response is
-    sent, so a failed commit is an error response), and rolls back otherwise."""
+    sent, so a failed commit is an error response), and rolls back otherwise.
+
+    Never both: once the commit succeeded the request's change is made, and nothing after it
+    (after-commit work is isolated in ``nestpoint.db.session.on_commit``) may turn it into
+    an error or a rollback.
+    """
     async with get_database().session() as session:
         try:
             yield session
-            await session.commit()
         except BaseException:
             await session.rollback()
             raise
+        await session.commit()
 
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]

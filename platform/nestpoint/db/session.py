@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +32,8 @@ from sqlalchemy.pool import StaticPool
 from nestpoint.context import TenantContextMissing, current_tenant
 from nestpoint.db.base import TenantScoped
 from nestpoint.settings import Settings, get_settings
+
+log = logging.getLogger("nestpoint.db")
 
 SET_TENANT_SQL = text(
     "SELECT set_config('nestpoint.tenant_id', :tenant_id, true),"
@@ -56,6 +59,31 @@ def _bind_tenant_to_transaction(
             "store_id": str(ctx.store_id) if ctx and ctx.store_id else "",
         },
     )
+
+
+# Work to run after each commit (enqueue the outbox relay, invalidate caches). By then the
+# transaction is committed: a failure is logged, never raised, as raising would answer an
+# error for a change that was made (and a till would ring it again).
+_after_commit_work: list[Callable[[Session], None]] = []
+
+
+def on_commit(work: Callable[[Session], None]) -> None:
+    """Run ``work(session)`` after every commit of a tenant session, isolated from the
+    others and from the caller (idempotent: registering twice runs it once)."""
+    if work not in _after_commit_work:
+        _after_commit_work.append(work)
+
+
+@event.listens_for(TenantSession, "after_commit")
+def _run_after_commit_work(session: Session) -> None:
+    for work in _after_commit_work:
+        try:
+            work(session)
+        except Exception:
+            log.exception(
+                "after-commit work failed; the transaction stays committed",
+                extra={"work": work.__qualname__},
+            )
 
 
 @event.listens_for(TenantSession, "do_orm_execute")
@@ -189,10 +217,13 @@ class Database:
         elif ":memory:" in self.url:
             kwargs |= {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
         else:
-            kwargs |= {"connect_args": {"timeout": 30}}
+            kwargs |= {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
         engine = create_async_engine(self.url, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            if ":memory:" not in self.url:
+                event.listen(engine.sync_engine, "connect", _sqlite_driver_leaves_begin_to_us)
+                event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
 
     def _entry(self) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
@@ -220,12 +251,39 @@ class Database:
             await entry[0].dispose()
 
 
+# How long a SQLite transaction waits at BEGIN for the one holding the write lock to finish
+# ("database is locked" after that).
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.close()
+
+
+# SQLite has no row locks (``SELECT ... FOR UPDATE`` compiles to a plain SELECT), and the
+# sqlite3 driver's legacy transaction handling runs SELECTs outside any transaction: two
+# requests could both read a balance of 350 and both spend 300 of it. So every transaction
+# on a file database starts with ``BEGIN IMMEDIATE``, which takes the database's write lock
+# up front: writers run one at a time, across connections, event loops and processes, each
+# seeing everything the one before it committed; the others wait at BEGIN (busy timeout).
+# Reads are serialised too (a transaction cannot know up front that it will only read), which
+# the embedded default can afford. This is SQLAlchemy's documented recipe for the
+# sqlite3/aiosqlite drivers ("Enabling Non-Legacy SQLite Transactional Modes"), with
+# IMMEDIATE in place of a deferred BEGIN (a deferred one would fail, not wait, when it
+# upgrades to writing after another writer committed). An in-memory database has one shared
+# connection (StaticPool) and keeps the driver's handling: it is for one-off scripts only.
+
+
+def _sqlite_driver_leaves_begin_to_us(dbapi_connection: Any, connection_record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 _database: Database | None = None
@@ -259,10 +317,12 @@ async def scoped_session(database: Database | None = None) -> AsyncIterator[Asyn
     async with (database or get_database()).session() as session:
         try:
             yield session
-            await session.commit()
         except BaseException:
             await session.rollback()
             raise
+        # Outside the try: a commit that fails has nothing to roll back (closing the session
+        # discards it), and one that succeeded must never be followed by a rollback.
+        await session.commit()
 
 
 async def rebind_tenant(session: AsyncSession) -> None:

@@ -181,14 +181,19 @@ async def relay_all(database: Database | None = None) -> int:
 
 
 def enqueue_relay_after_commit(session: Session) -> None:
-    """Session hook: after a commit that wrote events, ask a worker to relay them."""
+    """Session hook: after a commit that wrote events, ask a worker to relay them.
+
+    Best effort: the events are committed in the outbox, so with the broker down the sweep
+    delivers them later; the request that wrote them still succeeds.
+    """
     tenants: set[uuid.UUID] = session.info.pop(PENDING_TENANTS_KEY, set())
     if not tenants:
         return
     from nestpoint.events.actors import relay  # actors import the broker; keep that lazy
+    from nestpoint.jobs.broker import enqueue_best_effort
 
     for tenant_id in tenants:
-        relay.send(str(tenant_id))
+        enqueue_best_effort(relay, str(tenant_id))
 
 
 def forget_pending_after_rollback(session: Session) -> None:
@@ -209,8 +214,8 @@ async def list_events(
 def install_session_hooks() -> None:
     from sqlalchemy import event
 
-    from nestpoint.db.session import TenantSession
+    from nestpoint.db.session import TenantSession, on_commit
 
-    if not event.contains(TenantSession, "after_commit", enqueue_relay_after_commit):
-        event.listen(TenantSession, "after_commit", enqueue_relay_after_commit)
+    on_commit(enqueue_relay_after_commit)
+    if not event.contains(TenantSession, "after_rollback", forget_pending_after_rollback):
         event.listen(TenantSession, "after_rollback", forget_pending_after_rollback)

@@ -4,15 +4,26 @@
 Unset → an in-process stub broker: the embedded default and the tests, where an in-process
 worker (``nestpoint.jobs.worker``) consumes the same queues inside the server process.
 Actor modules import ``broker`` from here before declaring actors, so they bind to it.
+
+``enqueue_best_effort`` is how work is enqueued after a commit: it never raises and never
+holds up the caller on the broker's network, since the database is the source of truth (the
+outbox sweep and the periodic jobs find whatever a lost message would have triggered).
 """
 
 from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
 from nestpoint.settings import get_settings
+
+log = logging.getLogger("nestpoint.jobs")
 
 
 def make_broker(redis_url: str | None) -> dramatiq.Broker:
@@ -42,3 +53,63 @@ def ping() -> bool:
         return True
     client = broker.client  # type: ignore[attr-defined]
     return bool(client.ping())
+
+
+def _send_logged(actor: dramatiq.Actor[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        actor.send(*args)
+    except Exception as exc:
+        log.warning(
+            "could not enqueue a job; the outbox sweep will deliver",
+            extra={
+                "actor": actor.actor_name,
+                "job_args": list(args),
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
+
+
+class _Sender:
+    """Sends messages from one daemon thread, so a slow or unreachable broker (a Redis
+    that hangs blocks a client without timeouts) never stalls the event loop of a request;
+    a message already waiting to be sent is not queued twice."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[dramatiq.Actor[..., Any], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        self._waiting: set[tuple[str, tuple[Any, ...]]] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, actor: dramatiq.Actor[..., Any], args: tuple[Any, ...]) -> None:
+        with self._lock:
+            if (actor.actor_name, args) in self._waiting:
+                return
+            self._waiting.add((actor.actor_name, args))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="nestpoint-enqueue", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((actor, args))
+
+    def _run(self) -> None:
+        while True:
+            actor, args = self._queue.get()
+            with self._lock:
+                self._waiting.discard((actor.actor_name, args))
+            _send_logged(actor, args)
+
+
+_sender = _Sender()
+
+
+def enqueue_best_effort(actor: dramatiq.Actor[..., Any], *args: Any) -> None:
+    """Enqueue ``actor(*args)`` after a commit: never raises (a failure is logged with the
+    broker's error), and with Redis never waits for it. Only for work that something else
+    catches up on when the message is lost."""
+    if is_in_process():
+        _send_logged(actor, args)  # in memory: nothing to wait for
+    else:
+        _sender.submit(actor, args)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
 from nestpoint.context import require_tenant
+from nestpoint.db import utcnow
 from nestpoint.events.service import emit
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
 from nestpoint.loyalty.rules import Program
@@ -18,6 +19,7 @@ __all__ = ["Program", "get_program", "load_program", "put_program", "to_spec"]
 from nestpoint.loyalty.schemas import EarnRules, PointsPolicy, ProgramSpec, TierSpec
 from nestpoint.settings import get_settings
 from nestpoint.tenancy.models import Tenant
+from nestpoint.tiers.service import move_off_removed_tiers, removed_tier_moves
 
 _cache: dict[uuid.UUID, tuple[float, Program]] = {}
 
@@ -88,6 +90,7 @@ async def put_program(session: AsyncSession, spec: ProgramSpec) -> tuple[Program
         session.add(row)
     else:
         row.points_policy, row.earn_rules, row.version = policy, rules, row.version + 1
+    moves = removed_tier_moves(current.tiers, spec.tiers)
     await session.execute(delete(TierDefinition))
     session.add_all(
         TierDefinition(
@@ -103,6 +106,7 @@ async def put_program(session: AsyncSession, spec: ProgramSpec) -> tuple[Program
         for rank, t in enumerate(spec.tiers)
     )
     await session.flush()
+    await move_off_removed_tiers(session, moves, utcnow())
     record(
         session,
         "loyalty.updated",

@@ -65,10 +65,10 @@ def _after_rollback(session: Session) -> None:
 def install_session_hooks() -> None:
     from sqlalchemy import event
 
-    from nestpoint.db.session import TenantSession
+    from nestpoint.db.session import TenantSession, on_commit
 
-    if not event.contains(TenantSession, "after_commit", _after_commit):
-        event.listen(TenantSession, "after_commit", _after_commit)
+    on_commit(_after_commit)
+    if not event.contains(TenantSession, "after_rollback", _after_rollback):
         event.listen(TenantSession, "after_rollback", _after_rollback)
 
 

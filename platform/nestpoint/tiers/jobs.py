@@ -59,14 +59,8 @@ def tier_sql(program: Program) -> tuple[str, str, str]:
     return target_code, target_rank, current_rank
 
 
-def statements(dialect: str, program: Program) -> dict[str, str]:
-    """The evaluation's statements; the benchmark runs the same SQL through psql."""
-    target_code, target_rank, current_rank = tier_sql(program)
-    protected = (
-        "CASE tc.to_tier "
-        + " ".join(f"WHEN '{t.code}' THEN :protect_{i}" for i, t in enumerate(program.tiers))
-        + " END"
-    )
+def events_sql(dialect: str) -> str:
+    """A ``tier.changed`` outbox event for each tier change of the run ``:run``."""
     payload = json_object_sql(
         dialect,
         {
@@ -76,6 +70,24 @@ def statements(dialect: str, program: Program) -> dict[str, str]:
             "reason": "tc.reason",
             "growth_value": "tc.growth_value",
         },
+    )
+    return f"""
+            INSERT INTO outbox_events (tenant_id, id, type, store_id, subject_type, subject_id,
+                                       payload, occurred_at, published_at, attempts,
+                                       next_attempt_at, last_error)
+            SELECT tc.tenant_id, {new_uuid_sql(dialect)}, 'tier.changed', NULL, 'member',
+                   {uuid_text_sql(dialect, "tc.member_id")}, {payload}, :now, NULL, 0, :now,
+                   NULL
+            FROM tier_changes tc WHERE tc.tenant_id = :tenant AND tc.run_id = :run"""
+
+
+def statements(dialect: str, program: Program) -> dict[str, str]:
+    """The evaluation's statements; the benchmark runs the same SQL through psql."""
+    target_code, target_rank, current_rank = tier_sql(program)
+    protected = (
+        "CASE tc.to_tier "
+        + " ".join(f"WHEN '{t.code}' THEN :protect_{i}" for i, t in enumerate(program.tiers))
+        + " END"
     )
     return {
         "growth": """
@@ -93,7 +105,8 @@ def statements(dialect: str, program: Program) -> dict[str, str]:
             INSERT INTO tier_changes (tenant_id, id, member_id, from_tier, to_tier, reason,
                                       growth_value, run_id, changed_at)
             SELECT m.tenant_id, {new_uuid_sql(dialect)}, m.id, m.tier_code, {target_code},
-                   CASE WHEN {target_rank} > {current_rank} THEN 'upgrade'
+                   CASE WHEN {current_rank} = -1 THEN 'tier_removed'
+                        WHEN {target_rank} > {current_rank} THEN 'upgrade'
                         ELSE 'evaluation' END,
                    m.growth_value, :run, :now
             FROM members m
@@ -101,14 +114,7 @@ def statements(dialect: str, program: Program) -> dict[str, str]:
                 {target_rank} > {current_rank}
                 OR ({target_rank} < {current_rank}
                     AND (m.tier_protected_until IS NULL OR m.tier_protected_until <= :now)))""",
-        "events": f"""
-            INSERT INTO outbox_events (tenant_id, id, type, store_id, subject_type, subject_id,
-                                       payload, occurred_at, published_at, attempts,
-                                       next_attempt_at, last_error)
-            SELECT tc.tenant_id, {new_uuid_sql(dialect)}, 'tier.changed', NULL, 'member',
-                   {uuid_text_sql(dialect, "tc.member_id")}, {payload}, :now, NULL, 0, :now,
-                   NULL
-            FROM tier_changes tc WHERE tc.tenant_id = :tenant AND tc.run_id = :run""",
+        "events": events_sql(dialect),
         "apply": f"""
             UPDATE members SET tier_code = tc.to_tier, tier_since = :now,
                                tier_protected_until = {protected}

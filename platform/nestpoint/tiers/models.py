@@ -40,7 +40,9 @@ class TierChange(TenantOwned, Base):
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     from_tier: Mapped[str | None] = mapped_column(String(32), default=None)
     to_tier: Mapped[str] = mapped_column(String(32))
-    reason: Mapped[str] = mapped_column(String(32))  # join | upgrade | evaluation | merge
+    reason: Mapped[str] = mapped_column(
+        String(32)
+    )  # join | upgrade | evaluation | merge | tier_removed
     growth_value: Mapped[int] = mapped_column(BigInteger)
     run_id: Mapped[str] = mapped_column(String(64), default="")
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
