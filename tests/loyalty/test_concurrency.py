@@ -44,6 +44,11 @@ async def _member_with_points(client, t, enrol, set_program, points: int) -> dic
     return member
 
 
+TOYS = [  # toys earn nothing in these tests (see ``excluded_categories``)
+    {"sku": "X", "category": "toys", "quantity": 1, "unit_price_fen": 10000, "paid_fen": 10000}
+]
+
+
 async def _check(t, member_ids: list[str]) -> None:  # type: ignore[no-untyped-def]
     with tenant_context(t.id):
         async with scoped_session() as session:
@@ -109,6 +114,7 @@ async def test_ten_parallel_holds_and_captures_of_100_against_350_take_exactly_t
 ):
     t = await make_tenant()
     member = await _member_with_points(client, t, enrol, set_program, 350)
+    await set_program(t.hq(), earn_rules={"excluded_categories": ["toys"]})  # no new points
 
     async def hold_and_capture() -> int:
         r = await client.post(
@@ -116,8 +122,11 @@ async def test_ten_parallel_holds_and_captures_of_100_against_350_take_exactly_t
         )
         if r.status_code != 201:
             return r.status_code
-        r = await client.post(f"/api/v1/points/holds/{r.json()['id']}/capture", headers=t.hq())
-        assert r.status_code == 200, r.text
+        body = order_body(
+            member={"id": member["id"]}, points_used=100, hold_id=r.json()["id"], lines=TOYS
+        )
+        r = await client.post("/api/v1/orders", headers=t.hq(), json=body)  # captures the hold
+        assert r.status_code == 201, r.text
         return 201
 
     statuses = Counter(await asyncio.gather(*[hold_and_capture() for _ in range(10)]))
@@ -184,9 +193,9 @@ async def test_concurrent_retries_of_one_order_credit_once(client, make_tenant, 
     responses = await asyncio.gather(
         *[client.post("/api/v1/orders", json=body, headers=t.hq()) for _ in range(16)]
     )
-    statuses = Counter(r.status_code for r in responses)
-    assert statuses == {201: 1, 200: 15}, statuses
-    assert len({r.text for r in responses}) == 1  # every retry got the first response
+    assert [r.status_code for r in responses] == [201] * 16
+    assert len({r.text for r in responses}) == 1  # every retry got the first answer
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 15
     order_id = responses[0].json()["id"]
     with tenant_context(t.id):
         async with scoped_session() as session:
@@ -202,20 +211,26 @@ async def test_concurrent_retries_of_one_order_credit_once(client, make_tenant, 
 
 
 async def test_concurrent_capture_and_release_resolve_once(client, make_tenant, enrol, set_program):
+    """The order paying with a hold (retried) and the till's release (retried), all at once:
+    one of them wins, its retries are no-ops, the other is refused."""
     t = await make_tenant()
     member = await _member_with_points(client, t, enrol, set_program, 500)
+    await set_program(t.hq(), earn_rules={"excluded_categories": ["toys"]})  # no new points
     r = await client.post(
         "/api/v1/points/holds", headers=t.hq(), json={"member_id": member["id"], "points": 300}
     )
     hold_id = r.json()["id"]
+    paying = order_body(member={"id": member["id"]}, points_used=300, hold_id=hold_id, lines=TOYS)
     actions = ["capture", "release"] * 6
     responses = await asyncio.gather(
         *[
-            client.post(f"/api/v1/points/holds/{hold_id}/{action}", headers=t.hq())
+            client.post("/api/v1/orders", headers=t.hq(), json=paying)
+            if action == "capture"
+            else client.post(f"/api/v1/points/holds/{hold_id}/release", headers=t.hq())
             for action in actions
         ]
     )
-    succeeded = {a for a, r in zip(actions, responses, strict=True) if r.status_code == 200}
+    succeeded = {a for a, r in zip(actions, responses, strict=True) if r.status_code in (200, 201)}
     refused = {a for a, r in zip(actions, responses, strict=True) if r.status_code == 409}
     assert len(succeeded) == 1, succeeded  # one action won; repeating it is a no-op
     assert refused == {"capture", "release"} - succeeded

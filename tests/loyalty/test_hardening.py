@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select, update
 
@@ -35,6 +36,13 @@ from nestpoint.points.jobs import announce_expiring, release_expired_holds
 from nestpoint.points.models import PointAccount, PointLot
 
 RETRIES = 16
+
+
+@pytest.fixture
+def client(concurrent_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Every request of these tests goes through the truly concurrent client (Litestar's
+    test client would serve gathered requests one after another)."""
+    return concurrent_client
 
 
 def big_line(paid_fen: int) -> list[dict[str, Any]]:
