@@ -63,8 +63,9 @@ async def test_an_order_committed_while_redis_is_down_answers_201_and_waits_in_t
             order = r.json()
             # The till's retry finds the committed order: a replay, not a second credit.
             again = await client.post("/api/v1/orders", json=body, headers=t.hq())
-            assert again.status_code == 200, again.text
-            assert again.json()["id"] == order["id"]
+            assert again.status_code == 201, again.text
+            assert again.headers["idempotent-replayed"] == "true"
+            assert again.json() == order
             r = await client.get(f"/api/v1/members/{member_id}/points", headers=t.hq())
             assert r.json()["balance"] == order["points_earned"] > 0
 
