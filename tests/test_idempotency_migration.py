@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from nestpoint.db.migrate import upgrade
-from test_member_privacy_migration import _as_tenant, fresh_url, members, tenants
+from test_member_privacy_migration import _as_tenant, fresh_url, insert_member, insert_tenant
 
 pytestmark = pytest.mark.usefixtures("database_env")
 __all__ = ["fresh_url"]  # the fixture, used by name
@@ -84,37 +84,9 @@ async def test_answers_recorded_before_are_replayable_after(fresh_url: str):
     now = datetime.now(UTC)
     engine = create_async_engine(fresh_url)
     async with engine.begin() as conn:
-        await conn.execute(
-            tenants.insert().values(
-                id=tenant_id,
-                slug=f"i-{tenant_id.hex[:8]}",
-                name="Old",
-                currency="CNY",
-                timezone="Asia/Shanghai",
-                locale="zh-CN",
-                active=True,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        await _as_tenant(conn, tenant_id)
+        await insert_tenant(conn, tenant_id, now)
         for member_id, status in ((target_id, "active"), (merged_id, "merged")):
-            await conn.execute(
-                members.insert().values(
-                    id=member_id,
-                    tenant_id=tenant_id,
-                    phone_hash=member_id.hex,
-                    phone_enc="x",
-                    gender="unknown",
-                    join_channel="api",
-                    joined_at=now,
-                    tags=[],
-                    status=status,
-                    growth_value=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            await insert_member(conn, tenant_id, member_id, now, status)
             await conn.execute(
                 accounts.insert().values(
                     tenant_id=tenant_id,

@@ -79,42 +79,58 @@ async def _as_tenant(conn: AsyncConnection, tenant_id: uuid.UUID) -> None:
         )
 
 
+async def insert_tenant(conn: AsyncConnection, tenant_id: uuid.UUID, now: datetime) -> None:
+    """A tenant as revision 0003 stores it; the connection then acts for it."""
+    await conn.execute(
+        tenants.insert().values(
+            id=tenant_id,
+            slug=f"m-{tenant_id.hex[:8]}",
+            name="Old",
+            currency="CNY",
+            timezone="Asia/Shanghai",
+            locale="zh-CN",
+            active=True,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await _as_tenant(conn, tenant_id)
+
+
+async def insert_member(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    member_id: uuid.UUID,
+    now: datetime,
+    status: str = "active",
+) -> None:
+    """A member as revision 0003 stores it."""
+    await conn.execute(
+        members.insert().values(
+            id=member_id,
+            tenant_id=tenant_id,
+            phone_hash=member_id.hex,
+            phone_enc="x",
+            gender="unknown",
+            join_channel="api",
+            joined_at=now,
+            tags=[],
+            status=status,
+            growth_value=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
 async def test_existing_plaintext_rows_are_encrypted(fresh_url: str):
     upgrade(fresh_url, "0003_loyalty")
     tenant_id, member_id, child_id, identity_id = (uuid.uuid4() for _ in range(4))
     now = datetime.now(UTC)
     engine = create_async_engine(fresh_url)
     async with engine.begin() as conn:
-        await conn.execute(
-            tenants.insert().values(
-                id=tenant_id,
-                slug=f"m-{tenant_id.hex[:8]}",
-                name="Old",
-                currency="CNY",
-                timezone="Asia/Shanghai",
-                locale="zh-CN",
-                active=True,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        await _as_tenant(conn, tenant_id)
-        await conn.execute(
-            members.insert().values(
-                id=member_id,
-                tenant_id=tenant_id,
-                phone_hash="h",
-                phone_enc="x",
-                gender="unknown",
-                join_channel="api",
-                joined_at=now,
-                tags=[],
-                status="active",
-                growth_value=0,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        await insert_tenant(conn, tenant_id, now)
+        await insert_member(conn, tenant_id, member_id, now)
         await conn.execute(
             children.insert().values(
                 id=child_id,
