@@ -88,7 +88,12 @@ def _strict_from_json(model_type: type[BaseModel], value: Any) -> BaseModel:
         raw = msgspec.json.encode(_json_numbers(value))
         return model_type.model_validate_json(raw, strict=True)
     except ValidationError as exc:
-        errors = [dict(error) for error in exc.errors(include_input=False)]
+        # "data" first: Litestar then places each error in the body, even when a path
+        # parameter has the field's name (a refund's external_id).
+        errors = [
+            {**error, "loc": ("data", *error["loc"])}
+            for error in exc.errors(include_input=False)
+        ]
         raise ExtendedMsgSpecValidationError(errors=errors) from exc
 
 

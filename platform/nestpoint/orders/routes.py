@@ -26,7 +26,7 @@ from nestpoint.orders.schemas import (
 # The very patterns of the body (orders/schemas.py): an order recorded is an order found.
 ChannelPath = Annotated[str, PathParameter(name="channel", pattern=ORDER_CHANNEL)]
 ExternalIdPath = Annotated[
-    str, PathParameter(name="external_id", pattern=EXTERNAL_ID, max_length=100)
+    str, PathParameter(name="external_id", pattern=EXTERNAL_ID, min_length=1, max_length=100)
 ]
 
 

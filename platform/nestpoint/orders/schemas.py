@@ -24,10 +24,11 @@ from nestpoint.text import optional, required
 
 OrderChannel = Literal["pos", "mall", "mini_program", "app"]
 ORDER_CHANNEL = r"^(pos|mall|mini_program|app)$"
-# One definition for the body and the path (orders/routes.py): no "/", which could never be
-# part of a path segment, so an order could not be fetched or refunded.
-EXTERNAL_ID = r"^[A-Za-z0-9._:-]{1,100}$"
-ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID)]
+# One definition for the body and the path (orders/routes.py), so an order recorded can be
+# fetched and refunded: no "/" (it would split the path), and not only dots (a client
+# resolves "." and ".." in a URL before sending it).
+EXTERNAL_ID = r"^[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*$"
+ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID, max_length=100)]
 Sku = Annotated[str, required(64)]
 
 
