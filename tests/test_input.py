@@ -117,9 +117,7 @@ async def test_text_fields_refuse_nul(client, make_tenant, row_counts) -> None:
     before = await row_counts(t.id)
     r = await client.post("/api/v1/stores", json={"code": "S9", "name": "a\x00b"}, headers=t.hq())
     only(assert_problem(r, 400), "name")
-    r = await client.post(
-        "/api/v1/members", json={"phone": "138\x0000000000"}, headers=t.hq()
-    )
+    r = await client.post("/api/v1/members", json={"phone": "138\x0000000000"}, headers=t.hq())
     only(assert_problem(r, 400), "phone")
     assert await row_counts(t.id) == before
 
