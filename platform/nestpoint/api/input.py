@@ -91,8 +91,7 @@ def _strict_from_json(model_type: type[BaseModel], value: Any) -> BaseModel:
         # "data" first: Litestar then places each error in the body, even when a path
         # parameter has the field's name (a refund's external_id).
         errors = [
-            {**error, "loc": ("data", *error["loc"])}
-            for error in exc.errors(include_input=False)
+            {**error, "loc": ("data", *error["loc"])} for error in exc.errors(include_input=False)
         ]
         raise ExtendedMsgSpecValidationError(errors=errors) from exc
 
