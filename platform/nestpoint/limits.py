@@ -32,6 +32,7 @@ MAX_GROWTH_BONUS = 1_000_000  # one bonus growth grant
 MAX_THRESHOLD = 10**9  # a tier's growth threshold (a 32-bit column)
 MAX_POINTS_CAP = 10**14  # an earn cap per order or per day
 
+MAX_BODY_BYTES = 1_048_576  # a request body; the largest programme is a few hundred KiB
 MAX_JSON_DEPTH = 32  # nesting of a request body or a plugin's configuration
 MAX_CONFIG_BYTES = 16_384  # a plugin's configuration (chain or store), as compact JSON
 

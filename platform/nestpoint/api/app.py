@@ -20,6 +20,7 @@ from nestpoint.audit.routes import AuditController
 from nestpoint.db import get_database
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
+from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
 from nestpoint.members.routes import MemberController
 from nestpoint.orders.routes import OrderController
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         middleware=[RequestContextMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JsonRequest,
+        request_max_body_size=MAX_BODY_BYTES,
         plugins=[
             # Request bodies: strict JSON validation ("2" is no integer); see api/input.py.
             StrictJsonBodies(),

@@ -18,6 +18,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from pydantic import BaseModel, Field
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 from nestpoint.context import TenantContextMissing, request_id
 from nestpoint.db.pagination import InvalidCursor
 from nestpoint.errors import Invalid, Malformed, NestpointError
+from nestpoint.limits import MAX_BODY_BYTES
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://nestpoint.dev/problems/"
@@ -115,6 +117,9 @@ def handle_nestpoint_error(request: Request[Any, Any, Any], exc: NestpointError)
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, RequestEntityTooLarge):  # a limit, like a string's length: a 400
+        too_large = Malformed.field("body", f"larger than {MAX_BODY_BYTES} bytes")
+        return handle_nestpoint_error(request, too_large)
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
         if _breaks_rules_only(errors):
