@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from loyalty.helpers import new_phone, order_body
 from nestpoint.limits import (
     INT32_MAX,
-    MAX_BODY_BYTES,
     INT64_MAX,
+    MAX_BODY_BYTES,
     MAX_CONFIG_BYTES,
     MAX_FEN,
     MAX_ORDER_FEN,
