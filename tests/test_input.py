@@ -397,3 +397,27 @@ async def test_an_unknown_hold_is_a_declared_404(client, make_tenant, app) -> No
     assert str(status) in declared, (status, sorted(declared))
     r = await client.get(f"/api/v1/points/holds/{uuid.uuid4()}", headers=t.hq())
     assert_problem(r, 404)
+
+
+def test_the_limits_fit_the_columns() -> None:
+    """The arithmetic behind nestpoint.limits, against the columns that store the values."""
+    from pydantic import TypeAdapter
+    from sqlalchemy import BigInteger, Integer
+
+    import nestpoint.db.models  # noqa: F401  (every context's tables)
+    from nestpoint.db.base import Base
+    from nestpoint.limits import MAX_LINES, MAX_QUANTITY
+    from nestpoint.loyalty.schemas import Percent
+
+    tables = Base.metadata.tables
+    top = 10_000
+    assert TypeAdapter(Percent).json_schema()["maximum"] == top
+    most_points_per_order = MAX_ORDER_FEN * top**3 // 100_000_000
+    assert isinstance(tables["members"].c.growth_value.type, BigInteger)
+    assert isinstance(tables["point_accounts"].c.balance.type, BigInteger)
+    assert most_points_per_order * 10_000 < INT64_MAX  # ten thousand such orders per member
+    assert isinstance(tables["tier_definitions"].c.threshold.type, Integer)
+    assert MAX_THRESHOLD <= INT32_MAX
+    assert isinstance(tables["order_lines"].c.quantity.type, Integer)
+    assert MAX_QUANTITY * MAX_LINES <= INT32_MAX
+    assert MAX_FEN * MAX_LINES < INT64_MAX
