@@ -51,7 +51,7 @@ def _check_media_type(content_type: str | None) -> None:
     if not _JSON_MEDIA_TYPE.match(media_type):
         raise Malformed.field(
             "header.content-type",
-            f"send the body as application/json (got {media_type or 'no content type'})",
+            f"send the body as application/json (got {media_type[:100] or 'no content type'})",
         )
 
 
@@ -118,7 +118,7 @@ def query_problem(query_string: bytes) -> Malformed | None:
         if name is None:
             return Malformed.field("query", "a parameter name is not valid UTF-8 or holds NUL")
         if value is None:
-            return Malformed.field(f"query.{name}", "not valid UTF-8, or holds NUL")
+            return Malformed.field(f"query.{name[:100]}", "not valid UTF-8, or holds NUL")
     return None
 
 

@@ -91,11 +91,15 @@ def _signature(listing: str, payload: str) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
 
-def listing_id(stmt: Select[Any], key: tuple[InstrumentedAttribute[Any], ...]) -> str:
+def listing_id(
+    session: AsyncSession, stmt: Select[Any], key: tuple[InstrumentedAttribute[Any], ...]
+) -> str:
     """What a cursor is bound to: the tenant, the query's SQL (not its values) and its key."""
     tenant = current_tenant()
     columns = ",".join(f"{c.class_.__name__}.{c.key}" for c in key)
-    sql = hashlib.sha256(str(stmt).encode()).hexdigest()
+    # The database's own dialect: it compiles whatever the listing's query uses.
+    compiled = stmt.compile(dialect=session.get_bind().dialect)
+    sql = hashlib.sha256(str(compiled).encode()).hexdigest()
     return f"{tenant.tenant_id if tenant else '-'}|{columns}|{sql}"
 
 
@@ -133,7 +137,7 @@ async def paginate(
 ) -> Page[Any]:
     """Run ``stmt`` ordered by ``key``, one page after ``cursor``."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    listing = listing_id(stmt, key)
+    listing = listing_id(session, stmt, key)
     if cursor:
         values = decode_cursor(cursor, key, listing)
         if len(key) == 1:
