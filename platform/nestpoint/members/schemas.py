@@ -23,9 +23,10 @@ Channel = Literal["sms", "wecom", "mini_program", "email"]
 IdentityKind = Literal["pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user"]
 JoinChannel = Literal["pos", "mall", "mini_program", "app", "import", "api"]
 Stage = Literal["pregnant", "0-6m", "6-12m", "1-3y", "3-6y", "older"]
+# The schema's part of a phone (trimmed, no NUL, not blank); whether it is a number is the
+# phone rule's (a 422 naming the field).
 Phone = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=3, max_length=32, pattern=NOT_BLANK),
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=NOT_BLANK)
 ]
 Name = Annotated[str, required(100)]
 Tag = Annotated[str, required(32)]
