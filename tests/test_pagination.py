@@ -145,3 +145,50 @@ async def test_limit_out_of_range_is_400_naming_query_limit(client, seven_stores
             r = await client.get(path, params={"limit": limit}, headers=t.hq())
             assert r.status_code == 200, (path, limit)
             assert 1 <= len(r.json()["items"]) <= int(limit)
+
+
+async def test_a_cursor_works_only_on_the_listing_that_issued_it(
+    client, seven_stores, make_tenant
+) -> None:
+    """Cursors are signed and bound to their listing, its filters and its tenant."""
+    t = seven_stores
+    other = await make_tenant(("S1", "S2", "S3"))
+    for phone in ("13800000001", "13800000002", "13800000003"):
+        r = await client.post("/api/v1/members", json={"phone": phone}, headers=t.hq())
+        assert r.status_code == 201, r.text
+    issued = {}
+    for path in ("/api/v1/stores", "/api/v1/events", "/api/v1/members", "/api/v1/audit"):
+        r = await client.get(path, params={"limit": 1}, headers=t.hq())
+        issued[path] = r.json()["next_cursor"]
+        assert issued[path], path
+    r = await client.get("/api/v1/stores", params={"limit": 1}, headers=other.hq())
+    foreign = r.json()["next_cursor"]
+
+    def refused(r: Any) -> bool:
+        return r.status_code == 400 and [e["field"] for e in r.json()["errors"]] == ["query.cursor"]
+
+    for path, cursor in issued.items():
+        r = await client.get(path, params={"cursor": cursor}, headers=t.hq())
+        assert r.status_code == 200, (path, r.text)  # the listing that issued it
+        for elsewhere in set(issued) - {path}:
+            r = await client.get(elsewhere, params={"cursor": cursor}, headers=t.hq())
+            assert refused(r), (path, elsewhere, r.text)
+        payload, _, signature = cursor.partition(".")
+        forged = [
+            payload,  # unsigned
+            f"{payload}.{signature[::-1]}",
+            f"{token(['Z-99'])}.{signature}",  # another position, the old signature
+            f"{payload}.",
+            f"{payload}.{signature}x",
+        ]
+        for cursor in forged:
+            r = await client.get(path, params={"cursor": cursor}, headers=t.hq())
+            assert refused(r), (path, cursor, r.text)
+    r = await client.get("/api/v1/stores", params={"cursor": foreign}, headers=t.hq())
+    assert refused(r)  # another tenant's
+    r = await client.get(
+        "/api/v1/members",
+        params={"cursor": issued["/api/v1/members"], "tag": "vip"},
+        headers=t.hq(),
+    )
+    assert refused(r)  # the same listing with other filters

@@ -22,7 +22,21 @@ class NestpointError(Exception):
         self.errors = errors or []
 
 
+class Malformed(NestpointError):
+    """The request does not match the API's schema (not JSON, a wrong type, a bad pattern)."""
+
+    status = 400
+    title = "Invalid request"
+    slug = "validation"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> Malformed:
+        return cls(f"{field}: {message}", errors=[FieldError(field, message)])
+
+
 class Invalid(NestpointError):
+    """The request matches the schema but breaks a rule (a validator, the tenant's data)."""
+
     status = 422
     title = "Invalid input"
     slug = "invalid"

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     pii_keys: str | None = None
     pii_hash_key: str | None = None
 
+    # Signs pagination cursors (HMAC-SHA256), so a cursor works only on the listing that
+    # issued it. Unset: a built-in development key (cursors stay bound to their listing but
+    # could be forged; set a random secret, the same for every instance, in production).
+    cursor_key: str | None = None
+
     # Loyalty configuration and API keys are cached per process this long (seconds): a
     # change made through another process applies within this time.
     config_cache_seconds: float = 5.0

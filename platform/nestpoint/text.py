@@ -11,7 +11,11 @@ from __future__ import annotations
 from pydantic import StringConstraints
 
 NO_NUL = r"^[^\x00]*$"
-NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# What trimming removes (Unicode White_Space), spelled out: ``\s`` differs between the
+# validators (Python, Rust: U+0085 is a space) and JSON Schema's ECMA regex (it is not), so
+# a client checking the OpenAPI pattern would send a "non-blank" name that trims to nothing.
+WHITESPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
 
 
 def optional(max_length: int) -> StringConstraints:

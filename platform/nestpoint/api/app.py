@@ -7,11 +7,11 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.pydantic import PydanticInitPlugin
 
 import nestpoint
 from nestpoint.api.deps import provide_session
 from nestpoint.api.health import healthz, readyz
+from nestpoint.api.input import JsonRequest, StrictJsonBodies
 from nestpoint.api.logs import configure_logging
 from nestpoint.api.middleware import RequestContextMiddleware, RequestIdMiddleware
 from nestpoint.api.openapi import PydanticConstraintsSchemaPlugin
@@ -20,6 +20,7 @@ from nestpoint.audit.routes import AuditController
 from nestpoint.db import get_database
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
+from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
 from nestpoint.members import pii
 from nestpoint.members.routes import MemberController
@@ -75,10 +76,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         dependencies={"db": Provide(provide_session)},
         middleware=[RequestContextMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JsonRequest,
+        request_max_body_size=MAX_BODY_BYTES,
         plugins=[
-            # strict=None: each model and field decides (StrictBool, ConfigDict(strict=...));
-            # Litestar's default, False, would override them and coerce 0 to False.
-            PydanticInitPlugin(validate_strict=None),  # type: ignore[arg-type]
+            # Request bodies: strict JSON validation ("2" is no integer); see api/input.py.
+            StrictJsonBodies(),
             PydanticConstraintsSchemaPlugin(),
         ],
         on_shutdown=[close_database],

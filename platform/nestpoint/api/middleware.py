@@ -21,10 +21,11 @@ from typing import Any
 
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
+from nestpoint.api.input import query_problem
 from nestpoint.api.problems import PROBLEM_BASE, PROBLEM_JSON
 from nestpoint.context import _actor, _tenant, request_id
 from nestpoint.db import get_database
-from nestpoint.errors import Unauthorized
+from nestpoint.errors import NestpointError, Unauthorized
 from nestpoint.tenancy.auth import authenticate
 
 log = logging.getLogger("nestpoint.access")
@@ -105,6 +106,9 @@ class RequestContextMiddleware:
             except Unauthorized as exc:
                 await _send_problem(send, scope, exc)
                 return
+            if bad_query := query_problem(scope.get("query_string", b"")):
+                await _send_problem(send, scope, bad_query)
+                return
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope) -> None:
@@ -119,7 +123,7 @@ class RequestContextMiddleware:
         scope["auth"] = principal
 
 
-async def _send_problem(send: Send, scope: Scope, exc: Unauthorized) -> None:
+async def _send_problem(send: Send, scope: Scope, exc: NestpointError) -> None:
     body = json.dumps(
         {
             "type": PROBLEM_BASE + exc.slug,
@@ -128,17 +132,19 @@ async def _send_problem(send: Send, scope: Scope, exc: Unauthorized) -> None:
             "detail": exc.detail,
             "instance": scope["path"],
             "request_id": request_id.get(),
-            "errors": [],
+            "errors": [{"field": e.field, "message": e.message} for e in exc.errors],
         }
     ).encode()
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if isinstance(exc, Unauthorized):
+        headers.append((b"www-authenticate", b'Bearer realm="nestpoint"'))
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": exc.status,
-        "headers": [
-            (b"content-type", PROBLEM_JSON.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b'Bearer realm="nestpoint"'),
-        ],
+        "headers": headers,
     }
     await send(start)
     await send({"type": "http.response.body", "body": body, "more_body": False})

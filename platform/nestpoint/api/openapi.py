@@ -51,6 +51,7 @@ def _without_titles(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     cleaned: dict[str, Any] = {}
+    schema = _key_pattern_as_property_names(schema)
     for key, value in schema.items():
         if key == "title" and isinstance(value, str):
             continue
@@ -59,3 +60,19 @@ def _without_titles(schema: Any) -> Any:
         else:
             cleaned[key] = _without_titles(value)
     return cleaned
+
+
+def _key_pattern_as_property_names(schema: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic states a dict's key pattern as ``patternProperties``, which constrains only
+    the keys that match: a key that does not match would be valid with any value. The API
+    refuses such keys, so the pattern goes to ``propertyNames`` and the value schema to
+    ``additionalProperties``."""
+    patterns = schema.get("patternProperties")
+    if not isinstance(patterns, dict) or len(patterns) != 1 or "additionalProperties" in schema:
+        return schema
+    ((pattern, values),) = patterns.items()
+    rest = {k: v for k, v in schema.items() if k != "patternProperties"}
+    return rest | {
+        "propertyNames": {**rest.get("propertyNames", {}), "pattern": pattern},
+        "additionalProperties": values,
+    }

@@ -2,7 +2,13 @@
 
 Every error body is ``application/problem+json`` with ``type``, ``title``, ``status``,
 ``detail``, the ``request_id``, and, for bad input, ``errors``: one entry per bad field, with
-the field's path (``body.code``, ``query.limit``) and a message.
+the field's name and a message. A body field is named by its path in the body
+(``code``, ``lines.0.quantity``, ``config.colour``), a parameter by where it is
+(``query.limit``, ``path.code``, ``header.content-type``), the body as a whole ``body``.
+
+400: the request does not match the OpenAPI schema (not JSON, a wrong type, a missing or
+unknown field, a pattern or a limit). 422: it matches the schema but breaks a rule, a
+validator's (``exactly one of``, a duplicate channel) or the tenant's data's.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from pydantic import BaseModel, Field
 
 from nestpoint.context import TenantContextMissing, request_id
 from nestpoint.db.pagination import InvalidCursor
-from nestpoint.errors import NestpointError
+from nestpoint.errors import Invalid, Malformed, NestpointError
+from nestpoint.limits import MAX_BODY_BYTES
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://nestpoint.dev/problems/"
@@ -27,7 +35,10 @@ log = logging.getLogger("nestpoint.api")
 
 
 class ProblemField(BaseModel):
-    field: str = Field(description="Where the bad value is, e.g. body.code or query.limit.")
+    field: str = Field(
+        description="The bad value: a body field by its path (code, lines.0.quantity), a "
+        "parameter by where it is (query.limit, path.code, header.content-type), or body."
+    )
     message: str
 
 
@@ -63,6 +74,9 @@ def problem_response(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+RULE_PREFIX = "Value error, "  # pydantic's prefix for a validator's own ValueError
+
+
 def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
     errors: list[dict[str, str]] = []
     extra = exc.extra if isinstance(exc.extra, list) else []
@@ -72,33 +86,50 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
         source = item.get("source") or "body"
         source = getattr(source, "value", source)  # a ParamType enum: "query", "path", ...
         key = item.get("key") or ""
-        field = f"{source}.{key}" if key else str(source)
-        errors.append({"field": field, "message": str(item.get("message", "invalid"))})
+        message = str(item.get("message", "invalid"))
+        if source == "body" and key == "data":  # the handler's body argument: the whole body
+            key = ""
+            if message == "'data'":  # a KeyError's text: there was no body at all
+                message = "a JSON body is required"
+        field = _field_name(str(source), key)
+        errors.append({"field": field, "message": message})
     return errors
 
 
+def _field_name(source: str, key: str) -> str:
+    """A body field by its path in the body, as services name it too (``lines.0.quantity``);
+    a parameter by where it is (``query.limit``, ``path.code``); ``body`` for the whole."""
+    if source == "body":
+        return key or "body"
+    return f"{source}.{key}" if key else source
+
+
+def _breaks_rules_only(errors: list[dict[str, str]]) -> bool:
+    """Every error comes from a validator's rule, none from the shape: a 422, not a 400."""
+    return bool(errors) and all(e["message"].startswith(RULE_PREFIX) for e in errors)
+
+
 def handle_nestpoint_error(request: Request[Any, Any, Any], exc: NestpointError) -> Response[Any]:
+    errors = [{"field": e.field, "message": e.message} for e in exc.errors]
     return problem_response(
-        exc.status,
-        exc.title,
-        exc.detail,
-        slug=exc.slug,
-        errors=[{"field": e.field, "message": e.message} for e in exc.errors],
-        instance=request.url.path,
+        exc.status, exc.title, exc.detail, slug=exc.slug, errors=errors, instance=request.url.path
     )
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, RequestEntityTooLarge):  # a limit, like a string's length: a 400
+        too_large = Malformed.field("body", f"larger than {MAX_BODY_BYTES} bytes")
+        return handle_nestpoint_error(request, too_large)
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
+        if _breaks_rules_only(errors):
+            errors = [{**e, "message": e["message"].removeprefix(RULE_PREFIX)} for e in errors]
+            status, title, slug = Invalid.status, Invalid.title, Invalid.slug
+        else:
+            status, title, slug = Malformed.status, Malformed.title, Malformed.slug
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or exc.detail
         return problem_response(
-            400,
-            "Invalid request",
-            detail,
-            slug="validation",
-            errors=errors,
-            instance=request.url.path,
+            status, title, detail, slug=slug, errors=errors, instance=request.url.path
         )
     status = exc.status_code
     if status >= 500:
@@ -155,12 +186,15 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 _DESCRIPTIONS = {
-    400: "The request is malformed; `errors` names each bad field.",
+    400: "The request does not match this schema (not JSON, a wrong type, a missing or "
+    "unknown field, a bad pattern or length); `errors` names each bad field.",
     401: "No API key, or one that is unknown or revoked.",
     403: "The key lacks the scope this operation needs.",
-    404: "No such resource for this key (other tenants' resources are never revealed).",
+    404: "No such resource for this key, or the body names one that does not exist "
+    "(other tenants' resources are never revealed).",
     409: "Conflicts with an existing resource.",
-    422: "The request is well-formed but breaks a rule; `errors` names each field.",
+    422: "The request matches the schema but breaks a rule (of the API or of the tenant's "
+    "data and configuration); `errors` names each field.",
 }
 
 

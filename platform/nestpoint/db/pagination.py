@@ -2,11 +2,18 @@
 
 A cursor is an opaque, URL-safe token holding the sort key of the last row returned; the
 next page starts strictly after it. Listings sort by a unique key (or a key plus ``id``).
+
+Cursors are signed: ``<base64url JSON>.<base64url HMAC>``, the HMAC (keyed by
+``NESTPOINT_CURSOR_KEY``) covering the sort key together with the listing it came from (its
+SQL without the values, its key columns and the tenant). A cursor from another listing,
+another tenant or a client's own making is a 400 naming ``query.cursor``.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -17,9 +24,16 @@ from sqlalchemy import Select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from nestpoint.context import current_tenant
+from nestpoint.settings import get_settings
+
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 200
+_SIGNATURE_BYTES = 16
+# Without NESTPOINT_CURSOR_KEY cursors are still bound to their listing, but a reader of
+# this source could forge one (which can only move within the caller's own listing).
+_DEVELOPMENT_KEY = b"nestpoint development cursor key"
 
 
 class InvalidCursor(ValueError):
@@ -62,15 +76,50 @@ def _load(value: Any, column: InstrumentedAttribute[Any]) -> Any:
     return value
 
 
-def encode_cursor(values: list[Any]) -> str:
-    raw = json.dumps([_dump(v) for v in values], separators=(",", ":")).encode()
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str, columns: tuple[InstrumentedAttribute[Any], ...]) -> list[Any]:
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode("ascii"))
+
+
+def _signature(listing: str, payload: str) -> bytes:
+    configured = get_settings().cursor_key
+    key = configured.encode() if configured else _DEVELOPMENT_KEY
+    message = f"{listing}\n{payload}".encode()
+    return hmac.new(key, message, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+
+
+def listing_id(
+    session: AsyncSession, stmt: Select[Any], key: tuple[InstrumentedAttribute[Any], ...]
+) -> str:
+    """What a cursor is bound to: the tenant, the query's SQL (not its values) and its key."""
+    tenant = current_tenant()
+    columns = ",".join(f"{c.class_.__name__}.{c.key}" for c in key)
+    # The database's own dialect: it compiles whatever the listing's query uses.
+    compiled = stmt.compile(dialect=session.get_bind().dialect)
+    sql = hashlib.sha256(str(compiled).encode()).hexdigest()
+    return f"{tenant.tenant_id if tenant else '-'}|{columns}|{sql}"
+
+
+def encode_cursor(values: list[Any], listing: str) -> str:
+    payload = _b64(json.dumps([_dump(v) for v in values], separators=(",", ":")).encode())
+    return f"{payload}.{_b64(_signature(listing, payload))}"
+
+
+def decode_cursor(
+    token: str, columns: tuple[InstrumentedAttribute[Any], ...], listing: str
+) -> list[Any]:
+    payload, _, signature = token.partition(".")
     try:
-        padded = token + "=" * (-len(token) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        signed = hmac.compare_digest(_unb64(signature), _signature(listing, payload))
+    except (ValueError, TypeError) as exc:  # not base64, not ASCII
+        raise InvalidCursor("cursor is malformed") from exc
+    if not signed:
+        raise InvalidCursor("cursor was not issued by this listing")
+    try:
+        values = json.loads(_unb64(payload))
         if not isinstance(values, list) or len(values) != len(columns):
             raise InvalidCursor("cursor does not match this listing")
         return [_load(v, c) for v, c in zip(values, columns, strict=True)]
@@ -88,8 +137,9 @@ async def paginate(
 ) -> Page[Any]:
     """Run ``stmt`` ordered by ``key``, one page after ``cursor``."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
+    listing = listing_id(session, stmt, key)
     if cursor:
-        values = decode_cursor(cursor, key)
+        values = decode_cursor(cursor, key, listing)
         if len(key) == 1:
             stmt = stmt.where(key[0] > values[0])
         else:
@@ -100,5 +150,5 @@ async def paginate(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = encode_cursor([getattr(last, c.key) for c in key])
+        next_cursor = encode_cursor([getattr(last, c.key) for c in key], listing)
     return Page(rows, next_cursor)

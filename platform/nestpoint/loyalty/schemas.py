@@ -2,6 +2,10 @@
 
 Rates and multipliers are integers in percent (100 = ×1; ``earn_rate_percent = 100`` is one
 point per yuan), so every computation is integer arithmetic that rounds down.
+
+Every collection has a limit (``MAX_*`` below, in docs/loyalty.md): the programme is read
+on every order, so its size is the till's latency. The limits are far above what a chain
+of a few thousand stores configures.
 """
 
 from __future__ import annotations
@@ -10,11 +14,19 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from nestpoint.limits import MAX_POINTS_CAP, MAX_THRESHOLD
 from nestpoint.text import required
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Category = Annotated[str, required(64)]
 Percent = Annotated[int, Field(ge=0, le=10_000)]
+
+MAX_CATEGORY_MULTIPLIERS = 200
+MAX_STORE_MULTIPLIERS = 5_000
+MAX_EXCLUDED_CATEGORIES = 200
+MAX_EXCLUDED_SKUS = 2_000
+MAX_TIERS = 20
+MAX_BENEFITS = 50
 
 
 class Strict(BaseModel):
@@ -38,25 +50,35 @@ class PointsPolicy(Strict):
 
 class EarnRules(Strict):
     category_multipliers: dict[Category, Percent] = Field(
-        default_factory=dict, description="e.g. {'feeding': 200} doubles feeding supplies"
+        default_factory=dict,
+        max_length=MAX_CATEGORY_MULTIPLIERS,
+        description="e.g. {'feeding': 200} doubles feeding supplies",
     )
     store_multipliers: dict[Annotated[str, required(32)], Percent] = Field(
-        default_factory=dict, description="by store code"
+        default_factory=dict, max_length=MAX_STORE_MULTIPLIERS, description="by store code"
     )
-    excluded_categories: list[Category] = Field(default_factory=list)
-    excluded_skus: list[Annotated[str, required(64)]] = Field(default_factory=list)
-    cap_per_order: int | None = Field(None, ge=0)
-    cap_per_day: int | None = Field(None, ge=0)
+    excluded_categories: list[Category] = Field(
+        default_factory=list, max_length=MAX_EXCLUDED_CATEGORIES
+    )
+    excluded_skus: list[Annotated[str, required(64)]] = Field(
+        default_factory=list, max_length=MAX_EXCLUDED_SKUS
+    )
+    cap_per_order: int | None = Field(None, ge=0, le=MAX_POINTS_CAP)
+    cap_per_day: int | None = Field(None, ge=0, le=MAX_POINTS_CAP)
 
 
 class TierSpec(Strict):
     code: Code
     name: Annotated[str, required(100)]
-    threshold: int = Field(ge=0, description="Growth value (成长值) needed, yuan over 12 months")
+    threshold: int = Field(
+        ge=0, le=MAX_THRESHOLD, description="Growth value (成长值) needed, yuan over 12 months"
+    )
     earn_rate_percent: Percent = 100
     redeem_cap_percent: Annotated[int, Field(ge=0, le=100)] = 10
     protection_days: int = Field(90, ge=0, le=3650)
-    benefits: list[Annotated[str, required(64)]] = Field(default_factory=list)
+    benefits: list[Annotated[str, required(64)]] = Field(
+        default_factory=list, max_length=MAX_BENEFITS
+    )
 
 
 DEFAULT_TIERS = [
@@ -88,7 +110,7 @@ class ProgramSpec(Strict):
 
     points: PointsPolicy = Field(default_factory=PointsPolicy)
     earn_rules: EarnRules = Field(default_factory=EarnRules)
-    tiers: list[TierSpec] = Field(default_factory=lambda: list(DEFAULT_TIERS))
+    tiers: list[TierSpec] = Field(default_factory=lambda: list(DEFAULT_TIERS), max_length=MAX_TIERS)
 
     @field_validator("tiers")
     @classmethod

@@ -14,11 +14,11 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     ForeignKeyConstraint,
     Index,
-    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -61,7 +61,7 @@ class Member(TenantOwned, Base):
     family_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
     # Tier state, owned by the tiers context.
     tier_code: Mapped[str | None] = mapped_column(String(32), default=None)
-    growth_value: Mapped[int] = mapped_column(Integer, default=0)
+    growth_value: Mapped[int] = mapped_column(BigInteger, default=0)  # 64-bit: migration 0006
     tier_since: Mapped[datetime | None] = mapped_column(default=None)
     tier_protected_until: Mapped[datetime | None] = mapped_column(default=None)
     last_order_at: Mapped[datetime | None] = mapped_column(default=None)

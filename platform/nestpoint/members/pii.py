@@ -241,10 +241,10 @@ def normalize_phone(raw: str, region: str = "CN") -> str:
     """E.164 form of a valid number (region CN by default), else :class:`InvalidPhone`."""
     try:
         number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidPhone(str(exc)) from exc
+    except phonenumbers.NumberParseException as exc:  # its text is the library's, not ours
+        raise InvalidPhone(f"not a valid phone number for region {region}") from exc
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(f"{raw!r} is not a valid phone number for region {region}")
+        raise InvalidPhone(f"not a valid phone number for region {region}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -31,6 +31,7 @@ from nestpoint.members.schemas import (
     MemberUpdate,
     MergeIn,
     Stage,
+    one_per_channel,
 )
 from nestpoint.points import service as points
 from nestpoint.points.schemas import (
@@ -115,7 +116,10 @@ class MemberController(Controller):
         ] = None,
     ) -> MemberRead:
         if phone:
-            member = await service.find_by_phone(db, phone)
+            try:
+                member = await service.find_by_phone(db, phone)
+            except Invalid as exc:  # the service names the body's field; this is the query's
+                raise Invalid.field("query.phone", exc.errors[0].message) from exc
         elif identity_kind and identity_value:
             member = await service.find_by_identity(db, identity_kind, identity_value)
         else:
@@ -186,19 +190,23 @@ class MemberController(Controller):
     @put(
         "/{member_id:uuid}/consents",
         guards=[requires("members:write")],
-        responses=problems(404),
+        responses=problems(404, 422),
         status_code=HTTP_204_NO_CONTENT,
         summary="Set marketing consent per channel",
     )
     async def set_consents(
         self, db: Db, member_id: MemberId, data: JSONBody[list[ConsentIn]]
     ) -> None:
-        await service.set_consents(db, member_id, data)
+        try:  # a rule of the list as a whole (at most one entry per channel, so at most 4)
+            consents = one_per_channel(data)
+        except ValueError as exc:
+            raise Invalid.field("body", str(exc)) from exc
+        await service.set_consents(db, member_id, consents)
 
     @post(
         "/{member_id:uuid}/identities",
         guards=[requires("members:write")],
-        responses=problems(404, 409),
+        responses=problems(404, 409, 422),
         status_code=HTTP_204_NO_CONTENT,
         summary="Link a channel identity (card, mall user, openid, ...)",
     )
@@ -219,7 +227,7 @@ class MemberController(Controller):
     @post(
         "/{member_id:uuid}/family",
         guards=[requires("members:write")],
-        responses=problems(404),
+        responses=problems(404, 409, 422),
         status_code=HTTP_204_NO_CONTENT,
         summary="Put another member in this member's family (for points transfers)",
     )
@@ -304,7 +312,7 @@ class MemberController(Controller):
     @post(
         "/{member_id:uuid}/growth",
         guards=[requires("points:write"), hq_only],
-        responses=problems(404, 409) | created_spec(GrowthRead),
+        responses=problems(404, 409, 422) | created_spec(GrowthRead),
         summary="Give bonus growth value for an activity (upgrades at once if reached)",
     )
     async def add_growth(

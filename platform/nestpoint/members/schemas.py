@@ -6,20 +6,34 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-from nestpoint.text import optional, required
+from nestpoint.tenancy.schemas import StoreCode
+from nestpoint.text import NOT_BLANK, optional, required
 
 Gender = Literal["female", "male", "unknown"]
 Channel = Literal["sms", "wecom", "mini_program", "email"]
 IdentityKind = Literal["pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user"]
 JoinChannel = Literal["pos", "mall", "mini_program", "app", "import", "api"]
 Stage = Literal["pregnant", "birth_overdue", "0-6m", "6-12m", "1-3y", "3-6y", "older"]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
+# The schema's part of a phone (trimmed, no NUL, not blank); whether it is a number is the
+# phone rule's (a 422 naming the field).
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=NOT_BLANK)
+]
 Name = Annotated[str, required(100)]
 Tag = Annotated[str, required(32)]
-StoreCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Source = Annotated[str, required(50)]
+MAX_TAGS = 50
+MAX_CHILDREN = 10
+MAX_IDENTITIES = 10
 
 
 class Strict(BaseModel):
@@ -75,6 +89,26 @@ class ConsentIn(Strict):
     source: Source
 
 
+def one_per_channel(consents: list[ConsentIn]) -> list[ConsentIn]:
+    channels = [c.channel for c in consents]
+    if duplicates := sorted({c for c in channels if channels.count(c) > 1}):
+        raise ValueError(f"one consent per channel: {', '.join(duplicates)} given twice")
+    return consents
+
+
+def _distinct_identities(identities: list[IdentityIn]) -> list[IdentityIn]:
+    pairs = [(i.kind, i.value) for i in identities]
+    if len(set(pairs)) != len(pairs):
+        raise ValueError("an identity is given twice")
+    return identities
+
+
+Consents = Annotated[list[ConsentIn], Field(max_length=4), AfterValidator(one_per_channel)]
+Identities = Annotated[
+    list[IdentityIn], Field(max_length=MAX_IDENTITIES), AfterValidator(_distinct_identities)
+]
+
+
 class ConsentRead(BaseModel):
     channel: str
     granted: bool
@@ -94,13 +128,13 @@ class MemberCreate(Strict):
     birthday: date | None = None
     home_store_code: StoreCode | None = None
     join_channel: JoinChannel = "api"
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
-    consents: list[ConsentIn] = Field(default_factory=list, max_length=4)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    consents: Consents = Field(default_factory=list)
     guardian_consent: GuardianConsentIn | None = Field(
         None, description="The guardian's separate consent to children's data (PIPL)."
     )
-    children: list[ChildIn] = Field(default_factory=list, max_length=10)
-    identities: list[IdentityIn] = Field(default_factory=list, max_length=10)
+    children: list[ChildIn] = Field(default_factory=list, max_length=MAX_CHILDREN)
+    identities: Identities = Field(default_factory=list)
 
 
 class MemberUpdate(Strict):
@@ -108,7 +142,7 @@ class MemberUpdate(Strict):
     gender: Gender | None = None
     birthday: date | None = None
     home_store_code: StoreCode | None = None
-    tags: list[Tag] | None = Field(None, max_length=50)
+    tags: list[Tag] | None = Field(None, max_length=MAX_TAGS)
     guardian_consent: GuardianConsentIn | None = None
 
 

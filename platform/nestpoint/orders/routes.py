@@ -14,6 +14,8 @@ from nestpoint.api.problems import problems
 from nestpoint.db import utcnow
 from nestpoint.orders import service
 from nestpoint.orders.schemas import (
+    EXTERNAL_ID,
+    ORDER_CHANNEL,
     OrderIn,
     OrderResult,
     PreviewIn,
@@ -23,11 +25,10 @@ from nestpoint.orders.schemas import (
     check_paid_at,
 )
 
-ChannelPath = Annotated[
-    str, PathParameter(name="channel", pattern=r"^(pos|mall|mini_program|app)$")
-]
+# The very patterns of the body (orders/schemas.py): an order recorded is an order found.
+ChannelPath = Annotated[str, PathParameter(name="channel", pattern=ORDER_CHANNEL)]
 ExternalIdPath = Annotated[
-    str, PathParameter(name="external_id", pattern=r"^[A-Za-z0-9._:-]{1,100}$")
+    str, PathParameter(name="external_id", pattern=EXTERNAL_ID, min_length=1, max_length=100)
 ]
 
 
@@ -38,7 +39,7 @@ class OrderController(Controller):
     @post(
         "/",
         guards=[requires("orders:write")],
-        responses=problems(409, 422) | created_spec(OrderResult),
+        responses=problems(404, 409, 422) | created_spec(OrderResult),
         summary="Record a paid order; earns points (idempotent by channel + external id)",
     )
     async def create(self, db: Db, data: JSONBody[OrderIn]) -> Response[dict[str, Any]]:
@@ -48,7 +49,7 @@ class OrderController(Controller):
     @post(
         "/preview",
         guards=[requires("orders:write")],
-        responses=problems(422),
+        responses=problems(404, 422),
         status_code=HTTP_200_OK,
         summary="Points a basket would earn; writes nothing",
     )

@@ -6,16 +6,31 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from nestpoint.errors import Invalid
+from nestpoint.limits import MAX_LINES, MAX_ORDER_FEN, MAX_POINTS, Fen, LineNo, Quantity
+from nestpoint.loyalty.schemas import Code as TierCode
 from nestpoint.members.schemas import IdentityIn, Phone
+from nestpoint.tenancy.schemas import StoreCode
 from nestpoint.text import optional, required
 
 OrderChannel = Literal["pos", "mall", "mini_program", "app"]
-ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,100}$")]
+ORDER_CHANNEL = r"^(pos|mall|mini_program|app)$"
+# One definition for the body and the path (orders/routes.py), so an order recorded can be
+# fetched and refunded: no "/" (it would split the path), and not only dots (a client
+# resolves "." and ".." in a URL before sending it).
+EXTERNAL_ID = r"^[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*$"
+ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID, max_length=100)]
 Sku = Annotated[str, required(64)]
-Fen = Annotated[int, Field(ge=0, le=10**12)]
 
 
 # A till's clock may run a little ahead of the server's; beyond this, paid_at is wrong.
@@ -51,11 +66,17 @@ class MemberRef(Strict):
         return self
 
 
+def _bounded_total(lines: list[LineIn]) -> list[LineIn]:
+    if sum(line.paid_fen for line in lines) > MAX_ORDER_FEN:
+        raise ValueError(f"the lines pay more than {MAX_ORDER_FEN} fen together")
+    return lines
+
+
 class LineIn(Strict):
     sku: Sku
     name: Annotated[str, optional(200)] = ""
     category: Annotated[str, optional(64)] = ""
-    quantity: int = Field(ge=1, le=100_000)
+    quantity: Quantity
     unit_price_fen: Fen
     paid_fen: Fen = Field(description="What was paid for the line after discounts, in fen.")
 
@@ -67,7 +88,7 @@ class CouponIn(Strict):
 
 class PaymentIn(Strict):
     cash_fen: Fen = Field(description="Cash, card and wallet payments together, in fen.")
-    points_used: int = Field(0, ge=0, le=10**9, description="积分抵现: points paid with.")
+    points_used: int = Field(0, ge=0, le=MAX_POINTS, description="积分抵现: points paid with.")
     hold_id: uuid.UUID | None = Field(None, description="Capture this hold for points_used.")
     coupons: list[CouponIn] = Field(default_factory=list, max_length=20)
 
@@ -75,13 +96,20 @@ class PaymentIn(Strict):
 class OrderIn(Strict):
     channel: OrderChannel
     external_id: ExternalId
-    store_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None = Field(
+    store_code: StoreCode | None = Field(
         None, description="Required with an HQ key; a store key's own store otherwise."
     )
     member: MemberRef | None = Field(None, description="Omit for an anonymous order.")
-    lines: list[LineIn] = Field(min_length=1, max_length=200)
+    lines: list[LineIn] = Field(
+        min_length=1, max_length=MAX_LINES, description="At most 1 亿 yuan paid in all."
+    )
     paid_at: AwareDatetime
     payment: PaymentIn
+
+    @field_validator("lines")
+    @classmethod
+    def _total(cls, lines: list[LineIn]) -> list[LineIn]:
+        return _bounded_total(lines)
 
 
 class LineResult(BaseModel):
@@ -115,14 +143,16 @@ class OrderResult(BaseModel):
 
 
 class RefundLineIn(Strict):
-    line_no: int = Field(ge=1)
-    quantity: int = Field(ge=1)
+    line_no: LineNo
+    quantity: Quantity
 
 
 class RefundIn(Strict):
     external_id: ExternalId = Field(description="The refund's own id: unique per order.")
     lines: list[RefundLineIn] | None = Field(
-        None, max_length=200, description="Lines and quantities; omit to refund everything left."
+        None,
+        max_length=MAX_LINES,
+        description="Lines and quantities; omit to refund everything left.",
     )
 
 
@@ -138,11 +168,16 @@ class RefundResult(BaseModel):
 
 
 class PreviewIn(Strict):
-    store_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None = None
+    store_code: StoreCode | None = None
     member: MemberRef | None = None
-    tier_code: str | None = Field(None, description="Preview as this tier (no member given).")
-    lines: list[LineIn] = Field(min_length=1, max_length=200)
-    points_used: int = Field(0, ge=0)
+    tier_code: TierCode | None = Field(None, description="Preview as this tier (no member given).")
+    lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
+    points_used: int = Field(0, ge=0, le=MAX_POINTS)
+
+    @field_validator("lines")
+    @classmethod
+    def _total(cls, lines: list[LineIn]) -> list[LineIn]:
+        return _bounded_total(lines)
 
 
 class PreviewResult(BaseModel):

@@ -1,14 +1,24 @@
-"""API and manifest shapes of the plugin platform."""
+"""API and manifest shapes of the plugin platform.
+
+A configuration (the chain's or a store's) is a JSON object of at most 16 KiB and 32 levels
+(``nestpoint.limits``); a manifest names at most ``MAX_PLUGINS`` plugins and
+``MAX_STORE_SETTINGS`` store settings per plugin.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from nestpoint.limits import bounded_json
 from nestpoint.tenancy.schemas import StoreCode
+
+Config = Annotated[dict[str, Any], AfterValidator(bounded_json)]
+MAX_PLUGINS = 100
+MAX_STORE_SETTINGS = 5_000
 
 
 class Strict(BaseModel):
@@ -24,8 +34,9 @@ class ChainSettingUpdate(Strict):
     allow_store_opt_in: bool | None = Field(
         default=None, description="Store keys may enable and configure it for their store."
     )
-    config: dict[str, Any] | None = Field(
-        default=None, description="The chain's configuration (replaces the previous one)."
+    config: Config | None = Field(
+        default=None,
+        description="The chain's configuration (replaces the previous one); at most 16 KiB.",
     )
 
 
@@ -33,8 +44,9 @@ class StoreSettingUpdate(Strict):
     """A store's own setting of a plugin (omitted fields keep their value)."""
 
     enabled: bool | None = None
-    config: dict[str, Any] | None = Field(
-        default=None, description="Overrides the chain's configuration field by field."
+    config: Config | None = Field(
+        default=None,
+        description="Overrides the chain's configuration field by field; at most 16 KiB.",
     )
 
 
@@ -92,7 +104,7 @@ class FailureList(BaseModel):
 class StorePluginManifest(Strict):
     code: StoreCode
     enabled: bool = True
-    config: dict[str, Any] = {}
+    config: Config = {}
 
 
 class PluginManifest(Strict):
@@ -101,5 +113,5 @@ class PluginManifest(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     enabled: bool = False
     allow_store_opt_in: bool = False
-    config: dict[str, Any] = {}
-    stores: list[StorePluginManifest] = []
+    config: Config = {}
+    stores: list[StorePluginManifest] = Field([], max_length=MAX_STORE_SETTINGS)

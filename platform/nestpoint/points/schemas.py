@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from nestpoint.limits import MAX_GROWTH_BONUS, MAX_POINTS, Points
 from nestpoint.text import optional, required
 
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,100}$")]
@@ -51,19 +52,21 @@ class EntryList(BaseModel):
 
 
 class AdjustmentIn(Strict):
-    amount: int = Field(ge=-(10**9), le=10**9, description="Positive credits, negative debits.")
+    amount: int = Field(
+        ge=-MAX_POINTS, le=MAX_POINTS, description="Positive credits, negative debits."
+    )
     reason: Annotated[str, required(200)]
     idempotency_key: Key
 
 
 class TransferIn(Strict):
     to_member_id: uuid.UUID
-    amount: int = Field(ge=1, le=10**9)
+    amount: Points
     idempotency_key: Key
 
 
 class GrowthIn(Strict):
-    amount: int = Field(ge=1, le=1_000_000, description="Bonus growth value (成长值).")
+    amount: int = Field(ge=1, le=MAX_GROWTH_BONUS, description="Bonus growth value (成长值).")
     reason: Annotated[str, required(200)]
     idempotency_key: Key
 
@@ -77,7 +80,7 @@ class GrowthRead(BaseModel):
 
 class HoldIn(Strict):
     member_id: uuid.UUID
-    points: int = Field(ge=1, le=10**9)
+    points: Points
     idempotency_key: Key | None = None
     order_ref: Annotated[str, optional(150)] | None = None
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,19 +26,25 @@ from nestpoint.errors import FieldError, Invalid
 from nestpoint.loyalty import service as loyalty
 from nestpoint.loyalty.schemas import ProgramSpec
 from nestpoint.plugins import manifest as plugin_manifest
-from nestpoint.plugins.schemas import PluginManifest
+from nestpoint.plugins.schemas import MAX_PLUGINS, PluginManifest
 from nestpoint.tenancy import service
 from nestpoint.tenancy.models import Store, Tenant
-from nestpoint.tenancy.schemas import StoreCreate, StoreUpdate, TenantCreate, TenantUpdate
+from nestpoint.tenancy.schemas import (
+    MAX_STORES,
+    StoreCreate,
+    StoreUpdate,
+    TenantCreate,
+    TenantUpdate,
+)
 
 
 class TenantManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant: TenantCreate
-    stores: list[StoreCreate] = []
+    stores: list[StoreCreate] = Field([], max_length=MAX_STORES)
     # Plugin settings of the chain and its stores (see docs/plugins/howto.md).
-    plugins: list[PluginManifest] = []
+    plugins: list[PluginManifest] = Field([], max_length=MAX_PLUGINS)
     # The loyalty programme: points policy, earn rules, tier ladder (see docs/loyalty.md).
     program: ProgramSpec | None = None
 

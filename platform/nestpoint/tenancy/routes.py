@@ -21,6 +21,7 @@ from nestpoint.api.problems import problems
 from nestpoint.context import current_actor, require_tenant
 from nestpoint.tenancy import service
 from nestpoint.tenancy.schemas import (
+    STORE_CODE,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyList,
@@ -35,9 +36,7 @@ from nestpoint.tenancy.schemas import (
     TenantUpdate,
 )
 
-StoreCodePath = Annotated[
-    str, PathParameter(name="code", pattern=r"^[A-Za-z0-9_-]{1,32}$", max_length=32)
-]
+StoreCodePath = Annotated[str, PathParameter(name="code", pattern=STORE_CODE, max_length=32)]
 
 
 class PlatformTenantController(Controller):
@@ -47,7 +46,7 @@ class PlatformTenantController(Controller):
     tags = ["platform"]
     guards = [platform_only]
 
-    @post("/", responses=problems(409), summary="Create a tenant (a store chain)")
+    @post("/", responses=problems(409, 422), summary="Create a tenant (a store chain)")
     async def create(self, db: Db, data: JSONBody[TenantCreate]) -> TenantRead:
         return TenantRead.model_validate(await service.create_tenant(db, data))
 
@@ -64,7 +63,7 @@ class PlatformTenantController(Controller):
     async def get(self, db: Db, tenant_id: FromPath[uuid.UUID]) -> TenantRead:
         return TenantRead.model_validate(await service.get_tenant(db, tenant_id))
 
-    @patch("/{tenant_id:uuid}", responses=problems(404), summary="Update a tenant")
+    @patch("/{tenant_id:uuid}", responses=problems(404, 422), summary="Update a tenant")
     async def update(
         self, db: Db, tenant_id: FromPath[uuid.UUID], data: JSONBody[TenantUpdate]
     ) -> TenantRead:
@@ -121,7 +120,7 @@ class StoreController(Controller):
     @post(
         "/",
         guards=[requires("stores:write"), hq_only],
-        responses=problems(409),
+        responses=problems(409, 422),
         summary="Create a store",
     )
     async def create(self, db: Db, data: JSONBody[StoreCreate]) -> StoreRead:
@@ -139,7 +138,7 @@ class StoreController(Controller):
     @patch(
         "/{code:str}",
         guards=[requires("stores:write")],
-        responses=problems(404),
+        responses=problems(404, 422),
         summary="Update a store",
     )
     async def update(self, db: Db, code: StoreCodePath, data: JSONBody[StoreUpdate]) -> StoreRead:

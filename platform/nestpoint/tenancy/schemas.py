@@ -44,7 +44,9 @@ TimeZone = Annotated[
 ]
 # Free text refuses NUL; a name needs a character that is not a space (nestpoint.text).
 Name = Annotated[str, required(200)]
-StoreCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+STORE_CODE = r"^[A-Za-z0-9_-]{1,32}$"  # the body's and the path's (tenancy/routes.py)
+StoreCode = Annotated[str, StringConstraints(pattern=STORE_CODE)]
+MAX_STORES = 5_000  # stores in one tenant manifest
 StoreFormat = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Region = Annotated[str, optional(100)]
 Address = Annotated[str, optional(500)]
