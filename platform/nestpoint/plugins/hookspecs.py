@@ -485,10 +485,15 @@ def nestpoint_on_points_redeemed(event: Event, plugin: PluginContext) -> None:
     and ``points`` spent."""
 
 
-@_event("points.expiring", "a member's points will expire soon (raised ahead of expiry).")
+@_event(
+    "points.expiring",
+    "a member's points will expire soon: raised by the daily job once per member and day, as"
+    " lots enter the programme's expiring-soon horizon (``points.expiring_soon_days``).",
+)
 def nestpoint_on_points_expiring(event: Event, plugin: PluginContext) -> None:
-    """Points will expire. The payload carries the member id, the points and the date they
-    expire: a reminder is usually sent from here."""
+    """Points will expire. Payload: ``member_id``, ``points`` (the points entering the
+    horizon that day) and ``expires_by`` (ISO-8601: they expire before then). A reminder is
+    usually sent from here."""
 
 
 @_event("points.expired", "a member's points expired (积分清零).")
@@ -498,7 +503,8 @@ def nestpoint_on_points_expired(event: Event, plugin: PluginContext) -> None:
 
 @_event("points.adjusted", "staff adjusted a member's points by hand.")
 def nestpoint_on_points_adjusted(event: Event, plugin: PluginContext) -> None:
-    """Points were adjusted. The payload carries the member id, the change and the reason."""
+    """Points were adjusted. Payload: ``member_id``, ``points`` (the signed change),
+    ``balance`` (after it) and ``reason``."""
 
 
 @_event("tier.changed", "a member moved up or down the tier ladder.")
