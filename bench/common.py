@@ -96,11 +96,9 @@ def use_app_env(database: str) -> None:
         del os.environ[key]
     os.environ.update({k: v for k, v in app_env(database).items() if k.startswith("NESTPOINT_")})
     from nestpoint.db.session import reset_database
-    from nestpoint.members.pii import keyring
     from nestpoint.settings import get_settings
 
-    get_settings.cache_clear()
-    keyring.cache_clear()
+    get_settings.cache_clear()  # the PII keyring follows the settings' values
     reset_database()
 
 
