@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 PROBLEM_JSON = "application/problem+json"
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -177,3 +179,32 @@ async def test_insane_incoming_request_id_is_replaced(client, make_tenant) -> No
         assert r.status_code == 200
         assert r.headers["x-request-id"] != bad
         assert GENERATED_ID.match(r.headers["x-request-id"])
+
+
+async def test_a_database_that_does_not_answer_is_503_with_retry_after(
+    app, monkeypatch: pytest.MonkeyPatch
+):
+    """Nothing listens where the database should be: every request that needs it answers
+    503 with Retry-After (a till retries with the same key), never a 500."""
+    from litestar.testing import AsyncTestClient
+
+    from nestpoint.db.session import reset_database
+    from nestpoint.settings import get_settings
+
+    monkeypatch.setenv("NESTPOINT_DATABASE_URL", "postgresql+asyncpg://nobody@127.0.0.1:9/none")
+    get_settings.cache_clear()
+    reset_database()
+    try:
+        async with AsyncTestClient(app=app) as client:
+            r = await client.get(
+                "/api/v1/stores", headers={"Authorization": f"Bearer npk_{'ab' * 16}_{'s' * 43}"}
+            )
+            readiness = await client.get("/readyz")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        reset_database()
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "5"
+    assert r.json()["type"].endswith("/unavailable")
+    assert readiness.status_code == 503

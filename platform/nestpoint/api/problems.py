@@ -20,8 +20,10 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from nestpoint.context import TenantContextMissing, request_id
 from nestpoint.db.pagination import InvalidCursor
@@ -169,6 +171,37 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The database does not answer (refused, dropped, pool exhausted): 503 with
+    ``Retry-After``, so a till retries (with the same key: idempotent) rather than giving up.
+    Any other database error is a defect: 500."""
+    if not _database_unavailable(exc):
+        return handle_unexpected(request, exc)
+    log.error("database unavailable", exc_info=exc)
+    return problem_response(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "Service unavailable",
+        "The database does not answer; retry shortly (with the same idempotency key).",
+        slug="unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, PoolTimeout | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return isinstance(exc.orig, OSError) or isinstance(cause, OSError)
+    return False
+
+
 def _title(status: int) -> str:
     from http import HTTPStatus
 
@@ -182,6 +215,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     NestpointError: handle_nestpoint_error,
     HTTPException: handle_http_exception,
     InvalidCursor: handle_invalid_cursor,
+    SQLAlchemyError: handle_database_error,
+    OSError: handle_database_error,
     Exception: handle_unexpected,
 }
 
@@ -195,12 +230,15 @@ _DESCRIPTIONS = {
     409: "Conflicts with an existing resource.",
     422: "The request matches the schema but breaks a rule (of the API or of the tenant's "
     "data and configuration); `errors` names each field.",
+    503: "The database does not answer: retry after `Retry-After` seconds, with the same "
+    "idempotency key.",
 }
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI responses for a route's error statuses (400, 401, 403 are always possible)."""
-    codes = sorted({400, 401, 403, *statuses})
+    """OpenAPI responses for a route's error statuses (400, 401, 403 and 503 are always
+    possible)."""
+    codes = sorted({400, 401, 403, 503, *statuses})
     return {
         code: ResponseSpec(
             data_container=ProblemDetails,
