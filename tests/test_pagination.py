@@ -192,3 +192,14 @@ async def test_a_cursor_works_only_on_the_listing_that_issued_it(
         headers=t.hq(),
     )
     assert refused(r)  # the same listing with other filters
+
+
+async def test_cursors_are_signed_with_a_key_derived_from_the_shared_hash_key(app):
+    """No NESTPOINT_CURSOR_KEY: the app signs with a key derived from the personal-data hash
+    key (shared by every process), not with the development key anyone can read."""
+    from nestpoint.db import pagination
+    from nestpoint.members import pii
+
+    assert pagination._signing_key == pii.derived_key(b"nestpoint cursors")
+    assert pagination._signing_key != pagination._DEVELOPMENT_KEY
+    assert pii.derived_key(b"another purpose") != pagination._signing_key

@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     pii_hash_key: str | None = None
 
     # Signs pagination cursors (HMAC-SHA256), so a cursor works only on the listing that
-    # issued it. Unset: a built-in development key (cursors stay bound to their listing but
-    # could be forged; set a random secret, the same for every instance, in production).
+    # issued it. Unset: a key derived from ``pii_hash_key``, which every process of a
+    # database already shares (set this one only to rotate cursor signing on its own).
     cursor_key: str | None = None
 
     # Loyalty configuration and API keys are cached per process this long (seconds): a

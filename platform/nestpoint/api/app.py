@@ -18,6 +18,7 @@ from nestpoint.api.openapi import PydanticConstraintsSchemaPlugin
 from nestpoint.api.problems import EXCEPTION_HANDLERS
 from nestpoint.audit.routes import AuditController
 from nestpoint.db import get_database
+from nestpoint.db.pagination import use_signing_key
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
 from nestpoint.limits import MAX_BODY_BYTES
@@ -55,8 +56,9 @@ API_CONTROLLERS = [
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Litestar:
     settings = settings or get_settings()
-    # Refuse to start without the personal-data keys every process of a database shares.
-    pii.keyring(settings)
+    # Refuse to start without the personal-data keys every process of a database shares;
+    # cursors are signed with a key derived from them unless NESTPOINT_CURSOR_KEY is set.
+    use_signing_key(pii.derived_key(b"nestpoint cursors", settings))
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
     install_session_hooks()

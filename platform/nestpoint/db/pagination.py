@@ -31,9 +31,17 @@ T = TypeVar("T")
 
 MAX_PAGE_SIZE = 200
 _SIGNATURE_BYTES = 16
-# Without NESTPOINT_CURSOR_KEY cursors are still bound to their listing, but a reader of
-# this source could forge one (which can only move within the caller's own listing).
+# The key that signs cursors: NESTPOINT_CURSOR_KEY, else one the app derives at start-up
+# from the personal-data hash key every process already shares (``use_signing_key``). The
+# fallback below serves only code that never started the app (a script, a unit test).
 _DEVELOPMENT_KEY = b"nestpoint development cursor key"
+_signing_key: bytes | None = None
+
+
+def use_signing_key(key: bytes) -> None:
+    """Sign cursors with ``key`` in this process (the app calls it at start-up)."""
+    global _signing_key
+    _signing_key = key
 
 
 class InvalidCursor(ValueError):
@@ -86,7 +94,7 @@ def _unb64(text: str) -> bytes:
 
 def _signature(listing: str, payload: str) -> bytes:
     configured = get_settings().cursor_key
-    key = configured.encode() if configured else _DEVELOPMENT_KEY
+    key = configured.encode() if configured else _signing_key or _DEVELOPMENT_KEY
     message = f"{listing}\n{payload}".encode()
     return hmac.new(key, message, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 

@@ -147,6 +147,12 @@ def _dev_keys(path: Path) -> tuple[str, str]:
     return data["pii_keys"], data["pii_hash_key"]
 
 
+def derived_key(purpose: bytes, settings: Settings | None = None) -> bytes:
+    """A secret for ``purpose`` derived from the hash key (HMAC-SHA256): shared by every
+    process of a database as the keys are, and unrelated to any other purpose's."""
+    return hmac.new(keyring(settings).hash_key, purpose, hashlib.sha256).digest()
+
+
 def keyring(settings: Settings | None = None) -> Keyring:
     """The process's keys: from settings, or (embedded default only) the development file.
     Raises :class:`PiiKeyError` saying what to set; processes call it at start-up."""
