@@ -381,3 +381,19 @@ async def test_listed_prefix_is_the_start_of_the_secret(client, make_tenant, mon
     monkeypatch.undo()
     r = await client.get("/api/v1/tenant", headers=bearer(created["key"]))
     assert r.status_code == 200
+
+
+async def test_a_key_revokes_only_keys_holding_no_more_than_it_does(client, make_tenant) -> None:
+    t = await make_tenant(("S1",))
+    minter = await create_key(client, t.hq(), scopes=["keys:write", "members:read"])
+    weaker = await create_key(client, bearer(minter["key"]), scopes=["members:read"])
+    hq = await create_key(client, t.hq())  # every HQ scope
+    r = await client.delete(f"/api/v1/api-keys/{hq['id']}", headers=bearer(minter["key"]))
+    assert r.status_code == 403, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["key_id"]
+    r = await client.get("/api/v1/stores", headers=bearer(hq["key"]))
+    assert r.status_code == 200  # still works
+    r = await client.delete(f"/api/v1/api-keys/{weaker['id']}", headers=bearer(minter["key"]))
+    assert r.status_code == 200, r.text
+    r = await client.delete(f"/api/v1/api-keys/{hq['id']}", headers=t.hq())
+    assert r.status_code == 200, r.text

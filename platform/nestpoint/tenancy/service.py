@@ -318,12 +318,25 @@ async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
     api_key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id))
     if api_key is None:
         raise NotFound("no such API key")
+    stronger = sorted(set(api_key.scopes) - _holds(current_actor()))
+    if stronger:  # else a key holding only keys:write could switch off an HQ's keys
+        raise Forbidden(
+            f"key_id: the key holds scopes this key does not ({stronger})",
+            errors=[FieldError("key_id", "a key revokes only keys holding no more than it does")],
+        )
     if api_key.revoked_at is None:
         forget_principals()
         api_key.revoked_at = utcnow()
         record(session, "api_key.revoked", "api_key", api_key.id, {})
         emit(session, "api_key.revoked", "api_key", api_key.id, {})
     return api_key
+
+
+def _holds(actor: Actor) -> set[str]:
+    """The scopes ``actor`` may grant or take away: all for the platform and the system."""
+    if actor.kind in ("platform", "system"):
+        return set(keys.TENANT_SCOPES)
+    return set(actor.scopes)
 
 
 async def create_platform_key(session: AsyncSession, name: str) -> tuple[PlatformKey, str]:
