@@ -80,10 +80,10 @@ def test_malformed_keys_refuse_to_start(keys: str, hash_key: str, complaint: str
     assert complaint in str(refused.value)
 
 
-@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize("command", ["serve", "worker", "members rotate-keys"])
 def test_the_command_refuses_to_start_without_keys(command: str) -> None:
     run = subprocess.run(  # noqa: S603 - our own interpreter and command
-        [sys.executable, "-m", "nestpoint.cli", command],
+        [sys.executable, "-m", "nestpoint.cli", *command.split()],
         env=without_keys(NESTPOINT_DATABASE_URL=SERVER_URL),
         capture_output=True,
         text=True,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from nestpoint.jobs.cli import require_pii_keys
 from nestpoint.settings import get_settings
 
 if TYPE_CHECKING:
@@ -39,17 +40,6 @@ def _configure_logs() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-
-
-def _require_pii_keys() -> None:
-    """Start-up check of serving and working processes: one clear line, exit status 2."""
-    from nestpoint.members.pii import PiiKeyError, keyring
-
-    try:
-        keyring()
-    except PiiKeyError as exc:
-        typer.echo(f"nestpoint: cannot start: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
 
 
 @app.command()
@@ -79,7 +69,7 @@ def serve(
     from nestpoint.jobs.broker import is_in_process
 
     settings = get_settings()
-    _require_pii_keys()
+    require_pii_keys()
     _configure_logs()
     jobs = None
     if in_process_worker or is_in_process():
@@ -135,7 +125,7 @@ def worker(
     """Run a Dramatiq worker (and the periodic scheduler) until SIGINT/SIGTERM."""
     from nestpoint.jobs.worker import start_scheduler, start_worker, stop_worker
 
-    _require_pii_keys()
+    require_pii_keys()
     _configure_logs()
     running = start_worker(threads)
     sched = start_scheduler() if scheduler else None
@@ -293,7 +283,7 @@ def demo(
     from nestpoint.demo import prepare_demo
 
     settings = get_settings()
-    _require_pii_keys()
+    require_pii_keys()
     info = prepare_demo()
     url = f"http://{settings.host}:{port or settings.port}"
     typer.echo(info.render(url))

@@ -78,10 +78,23 @@ def run(
     asyncio.run(main())
 
 
+def require_pii_keys() -> None:
+    """Start-up check of serving and working processes: one clear line, exit status 2."""
+    from nestpoint.members.pii import PiiKeyError, keyring
+
+    try:
+        keyring()
+    except PiiKeyError as exc:
+        typer.echo(f"nestpoint: cannot start: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
 @members_app.command("rotate-keys")
 def rotate_keys(batch: Annotated[int, typer.Option(help="Rows per transaction.")] = 1000) -> None:
     """Re-encrypt personal data written under older keys (after putting a new key first)."""
     from nestpoint.members.service import rotate_keys as rotate
+
+    require_pii_keys()
 
     async def main() -> None:
         from nestpoint.db import get_database
