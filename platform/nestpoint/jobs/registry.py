@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 ACTOR_MODULES = (
-    "nestpoint.events.actors",
+    "nestpoint.plugins.actors",
     "nestpoint.plugins.jobs",
     "nestpoint.points.actors",
     "nestpoint.tiers.actors",

@@ -17,6 +17,7 @@ from typing import Any
 import dramatiq
 
 from nestpoint.jobs.broker import broker
+from nestpoint.jobs.tenants import active_tenant_ids
 from nestpoint.plugins.manager import PluginHost, get_plugin_host
 from nestpoint.plugins.registries import PluginJob
 from nestpoint.plugins.types import PluginContext
@@ -89,10 +90,8 @@ def send_plugin_job(job: PluginJob, plugin: PluginContext, kwargs: dict[str, Any
 
 
 async def _tenants_enabled(host: PluginHost, plugin_id: str) -> list[uuid.UUID]:
-    from nestpoint.events.service import tenants_with_pending_events  # every active tenant
-
     found: list[uuid.UUID] = []
-    for tenant_id in await tenants_with_pending_events():
+    for tenant_id in await active_tenant_ids():
         if plugin_id in await host.enabled_plugins(tenant_id, None, anywhere=True):
             found.append(tenant_id)
     return found
