@@ -55,7 +55,7 @@ def _require_pii_keys() -> None:
 @app.command()
 def migrate(revision: str = "heads") -> None:
     """Apply database migrations (as the owner role: NESTPOINT_MIGRATION_DATABASE_URL)."""
-    from nestpoint.db.migrate import upgrade
+    from nestpoint.migrate import upgrade
 
     upgrade(revision=revision)
     typer.echo(f"migrated to {revision}")

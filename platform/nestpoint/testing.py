@@ -360,8 +360,8 @@ def nestpoint_database(
     nestpoint_host: PluginHost, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     """A fresh, migrated database for the session; yields the settings it set."""
-    from nestpoint.db.migrate import upgrade
     from nestpoint.db.session import reset_database
+    from nestpoint.migrate import upgrade
     from nestpoint.settings import get_settings
 
     env, drop = _fresh_database(tmp_path_factory.mktemp("nestpoint"))

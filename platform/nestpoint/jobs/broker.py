@@ -54,6 +54,8 @@ class JobRef:
         self.queue_name = queue_name
 
     def send(self, *args: Any) -> dramatiq.Message[Any]:
+        if self.queue_name not in broker.get_declared_queues():
+            broker.declare_queue(self.queue_name)  # as declaring its actor would
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=self.queue_name,
             actor_name=self.actor_name,

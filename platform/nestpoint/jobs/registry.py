@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from nestpoint.plugins.jobs import declare_actors  # the installed plugins' actors
+
 ACTOR_MODULES = (
     "nestpoint.plugins.actors",
     "nestpoint.plugins.jobs",
@@ -33,6 +35,4 @@ def load_actors() -> None:
     importlib.import_module("nestpoint.db.models")
     for module in ACTOR_MODULES:
         importlib.import_module(module)
-    from nestpoint.plugins.jobs import declare_actors  # the installed plugins' actors
-
     declare_actors()
