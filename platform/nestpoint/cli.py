@@ -16,6 +16,9 @@ import typer
 
 from nestpoint.settings import get_settings
 
+# Each command imports what it runs inside its function (the one kind of lazy import the
+# core keeps): `nestpoint --help` and every command start without loading Litestar, the
+# ORM, the broker and the plugins, which the other commands need and this one may not.
 if TYPE_CHECKING:
     from nestpoint.tenancy.manifest import Change, TenantManifest
 
