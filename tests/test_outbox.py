@@ -314,3 +314,12 @@ async def test_event_ids_are_unique(client, make_tenant, plugins) -> None:
         await enable(client, t, recorder)
         await relay.relay_pending(t.id)
     assert sorted(recorder.ids()) == sorted(ids)
+
+
+def test_the_outbox_enqueues_the_relay_by_the_name_and_queue_of_its_actor() -> None:
+    # The outbox never imports the relay (import-linter); the name is the only link left.
+    from nestpoint.jobs.broker import broker
+    from nestpoint.plugins import actors
+
+    assert broker.get_actor(events.RELAY.actor_name) is actors.relay
+    assert events.RELAY.queue_name == actors.relay.queue_name
