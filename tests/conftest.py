@@ -92,7 +92,7 @@ def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     os.environ.update(env)
     get_settings.cache_clear()
     reset_database()
-    from nestpoint.db.migrate import upgrade
+    from nestpoint.migrate import upgrade
 
     upgrade()
     yield env

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from nestpoint.db.migrate import upgrade
+from nestpoint.migrate import upgrade
 from test_member_privacy_migration import _as_tenant, fresh_url, insert_member, insert_tenant
 
 pytestmark = pytest.mark.usefixtures("database_env")

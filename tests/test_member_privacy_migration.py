@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from conftest import BACKEND, OWNER_ROLE, PG_ADMIN_URL, _pg_admin
 from nestpoint.context import tenant_context
-from nestpoint.db.migrate import upgrade
 from nestpoint.members import pii
+from nestpoint.migrate import upgrade
 
 pytestmark = pytest.mark.usefixtures("database_env")
 

@@ -74,7 +74,7 @@ async def test_an_order_committed_while_redis_is_down_answers_201_and_waits_in_t
 
             # What the periodic sweep does (events.sweep) delivers it later.
             served.python(
-                "import asyncio; from nestpoint.events.service import relay_all;"
+                "import asyncio; from nestpoint.plugins.relay import relay_all;"
                 " asyncio.run(relay_all())"
             )
             paid = await _events(client, t.hq(), "order.paid")

@@ -17,6 +17,9 @@ import typer
 from nestpoint.jobs.cli import require_pii_keys
 from nestpoint.settings import get_settings
 
+# Each command imports what it runs inside its function (the one kind of lazy import the
+# core keeps): `nestpoint --help` and every command start without loading Litestar, the
+# ORM, the broker and the plugins, which the other commands need and this one may not.
 if TYPE_CHECKING:
     from nestpoint.tenancy.manifest import Change, TenantManifest
 
@@ -45,7 +48,7 @@ def _configure_logs() -> None:
 @app.command()
 def migrate(revision: str = "heads") -> None:
     """Apply database migrations (as the owner role: NESTPOINT_MIGRATION_DATABASE_URL)."""
-    from nestpoint.db.migrate import upgrade
+    from nestpoint.migrate import upgrade
 
     upgrade(revision=revision)
     typer.echo(f"migrated to {revision}")

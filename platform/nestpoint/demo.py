@@ -14,9 +14,9 @@ from sqlalchemy import select, update
 
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import get_database, scoped_session, utcnow
-from nestpoint.db.migrate import upgrade
 from nestpoint.demo_data import seed_members
 from nestpoint.events.service import install_session_hooks
+from nestpoint.migrate import upgrade
 from nestpoint.settings import PROJECT_ROOT
 from nestpoint.tenancy import manifest as manifests
 from nestpoint.tenancy import service

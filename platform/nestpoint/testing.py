@@ -51,6 +51,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
+# The core is imported inside the helpers, never here: pytest loads this plugin (pytest11)
+# before a suite sets its NESTPOINT_* environment, and importing the core reads the settings
+# (the broker and the engine are chosen once, at import).
 if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.testing import AsyncTestClient
@@ -194,7 +197,8 @@ async def emit_event(
     ``deliver=False``. ``store`` is a store code (of a handle) or a store id."""
     from nestpoint.context import tenant_context
     from nestpoint.db import scoped_session
-    from nestpoint.events.service import emit, relay_pending
+    from nestpoint.events.service import emit
+    from nestpoint.plugins.relay import relay_pending
 
     tenant_id = _tenant_id(tenant)
     store_id = tenant.stores[store] if isinstance(store, str) else store  # type: ignore[union-attr]
@@ -219,8 +223,8 @@ async def run_jobs(host: PluginHost, tenant: TenantHandle | uuid.UUID) -> list[s
     """Run what is due for a tenant now: relay its outbox (all due events, retries
     included), then every periodic job of the plugins enabled for it. Returns the periodic
     jobs that ran."""
-    from nestpoint.events.service import relay_pending
     from nestpoint.plugins.jobs import run_periodic_jobs_now
+    from nestpoint.plugins.relay import relay_pending
 
     tenant_id = _tenant_id(tenant)
     while await relay_pending(tenant_id):
@@ -356,8 +360,8 @@ def nestpoint_database(
     nestpoint_host: PluginHost, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     """A fresh, migrated database for the session; yields the settings it set."""
-    from nestpoint.db.migrate import upgrade
     from nestpoint.db.session import reset_database
+    from nestpoint.migrate import upgrade
     from nestpoint.settings import get_settings
 
     env, drop = _fresh_database(tmp_path_factory.mktemp("nestpoint"))

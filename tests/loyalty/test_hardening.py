@@ -27,8 +27,8 @@ from loyalty.support import (
 )
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import scoped_session, utcnow
+from nestpoint.members.merge import merge_members
 from nestpoint.members.models import Member
-from nestpoint.members.service import merge_members
 from nestpoint.orders.schemas import OrderIn
 from nestpoint.orders.service import create_order
 from nestpoint.points import service as points

@@ -24,8 +24,9 @@ from nestpoint.db import scoped_session
 from nestpoint.errors import NestpointError
 from nestpoint.loyalty.schemas import PointsPolicy, ProgramSpec, TierSpec
 from nestpoint.loyalty.service import get_program, invalidate, put_program
+from nestpoint.members.merge import merge_members
 from nestpoint.members.schemas import MemberCreate
-from nestpoint.members.service import create_member, link_family, merge_members
+from nestpoint.members.service import create_member, link_family
 from nestpoint.orders.schemas import OrderIn, RefundIn, RefundLineIn
 from nestpoint.orders.service import create_order, create_refund
 from nestpoint.points import service as points

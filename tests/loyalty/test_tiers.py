@@ -17,8 +17,7 @@ from nestpoint.db import scoped_session
 from nestpoint.loyalty.schemas import TierSpec
 from nestpoint.loyalty.service import load_program
 from nestpoint.members.models import Member
-from nestpoint.tiers.jobs import evaluate_tiers
-from nestpoint.tiers.service import removed_tier_moves
+from nestpoint.tiers.jobs import evaluate_tiers, removed_tier_moves
 
 SECOND = timedelta(seconds=1)
 

@@ -75,7 +75,7 @@ class Broken:
 
 async def settle(*tenants: Any) -> None:
     """Relay what tenant set-up wrote to the outbox (no worker runs in tests)."""
-    from nestpoint.events.service import relay_pending
+    from nestpoint.plugins.relay import relay_pending
 
     for tenant in tenants:
         while await relay_pending(tenant.id):

@@ -11,8 +11,8 @@ from sqlalchemy import update
 from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session, utcnow
 from nestpoint.events.models import OutboxEvent
-from nestpoint.events.service import relay_pending
 from nestpoint.plugins.api import ChannelChoice, Event, hookimpl
+from nestpoint.plugins.relay import relay_pending
 from nestpoint.testing import adjust_points, emit_event, enable_plugin
 
 from .conftest import Broken, Recorder, settle

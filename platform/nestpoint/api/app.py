@@ -29,6 +29,7 @@ from nestpoint.orders.routes import OrderController
 from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.routes import PluginFailureController, TenantPluginController
+from nestpoint.plugins.routing import plugin_routers
 from nestpoint.points.routes import HoldController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     api = Router(
         path="/api/v1",
         # Each plugin's own routes, under /api/v1/plugins/<plugin-id>/.
-        route_handlers=[*API_CONTROLLERS, *get_plugin_host().routers()],
+        route_handlers=[*API_CONTROLLERS, *plugin_routers(get_plugin_host())],
         security=[{"ApiKey": []}],
     )
     app = Litestar(

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 from alembic import op
 
+from nestpoint.settings import get_settings
+
 CURRENT_TENANT_FUNCTION = """
 CREATE OR REPLACE FUNCTION nestpoint_current_tenant() RETURNS uuid
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -72,8 +74,6 @@ def grant(role: str, table: str, privileges: str = "SELECT, INSERT, UPDATE, DELE
 
 def app_role() -> str:
     """The application role's name, as passed by ``nestpoint migrate`` (settings)."""
-    from nestpoint.settings import get_settings
-
     return str(op.get_context().config.attributes.get("app_role") or get_settings().app_role)  # type: ignore[union-attr]
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_lo
 from sqlalchemy.pool import StaticPool
 
 from nestpoint.context import TenantContextMissing, current_tenant
-from nestpoint.db.base import TenantScoped
+from nestpoint.db.base import Base, TenantScoped, tenant_owned_tables
 from nestpoint.settings import Settings, get_settings
 
 log = logging.getLogger("nestpoint.db")
@@ -128,7 +128,6 @@ def _tenant_tables() -> frozenset[str]:
     """Names of the tenant-owned tables (recomputed only when tables are added, e.g. by a
     plugin's models at start-up)."""
     global _tenant_table_cache
-    from nestpoint.db.base import Base, tenant_owned_tables
 
     count = len(Base.metadata.tables)
     if _tenant_table_cache[0] != count:

@@ -1,9 +1,12 @@
-"""Writing domain events to the outbox, and relaying them to their consumers.
+"""The outbox: writing domain events in the change's own transaction.
 
 ``emit`` adds the event to the caller's session, so it commits or rolls back with the change
-it describes. After a commit that wrote events, the ``events.relay`` actor is enqueued for
-that tenant; a periodic sweep (``events.sweep``) catches anything a lost message left behind.
-Delivery is at least once: consumers deduplicate on the event id.
+it describes. After a commit that wrote events, the ``events.relay`` job is enqueued for that
+tenant *by name* (``RELAY``): this module is the lowest write primitive every service calls,
+so it depends only on ``db``, ``context``, ``settings`` and the broker, never on the relay
+that consumes the events (``nestpoint.plugins.relay``, which delivers them to plugins).
+A periodic sweep (``events.sweep``) catches anything a lost message left behind. Delivery is
+at least once: consumers deduplicate on the event id.
 """
 
 from __future__ import annotations
@@ -13,20 +16,24 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from nestpoint.context import require_tenant, tenant_context
-from nestpoint.db import Database, scoped_session, utcnow
-from nestpoint.db.base import table_of
+from nestpoint.context import require_tenant
+from nestpoint.db.base import table_of, utcnow
 from nestpoint.db.batch import WriteBatch
 from nestpoint.db.pagination import Page, paginate
+from nestpoint.db.session import TenantSession, on_commit
 from nestpoint.events.models import OutboxEvent
+from nestpoint.jobs.broker import JobRef, enqueue_best_effort
 from nestpoint.settings import get_settings
 
 OUTBOX = table_of(OutboxEvent)
 PENDING_TENANTS_KEY = "nestpoint.outbox_tenants"
+# The relay's actor (``nestpoint.plugins.actors``), addressed by name so the outbox never
+# imports its consumer.
+RELAY = JobRef("events.relay", queue_name="events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,79 +114,6 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(cap, 2 ** min(attempts, 20)))
 
 
-# How long a relay holds the events it claimed before another relay may take them.
-CLAIM_LEASE = timedelta(minutes=5)
-
-
-async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) -> int:
-    """Deliver one batch of due events of one tenant; returns how many were published.
-
-    1. Claim: in one short transaction, lock the due rows (``SKIP LOCKED`` on PostgreSQL),
-       push their ``next_attempt_at`` a lease ahead so no other relay takes them, read the
-       tenant's plugin enablement afresh, and publish at once every event no plugin wants.
-    2. Deliver each claimed event to the plugins enabled for its tenant and store, outside
-       any transaction (a plugin may open sessions of its own).
-    3. Record each outcome in a transaction of its own: published, or retried with back-off
-       for the plugins that failed only (see ``nestpoint.plugins.delivery``).
-    """
-    from nestpoint.plugins.delivery import delivered_hooks, record_outcome
-    from nestpoint.plugins.manager import get_plugin_host  # the relay is a plugin caller
-
-    host = get_plugin_host()
-    published = 0
-    with tenant_context(tenant_id):
-        async with scoped_session(database) as session:
-            now = utcnow()
-            rows = (
-                await session.scalars(
-                    select(OutboxEvent)
-                    .where(OutboxEvent.published_at.is_(None), OutboxEvent.next_attempt_at <= now)
-                    .order_by(OutboxEvent.occurred_at, OutboxEvent.id)
-                    .limit(get_settings().outbox_batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if not rows:
-                return 0
-            snapshot = await host.snapshot(tenant_id, session)
-            claimed: list[tuple[Event, int, dict[str, Any]]] = []
-            for row in rows:
-                enabled = snapshot.enabled_for(row.store_id, host.loaded, host.merge_config)
-                if not enabled:
-                    row.published_at = now
-                    row.last_error = None
-                    published += 1
-                    continue
-                row.next_attempt_at = now + CLAIM_LEASE
-                claimed.append((Event.from_row(row), row.attempts, enabled))
-            done = await delivered_hooks(
-                session, [uuid.UUID(e.id) for e, attempts, _ in claimed if attempts > 0]
-            )
-        for event, _, enabled in claimed:
-            outcome = await host.deliver_event(
-                event, enabled=enabled, skip=done.get(uuid.UUID(event.id), frozenset())
-            )
-            async with scoped_session(database) as session:
-                if await record_outcome(session, event, outcome):
-                    published += 1
-    return published
-
-
-async def tenants_with_pending_events(database: Database | None = None) -> list[uuid.UUID]:
-    """Every active tenant's id; the sweep relays for each (RLS hides other tenants' rows)."""
-    from nestpoint.tenancy.models import Tenant
-
-    async with scoped_session(database) as session:
-        return list((await session.scalars(select(Tenant.id).where(Tenant.active))).all())
-
-
-async def relay_all(database: Database | None = None) -> int:
-    total = 0
-    for tenant_id in await tenants_with_pending_events(database):
-        total += await relay_pending(tenant_id, database)
-    return total
-
-
 def enqueue_relay_after_commit(session: Session) -> None:
     """Session hook: after a commit that wrote events, ask a worker to relay them.
 
@@ -187,13 +121,8 @@ def enqueue_relay_after_commit(session: Session) -> None:
     delivers them later; the request that wrote them still succeeds.
     """
     tenants: set[uuid.UUID] = session.info.pop(PENDING_TENANTS_KEY, set())
-    if not tenants:
-        return
-    from nestpoint.events.actors import relay  # actors import the broker; keep that lazy
-    from nestpoint.jobs.broker import enqueue_best_effort
-
     for tenant_id in tenants:
-        enqueue_best_effort(relay, str(tenant_id))
+        enqueue_best_effort(RELAY, str(tenant_id))
 
 
 def forget_pending_after_rollback(session: Session) -> None:
@@ -212,10 +141,6 @@ async def list_events(
 
 
 def install_session_hooks() -> None:
-    from sqlalchemy import event
-
-    from nestpoint.db.session import TenantSession, on_commit
-
     on_commit(enqueue_relay_after_commit)
     if not event.contains(TenantSession, "after_rollback", forget_pending_after_rollback):
         event.listen(TenantSession, "after_rollback", forget_pending_after_rollback)

@@ -34,13 +34,39 @@ def make_broker(redis_url: str | None) -> dramatiq.Broker:
     else:
         new_broker = StubBroker()
     new_broker.add_middleware(AsyncIO())
+    for queue_name in QUEUES:  # so a job sent by name finds its queue before its actor is declared
+        new_broker.declare_queue(queue_name)
     return new_broker
 
+
+QUEUES = ("events", "default")
 
 broker = make_broker(get_settings().redis_url)
 dramatiq.set_broker(broker)
 
-QUEUES = ("events", "default")
+
+class JobRef:
+    """An actor addressed by name: a low-level module enqueues a job without importing the
+    module that declares (and implements) it, as ``actor.send`` would."""
+
+    def __init__(self, actor_name: str, *, queue_name: str = "default") -> None:
+        self.actor_name = actor_name
+        self.queue_name = queue_name
+
+    def send(self, *args: Any) -> dramatiq.Message[Any]:
+        if self.queue_name not in broker.get_declared_queues():
+            broker.declare_queue(self.queue_name)  # as declaring its actor would
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=self.queue_name,
+            actor_name=self.actor_name,
+            args=args,
+            kwargs={},
+            options={},
+        )
+        return broker.enqueue(message)
+
+    def __repr__(self) -> str:
+        return f"JobRef({self.actor_name!r}, queue_name={self.queue_name!r})"
 
 
 def is_in_process() -> bool:
@@ -55,7 +81,11 @@ def ping() -> bool:
     return bool(client.ping())
 
 
-def _send_logged(actor: dramatiq.Actor[..., Any], args: tuple[Any, ...]) -> None:
+# What ``enqueue_best_effort`` sends: a declared actor, or one addressed by name.
+Sendable = dramatiq.Actor[..., Any] | JobRef
+
+
+def _send_logged(actor: Sendable, args: tuple[Any, ...]) -> None:
     try:
         actor.send(*args)
     except Exception as exc:
@@ -75,14 +105,12 @@ class _Sender:
     a message already waiting to be sent is not queued twice."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[dramatiq.Actor[..., Any], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[Sendable, tuple[Any, ...]]] = queue.SimpleQueue()
         self._waiting: set[tuple[str, tuple[Any, ...]]] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, actor: dramatiq.Actor[..., Any], args: tuple[Any, ...]) -> None:
+    def submit(self, actor: Sendable, args: tuple[Any, ...]) -> None:
         with self._lock:
             if (actor.actor_name, args) in self._waiting:
                 return
@@ -105,7 +133,7 @@ class _Sender:
 _sender = _Sender()
 
 
-def enqueue_best_effort(actor: dramatiq.Actor[..., Any], *args: Any) -> None:
+def enqueue_best_effort(actor: Sendable, *args: Any) -> None:
     """Enqueue ``actor(*args)`` after a commit: never raises (a failure is logged with the
     broker's error), and with Redis never waits for it. Only for work that something else
     catches up on when the message is lost."""

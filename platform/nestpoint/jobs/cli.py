@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 jobs_app = typer.Typer(help="Run periodic jobs now.", no_args_is_help=True)
 members_app = typer.Typer(help="Member data maintenance.", no_args_is_help=True)
 
+# As in ``nestpoint.cli``, each command imports the jobs it runs inside its function, so the
+# `nestpoint` command starts without loading every context.
+
 
 def _jobs() -> dict[str, Callable[[AsyncSession], Awaitable[Any]]]:
     from nestpoint.events.service import install_session_hooks

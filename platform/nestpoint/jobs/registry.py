@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from nestpoint.plugins.jobs import declare_actors  # the installed plugins' actors
+
 ACTOR_MODULES = (
-    "nestpoint.events.actors",
+    "nestpoint.plugins.actors",
     "nestpoint.plugins.jobs",
     "nestpoint.points.actors",
     "nestpoint.tiers.actors",
@@ -33,6 +35,4 @@ def load_actors() -> None:
     importlib.import_module("nestpoint.db.models")
     for module in ACTOR_MODULES:
         importlib.import_module(module)
-    from nestpoint.plugins.jobs import declare_actors  # the installed plugins' actors
-
     declare_actors()

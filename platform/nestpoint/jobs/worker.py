@@ -15,8 +15,10 @@ from dramatiq import Middleware, Worker
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware.asyncio import AsyncIO
 
+from nestpoint.db.session import get_database
 from nestpoint.jobs.broker import broker
 from nestpoint.jobs.registry import PERIODIC_JOBS, load_actors
+from nestpoint.plugins.jobs import periodic_jobs  # the installed plugins' periodic jobs
 
 log = logging.getLogger("nestpoint.jobs")
 
@@ -30,8 +32,6 @@ class CloseDatabaseOnShutdown(Middleware):
     loop stops: they belong to that loop, and nothing could close them cleanly after it."""
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Worker) -> None:
-        from nestpoint.db.session import get_database
-
         loop_thread = get_event_loop_thread()
         if loop_thread is None:
             return
@@ -69,7 +69,6 @@ def start_scheduler() -> BackgroundScheduler:
         scheduler.add_job(
             actor.send, trigger, id=actor_name, coalesce=True, max_instances=1, **trigger_args
         )
-    from nestpoint.plugins.jobs import periodic_jobs  # the installed plugins' periodic jobs
 
     plugin_jobs = periodic_jobs()
     fanout = broker.get_actor("plugins.periodic")

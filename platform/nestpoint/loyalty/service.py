@@ -19,7 +19,7 @@ __all__ = ["Program", "get_program", "load_program", "put_program", "to_spec"]
 from nestpoint.loyalty.schemas import EarnRules, PointsPolicy, ProgramSpec, TierSpec
 from nestpoint.settings import get_settings
 from nestpoint.tenancy.models import Tenant
-from nestpoint.tiers.service import move_off_removed_tiers, removed_tier_moves
+from nestpoint.tiers.jobs import move_off_removed_tiers, removed_tier_moves
 
 _cache: dict[uuid.UUID, tuple[float, Program]] = {}
 

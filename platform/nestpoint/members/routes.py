@@ -16,7 +16,7 @@ from nestpoint.api.problems import problems
 from nestpoint.context import current_actor
 from nestpoint.errors import Invalid, NotFound
 from nestpoint.loyalty.service import get_program
-from nestpoint.members import service
+from nestpoint.members import merge, service
 from nestpoint.members.schemas import (
     BirthIn,
     ChildIn,
@@ -221,7 +221,7 @@ class MemberController(Controller):
         summary="Merge a duplicate member into this one",
     )
     async def merge(self, db: Db, member_id: MemberId, data: JSONBody[MergeIn]) -> MemberRead:
-        member = await service.merge_members(db, member_id, data.source_member_id)
+        member = await merge.merge_members(db, member_id, data.source_member_id)
         return await service.member_read(db, member)
 
     @post(

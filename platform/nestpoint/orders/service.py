@@ -47,6 +47,8 @@ from nestpoint.orders.schemas import (
     RefundIn,
     RefundResult,
 )
+from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.plugins.types import EarnContext, EarnLine
 from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
 from nestpoint.settings import get_settings
@@ -458,9 +460,6 @@ async def _plugin_adjustments(
     per_line: list[int],
 ) -> tuple[list[int], str]:
     """Earn-rule adjustments from the plugins enabled for this store (none: no query)."""
-    from nestpoint.plugins.manager import get_plugin_host
-    from nestpoint.plugins.types import EarnContext, EarnLine
-
     tenant_id = require_tenant().tenant_id
     host = get_plugin_host()
     # Through this session when stale: the order holds a connection and an account lock.

@@ -7,7 +7,13 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+from sqlalchemy import inspect, select
+
+from nestpoint.context import tenant_context
+from nestpoint.db import get_database, scoped_session
 from nestpoint.plugins.manager import PluginHost
+from nestpoint.plugins.models import PluginEnablement
+from nestpoint.tenancy.models import Store, Tenant
 
 TEMPLATE_DIR = Path(__file__).parent / "scaffold"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -19,13 +25,6 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 async def where_enabled() -> dict[str, list[str]] | None:
     """``{plugin id: ["<tenant slug> (chain)", "<tenant slug>: <store code>", ...]}``, or
     ``None`` when the database has not been migrated yet."""
-    from sqlalchemy import inspect, select
-
-    from nestpoint.context import tenant_context
-    from nestpoint.db import get_database, scoped_session
-    from nestpoint.plugins.models import PluginEnablement
-    from nestpoint.tenancy.models import Store, Tenant
-
     found: dict[str, list[str]] = defaultdict(list)
     try:
         async with get_database().engine.connect() as conn:

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.db import utcnow
 from nestpoint.events.models import OutboxEvent
+from nestpoint.events.service import Event, backoff
 from nestpoint.plugins.models import PluginDelivery, PluginFailure
 from nestpoint.settings import get_settings
 
 if TYPE_CHECKING:
-    from nestpoint.events.service import Event
     from nestpoint.plugins.manager import DeliveryOutcome
 
 
@@ -46,8 +46,6 @@ async def delivered_hooks(
 
 async def record_outcome(session: AsyncSession, event: Event, outcome: DeliveryOutcome) -> bool:
     """Write what one delivery did; returns ``True`` when the event is now published."""
-    from nestpoint.events.service import backoff
-
     tenant_id = uuid.UUID(event.tenant_id)
     event_id = uuid.UUID(event.id)
     row = await session.get(OutboxEvent, {"tenant_id": tenant_id, "id": event_id})

@@ -26,10 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from nestpoint.context import tenant_context
+from nestpoint.db import scoped_session
+from nestpoint.db.session import TenantSession, on_commit
 from nestpoint.plugins.models import PluginEnablement
 
 CHANGED_TENANTS_KEY = "nestpoint.plugins_changed"
@@ -63,10 +66,6 @@ def _after_rollback(session: Session) -> None:
 
 
 def install_session_hooks() -> None:
-    from sqlalchemy import event
-
-    from nestpoint.db.session import TenantSession, on_commit
-
     on_commit(_after_commit)
     if not event.contains(TenantSession, "after_rollback", _after_rollback):
         event.listen(TenantSession, "after_rollback", _after_rollback)
@@ -205,9 +204,6 @@ class EnablementCache:
             return snapshot
         if session is not None:
             return self.put(await load_snapshot(session, tenant_id))
-        from nestpoint.context import tenant_context
-        from nestpoint.db import scoped_session
-
         with tenant_context(tenant_id):
             async with scoped_session() as own:
                 snapshot = await load_snapshot(own, tenant_id)

@@ -16,7 +16,9 @@ from typing import Any
 
 import dramatiq
 
+from nestpoint.context import tenant_context
 from nestpoint.jobs.broker import broker
+from nestpoint.jobs.tenants import active_tenant_ids
 from nestpoint.plugins.manager import PluginHost, get_plugin_host
 from nestpoint.plugins.registries import PluginJob
 from nestpoint.plugins.types import PluginContext
@@ -34,8 +36,6 @@ async def run_plugin_job(
     kwargs: dict[str, Any],
 ) -> bool:
     """Run one job for one tenant (and store) if the plugin is enabled there."""
-    from nestpoint.context import tenant_context
-
     enabled = await host.enabled_plugins(tenant_id, store_id, anywhere=store_id is None)
     if job.plugin_id not in enabled:
         log.info("plugin job skipped: not enabled", extra={"job": job.actor_name})
@@ -82,17 +82,9 @@ def declare_actors(host: PluginHost | None = None) -> None:
         _actor_for(job)
 
 
-def send_plugin_job(job: PluginJob, plugin: PluginContext, kwargs: dict[str, Any]) -> None:
-    _actor_for(job).send(
-        str(plugin.tenant_id), str(plugin.store_id) if plugin.store_id else None, kwargs
-    )
-
-
 async def _tenants_enabled(host: PluginHost, plugin_id: str) -> list[uuid.UUID]:
-    from nestpoint.events.service import tenants_with_pending_events  # every active tenant
-
     found: list[uuid.UUID] = []
-    for tenant_id in await tenants_with_pending_events():
+    for tenant_id in await active_tenant_ids():
         if plugin_id in await host.enabled_plugins(tenant_id, None, anywhere=True):
             found.append(tenant_id)
     return found

@@ -28,9 +28,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 from pydantic import BaseModel, ValidationError
 
+from nestpoint.context import tenant_context
+from nestpoint.db import scoped_session
 from nestpoint.errors import FieldError, Invalid
 from nestpoint.plugins import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
-from nestpoint.plugins.enablement import EnablementCache, TenantPlugins
+from nestpoint.plugins.enablement import EnablementCache, TenantPlugins, load_snapshot
+from nestpoint.plugins.models import PluginFailure
 from nestpoint.plugins.registries import (
     BenefitTypeRegistry,
     ChannelRegistry,
@@ -53,7 +56,6 @@ from nestpoint.plugins.types import (
 from nestpoint.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from litestar import Router
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from nestpoint.events.service import Event
@@ -298,8 +300,6 @@ class PluginHost:
         ``fresh=False`` the cached copy, loaded through ``session`` only when stale."""
         if session is None or not fresh:
             return await self.enablement.get(tenant_id, session)
-        from nestpoint.plugins.enablement import load_snapshot
-
         return self.enablement.put(await load_snapshot(session, tenant_id))
 
     async def enabled_plugins(
@@ -463,8 +463,6 @@ class PluginHost:
         ``skip`` lists (plugin id, hook) pairs that already took the event on an earlier
         attempt. Never raises for a plugin's failure: the outcome lists them.
         """
-        from nestpoint.context import tenant_context
-
         tenant_id = uuid.UUID(event.tenant_id)
         store_id = uuid.UUID(event.store_id) if event.store_id else None
         if enabled is None:
@@ -498,8 +496,6 @@ class PluginHost:
         session: AsyncSession | None = None,
     ) -> None:
         """Keep a row per failure; in ``session`` if given, else in a background write."""
-        from nestpoint.plugins.models import PluginFailure
-
         rows = [
             PluginFailure(
                 tenant_id=tenant_id,
@@ -519,9 +515,6 @@ class PluginHost:
         task.add_done_callback(self._background.discard)
 
     async def _write_failures(self, tenant_id: uuid.UUID, rows: list[Any]) -> None:
-        from nestpoint.context import tenant_context
-        from nestpoint.db import scoped_session
-
         try:
             with tenant_context(tenant_id):
                 async with scoped_session() as session:
@@ -565,16 +558,6 @@ class PluginHost:
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         return [p for pid in sorted(self.loaded) for p in self.contributions[pid].periodic]
-
-    def routers(self) -> list[Router]:
-        """One Litestar router per plugin with routes, at ``/plugins/<plugin-id>``."""
-        from nestpoint.plugins.routing import plugin_router
-
-        return [
-            plugin_router(self, pid, self.contributions[pid].routes)
-            for pid in sorted(self.loaded)
-            if self.contributions[pid].routes
-        ]
 
 
 _host: PluginHost | None = None

@@ -8,7 +8,7 @@ made through the API survives an apply of a manifest that does not mention the p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,10 +18,8 @@ from nestpoint.plugins import service
 from nestpoint.plugins.manager import PluginHost, get_plugin_host
 from nestpoint.plugins.models import PluginEnablement
 from nestpoint.plugins.schemas import ChainSettingUpdate, PluginManifest, StoreSettingUpdate
+from nestpoint.tenancy.changes import Change
 from nestpoint.tenancy.models import Store
-
-if TYPE_CHECKING:
-    from nestpoint.tenancy.manifest import Change
 
 
 def check(
@@ -98,8 +96,6 @@ async def plan(
 ) -> list[Change]:
     """The plugin changes an apply would make; ``session`` is ``None`` for a new tenant
     (otherwise it must be bound to the tenant)."""
-    from nestpoint.tenancy.manifest import Change
-
     host = host or get_plugin_host()
     changes: list[Change] = []
     for spec in plugins:

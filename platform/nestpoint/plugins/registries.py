@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from nestpoint.jobs.broker import JobRef
 from nestpoint.plugins.types import (
     BenefitType,
     ChannelConnector,
@@ -61,9 +62,11 @@ class PluginJob:
         return f"plugins.{self.plugin_id}.{self.name}"
 
     def send(self, plugin: PluginContext, **kwargs: Any) -> None:
-        from nestpoint.plugins.jobs import send_plugin_job
-
-        send_plugin_job(self, plugin, kwargs)
+        """Enqueue the job for ``plugin``'s tenant (and store); its actor is declared by the
+        worker (``nestpoint.plugins.jobs``), so it is addressed by name here."""
+        JobRef(self.actor_name, queue_name=self.queue).send(
+            str(plugin.tenant_id), str(plugin.store_id) if plugin.store_id else None, kwargs
+        )
 
 
 @dataclass(frozen=True, slots=True)

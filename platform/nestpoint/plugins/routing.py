@@ -8,19 +8,19 @@ route's handlers may take ``plugin: PluginContext`` (tenant, store and merged co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request, Router
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 
+from nestpoint.api.problems import problems
 from nestpoint.context import current_actor, current_tenant
 from nestpoint.errors import NotFound
+from nestpoint.plugins.manager import PluginHost
 from nestpoint.plugins.types import PluginContext
-
-if TYPE_CHECKING:
-    from nestpoint.plugins.manager import PluginHost
 
 PLUGIN_ROUTE_SCOPE_NOTE = "Plugin routes answer 404 where the plugin is not enabled."
 
@@ -37,10 +37,6 @@ async def _context_for(host: PluginHost, plugin_id: str) -> PluginContext:
 
 def _document_not_found(handlers: list[Any]) -> None:
     """Every plugin route may answer 404 (not enabled here): say so in the OpenAPI schema."""
-    from litestar.handlers import HTTPRouteHandler
-
-    from nestpoint.api.problems import problems
-
     for handler in handlers:
         if isinstance(handler, HTTPRouteHandler):
             handler.responses = {**problems(404), **(handler.responses or {})}
@@ -67,3 +63,12 @@ def plugin_router(host: PluginHost, plugin_id: str, handlers: list[Any]) -> Rout
         dependencies={"plugin": Provide(provide_plugin)},
         tags=[f"plugin: {plugin_id}"],
     )
+
+
+def plugin_routers(host: PluginHost) -> list[Router]:
+    """One Litestar router per loaded plugin with routes, at ``/plugins/<plugin-id>``."""
+    return [
+        plugin_router(host, pid, host.contributions[pid].routes)
+        for pid in sorted(host.loaded)
+        if host.contributions[pid].routes
+    ]

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from nestpoint.context import tenant_context
+from nestpoint.db import scoped_session
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,9 +76,6 @@ class PluginContext:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session for this tenant that commits when the block succeeds."""
-        from nestpoint.context import tenant_context
-        from nestpoint.db import scoped_session
-
         with tenant_context(self.tenant_id, self.store_id):
             async with scoped_session() as session:
                 yield session

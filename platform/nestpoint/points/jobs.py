@@ -22,6 +22,7 @@ from nestpoint.db import utcnow
 from nestpoint.db.base import UTCDateTime
 from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, uuid_text_sql
 from nestpoint.events.service import mark_pending
+from nestpoint.loyalty.service import get_program
 from nestpoint.points import service as points
 
 
@@ -164,8 +165,6 @@ async def announce_expiring(session: AsyncSession, now: datetime | None = None) 
     (``points.expiring_soon_days``, counted in the tenant's days): each lot is announced
     once, as it crosses the horizon. A second run on the same tenant-local day announces
     nothing (a day already announced is skipped)."""
-    from nestpoint.loyalty.service import get_program
-
     tenant_id = require_tenant().tenant_id
     now = now or utcnow()
     await lock_job(session, "points.announce_expiring", tenant_id)

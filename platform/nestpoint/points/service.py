@@ -46,6 +46,7 @@ from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.loyalty import rules
 from nestpoint.loyalty.rules import Program
+from nestpoint.members.models import Member
 from nestpoint.points.models import (
     PointAccount,
     PointEntry,
@@ -710,8 +711,6 @@ async def transfer(
 
 
 async def _check_same_family(session: AsyncSession, from_id: uuid.UUID, to_id: uuid.UUID) -> None:
-    from nestpoint.members.models import Member
-
     if from_id == to_id:  # one of them was merged into the other
         raise Invalid.field("to_member_id", "cannot transfer to the same member")
     families = dict(

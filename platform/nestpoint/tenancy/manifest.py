@@ -11,7 +11,6 @@ members refer to them). See ``docs/tenants.md`` for the format.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from nestpoint.loyalty.schemas import ProgramSpec
 from nestpoint.plugins import manifest as plugin_manifest
 from nestpoint.plugins.schemas import MAX_PLUGINS, PluginManifest
 from nestpoint.tenancy import service
+from nestpoint.tenancy.changes import Change
 from nestpoint.tenancy.models import Store, Tenant
 from nestpoint.tenancy.schemas import (
     MAX_STORES,
@@ -87,20 +87,6 @@ def _duplicate_store_codes(raw: Any) -> list[FieldError]:
         else:
             first.setdefault(code, index)
     return errors
-
-
-@dataclass
-class Change:
-    action: str  # create | update | deactivate
-    subject: str  # "tenant" or "store <code>"
-    changes: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        sign = {"create": "+", "update": "~", "deactivate": "-"}[self.action]
-        if self.action == "update":
-            details = ", ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in self.changes.items())
-            return f"{sign} {self.subject}: {details}"
-        return f"{sign} {self.action} {self.subject}"
 
 
 def load_manifest(path: Path) -> TenantManifest:

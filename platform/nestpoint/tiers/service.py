@@ -5,27 +5,28 @@ HQ removes from the ladder moves its members one rung down at once (``tier_remov
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Uuid, bindparam, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestpoint.audit.service import record
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
-from nestpoint.db.base import UTCDateTime, table_of
+from nestpoint.db.base import table_of
 from nestpoint.db.batch import WriteBatch
 from nestpoint.db.pagination import Page, paginate
-from nestpoint.db.sql import lock_job, new_uuid_sql
-from nestpoint.events.service import emit, mark_pending
+from nestpoint.events.service import emit
 from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.loyalty.rules import Program
-from nestpoint.loyalty.schemas import TierSpec
+from nestpoint.loyalty.service import get_program
 from nestpoint.members.models import Member
+from nestpoint.members.service import get_active_member
 from nestpoint.points.schemas import GrowthRead
+from nestpoint.points.service import lock_account
 from nestpoint.tiers.models import GrowthEntry, TierChange
 
 members = table_of(Member)
@@ -169,9 +170,6 @@ async def add_growth(
     session: AsyncSession, member: Member, delta: int, source: str, cause_id: str
 ) -> GrowthResult:
     """Growth for a member already loaded (merges, bonus growth from activities)."""
-    from nestpoint.loyalty.service import get_program
-    from nestpoint.points.service import lock_account
-
     await lock_account(session, member.id)
     await session.refresh(member)  # read the tier state under the lock
     program = await get_program(session)
@@ -198,10 +196,6 @@ async def bonus_growth(
     Idempotent by ``key`` (``nestpoint.idempotency``), checked under the member's account
     lock: a retry gets the first answer; the same key with another request is a conflict.
     """
-    from nestpoint.audit.service import record
-    from nestpoint.members.service import get_active_member
-    from nestpoint.points.service import lock_account
-
     member = await get_active_member(session, member_id)
     acct = await lock_account(session, member.id)
     request = fingerprint(
@@ -238,77 +232,3 @@ async def history(
 
 
 # ------------------------------------------------------------------ ladder changes
-
-
-def removed_tier_moves(old: Sequence[TierSpec], new: Sequence[TierSpec]) -> dict[str, str]:
-    """Where the members of each tier missing from the new ladder go: the nearest tier
-    below it (in the old ladder) that remains, else the new entry tier.
-
-    One rung down and no further: the removal is HQ's decision, not the member's doing, so
-    it costs them no more than the removed rung. Their protection period carries over, and
-    any further downgrade is the evaluation's, after protection, as for everyone.
-    """
-    remaining = {t.code for t in new}
-    moves: dict[str, str] = {}
-    for rank, tier in enumerate(old):
-        if tier.code in remaining:
-            continue
-        below = [t.code for t in reversed(old[:rank]) if t.code in remaining]
-        moves[tier.code] = below[0] if below else new[0].code
-    return moves
-
-
-async def move_off_removed_tiers(
-    session: AsyncSession, moves: dict[str, str], now: datetime
-) -> int:
-    """Move every member of a removed tier (``removed_tier_moves``), set-based: a history
-    entry with reason ``tier_removed`` and a ``tier.changed`` event each, their protection
-    left as it was. Returns how many members moved."""
-    if not moves:
-        return 0
-    from nestpoint.tiers.jobs import events_sql  # the evaluation writes events the same way
-
-    tenant_id = require_tenant().tenant_id
-    await lock_job(session, "tiers.evaluate", tenant_id)  # not while an evaluation runs
-    dialect = session.get_bind().dialect.name
-    run_id = uuid.uuid4().hex
-    pairs = list(moves.items())
-    to_tier = (
-        "CASE m.tier_code "
-        + " ".join(f"WHEN :from_{i} THEN :to_{i}" for i in range(len(pairs)))
-        + " END"
-    )
-    codes = ", ".join(f":from_{i}" for i in range(len(pairs)))
-    params: dict[str, Any] = {"tenant": tenant_id, "now": now, "run": run_id}
-    for i, (old, new) in enumerate(pairs):
-        params |= {f"from_{i}": old, f"to_{i}": new}
-    binds: list[BindParameter[Any]] = [
-        bindparam("tenant", type_=Uuid()),
-        bindparam("now", type_=UTCDateTime()),
-    ]
-    # Only placeholders and fixed fragments are formatted in; every value is bound.
-    moved = await session.execute(
-        text(
-            f"""INSERT INTO tier_changes (tenant_id, id, member_id, from_tier, to_tier, reason,
-                                          growth_value, run_id, changed_at)
-                SELECT m.tenant_id, {new_uuid_sql(dialect)}, m.id, m.tier_code, {to_tier},
-                       'tier_removed', m.growth_value, :run, :now
-                FROM members m WHERE m.tenant_id = :tenant AND m.tier_code IN ({codes})"""  # noqa: S608
-        ).bindparams(*binds),
-        params,
-    )
-    count = int(moved.rowcount or 0)  # type: ignore[attr-defined]
-    if not count:
-        return 0
-    await session.execute(text(events_sql(dialect)).bindparams(*binds), params)
-    await session.execute(
-        text(
-            """UPDATE members SET tier_code = tc.to_tier, tier_since = :now
-               FROM tier_changes tc
-               WHERE tc.tenant_id = :tenant AND tc.run_id = :run
-                 AND members.tenant_id = :tenant AND members.id = tc.member_id"""
-        ).bindparams(*binds),
-        params,
-    )
-    mark_pending(session)
-    return count

@@ -1,4 +1,8 @@
-"""Dramatiq actors of the events context."""
+"""Dramatiq actors of the outbox relay (their names keep the events context's prefix).
+
+``nestpoint.events.service`` enqueues ``events.relay`` by name after a commit that wrote
+events; ``events.sweep`` is periodic (``nestpoint.jobs.registry``).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import uuid
 
 import dramatiq
 
-from nestpoint.events.service import relay_all, relay_pending
 from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
+from nestpoint.plugins.relay import relay_all, relay_pending
 
 
 @dramatiq.actor(actor_name="events.relay", queue_name="events", max_retries=5)

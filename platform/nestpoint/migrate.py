@@ -9,6 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.settings import PROJECT_ROOT, get_settings
 
 
@@ -23,8 +24,6 @@ def alembic_config(url: str | None = None) -> Config:
     config.set_main_option("sqlalchemy.url", url or settings.owner_database_url)
     config.set_main_option("path_separator", "os")
     # The core's revisions plus each loaded plugin's own version location (one branch each).
-    from nestpoint.plugins.manager import get_plugin_host
-
     locations = [migrations_dir() / "versions", *get_plugin_host().migration_locations()]
     config.set_main_option("version_locations", os.pathsep.join(str(p) for p in locations))
     # Read by the RLS migration: which role to grant rights to.

@@ -1,0 +1,86 @@
+"""The outbox relay: hands committed events to the plugins enabled for them.
+
+The read side of the outbox (``nestpoint.events.service`` is the write side, and never
+imports this module). ``relay_pending`` runs in the ``events.relay`` job that a commit which
+wrote events enqueues by name, and ``relay_all`` in the periodic ``events.sweep``
+(``nestpoint.plugins.actors``). Delivery is at least once: consumers deduplicate on the
+event id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from nestpoint.context import tenant_context
+from nestpoint.db import Database, scoped_session, utcnow
+from nestpoint.events.models import OutboxEvent
+from nestpoint.events.service import Event
+from nestpoint.jobs.tenants import active_tenant_ids
+from nestpoint.plugins.delivery import delivered_hooks, record_outcome
+from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.settings import get_settings
+
+# How long a relay holds the events it claimed before another relay may take them.
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) -> int:
+    """Deliver one batch of due events of one tenant; returns how many were published.
+
+    1. Claim: in one short transaction, lock the due rows (``SKIP LOCKED`` on PostgreSQL),
+       push their ``next_attempt_at`` a lease ahead so no other relay takes them, read the
+       tenant's plugin enablement afresh, and publish at once every event no plugin wants.
+    2. Deliver each claimed event to the plugins enabled for its tenant and store, outside
+       any transaction (a plugin may open sessions of its own).
+    3. Record each outcome in a transaction of its own: published, or retried with back-off
+       for the plugins that failed only (see ``nestpoint.plugins.delivery``).
+    """
+    host = get_plugin_host()
+    published = 0
+    with tenant_context(tenant_id):
+        async with scoped_session(database) as session:
+            now = utcnow()
+            rows = (
+                await session.scalars(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.published_at.is_(None), OutboxEvent.next_attempt_at <= now)
+                    .order_by(OutboxEvent.occurred_at, OutboxEvent.id)
+                    .limit(get_settings().outbox_batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            snapshot = await host.snapshot(tenant_id, session)
+            claimed: list[tuple[Event, int, dict[str, Any]]] = []
+            for row in rows:
+                enabled = snapshot.enabled_for(row.store_id, host.loaded, host.merge_config)
+                if not enabled:
+                    row.published_at = now
+                    row.last_error = None
+                    published += 1
+                    continue
+                row.next_attempt_at = now + CLAIM_LEASE
+                claimed.append((Event.from_row(row), row.attempts, enabled))
+            done = await delivered_hooks(
+                session, [uuid.UUID(e.id) for e, attempts, _ in claimed if attempts > 0]
+            )
+        for event, _, enabled in claimed:
+            outcome = await host.deliver_event(
+                event, enabled=enabled, skip=done.get(uuid.UUID(event.id), frozenset())
+            )
+            async with scoped_session(database) as session:
+                if await record_outcome(session, event, outcome):
+                    published += 1
+    return published
+
+
+async def relay_all(database: Database | None = None) -> int:
+    total = 0
+    for tenant_id in await active_tenant_ids(database):  # RLS hides other tenants' rows
+        total += await relay_pending(tenant_id, database)
+    return total
