@@ -13,7 +13,6 @@ captured) is answered from the stored answer all the same.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestpoint.cache import BoundedCache
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
@@ -54,7 +54,6 @@ from nestpoint.orders.schemas import (
 )
 from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
-from nestpoint.settings import get_settings
 from nestpoint.tenancy.models import Store
 from nestpoint.tenancy.service import ensure_store_trading
 from nestpoint.tiers import service as tiers
@@ -68,19 +67,18 @@ accounts = table_of(PointAccount)
 
 # The tenant's stores (code -> id), cached per process for ``config_cache_seconds``: a
 # chain has at most hundreds of stores, and the till names its store on every order.
-_stores: dict[uuid.UUID, tuple[float, dict[str, uuid.UUID]]] = {}
+_store_codes: BoundedCache[uuid.UUID, dict[str, uuid.UUID]] = BoundedCache(
+    "orders.store_codes", max_size=1_024
+)
 
 
 async def store_codes(session: AsyncSession, *, refresh: bool = False) -> dict[str, uuid.UUID]:
     tenant_id = require_tenant().tenant_id
-    cached = _stores.get(tenant_id)
-    clock = time.monotonic()
-    if not refresh and cached and clock - cached[0] < get_settings().config_cache_seconds:
-        return cached[1]
+    cached = None if refresh else _store_codes.get(tenant_id)
+    if cached is not None:
+        return cached
     rows = (await session.execute(select(Store.code, Store.id))).all()
-    codes: dict[str, uuid.UUID] = {row.code: row.id for row in rows}
-    _stores[tenant_id] = (clock, codes)
-    return codes
+    return _store_codes.put(tenant_id, {row.code: row.id for row in rows})
 
 
 async def resolve_store(session: AsyncSession, code: str | None) -> tuple[uuid.UUID, str]:
