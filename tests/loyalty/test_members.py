@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.relativedelta import relativedelta
@@ -237,7 +238,9 @@ async def test_child_needs_exactly_one_of_birth_and_due_date(client, make_tenant
 
 async def test_child_stage_follows_the_dates(client, make_tenant, enrol):
     t = await make_tenant()
-    today = datetime.now(UTC).date()
+    # The tenant's local date (stages turn over at its midnight), not UTC's: from 16:00 UTC
+    # it is already tomorrow in Shanghai.
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
     ago = {  # stage -> birth date
         "0-6m": today - relativedelta(months=2),
         "6-12m": today - relativedelta(months=8),
