@@ -52,7 +52,8 @@ async def test_an_order_claims_its_key_first_and_writes_in_one_batch(
     claims = [i for i, s in enumerate(sent) if s.startswith("INSERT INTO idempotency_keys")]
     assert len(claims) == 1
     claim = claims[0]
-    assert "ON CONFLICT" in sent[claim] and "DO NOTHING" in sent[claim]
+    assert "ON CONFLICT" in sent[claim]
+    assert "DO NOTHING" in sent[claim]
     assert not [s for s in sent[:claim] if s.startswith(WRITES)]  # nothing written before
     after = [s for s in sent[claim + 1 :] if s.startswith(WRITES)]
     if sent[0].startswith("SELECT set_config"):  # PostgreSQL
