@@ -34,7 +34,9 @@ from nestpoint.plugins.models import PluginEnablement
 
 CHANGED_TENANTS_KEY = "nestpoint.plugins_changed"
 
-# Bumped after a commit that changed a tenant's enablement rows (in this process).
+# Bumped after a commit that changed a tenant's enablement rows (in this process). Not a
+# cache (``nestpoint.cache``): dropping a tenant's counter could make a snapshot loaded
+# before the change look current again. One int per tenant changed in this process.
 _generation: dict[uuid.UUID, int] = {}
 
 
