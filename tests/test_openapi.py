@@ -168,3 +168,37 @@ def test_each_route_declares_the_statuses_it_can_answer(app: Litestar) -> None:
                 content = declared[code].get("content", {})
                 assert list(content) == ["application/problem+json"], (method, path, code)
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("/api/v1/orders", "OrderResult"),
+        ("/api/v1/orders/{channel}/{external_id}/refunds", "RefundResult"),
+        ("/api/v1/points/holds", "HoldRead"),
+        ("/api/v1/members/{member_id}/points/adjustments", "EntryRead"),
+        ("/api/v1/members/{member_id}/points/transfers", "EntryRead"),
+        ("/api/v1/members/{member_id}/growth", "GrowthRead"),
+    ],
+)
+def test_idempotent_creates_describe_their_201_body(app: Litestar, path: str, model: str) -> None:
+    """The answer of an idempotent write is typed: its 201 names the result's model, and the
+    model's vocabulary (statuses, entry kinds) is an enum in the document."""
+    spec = app.openapi_schema.to_schema()
+    created = spec["paths"][path]["post"]["responses"]["201"]
+    assert created["content"]["application/json"]["schema"] == {
+        "$ref": f"#/components/schemas/{model}"
+    }
+    assert "Idempotent-Replayed" in created["description"]
+
+
+def test_statuses_and_entry_kinds_are_enums_in_the_document(app: Litestar) -> None:
+    schemas = app.openapi_schema.to_schema()["components"]["schemas"]
+    assert schemas["OrderResult"]["properties"]["status"]["enum"] == [
+        "paid",
+        "partially_refunded",
+        "refunded",
+    ]
+    assert schemas["HoldRead"]["properties"]["status"]["enum"] == ["held", "captured", "released"]
+    assert "expire" in schemas["EntryRead"]["properties"]["kind"]["enum"]
+    assert "merge" in schemas["EntryRead"]["properties"]["cause_type"]["enum"]

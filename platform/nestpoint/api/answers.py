@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Response
 from litestar.openapi.datastructures import ResponseSpec
+from pydantic import BaseModel
 
 from nestpoint.idempotency.service import Answer
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
-def answered(answer: Answer) -> Response[dict[str, Any]]:
-    """The answer as first given (same status, same body); a replay says so in a header."""
+
+def answered(answer: Answer[ModelT], model: type[ModelT]) -> Response[ModelT]:
+    """The answer as first given (same status, same body), typed as ``model``; a replay
+    (its body read back from the store) is validated into ``model`` and says so in a header.
+    """
     headers = {REPLAYED_HEADER: "true"} if answer.replayed else {}
-    return Response(answer.body, status_code=answer.status_code, headers=headers)
+    result = answer.result if answer.result is not None else model.model_validate(answer.body)
+    return Response(result, status_code=answer.status_code, headers=headers)
 
 
 def created_spec(model: type[Any]) -> dict[int, ResponseSpec]:

@@ -10,7 +10,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 import nestpoint
 from nestpoint.api.deps import provide_session
-from nestpoint.api.health import healthz, readyz
+from nestpoint.api.health import cachez, healthz, readyz
 from nestpoint.api.input import JsonRequest, StrictJsonBodies
 from nestpoint.api.logs import configure_logging
 from nestpoint.api.middleware import RequestContextMiddleware, RequestIdMiddleware
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         security=[{"ApiKey": []}],
     )
     app = Litestar(
-        route_handlers=[healthz, readyz, api],
+        route_handlers=[healthz, readyz, cachez, api],
         dependencies={"db": Provide(provide_session)},
         middleware=[RequestContextMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -10,6 +10,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from nestpoint import cache
 from nestpoint.db import get_database
 from nestpoint.jobs import broker as jobs_broker
 
@@ -52,3 +53,34 @@ async def readyz() -> Response[Health]:
         Health(status="ok" if ready else "unavailable", checks=checks),
         status_code=200 if ready else 503,
     )
+
+
+class CacheRead(BaseModel):
+    name: str
+    size: int
+    max_size: int
+    ttl_seconds: float
+    hits: int
+    misses: int
+    hit_rate: float
+
+
+@get(
+    "/cachez",
+    tags=["health"],
+    summary="This process's caches: size, bound, TTL, hits and misses",
+    description="Counters since the process started; no cached content, no tenant data.",
+)
+async def cachez() -> list[CacheRead]:
+    return [
+        CacheRead(
+            name=c.name,
+            size=c.size,
+            max_size=c.max_size,
+            ttl_seconds=c.ttl_seconds,
+            hits=c.hits,
+            misses=c.misses,
+            hit_rate=round(c.hit_rate, 4),
+        )
+        for c in cache.stats()
+    ]

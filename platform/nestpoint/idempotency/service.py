@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,13 +37,25 @@ from nestpoint.idempotency.models import IdempotencyKey
 keys = table_of(IdempotencyKey)
 
 
+ResultT = TypeVar("ResultT")
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
 @dataclass(frozen=True, slots=True)
-class Answer:
-    """A write's answer: its HTTP status and body, and whether it is a replay."""
+class Answer(Generic[ResultT]):
+    """A write's answer: its HTTP status and body (JSON, as stored), whether it is a replay,
+    and, when the answer was made now, the typed result the body was dumped from (a route
+    validates a replayed body into that type instead)."""
 
     status_code: int
     body: dict[str, Any]
     replayed: bool = False
+    result: ResultT | None = None
+
+
+def created(result: ModelT) -> Answer[ModelT]:
+    """A 201 answer for ``result`` (its JSON dump is what is stored and replayed)."""
+    return Answer(201, result.model_dump(mode="json"), result=result)
 
 
 REQUEST = "request"  # the scope of keys a client chooses
@@ -59,7 +72,7 @@ def fingerprint(request: Any) -> str:
 
 async def replay(
     session: AsyncSession, scope: str, key: str, request_hash: str, *, field: str
-) -> Answer | None:
+) -> Answer[Any] | None:
     """The stored answer for ``key``, or None; a conflict when the request differs."""
     row = (
         await session.execute(
@@ -85,10 +98,10 @@ async def claim(
     scope: str,
     key: str,
     request_hash: str,
-    answer: Answer,
+    answer: Answer[Any],
     *,
     field: str,
-) -> Answer | None:
+) -> Answer[Any] | None:
     """Store ``answer`` under ``key``. None when claimed now; otherwise the answer a
     concurrent attempt committed first (which the caller returns instead of writing)."""
     builder = (
@@ -123,10 +136,10 @@ async def record(
     scope: str,
     key: str,
     request_hash: str,
-    answer: Answer,
+    answer: Answer[ResultT],
     *,
     field: str,
-) -> Answer:
+) -> Answer[ResultT]:
     """Claim ``key`` for an effect already written under the lock that :func:`replay` was
     checked under. Losing the claim there means another request holds the key (a different
     one: the same request would have shared the lock and replayed), so it is a conflict and

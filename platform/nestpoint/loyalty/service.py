@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
+from nestpoint.cache import BoundedCache
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.events.service import emit
@@ -17,27 +17,25 @@ from nestpoint.loyalty.rules import Program
 
 __all__ = ["Program", "get_program", "load_program", "put_program", "to_spec"]
 from nestpoint.loyalty.schemas import EarnRules, PointsPolicy, ProgramSpec, TierSpec
-from nestpoint.settings import get_settings
 from nestpoint.tenancy.models import Tenant
 from nestpoint.tiers.jobs import move_off_removed_tiers, removed_tier_moves
 
-_cache: dict[uuid.UUID, tuple[float, Program]] = {}
+# Each tenant's programme, per process for ``config_cache_seconds``; a change here clears
+# it at once (``invalidate``), other processes follow within the TTL.
+_programs: BoundedCache[uuid.UUID, Program] = BoundedCache("loyalty.programs", max_size=1_024)
 
 
 def invalidate(tenant_id: uuid.UUID) -> None:
-    _cache.pop(tenant_id, None)
+    _programs.forget(tenant_id)
 
 
 async def get_program(session: AsyncSession) -> Program:
     """The current tenant's programme (defaults from the seeds until HQ sets one)."""
     tenant_id = require_tenant().tenant_id
-    cached = _cache.get(tenant_id)
-    now = time.monotonic()
-    if cached and now - cached[0] < get_settings().config_cache_seconds:
-        return cached[1]
-    program = await load_program(session)
-    _cache[tenant_id] = (now, program)
-    return program
+    cached = _programs.get(tenant_id)
+    if cached is not None:
+        return cached
+    return _programs.put(tenant_id, await load_program(session))
 
 
 async def load_program(session: AsyncSession) -> Program:

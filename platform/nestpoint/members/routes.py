@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from typing import Annotated, Any, get_args
+from typing import Annotated, get_args
 
 from litestar import Controller, Response, get, patch, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -274,7 +274,7 @@ class MemberController(Controller):
     )
     async def adjust(
         self, db: Db, member_id: MemberId, data: JSONBody[AdjustmentIn]
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[EntryRead]:
         member = await service.get_member_in_reach(db, member_id, active=True)
         answer = await points.adjust(
             db,
@@ -285,7 +285,7 @@ class MemberController(Controller):
             actor=str(current_actor().key_id),
             idempotency_key=data.idempotency_key,
         )
-        return answered(answer)
+        return answered(answer, EntryRead)
 
     @post(
         "/{member_id:uuid}/points/transfers",
@@ -295,7 +295,7 @@ class MemberController(Controller):
     )
     async def transfer(
         self, db: Db, member_id: MemberId, data: JSONBody[TransferIn]
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[EntryRead]:
         await service.get_member_in_reach(db, member_id, active=True)
         await service.get_member_in_reach(db, data.to_member_id, active=True)
         answer = await points.transfer(
@@ -307,7 +307,7 @@ class MemberController(Controller):
             actor=str(current_actor().key_id),
             idempotency_key=data.idempotency_key,
         )
-        return answered(answer)
+        return answered(answer, EntryRead)
 
     @post(
         "/{member_id:uuid}/growth",
@@ -317,11 +317,12 @@ class MemberController(Controller):
     )
     async def add_growth(
         self, db: Db, member_id: MemberId, data: JSONBody[GrowthIn]
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[GrowthRead]:
         return answered(
             await tiers.bonus_growth(
                 db, member_id, data.amount, reason=data.reason, key=data.idempotency_key
-            )
+            ),
+            GrowthRead,
         )
 
     @get(

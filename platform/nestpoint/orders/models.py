@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +24,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nestpoint.db.base import Base, TenantOwned, TenantScoped, utcnow
+
+# An order is paid when recorded; refunds move it on (all of it refunded: "refunded").
+OrderStatus = Literal["paid", "partially_refunded", "refunded"]
 
 
 class Order(TenantOwned, Base):
@@ -40,7 +43,7 @@ class Order(TenantOwned, Base):
     external_id: Mapped[str] = mapped_column(String(100))
     store_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     member_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
-    status: Mapped[str] = mapped_column(String(24), default="paid")
+    status: Mapped[str] = mapped_column(String(24), default="paid")  # an OrderStatus
     paid_at: Mapped[datetime] = mapped_column()
     total_fen: Mapped[int] = mapped_column(BigInteger)
     cash_fen: Mapped[int] = mapped_column(BigInteger)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, Response, get, post
 from litestar.params import JSONBody, PathParameter
@@ -42,9 +42,9 @@ class OrderController(Controller):
         responses=problems(404, 409, 422) | created_spec(OrderResult),
         summary="Record a paid order; earns points (idempotent by channel + external id)",
     )
-    async def create(self, db: Db, data: JSONBody[OrderIn]) -> Response[dict[str, Any]]:
+    async def create(self, db: Db, data: JSONBody[OrderIn]) -> Response[OrderResult]:
         check_paid_at(data.paid_at, utcnow())
-        return answered(await service.create_order(db, data))
+        return answered(await service.create_order(db, data), OrderResult)
 
     @post(
         "/preview",
@@ -76,5 +76,5 @@ class OrderController(Controller):
     )
     async def refund(
         self, db: Db, channel: ChannelPath, external_id: ExternalIdPath, data: JSONBody[RefundIn]
-    ) -> Response[dict[str, Any]]:
-        return answered(await service.create_refund(db, channel, external_id, data))
+    ) -> Response[RefundResult]:
+        return answered(await service.create_refund(db, channel, external_id, data), RefundResult)

@@ -20,6 +20,7 @@ from nestpoint.errors import Invalid
 from nestpoint.limits import MAX_LINES, MAX_ORDER_FEN, MAX_POINTS, Fen, LineNo, Quantity
 from nestpoint.loyalty.schemas import Code as TierCode
 from nestpoint.members.schemas import IdentityIn, Phone
+from nestpoint.orders.models import OrderStatus
 from nestpoint.tenancy.schemas import StoreCode
 from nestpoint.text import optional, required
 
@@ -133,7 +134,7 @@ class OrderResult(BaseModel):
     external_id: str
     store_id: uuid.UUID
     member_id: uuid.UUID | None
-    status: str
+    status: OrderStatus
     paid_at: datetime
     total_fen: int
     points_used: int

@@ -13,14 +13,16 @@ captured) is answered from the stored answer all the same.
 
 from __future__ import annotations
 
-import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestpoint.cache import BoundedCache
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
@@ -30,28 +32,30 @@ from nestpoint.events.service import emit
 from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.loyalty import rules
-from nestpoint.loyalty.rules import Line
+from nestpoint.loyalty.rules import Line, Program
 from nestpoint.loyalty.service import get_program
 from nestpoint.members.models import Child, Member, MemberIdentity
 from nestpoint.members.pii import identity_hash
 from nestpoint.members.service import phone_lookup_hash
-from nestpoint.orders.models import Order, OrderLine, Refund
+from nestpoint.orders.models import Order, OrderLine, OrderStatus, Refund
 from nestpoint.orders.schemas import (
+    LineIn,
     LineResult,
     MemberOutcome,
     MemberRef,
     OrderIn,
     OrderResult,
+    PaymentIn,
     PreviewIn,
     PreviewResult,
     RefundIn,
+    RefundLineIn,
     RefundResult,
 )
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.types import EarnContext, EarnLine
 from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
-from nestpoint.settings import get_settings
 from nestpoint.tenancy.models import Store
 from nestpoint.tenancy.service import ensure_store_trading
 from nestpoint.tiers import service as tiers
@@ -65,19 +69,18 @@ accounts = table_of(PointAccount)
 
 # The tenant's stores (code -> id), cached per process for ``config_cache_seconds``: a
 # chain has at most hundreds of stores, and the till names its store on every order.
-_stores: dict[uuid.UUID, tuple[float, dict[str, uuid.UUID]]] = {}
+_store_codes: BoundedCache[uuid.UUID, dict[str, uuid.UUID]] = BoundedCache(
+    "orders.store_codes", max_size=1_024
+)
 
 
 async def store_codes(session: AsyncSession, *, refresh: bool = False) -> dict[str, uuid.UUID]:
     tenant_id = require_tenant().tenant_id
-    cached = _stores.get(tenant_id)
-    clock = time.monotonic()
-    if not refresh and cached and clock - cached[0] < get_settings().config_cache_seconds:
-        return cached[1]
+    cached = None if refresh else _store_codes.get(tenant_id)
+    if cached is not None:
+        return cached
     rows = (await session.execute(select(Store.code, Store.id))).all()
-    codes: dict[str, uuid.UUID] = {row.code: row.id for row in rows}
-    _stores[tenant_id] = (clock, codes)
-    return codes
+    return _store_codes.put(tenant_id, {row.code: row.id for row in rows})
 
 
 async def resolve_store(session: AsyncSession, code: str | None) -> tuple[uuid.UUID, str]:
@@ -192,7 +195,7 @@ def order_key(channel: str, external_id: str) -> str:
     return f"{channel}/{external_id}"
 
 
-async def create_order(session: AsyncSession, data: OrderIn) -> Answer:
+async def create_order(session: AsyncSession, data: OrderIn) -> Answer[OrderResult]:
     """Record an order; a retry gets the first answer (same status and body).
 
     No replay lookup up front (a new order, the common case, saves that round trip): the
@@ -212,118 +215,26 @@ async def create_order(session: AsyncSession, data: OrderIn) -> Answer:
         return earlier
 
 
-async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> Answer:
-    tenant_id = require_tenant().tenant_id
+async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> Answer[OrderResult]:
+    """The order's steps: validate payment -> redeem -> earn -> result -> claim -> write."""
     store_id, store_code = await resolve_store(session, data.store_code)
     program = await get_program(session)
-    order_id = uuid.uuid4()
-    total = sum(line.paid_fen for line in data.lines)
-    pay = data.payment
-    points_value = rules.points_value_fen(program.points, pay.points_used)
-    coupons = sum(c.amount_fen for c in pay.coupons)
-    if pay.cash_fen + points_value + coupons != total:
-        raise Invalid.field(
-            "payment",
-            f"cash {pay.cash_fen} + points value {points_value} + "
-            f"coupons {coupons} must equal the lines' total {total}",
-        )
+    tender = validate_payment(program, data.lines, data.payment)
     member = await lock_member(session, data.member) if data.member else None
     now = utcnow()  # after the lock, so ledger times follow the lock order
-    if member is None and (pay.points_used or pay.hold_id):
-        raise Invalid.field("payment.points_used", "points need a member")
-
+    check_redemption(program, member, data.payment, tender.total_fen)
+    draft = Draft(uuid.uuid4(), data, store_id, tender, member, now)
     held: PointHold | None = None
-    per_line = [0] * len(data.lines)
     if member is not None:
-        tier = program.tier(member.tier_code)
-        if pay.points_used > rules.max_redeemable_points(program, tier, total):
-            raise Invalid.field(
-                "payment.points_used",
-                f"the {tier.code} tier may pay at most {tier.redeem_cap_percent}%"
-                " of an order with points",
-            )
-        if pay.hold_id is not None:
-            held = await _capturable_hold(
-                session, pay.hold_id, member.id, pay.points_used, store_id
-            )
-        elif pay.points_used:
-            await points.spend(
-                session,
-                member.account,
-                pay.points_used,
-                kind="redeem",
-                cause_type="order",
-                cause_id=str(order_id),
-                now=now,
-                field_name="payment.points_used",
-            )
-        today = program.local_day(now)
-        earned_today = member.account.earned_today if member.account.earned_day == today else 0
-        per_line = rules.compute_earn(
-            program,
-            tier,
-            store_code,
-            [Line(li.sku, li.category, li.paid_fen) for li in data.lines],
-            points_value_fen=points_value,
-            earned_today=earned_today,
-        )
+        held = await redeem(session, draft)
+        per_line = earn(program, member, store_code, data.lines, tender.points_value_fen, now)
         per_line, reason = await _plugin_adjustments(session, member, store_id, data, per_line)
-        for line_no, amount in enumerate(per_line, start=1):
-            if amount > 0:
-                points.credit(
-                    member.account,
-                    program,
-                    amount,
-                    kind="earn",
-                    cause_type="order",
-                    cause_id=str(order_id),
-                    now=now,
-                    source="earn",
-                    order_id=order_id,
-                    line_no=line_no,
-                    pending=True,
-                    reason=reason,
-                )
-        earned = sum(per_line)
-        member.account.lifetime_earned += earned
-        member.account.earned_day, member.account.earned_today = today, earned_today + earned
+        book_earn(program, draft, per_line, reason)
         if held is not None:
             points.capture_into(
-                member.account, held, cause_type="order", cause_id=str(order_id), now=now
+                member.account, held, cause_type="order", cause_id=str(draft.id), now=now
             )
-
-    earned_total = sum(per_line)
-    growth = rules.growth_for(total) if member else 0
-    outcome = None
-    if member is not None:
-        target = program.tier_for_growth(member.growth_value + growth)
-        upgraded = program.tiers.index(target) > program.rank(member.tier_code)
-        outcome = MemberOutcome(
-            id=member.id,
-            tier_code=target.code if upgraded else member.tier_code,
-            upgraded_from=member.tier_code if upgraded else None,
-            growth_value=member.growth_value + growth,
-            points_balance=member.account.balance,
-        )
-    result = OrderResult(
-        id=order_id,
-        channel=data.channel,
-        external_id=data.external_id,
-        store_id=store_id,
-        member_id=member.id if member else None,
-        status="paid",
-        paid_at=data.paid_at,
-        total_fen=total,
-        points_used=pay.points_used,
-        points_earned=earned_total,
-        lines=[
-            LineResult(line_no=i, sku=li.sku, paid_fen=li.paid_fen, points_earned=p)
-            for i, (li, p) in enumerate(zip(data.lines, per_line, strict=True), start=1)
-        ],
-        member=outcome,
-    )
-    response = result.model_dump(mode="json")
-    answer = Answer(201, response)
+    answer = idempotency.created(order_result(program, draft))
     earlier = await idempotency.claim(
         session,
         "order",
@@ -336,120 +247,320 @@ async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> An
         if held is not None:
             await session.refresh(held)
         return earlier
+    await write_order(session, program, draft, answer.body)
+    return answer
 
-    # Everything else goes out in one batch: one round trip on PostgreSQL.
+
+@dataclass(frozen=True, slots=True)
+class Tender:
+    """What an order pays: the lines' total, and the value of the points used in it."""
+
+    total_fen: int
+    points_value_fen: int
+
+
+@dataclass(slots=True)
+class Draft:
+    """An order worked out in Python before anything is written. The earn step fills in
+    ``per_line`` (points earned by each line) and ``growth``."""
+
+    id: uuid.UUID
+    data: OrderIn
+    store_id: uuid.UUID
+    tender: Tender
+    member: TillMember | None
+    now: datetime
+    per_line: list[int] = field(default_factory=list)
+    growth: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.per_line:
+            self.per_line = [0] * len(self.data.lines)
+
+    @property
+    def points_earned(self) -> int:
+        return sum(self.per_line)
+
+
+def validate_payment(program: Program, lines: Sequence[LineIn], pay: PaymentIn) -> Tender:
+    """Step 1 (pure): cash, the points' value and coupons together pay exactly the lines."""
+    total = sum(line.paid_fen for line in lines)
+    points_value = rules.points_value_fen(program.points, pay.points_used)
+    coupons = sum(c.amount_fen for c in pay.coupons)
+    if pay.cash_fen + points_value + coupons != total:
+        raise Invalid.field(
+            "payment",
+            f"cash {pay.cash_fen} + points value {points_value} + "
+            f"coupons {coupons} must equal the lines' total {total}",
+        )
+    return Tender(total, points_value)
+
+
+def check_redemption(
+    program: Program, member: TillMember | None, pay: PaymentIn, total_fen: int
+) -> None:
+    """Step 2's rule (pure): points pay only for a member, and at most their tier's share."""
+    if member is None:
+        if pay.points_used or pay.hold_id:
+            raise Invalid.field("payment.points_used", "points need a member")
+        return
+    tier = program.tier(member.tier_code)
+    if pay.points_used > rules.max_redeemable_points(program, tier, total_fen):
+        raise Invalid.field(
+            "payment.points_used",
+            f"the {tier.code} tier may pay at most {tier.redeem_cap_percent}%"
+            " of an order with points",
+        )
+
+
+async def redeem(session: AsyncSession, draft: Draft) -> PointHold | None:
+    """Step 2: spend the points the order pays with, or find the hold it captures (the
+    capture is booked after the earn, so the ledger reads earn, release, redeem)."""
+    assert draft.member is not None
+    pay = draft.data.payment
+    if pay.hold_id is not None:
+        return await _capturable_hold(
+            session, pay.hold_id, draft.member.id, pay.points_used, draft.store_id
+        )
+    if pay.points_used:
+        await points.spend(
+            session,
+            draft.member.account,
+            pay.points_used,
+            kind="redeem",
+            cause_type="order",
+            cause_id=str(draft.id),
+            now=draft.now,
+            field_name="payment.points_used",
+        )
+    return None
+
+
+def earn(
+    program: Program,
+    member: TillMember,
+    store_code: str,
+    lines: Sequence[LineIn],
+    points_value_fen: int,
+    now: datetime,
+) -> list[int]:
+    """Step 3 (pure): the points each line earns, under the member's tier, the store's and
+    categories' multipliers, and the per-order and per-day caps (``loyalty.rules``)."""
+    return rules.compute_earn(
+        program,
+        program.tier(member.tier_code),
+        store_code,
+        [Line(li.sku, li.category, li.paid_fen) for li in lines],
+        points_value_fen=points_value_fen,
+        earned_today=points_earned_today(program, member.account, now),
+    )
+
+
+def points_earned_today(program: Program, account: points.Account, now: datetime) -> int:
+    """Points the member already earned on the tenant's local day of ``now``."""
+    return account.earned_today if account.earned_day == program.local_day(now) else 0
+
+
+def book_earn(program: Program, draft: Draft, per_line: list[int], reason: str) -> None:
+    """Step 3, booked (in memory): a pending lot per earning line, the day's and lifetime
+    totals, and the order's growth value."""
+    member = draft.member
+    assert member is not None
+    account = member.account
+    for line_no, amount in enumerate(per_line, start=1):
+        if amount > 0:
+            points.credit(
+                account,
+                program,
+                points.Credit(
+                    amount,
+                    kind="earn",
+                    cause_type="order",
+                    cause_id=str(draft.id),
+                    source="earn",
+                    order_id=draft.id,
+                    line_no=line_no,
+                    pending=True,
+                    reason=reason,
+                ),
+                draft.now,
+            )
+    earned = sum(per_line)
+    today = program.local_day(draft.now)
+    before = points_earned_today(program, account, draft.now)
+    account.lifetime_earned += earned
+    account.earned_day, account.earned_today = today, before + earned
+    draft.per_line = per_line
+    draft.growth = rules.growth_for(draft.tender.total_fen)
+
+
+def order_result(program: Program, draft: Draft) -> OrderResult:
+    """Step 4 (pure): the answer, including the member's tier after this order's growth."""
+    data, member = draft.data, draft.member
+    outcome = None
+    if member is not None:
+        after = tiers.growth_outcome(program, member.tier_code, member.growth_value + draft.growth)
+        outcome = MemberOutcome(
+            id=member.id,
+            tier_code=after.tier_code,
+            upgraded_from=after.upgraded_from,
+            growth_value=after.growth_value,
+            points_balance=member.account.balance,
+        )
+    return OrderResult(
+        id=draft.id,
+        channel=data.channel,
+        external_id=data.external_id,
+        store_id=draft.store_id,
+        member_id=member.id if member else None,
+        status="paid",
+        paid_at=data.paid_at,
+        total_fen=draft.tender.total_fen,
+        points_used=data.payment.points_used,
+        points_earned=draft.points_earned,
+        lines=[
+            LineResult(line_no=i, sku=li.sku, paid_fen=li.paid_fen, points_earned=p)
+            for i, (li, p) in enumerate(zip(data.lines, draft.per_line, strict=True), start=1)
+        ],
+        member=outcome,
+    )
+
+
+async def write_order(
+    session: AsyncSession, program: Program, draft: Draft, response: dict[str, Any]
+) -> None:
+    """Step 5: the order, its lines, the ledger, growth and tier, and the outbox events,
+    in one batch (one round trip on PostgreSQL)."""
     writes = WriteBatch(session)
-    writes.insert(
-        orders,
-        [
-            {
-                "tenant_id": tenant_id,
-                "id": order_id,
-                "channel": data.channel,
-                "external_id": data.external_id,
-                "store_id": store_id,
-                "member_id": member.id if member else None,
-                "status": "paid",
-                "paid_at": data.paid_at,
-                "total_fen": total,
-                "cash_fen": pay.cash_fen,
-                "points_used": pay.points_used,
-                "points_value_fen": points_value,
-                "coupons": [c.model_dump() for c in pay.coupons],
-                "points_earned": earned_total,
-                "refunded_fen": 0,
-                "response": response,
-                "created_at": now,
-            }
-        ],
-    )
-    writes.insert(
-        order_lines,
-        [
-            {
-                "tenant_id": tenant_id,
-                "order_id": order_id,
-                "line_no": i,
-                "sku": li.sku,
-                "name": li.name,
-                "category": li.category,
-                "quantity": li.quantity,
-                "unit_price_fen": li.unit_price_fen,
-                "paid_fen": li.paid_fen,
-                "points_earned": p,
-                "refunded_quantity": 0,
-                "refunded_fen": 0,
-                "points_reversed": 0,
-            }
-            for i, (li, p) in enumerate(zip(data.lines, per_line, strict=True), start=1)
-        ],
-    )
+    writes.insert(orders, [_order_row(draft, response)])
+    writes.insert(order_lines, _line_rows(draft))
     emit(
         session,
         "order.paid",
         "order",
-        order_id,
-        {
-            "order_id": str(order_id),
-            "channel": data.channel,
-            "external_id": data.external_id,
-            "member_id": str(member.id) if member else None,
-            "total_fen": total,
-            "points_used": pay.points_used,
-            "points_earned": earned_total,
-            "paid_at": data.paid_at.isoformat(),
-        },
-        store_id=store_id,
+        draft.id,
+        _paid_event(draft),
+        store_id=draft.store_id,
         batch=writes,
     )
-    if member is not None:
-        await points.save(session, member.account, now, writes)
-        await tiers.apply_growth(
-            session,
-            program,
+    if draft.member is not None:
+        await _write_member_side(session, program, draft, writes)
+    await writes.execute()
+
+
+def _order_row(draft: Draft, response: dict[str, Any]) -> dict[str, Any]:
+    data, pay = draft.data, draft.data.payment
+    return {
+        "tenant_id": require_tenant().tenant_id,
+        "id": draft.id,
+        "channel": data.channel,
+        "external_id": data.external_id,
+        "store_id": draft.store_id,
+        "member_id": draft.member.id if draft.member else None,
+        "status": "paid",
+        "paid_at": data.paid_at,
+        "total_fen": draft.tender.total_fen,
+        "cash_fen": pay.cash_fen,
+        "points_used": pay.points_used,
+        "points_value_fen": draft.tender.points_value_fen,
+        "coupons": [c.model_dump() for c in pay.coupons],
+        "points_earned": draft.points_earned,
+        "refunded_fen": 0,
+        "response": response,
+        "created_at": draft.now,
+    }
+
+
+def _line_rows(draft: Draft) -> list[dict[str, Any]]:
+    tenant_id = require_tenant().tenant_id
+    return [
+        {
+            "tenant_id": tenant_id,
+            "order_id": draft.id,
+            "line_no": i,
+            "sku": li.sku,
+            "name": li.name,
+            "category": li.category,
+            "quantity": li.quantity,
+            "unit_price_fen": li.unit_price_fen,
+            "paid_fen": li.paid_fen,
+            "points_earned": p,
+            "refunded_quantity": 0,
+            "refunded_fen": 0,
+            "points_reversed": 0,
+        }
+        for i, (li, p) in enumerate(zip(draft.data.lines, draft.per_line, strict=True), start=1)
+    ]
+
+
+def _paid_event(draft: Draft) -> dict[str, Any]:
+    data = draft.data
+    return {
+        "order_id": str(draft.id),
+        "channel": data.channel,
+        "external_id": data.external_id,
+        "member_id": str(draft.member.id) if draft.member else None,
+        "total_fen": draft.tender.total_fen,
+        "points_used": data.payment.points_used,
+        "points_earned": draft.points_earned,
+        "paid_at": data.paid_at.isoformat(),
+    }
+
+
+async def _write_member_side(
+    session: AsyncSession, program: Program, draft: Draft, writes: WriteBatch
+) -> None:
+    """The member's ledger, growth (and an upgrade) and points events, into ``writes``."""
+    member = draft.member
+    assert member is not None
+    now, order_id, pay = draft.now, str(draft.id), draft.data.payment
+    await points.save(session, member.account, now, writes)
+    await tiers.apply_growth(
+        session,
+        program,
+        tiers.Growth(
             member.id,
             member.tier_code,
             member.growth_value,
-            growth,
-            source="order",
-            cause_id=str(order_id),
-            now=now,
-            store_id=store_id,
-            also_set={"last_order_at": now},
+            draft.growth,
+            "order",
+            order_id,
+            store_id=draft.store_id,
+        ),
+        now,
+        also_set={"last_order_at": now},
+        batch=writes,
+    )
+    if draft.points_earned:
+        emit(
+            session,
+            "points.earned",
+            "member",
+            member.id,
+            {
+                "member_id": str(member.id),
+                "order_id": order_id,
+                "points": draft.points_earned,
+                "balance": member.account.balance,
+            },
+            store_id=draft.store_id,
             batch=writes,
         )
-        if earned_total:
-            emit(
-                session,
-                "points.earned",
-                "member",
-                member.id,
-                {
-                    "member_id": str(member.id),
-                    "order_id": str(order_id),
-                    "points": earned_total,
-                    "balance": member.account.balance,
-                },
-                store_id=store_id,
-                batch=writes,
-            )
-        if pay.points_used:
-            emit(
-                session,
-                "points.redeemed",
-                "member",
-                member.id,
-                {
-                    "member_id": str(member.id),
-                    "order_id": str(order_id),
-                    "points": pay.points_used,
-                    "value_fen": points_value,
-                },
-                store_id=store_id,
-                batch=writes,
-            )
-    await writes.execute()
-    return answer
+    if pay.points_used:
+        emit(
+            session,
+            "points.redeemed",
+            "member",
+            member.id,
+            {
+                "member_id": str(member.id),
+                "order_id": order_id,
+                "points": pay.points_used,
+                "value_fen": draft.tender.points_value_fen,
+            },
+            store_id=draft.store_id,
+            batch=writes,
+        )
 
 
 async def _plugin_adjustments(
@@ -582,54 +693,93 @@ async def get_order(session: AsyncSession, channel: str, external_id: str) -> Or
 # ------------------------------------------------------------------ refunds
 
 
-def _share(total: int, part: int, whole: int) -> int:
-    return total * part // whole if whole else 0
-
-
 async def create_refund(
     session: AsyncSession, channel: str, external_id: str, data: RefundIn
-) -> Answer:
+) -> Answer[RefundResult]:
     """Refund lines (or everything left); reverse the points those lines earned, return the
     points the refunded share paid with. Idempotent per (order, refund id), checked under
-    the order's lock: concurrent retries get the first answer."""
+    the order's lock: concurrent retries get the first answer.
+
+    Steps: check the request -> lock (the account, then the order) -> replay -> plan the
+    lines -> reverse their points -> return the points that paid -> growth -> result -> write.
+    """
     order = await get_order(session, channel, external_id)
     digest = fingerprint(data)
     key = f"{order.id}/{data.external_id}"  # the order's id: no separator can be ambiguous
-    listed: set[int] = set()
-    for i, ln in enumerate(data.lines or []):
-        if ln.line_no in listed:  # else the dict below would keep only one of them
-            raise Invalid.field(f"lines.{i}.line_no", f"line {ln.line_no} is listed twice")
-        listed.add(ln.line_no)
+    check_listed_once(data.lines)
     program = await get_program(session)
     member = await lock_member(session, MemberRef(id=order.member_id)) if order.member_id else None
     now = utcnow()
-    # Lock the order row after the account (the lock order every points change uses).
-    order = (
-        await session.scalar(
-            select(Order)
-            .where(Order.id == order.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        or order
-    )
+    order = await _lock_order(session, order)  # after the account: the one lock order
     earlier = await idempotency.replay(session, "refund", key, digest, field="external_id")
     if earlier is not None:
         return earlier
-    lines = {
-        ln.line_no: ln
-        for ln in (
-            await session.scalars(
-                select(OrderLine)
-                .where(OrderLine.order_id == order.id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
+    lines = await _lock_lines(session, order.id)
+    plan = plan_refund(lines, data.lines)
+    refund_id = uuid.uuid4()
+    refunded_before = order.refunded_fen
+    reversed_total = 0
+    for line_no, quantity in plan.items():
+        line = lines[line_no]
+        fen, pts = line_refund(line, quantity)
+        line.refunded_quantity += quantity
+        line.refunded_fen += fen
+        line.points_reversed += pts
+        order.refunded_fen += fen
+        if member is not None and pts > 0:
+            await points.claw_back(
+                session,
+                member.account,
+                pts,
+                cause_type="refund",
+                cause_id=str(refund_id),
+                now=now,
+                order_id=order.id,
+                line_no=line_no,
             )
-        ).all()
-    }
+            reversed_total += pts
+    order.status = refund_status(order.refunded_fen, order.total_fen)
+    returned = 0
+    if member is not None:
+        returned = points_returned(
+            order.points_used, refunded_before, order.refunded_fen, order.total_fen
+        )
+        await _book_refund(
+            session, program, member, order, refund_id, returned, refunded_before, now
+        )
+    result = RefundResult(
+        id=refund_id,
+        order_id=order.id,
+        external_id=data.external_id,
+        amount_fen=order.refunded_fen - refunded_before,
+        points_reversed=reversed_total,
+        points_returned=returned,
+        member_points_balance=member.account.balance if member else None,
+        member_debt=member.account.debt if member else None,
+    )
+    _write_refund(session, order, result, member, now)
+    await session.flush()
+    answer = idempotency.created(result)
+    return await idempotency.record(session, "refund", key, digest, answer, field="external_id")
+
+
+def check_listed_once(requested: Sequence[RefundLineIn] | None) -> None:
+    """A refund names each line at most once (pure)."""
+    listed: set[int] = set()
+    for i, ln in enumerate(requested or []):
+        if ln.line_no in listed:
+            raise Invalid.field(f"lines.{i}.line_no", f"line {ln.line_no} is listed twice")
+        listed.add(ln.line_no)
+
+
+def plan_refund(
+    lines: Mapping[int, OrderLine], requested: Sequence[RefundLineIn] | None
+) -> dict[int, int]:
+    """The quantity to refund per line number (pure): the lines asked for, or everything
+    left when none are named. Every line asked for must exist and have that much left."""
     wanted = (
-        {ln.line_no: ln.quantity for ln in data.lines}
-        if data.lines is not None
+        {ln.line_no: ln.quantity for ln in requested}
+        if requested is not None
         else {
             no: ln.quantity - ln.refunded_quantity
             for no, ln in lines.items()
@@ -651,94 +801,116 @@ async def create_refund(
         raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
     if not wanted:
         raise Invalid.field("lines", "nothing left to refund")
+    return wanted
 
-    refund_id = uuid.uuid4()
-    amount = reversed_total = 0
-    for line_no, quantity in wanted.items():
-        line = lines[line_no]
-        left_after = line.quantity - line.refunded_quantity - quantity
-        # The last refund of a line takes exactly what is left: no rounding residue.
-        fen = (
-            line.paid_fen - line.refunded_fen
-            if left_after == 0
-            else _share(line.paid_fen, quantity, line.quantity)
-        )
-        pts = (
-            line.points_earned - line.points_reversed
-            if left_after == 0
-            else _share(line.points_earned, quantity, line.quantity)
-        )
-        line.refunded_quantity += quantity
-        line.refunded_fen += fen
-        line.points_reversed += pts
-        amount += fen
-        if member is not None and pts > 0:
-            await points.claw_back(
-                session,
-                member.account,
-                pts,
-                cause_type="refund",
-                cause_id=str(refund_id),
-                now=now,
-                order_id=order.id,
-                line_no=line_no,
-            )
-            reversed_total += pts
-    refunded_before = order.refunded_fen
-    order.refunded_fen += amount
-    fully = order.refunded_fen >= order.total_fen
-    order.status = "refunded" if fully else "partially_refunded"
-    returned = 0
-    if member is not None and order.points_used:
-        # Points that paid for the refunded share come back (all of what is left at the end).
-        returned = _share(order.points_used, order.refunded_fen, order.total_fen) - _share(
-            order.points_used, refunded_before, order.total_fen
-        )
-        if returned > 0:
-            points.credit(
-                member.account,
-                program,
+
+def _share(total: int, part: int, whole: int) -> int:
+    return total * part // whole if whole else 0
+
+
+def line_refund(line: OrderLine, quantity: int) -> tuple[int, int]:
+    """The fen and the points a refund of ``quantity`` of ``line`` takes back (pure). The
+    last refund of a line takes exactly what is left: no rounding residue."""
+    if line.quantity - line.refunded_quantity - quantity == 0:
+        return line.paid_fen - line.refunded_fen, line.points_earned - line.points_reversed
+    return (
+        _share(line.paid_fen, quantity, line.quantity),
+        _share(line.points_earned, quantity, line.quantity),
+    )
+
+
+def refund_status(refunded_fen: int, total_fen: int) -> OrderStatus:
+    """An order's status once ``refunded_fen`` of it is refunded (pure)."""
+    return "refunded" if refunded_fen >= total_fen else "partially_refunded"
+
+
+def points_returned(points_used: int, refunded_before: int, refunded_after: int, total: int) -> int:
+    """Points that paid for the share refunded now come back (pure); all of what is left
+    comes back with the last refund."""
+    return _share(points_used, refunded_after, total) - _share(points_used, refunded_before, total)
+
+
+def refund_growth(refunded_before: int, refunded_after: int) -> int:
+    """The growth value a refund takes back (pure, negative or zero)."""
+    return -(rules.growth_for(refunded_after) - rules.growth_for(refunded_before))
+
+
+async def _lock_order(session: AsyncSession, order: Order) -> Order:
+    locked = await session.scalar(
+        select(Order)
+        .where(Order.id == order.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return locked or order
+
+
+async def _lock_lines(session: AsyncSession, order_id: uuid.UUID) -> dict[int, OrderLine]:
+    rows = await session.scalars(
+        select(OrderLine)
+        .where(OrderLine.order_id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {ln.line_no: ln for ln in rows.all()}
+
+
+async def _book_refund(
+    session: AsyncSession,
+    program: Program,
+    member: TillMember,
+    order: Order,
+    refund_id: uuid.UUID,
+    returned: int,
+    refunded_before: int,
+    now: datetime,
+) -> None:
+    """The member's side of a refund: returned points as a new lot, the ledger, growth."""
+    if returned > 0:
+        points.credit(
+            member.account,
+            program,
+            points.Credit(
                 returned,
                 kind="reverse",
                 cause_type="refund",
                 cause_id=str(refund_id),
-                now=now,
                 source="return",
-            )
-    if member is not None:
-        await points.save(session, member.account, now)
-        growth_delta = -(rules.growth_for(order.refunded_fen) - rules.growth_for(refunded_before))
-        await tiers.apply_growth(
-            session,
-            program,
+            ),
+            now,
+        )
+    await points.save(session, member.account, now)
+    await tiers.apply_growth(
+        session,
+        program,
+        tiers.Growth(
             member.id,
             member.tier_code,
             member.growth_value,
-            growth_delta,
-            source="refund",
-            cause_id=str(refund_id),
-            now=now,
+            refund_growth(refunded_before, order.refunded_fen),
+            "refund",
+            str(refund_id),
             store_id=order.store_id,
-        )
-    result = RefundResult(
-        id=refund_id,
-        order_id=order.id,
-        external_id=data.external_id,
-        amount_fen=amount,
-        points_reversed=reversed_total,
-        points_returned=returned,
-        member_points_balance=member.account.balance if member else None,
-        member_debt=member.account.debt if member else None,
+        ),
+        now,
     )
-    answer = Answer(201, result.model_dump(mode="json"))
+
+
+def _write_refund(
+    session: AsyncSession,
+    order: Order,
+    result: RefundResult,
+    member: TillMember | None,
+    now: datetime,
+) -> None:
     session.add(
         Refund(
-            id=refund_id,
+            id=result.id,
             order_id=order.id,
-            external_id=data.external_id,
-            amount_fen=amount,
-            points_reversed=reversed_total,
-            points_returned=returned,
+            external_id=result.external_id,
+            amount_fen=result.amount_fen,
+            points_reversed=result.points_reversed,
+            points_returned=result.points_returned,
             created_at=now,
         )
     )
@@ -749,17 +921,15 @@ async def create_refund(
         order.id,
         {
             "order_id": str(order.id),
-            "refund_id": str(refund_id),
-            "amount_fen": amount,
+            "refund_id": str(result.id),
+            "amount_fen": result.amount_fen,
             "member_id": str(member.id) if member else None,
-            "points_reversed": reversed_total,
-            "points_returned": returned,
-            "fully_refunded": fully,
+            "points_reversed": result.points_reversed,
+            "points_returned": result.points_returned,
+            "fully_refunded": order.status == "refunded",
         },
         store_id=order.store_id,
     )
-    await session.flush()
-    return await idempotency.record(session, "refund", key, digest, answer, field="external_id")
 
 
 def order_summary(order: Order) -> dict[str, Any]:

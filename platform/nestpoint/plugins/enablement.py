@@ -20,7 +20,6 @@ Invalidation (the choice, documented in ``docs/plugins/reference.md``):
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from nestpoint.cache import BoundedCache
 from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.db.session import TenantSession, on_commit
@@ -37,7 +37,9 @@ from nestpoint.plugins.models import PluginEnablement
 
 CHANGED_TENANTS_KEY = "nestpoint.plugins_changed"
 
-# Bumped after a commit that changed a tenant's enablement rows (in this process).
+# Bumped after a commit that changed a tenant's enablement rows (in this process). Not a
+# cache (``nestpoint.cache``): dropping a tenant's counter could make a snapshot loaded
+# before the change look current again. One int per tenant changed in this process.
 _generation: dict[uuid.UUID, int] = {}
 
 
@@ -90,7 +92,6 @@ class TenantPlugins:
     chain: dict[str, Setting] = field(default_factory=dict)
     stores: dict[tuple[str, uuid.UUID], Setting] = field(default_factory=dict)
     generation: int = 0
-    loaded_at: float = 0.0
     _memo: dict[tuple[uuid.UUID | None, str], dict[str, dict[str, Any]]] = field(
         default_factory=dict
     )
@@ -99,7 +100,7 @@ class TenantPlugins:
     def from_rows(
         cls, tenant_id: uuid.UUID, rows: list[PluginEnablement], gen: int
     ) -> TenantPlugins:
-        snapshot = cls(tenant_id, generation=gen, loaded_at=time.monotonic())
+        snapshot = cls(tenant_id, generation=gen)
         for row in rows:
             setting = Setting(row.enabled, dict(row.config or {}), row.allow_store_opt_in)
             if row.store_id is None:
@@ -173,26 +174,25 @@ async def load_snapshot(session: AsyncSession, tenant_id: uuid.UUID) -> TenantPl
 
 
 class EnablementCache:
-    """Snapshots per tenant, dropped on a local change or after the TTL."""
+    """Snapshots per tenant (a bounded cache, ``plugins.enablement``), dropped on a local
+    change (the generation moved on) or after the TTL."""
+
+    MAX_TENANTS = 1_024
 
     def __init__(self, ttl_seconds: float) -> None:
         self.ttl = ttl_seconds
-        self._snapshots: dict[uuid.UUID, TenantPlugins] = {}
-
-    def _fresh(self, snapshot: TenantPlugins | None) -> bool:
-        return (
-            snapshot is not None
-            and snapshot.generation == generation(snapshot.tenant_id)
-            and time.monotonic() - snapshot.loaded_at < self.ttl
+        self._snapshots: BoundedCache[uuid.UUID, TenantPlugins] = BoundedCache(
+            "plugins.enablement", max_size=self.MAX_TENANTS, ttl=lambda: self.ttl
         )
 
     def cached(self, tenant_id: uuid.UUID) -> TenantPlugins | None:
         snapshot = self._snapshots.get(tenant_id)
-        return snapshot if self._fresh(snapshot) else None
+        if snapshot is not None and snapshot.generation != generation(tenant_id):
+            return None  # changed in this process since it was loaded
+        return snapshot
 
     def put(self, snapshot: TenantPlugins) -> TenantPlugins:
-        self._snapshots[snapshot.tenant_id] = snapshot
-        return snapshot
+        return self._snapshots.put(snapshot.tenant_id, snapshot)
 
     async def get(self, tenant_id: uuid.UUID, session: AsyncSession | None = None) -> TenantPlugins:
         """The tenant's snapshot; when stale it is loaded through ``session`` if the caller

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -33,7 +34,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from nestpoint.db.base import Base, TenantOwned, TenantScoped, utcnow
 
-ENTRY_KINDS = ("earn", "redeem", "hold", "release", "expire", "reverse", "adjust", "transfer")
+# ------------------------------------------------------------------ the ledger's vocabulary
+# One set of words for services, bulk writes, jobs and schemas (the columns stay strings).
+
+EntryKind = Literal["earn", "redeem", "hold", "release", "expire", "reverse", "adjust", "transfer"]
+ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
+# What caused an entry; ``cause_id`` names it (an order, refund, hold, run or member id).
+CauseType = Literal["order", "refund", "hold", "adjust", "transfer", "merge", "expiry"]
+CAUSE_TYPES: tuple[CauseType, ...] = get_args(CauseType)
+# Where a lot's points came from.
+LotSource = Literal["earn", "return", "adjust", "transfer"]
+HoldStatus = Literal["held", "captured", "released"]
+HOLD_STATUSES: tuple[HoldStatus, ...] = get_args(HoldStatus)
 
 
 class PointAccount(TenantScoped, Base):
@@ -68,7 +80,7 @@ class PointLot(TenantOwned, Base):
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     amount: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)
-    source: Mapped[str] = mapped_column(String(16))  # earn | return | adjust | transfer
+    source: Mapped[str] = mapped_column(String(16))  # a LotSource
     order_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
     line_no: Mapped[int | None] = mapped_column(Integer, default=None)
     earned_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -86,11 +98,11 @@ class PointEntry(TenantOwned, Base):
     )
 
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # an EntryKind
     amount: Mapped[int] = mapped_column(BigInteger)
     balance_after: Mapped[int] = mapped_column(BigInteger)
     lot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
-    cause_type: Mapped[str] = mapped_column(String(16))  # order|refund|hold|adjust|expiry|...
+    cause_type: Mapped[str] = mapped_column(String(16))  # a CauseType
     cause_id: Mapped[str] = mapped_column(String(100))
     line_no: Mapped[int | None] = mapped_column(Integer, default=None)
     reason: Mapped[str] = mapped_column(String(200), default="")
@@ -110,7 +122,7 @@ class PointHold(TenantOwned, Base):
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     store_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
     amount: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), default="held")  # held|captured|released
+    status: Mapped[str] = mapped_column(String(16), default="held")  # a HoldStatus
     idempotency_key: Mapped[str | None] = mapped_column(String(100), default=None)
     order_ref: Mapped[str | None] = mapped_column(String(150), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,6 @@ the holds made at its own store.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody
@@ -34,7 +33,7 @@ class HoldController(Controller):
         responses=problems(404, 409, 422) | created_spec(HoldRead),
         summary="Hold points at scan (released automatically after the timeout)",
     )
-    async def create(self, db: Db, data: JSONBody[HoldIn]) -> Response[dict[str, Any]]:
+    async def create(self, db: Db, data: JSONBody[HoldIn]) -> Response[HoldRead]:
         member = await get_active_member(db, data.member_id)
         answer = await service.hold(
             db,
@@ -45,7 +44,7 @@ class HoldController(Controller):
             order_ref=data.order_ref,
             store_id=require_tenant().store_id,
         )
-        return answered(answer)
+        return answered(answer, HoldRead)
 
     @get(
         "/{hold_id:uuid}",

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from nestpoint.limits import MAX_GROWTH_BONUS, MAX_POINTS, Points
+from nestpoint.points.models import CauseType, EntryKind, HoldStatus
 from nestpoint.text import optional, required
 
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,100}$")]
@@ -35,10 +36,10 @@ class EntryRead(BaseModel):
 
     id: uuid.UUID
     member_id: uuid.UUID
-    kind: str
+    kind: EntryKind
     amount: int
     balance_after: int
-    cause_type: str
+    cause_type: CauseType
     cause_id: str
     line_no: int | None
     reason: str
@@ -91,7 +92,7 @@ class HoldRead(BaseModel):
     id: uuid.UUID
     member_id: uuid.UUID
     amount: int
-    status: str
+    status: HoldStatus
     order_ref: str | None
     created_at: datetime
     expires_at: datetime

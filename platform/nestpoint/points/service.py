@@ -48,6 +48,9 @@ from nestpoint.loyalty import rules
 from nestpoint.loyalty.rules import Program
 from nestpoint.members.models import Member
 from nestpoint.points.models import (
+    CauseType,
+    EntryKind,
+    LotSource,
     PointAccount,
     PointEntry,
     PointHold,
@@ -69,6 +72,14 @@ class InsufficientPoints(Invalid):
     slug = "insufficient-points"
 
 
+@dataclass(frozen=True, slots=True)
+class LotChange:
+    """Points taken from (negative) or put back into (positive) a lot, queued for ``save``."""
+
+    lot_id: uuid.UUID
+    delta: int
+
+
 @dataclass(slots=True)
 class Account:
     """A member's locked account and the writes queued against it in this transaction."""
@@ -82,14 +93,14 @@ class Account:
     earned_day: str
     earned_today: int
     new_lots: list[dict[str, Any]] = field(default_factory=list)
-    lot_changes: list[dict[str, Any]] = field(default_factory=list)
+    lot_changes: list[LotChange] = field(default_factory=list)
     new_entries: list[dict[str, Any]] = field(default_factory=list)
 
     def entry(
         self,
-        kind: str,
+        kind: EntryKind,
         amount: int,
-        cause_type: str,
+        cause_type: CauseType,
         cause_id: str,
         now: datetime,
         *,
@@ -187,9 +198,7 @@ async def save(
     writes = batch or WriteBatch(session)
     writes.insert(lots, acct.new_lots)
     if acct.lot_changes:
-        deltas: dict[uuid.UUID, int] = {}
-        for change in acct.lot_changes:  # one lot may change twice in a transaction
-            deltas[change["lot"]] = deltas.get(change["lot"], 0) + change["delta"]
+        deltas = _net_deltas(acct.lot_changes)  # one lot may change twice in a transaction
         if writes.postgres:
             changes = values(
                 column("lot_id", Uuid()), column("delta", BigInteger()), name="lot_changes"
@@ -202,9 +211,15 @@ async def save(
         else:
             writes.add(
                 update(lots)
-                .where(lots.c.tenant_id == bindparam("t"), lots.c.id == bindparam("lot"))
+                .where(
+                    lots.c.tenant_id == bindparam("lot_tenant_id"),
+                    lots.c.id == bindparam("lot_id"),
+                )
                 .values(remaining=lots.c.remaining + bindparam("delta")),
-                [{"t": acct.tenant_id, "lot": lot, "delta": d} for lot, d in deltas.items()],
+                [
+                    {"lot_tenant_id": acct.tenant_id, "lot_id": lot_id, "delta": delta}
+                    for lot_id, delta in deltas.items()
+                ],
             )
     if acct.new_entries:
         # The ledger lists by (created_at, id) and these entries share one moment: hand
@@ -231,31 +246,44 @@ async def save(
         await writes.execute()
 
 
+def _net_deltas(changes: list[LotChange]) -> dict[uuid.UUID, int]:
+    """Each lot's net change (in the order the lots were first touched)."""
+    deltas: dict[uuid.UUID, int] = {}
+    for change in changes:
+        deltas[change.lot_id] = deltas.get(change.lot_id, 0) + change.delta
+    return deltas
+
+
 # ------------------------------------------------------------------ credits
 
 
-def credit(
-    acct: Account,
-    program: Program,
-    amount: int,
-    *,
-    kind: str,
-    cause_type: str,
-    cause_id: str,
-    now: datetime,
-    source: str,
-    order_id: uuid.UUID | None = None,
-    line_no: int | None = None,
-    expires_at: datetime | None = None,
-    pending: bool = False,
-    reason: str = "",
-    actor: str = "",
-    idempotency_key: str | None = None,
-) -> dict[str, Any]:
-    """Credit ``amount`` as a new lot; debt from earlier clawbacks is repaid first."""
-    if amount < 0:
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """Points going into an account as a new lot, and the ledger entry that says why.
+
+    ``pending`` lots become spendable after the programme's pending period; ``expires_at``
+    defaults to the programme's expiry for points earned now (a transfer keeps the lot's).
+    """
+
+    amount: int
+    kind: EntryKind
+    cause_type: CauseType
+    cause_id: str
+    source: LotSource
+    order_id: uuid.UUID | None = None
+    line_no: int | None = None
+    expires_at: datetime | None = None
+    pending: bool = False
+    reason: str = ""
+    actor: str = ""
+    idempotency_key: str | None = None
+
+
+def credit(acct: Account, program: Program, what: Credit, now: datetime) -> dict[str, Any]:
+    """Credit ``what.amount`` as a new lot; debt from earlier clawbacks is repaid first."""
+    if what.amount < 0:
         raise ValueError("credit amount must be >= 0")
-    repay = min(amount, acct.debt)
+    repay = min(what.amount, acct.debt)
     acct.debt -= repay
     lot_id = uuid.uuid4()
     acct.new_lots.append(
@@ -263,27 +291,27 @@ def credit(
             "tenant_id": acct.tenant_id,
             "id": lot_id,
             "member_id": acct.member_id,
-            "amount": amount,
-            "remaining": amount - repay,
-            "source": source,
-            "order_id": order_id,
-            "line_no": line_no,
+            "amount": what.amount,
+            "remaining": what.amount - repay,
+            "source": what.source,
+            "order_id": what.order_id,
+            "line_no": what.line_no,
             "earned_at": now,
-            "available_at": rules.available_at(program.points, now) if pending else now,
-            "expires_at": expires_at or rules.expires_at(program, now),
+            "available_at": rules.available_at(program.points, now) if what.pending else now,
+            "expires_at": what.expires_at or rules.expires_at(program, now),
         }
     )
     return acct.entry(
-        kind,
-        amount,
-        cause_type,
-        cause_id,
+        what.kind,
+        what.amount,
+        what.cause_type,
+        what.cause_id,
         now,
         lot_id=lot_id,
-        line_no=line_no,
-        reason=reason,
-        actor=actor,
-        idempotency_key=idempotency_key,
+        line_no=what.line_no,
+        reason=what.reason,
+        actor=what.actor,
+        idempotency_key=what.idempotency_key,
     )
 
 
@@ -346,9 +374,7 @@ def _take(
     Lot changes queued earlier in this transaction are not in the database yet (``save``
     writes them), so each candidate's remainder is read net of them.
     """
-    queued: dict[uuid.UUID, int] = {}
-    for change in acct.lot_changes:
-        queued[change["lot"]] = queued.get(change["lot"], 0) + change["delta"]
+    queued = _net_deltas(acct.lot_changes)
     taken: list[Allocation] = []
     left = amount
     for lot_id, stored, expires_at in candidates:
@@ -364,9 +390,7 @@ def _take(
 
 
 def _consume(acct: Account, taken: list[Allocation]) -> None:
-    acct.lot_changes.extend(
-        {"t": acct.tenant_id, "lot": a.lot_id, "delta": -a.amount} for a in taken
-    )
+    acct.lot_changes.extend(LotChange(a.lot_id, -a.amount) for a in taken)
 
 
 def restore(acct: Account, lot_id: uuid.UUID, amount: int) -> None:
@@ -374,7 +398,7 @@ def restore(acct: Account, lot_id: uuid.UUID, amount: int) -> None:
     repay = min(amount, acct.debt)
     acct.debt -= repay
     if amount > repay:
-        acct.lot_changes.append({"t": acct.tenant_id, "lot": lot_id, "delta": amount - repay})
+        acct.lot_changes.append(LotChange(lot_id, amount - repay))
 
 
 async def settle_debt(session: AsyncSession, acct: Account) -> int:
@@ -395,8 +419,8 @@ async def spend(
     acct: Account,
     amount: int,
     *,
-    kind: str,
-    cause_type: str,
+    kind: EntryKind,
+    cause_type: CauseType,
     cause_id: str,
     now: datetime,
     field_name: str = "points",
@@ -438,7 +462,7 @@ async def claw_back(
     acct: Account,
     amount: int,
     *,
-    cause_type: str,
+    cause_type: CauseType,
     cause_id: str,
     now: datetime,
     order_id: uuid.UUID | None,
@@ -463,7 +487,7 @@ async def hold(
     idempotency_key: str | None,
     order_ref: str | None,
     store_id: uuid.UUID | None,
-) -> Answer:
+) -> Answer[HoldRead]:
     """Set points aside at scan; an order naming the hold captures it, a release (or the
     timeout) returns the points. Idempotent by ``idempotency_key`` when one is given."""
     tenant_id = require_tenant().tenant_id
@@ -513,7 +537,7 @@ async def hold(
         ],
     )
     held = await get_hold(session, hold_id)
-    answer = Answer(201, HoldRead.model_validate(held).model_dump(mode="json"))
+    answer = idempotency.created(HoldRead.model_validate(held))
     if idempotency_key:
         await idempotency.record(
             session, idempotency.REQUEST, idempotency_key, request, answer, field="idempotency_key"
@@ -538,7 +562,7 @@ async def get_hold(
 
 
 def capture_into(
-    acct: Account, held: PointHold, *, cause_type: str, cause_id: str, now: datetime
+    acct: Account, held: PointHold, *, cause_type: CauseType, cause_id: str, now: datetime
 ) -> None:
     """Turn a hold into a redemption: the held lots stay consumed (release + redeem)."""
     acct.entry("release", held.amount, "hold", str(held.id), now)
@@ -588,7 +612,7 @@ async def adjust(
     reason: str,
     actor: str,
     idempotency_key: str,
-) -> Answer:
+) -> Answer[EntryRead]:
     """Manual adjustment by HQ, with a reason and the actor; idempotent by key."""
     if amount == 0:
         raise Invalid.field("amount", "must not be zero")
@@ -607,15 +631,17 @@ async def adjust(
         entry = credit(
             acct,
             program,
-            amount,
-            kind="adjust",
-            cause_type="adjust",
-            cause_id=cause,
-            now=now,
-            source="adjust",
-            reason=reason,
-            actor=actor,
-            idempotency_key=idempotency_key,
+            Credit(
+                amount,
+                kind="adjust",
+                cause_type="adjust",
+                cause_id=cause,
+                source="adjust",
+                reason=reason,
+                actor=actor,
+                idempotency_key=idempotency_key,
+            ),
+            now,
         )
     else:
         entry, _ = await spend(
@@ -644,7 +670,7 @@ async def adjust(
             "reason": reason,
         },
     )
-    answer = Answer(201, EntryRead.model_validate(entry).model_dump(mode="json"))
+    answer = idempotency.created(EntryRead.model_validate(entry))
     return await idempotency.record(
         session, idempotency.REQUEST, idempotency_key, request, answer, field="idempotency_key"
     )
@@ -659,7 +685,7 @@ async def transfer(
     *,
     actor: str,
     idempotency_key: str,
-) -> Answer:
+) -> Answer[EntryRead]:
     """Move points within one family. Lots keep their expiry, so a transfer never extends
     the life of points; the receiver's debt is repaid first."""
     if not program.points.family_transfer:
@@ -693,18 +719,20 @@ async def transfer(
         credit(
             target,
             program,
-            allocation.amount,
-            kind="transfer",
-            cause_type="transfer",
-            cause_id=cause,
-            now=now,
-            source="transfer",
-            expires_at=allocation.expires_at,
-            actor=actor,
+            Credit(
+                allocation.amount,
+                kind="transfer",
+                cause_type="transfer",
+                cause_id=cause,
+                source="transfer",
+                expires_at=allocation.expires_at,
+                actor=actor,
+            ),
+            now,
         )
     await save(session, source, now)
     await save(session, target, now)
-    answer = Answer(201, EntryRead.model_validate(entry).model_dump(mode="json"))
+    answer = idempotency.created(EntryRead.model_validate(entry))
     return await idempotency.record(
         session, idempotency.REQUEST, idempotency_key, request, answer, field="idempotency_key"
     )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from nestpoint.cache import BoundedCache
 from nestpoint.context import Actor, TenantContext, tenant_context
 from nestpoint.db import Database, scoped_session, utcnow
-from nestpoint.settings import get_settings
 from nestpoint.tenancy.keys import ParsedKey, parse_key
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Tenant
 
@@ -28,7 +27,7 @@ class Principal:
 # Resolved keys are cached per process for ``config_cache_seconds`` (5 s), so a busy till
 # authenticates without a database round trip. Revoking a key or deactivating a tenant
 # clears this process's cache at once; other processes follow within the TTL.
-_principals: dict[str, tuple[float, Principal]] = {}
+_principals: BoundedCache[str, Principal] = BoundedCache("tenancy.api_keys", max_size=10_000)
 
 
 def forget_principals() -> None:
@@ -41,12 +40,11 @@ async def authenticate(database: Database, raw_key: str) -> Principal | None:
     if parsed is None:
         return None
     cached = _principals.get(parsed.key_hash)
-    clock = time.monotonic()
-    if cached is not None and clock - cached[0] < get_settings().config_cache_seconds:
-        return cached[1]
+    if cached is not None:
+        return cached
     principal = await _resolve(database, parsed)
-    if principal is not None:
-        _principals[parsed.key_hash] = (clock, principal)
+    if principal is not None:  # an unknown key is looked up again: it may be new
+        _principals.put(parsed.key_hash, principal)
     return principal
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -11,13 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
+from nestpoint.cache import BoundedCache
 from nestpoint.context import Actor, current_actor, current_tenant, require_tenant, tenant_context
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from nestpoint.events.service import emit
-from nestpoint.settings import get_settings
 from nestpoint.tenancy import keys
 from nestpoint.tenancy.auth import forget_principals
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
@@ -120,7 +119,9 @@ async def list_stores(session: AsyncSession, *, cursor: str | None, limit: int) 
 # check costs no round trip. A store missing from the set is looked up again once before it
 # is refused (fails closed, and a store activated elsewhere trades at once); creating or
 # updating a store here clears the cache, other processes follow within the TTL.
-_trading: dict[uuid.UUID, tuple[float, frozenset[uuid.UUID]]] = {}
+_trading: BoundedCache[uuid.UUID, frozenset[uuid.UUID]] = BoundedCache(
+    "tenancy.trading_stores", max_size=1_024
+)
 
 
 def forget_trading_stores() -> None:
@@ -129,13 +130,11 @@ def forget_trading_stores() -> None:
 
 async def _trading_store_ids(session: AsyncSession, *, refresh: bool) -> frozenset[uuid.UUID]:
     tenant_id = require_tenant().tenant_id
-    cached = _trading.get(tenant_id)
-    clock = time.monotonic()
-    if not refresh and cached and clock - cached[0] < get_settings().config_cache_seconds:
-        return cached[1]
+    cached = None if refresh else _trading.get(tenant_id)
+    if cached is not None:
+        return cached
     ids = frozenset((await session.scalars(select(Store.id).where(Store.active.is_(True)))).all())
-    _trading[tenant_id] = (clock, ids)
-    return ids
+    return _trading.put(tenant_id, ids)
 
 
 async def ensure_store_trading(

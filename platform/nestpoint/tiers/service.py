@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +34,11 @@ growth_entries = table_of(GrowthEntry)
 tier_changes = table_of(TierChange)
 
 
+# What earned (or took back) growth value: ``cause_id`` names the order, refund, merged
+# member or activity key.
+GrowthSource = Literal["order", "refund", "merge", "activity"]
+
+
 @dataclass(frozen=True, slots=True)
 class GrowthResult:
     growth_value: int
@@ -41,18 +46,34 @@ class GrowthResult:
     upgraded_from: str | None  # set when this change upgraded the member
 
 
+@dataclass(frozen=True, slots=True)
+class Growth:
+    """A change of a member's growth value, from the tier state read under their lock."""
+
+    member_id: uuid.UUID
+    tier_code: str | None  # before the change
+    growth_value: int  # before the change
+    delta: int  # may be negative (a refund)
+    source: GrowthSource
+    cause_id: str
+    store_id: uuid.UUID | None = None  # where it happened, for the tier.changed event
+
+
+def growth_outcome(program: Program, tier_code: str | None, growth_value: int) -> GrowthResult:
+    """The tier a member holds at ``growth_value``: an upgrade at once when a higher
+    threshold is reached; never a downgrade (that is the evaluation's, after protection)."""
+    target = program.tier_for_growth(growth_value)
+    if program.tiers.index(target) > program.rank(tier_code):
+        return GrowthResult(growth_value, target.code, tier_code)
+    return GrowthResult(growth_value, tier_code, None)
+
+
 async def apply_growth(
     session: AsyncSession,
     program: Program,
-    member_id: uuid.UUID,
-    tier_code: str | None,
-    growth_value: int,
-    delta: int,
-    *,
-    source: str,
-    cause_id: str,
+    change: Growth,
     now: datetime,
-    store_id: uuid.UUID | None = None,
+    *,
     also_set: dict[str, Any] | None = None,
     batch: WriteBatch | None = None,
 ) -> GrowthResult:
@@ -64,6 +85,7 @@ async def apply_growth(
     tenant_id = require_tenant().tenant_id
     own = batch is None
     writes = batch or WriteBatch(session)
+    member_id, delta = change.member_id, change.delta
     if delta:
         writes.insert(
             growth_entries,
@@ -73,24 +95,22 @@ async def apply_growth(
                     "id": uuid.uuid4(),
                     "member_id": member_id,
                     "amount": delta,
-                    "source": source,
-                    "cause_id": cause_id,
+                    "source": change.source,
+                    "cause_id": change.cause_id,
                     "occurred_at": now,
                 }
             ],
         )
-    new_growth = growth_value + delta
+    result = growth_outcome(program, change.tier_code, change.growth_value + delta)
     # updated_at explicitly: Python-side onupdate defaults do not run inside a batch's CTE.
     values: dict[str, Any] = {
         "growth_value": members.c.growth_value + delta,
         "updated_at": now,
         **(also_set or {}),
     }
-    current = program.tier(tier_code)
-    target = program.tier_for_growth(new_growth)
-    upgraded_from = None
-    if program.tiers.index(target) > program.tiers.index(current):
-        upgraded_from = tier_code
+    upgraded = result.tier_code != change.tier_code
+    if upgraded:
+        target = program.tier(result.tier_code)
         values |= {
             "tier_code": target.code,
             "tier_since": now,
@@ -99,15 +119,15 @@ async def apply_growth(
         record_change(
             session,
             member_id,
-            tier_code,
+            change.tier_code,
             target.code,
             "upgrade",
-            new_growth,
+            result.growth_value,
             now,
-            store_id=store_id,
+            store_id=change.store_id,
             batch=writes,
         )
-    if delta or upgraded_from is not None or also_set:
+    if delta or upgraded or also_set:
         writes.add(
             update(members)
             .where(members.c.tenant_id == tenant_id, members.c.id == member_id)
@@ -115,9 +135,7 @@ async def apply_growth(
         )
     if own:
         await writes.execute()
-    return GrowthResult(
-        new_growth, target.code if upgraded_from is not None else tier_code, upgraded_from
-    )
+    return result
 
 
 def record_change(
@@ -167,7 +185,7 @@ def record_change(
 
 
 async def add_growth(
-    session: AsyncSession, member: Member, delta: int, source: str, cause_id: str
+    session: AsyncSession, member: Member, delta: int, source: GrowthSource, cause_id: str
 ) -> GrowthResult:
     """Growth for a member already loaded (merges, bonus growth from activities)."""
     await lock_account(session, member.id)
@@ -176,13 +194,8 @@ async def add_growth(
     result = await apply_growth(
         session,
         program,
-        member.id,
-        member.tier_code,
-        member.growth_value,
-        delta,
-        source=source,
-        cause_id=cause_id,
-        now=utcnow(),
+        Growth(member.id, member.tier_code, member.growth_value, delta, source, cause_id),
+        utcnow(),
     )
     await session.refresh(member)
     return result
@@ -190,7 +203,7 @@ async def add_growth(
 
 async def bonus_growth(
     session: AsyncSession, member_id: uuid.UUID, amount: int, *, reason: str, key: str
-) -> Answer:
+) -> Answer[GrowthRead]:
     """Bonus growth from an activity (a class attended, a survey answered), by HQ.
 
     Idempotent by ``key`` (``nestpoint.idempotency``), checked under the member's account
@@ -216,7 +229,7 @@ async def bonus_growth(
         tier_code=result.tier_code,
         upgraded_from=result.upgraded_from,
     )
-    answer = Answer(201, body.model_dump(mode="json"))
+    answer = idempotency.created(body)
     return await idempotency.record(
         session, idempotency.REQUEST, key, request, answer, field="idempotency_key"
     )
