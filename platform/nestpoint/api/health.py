@@ -7,7 +7,7 @@ import logging
 
 from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from nestpoint import cache
@@ -56,6 +56,8 @@ async def readyz() -> Response[Health]:
 
 
 class CacheRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     name: str
     size: int
     max_size: int
@@ -72,15 +74,4 @@ class CacheRead(BaseModel):
     description="Counters since the process started; no cached content, no tenant data.",
 )
 async def cachez() -> list[CacheRead]:
-    return [
-        CacheRead(
-            name=c.name,
-            size=c.size,
-            max_size=c.max_size,
-            ttl_seconds=c.ttl_seconds,
-            hits=c.hits,
-            misses=c.misses,
-            hit_rate=round(c.hit_rate, 4),
-        )
-        for c in cache.stats()
-    ]
+    return [CacheRead.model_validate(c) for c in cache.stats()]
