@@ -21,7 +21,8 @@ from nestpoint.settings import get_settings
 # core keeps): `nestpoint --help` and every command start without loading Litestar, the
 # ORM, the broker and the plugins, which the other commands need and this one may not.
 if TYPE_CHECKING:
-    from nestpoint.tenancy.manifest import Change, TenantManifest
+    from nestpoint.tenancy.changes import Change
+    from nestpoint.tenancy.manifest import TenantManifest
 
 app = typer.Typer(
     help="Nestpoint: membership platform for mother-and-baby store chains.",

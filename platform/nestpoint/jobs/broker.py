@@ -30,7 +30,10 @@ def make_broker(redis_url: str | None) -> dramatiq.Broker:
     if redis_url:
         from dramatiq.brokers.redis import RedisBroker
 
-        new_broker: dramatiq.Broker = RedisBroker(url=redis_url, namespace="nestpoint")
+        # dramatiq declares no types for its brokers' constructors
+        new_broker: dramatiq.Broker = RedisBroker(  # type: ignore[no-untyped-call]
+            url=redis_url, namespace="nestpoint"
+        )
     else:
         new_broker = StubBroker()
     new_broker.add_middleware(AsyncIO())

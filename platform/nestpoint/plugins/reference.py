@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nestpoint.plugins import hookspecs
+from nestpoint.plugins import PROJECT_NAME, hookspecs
 
 GROUPS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     (
@@ -49,7 +49,7 @@ class HookDoc:
 
 def hookspec_functions() -> list[Callable[..., Any]]:
     """Every hook specification, in the order of the module."""
-    marker = f"{hookspecs.PROJECT_NAME}_spec"
+    marker = f"{PROJECT_NAME}_spec"
     functions = [
         value
         for name, value in vars(hookspecs).items()
@@ -59,7 +59,7 @@ def hookspec_functions() -> list[Callable[..., Any]]:
 
 
 def parse(function: Callable[..., Any]) -> HookDoc:
-    marker = getattr(function, f"{hookspecs.PROJECT_NAME}_spec")
+    marker = getattr(function, f"{PROJECT_NAME}_spec")
     doc = inspect.cleandoc(function.__doc__ or "")
     hook = HookDoc(
         name=function.__name__,

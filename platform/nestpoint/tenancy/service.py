@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,7 +95,7 @@ async def update_tenant(
 # ---------------------------------------------------------------------------- stores
 
 
-def _store_query() -> Any:
+def _store_query() -> Select[Store]:
     """Stores visible to the caller: all the tenant's, or only its own for a store key."""
     stmt = select(Store)
     ctx = current_tenant()
