@@ -22,7 +22,14 @@ class Health(BaseModel):
     checks: dict[str, str] = {}
 
 
-@get("/healthz", tags=["health"], summary="The process is up", include_in_schema=True)
+@get(
+    "/healthz",
+    tags=["health"],
+    summary="The process is up",
+    operation_id="getLiveness",
+    description="Liveness probe: no API key, touches no dependency.",
+    include_in_schema=True,
+)
 async def healthz() -> Health:
     return Health(status="ok")
 
@@ -31,6 +38,11 @@ async def healthz() -> Health:
     "/readyz",
     tags=["health"],
     summary="The database and the broker answer",
+    operation_id="getReadiness",
+    description=(
+        "Readiness probe: no API key. 503 with the failing check while the database or the broker "
+        "does not answer."
+    ),
     responses={503: ResponseSpec(data_container=Health, description="A dependency is down")},
 )
 async def readyz() -> Response[Health]:
@@ -71,7 +83,11 @@ class CacheRead(BaseModel):
     "/cachez",
     tags=["health"],
     summary="This process's caches: size, bound, TTL, hits and misses",
-    description="Counters since the process started; no cached content, no tenant data.",
+    operation_id="listCaches",
+    description=(
+        "No API key. Counters since the process started, for this process only; no cached content, "
+        "no tenant data."
+    ),
 )
 async def cachez() -> list[CacheRead]:
     return [CacheRead.model_validate(c) for c in cache.stats()]

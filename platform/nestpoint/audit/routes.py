@@ -19,6 +19,11 @@ class AuditController(Controller):
         guards=[requires("audit:read")],
         responses=problems(),
         summary="The tenant's audit trail, oldest first",
+        operation_id="listAuditEntries",
+        description=(
+            "HQ key with `audit:read`; cursor-paginated. Entries hold no phone number, name, "
+            "child's nickname or card number."
+        ),
     )
     async def list(
         self,

@@ -22,6 +22,11 @@ class EventController(Controller):
         guards=[requires("events:read")],
         responses=problems(),
         summary="The tenant's domain events, oldest first, with delivery state",
+        operation_id="listEvents",
+        description=(
+            "HQ key with `events:read`; cursor-paginated, filtered by `type` if given. For audit "
+            "and debugging: consumers of events receive them through plugins and webhooks."
+        ),
     )
     async def list(
         self,

@@ -60,12 +60,27 @@ class MemberController(Controller):
         guards=[requires("members:write")],
         responses=problems(409, 422),
         summary="Enrol a member (at the till, online, or by HQ)",
+        operation_id="createMember",
+        description=(
+            "Needs `members:write`; a store key enrols at its own store. The phone is unique in the"
+            " chain (409 naming `phone`); child data needs the guardian's separate consent."
+        ),
     )
     async def create(self, db: Db, data: JSONBody[MemberCreate]) -> MemberRead:
         member = await service.create_member(db, data)
         return await service.member_read(db, member)
 
-    @get("/", guards=[requires("members:read")], responses=problems(422), summary="List members")
+    @get(
+        "/",
+        guards=[requires("members:read")],
+        responses=problems(422),
+        summary="List members",
+        operation_id="listMembers",
+        description=(
+            "Needs `members:read`; cursor-paginated, filtered by tag, tier, home store and child "
+            "stage. Lists only the members in the caller's reach, masked without `members:pii`."
+        ),
+    )
     async def list_members(
         self,
         db: Db,
@@ -99,6 +114,11 @@ class MemberController(Controller):
         guards=[requires("members:read")],
         responses=problems(404, 422),
         summary="Look a member up by exact phone or channel identity (any store serves anyone)",
+        operation_id="lookupMember",
+        description=(
+            "Needs `members:read`; give `phone`, or `identity_kind` and `identity_value`. A member "
+            "outside the caller's reach is answered in the masked view."
+        ),
     )
     async def lookup(
         self,
@@ -133,6 +153,11 @@ class MemberController(Controller):
         guards=[requires("members:read")],
         responses=problems(404),
         summary="Get a member",
+        operation_id="getMember",
+        description=(
+            "Needs `members:read`. A member outside a store key's reach is 404, as if it did not "
+            "exist; without `members:pii` the view is masked."
+        ),
     )
     async def get_member(self, db: Db, member_id: MemberId) -> MemberRead:
         member = await service.get_member_in_reach(db, member_id)
@@ -143,6 +168,11 @@ class MemberController(Controller):
         guards=[requires("members:write")],
         responses=problems(404, 422),
         summary="Update a member's profile",
+        operation_id="updateMember",
+        description=(
+            "Needs `members:write`; only the fields sent change. Withdrawing `guardian_consent` "
+            "erases the member's children in the same transaction."
+        ),
     )
     async def update(self, db: Db, member_id: MemberId, data: JSONBody[MemberUpdate]) -> MemberRead:
         member = await service.update_member(db, member_id, data)
@@ -153,6 +183,11 @@ class MemberController(Controller):
         guards=[requires("members:write")],
         responses=problems(404, 422),
         summary="Add a child or a pregnancy",
+        operation_id="addChild",
+        description=(
+            "Needs `members:write` and the guardian's consent on the member (422 otherwise). Give "
+            "`birth_date`, or `due_date` for a pregnancy."
+        ),
     )
     async def add_child(self, db: Db, member_id: MemberId, data: JSONBody[ChildIn]) -> ChildRead:
         child = await service.add_child(db, member_id, data)
@@ -163,6 +198,11 @@ class MemberController(Controller):
         guards=[requires("members:write")],
         responses=problems(404, 422),
         summary="Update a child",
+        operation_id="updateChild",
+        description=(
+            "Needs `members:write`; only the fields sent change, under the same date rules as on "
+            "enrolment."
+        ),
     )
     async def update_child(
         self,
@@ -180,6 +220,11 @@ class MemberController(Controller):
         responses=problems(404, 409, 422),
         status_code=HTTP_200_OK,
         summary="Record a birth: the pregnancy becomes a newborn (child.born)",
+        operation_id="recordBirth",
+        description=(
+            "Needs `members:write` and the guardian's consent. The same birth date again changes "
+            "nothing; another date for a recorded birth is 409. Emits `child.born`."
+        ),
     )
     async def record_birth(
         self, db: Db, member_id: MemberId, child_id: FromPath[uuid.UUID], data: JSONBody[BirthIn]
@@ -193,6 +238,11 @@ class MemberController(Controller):
         responses=problems(404, 422),
         status_code=HTTP_204_NO_CONTENT,
         summary="Set marketing consent per channel",
+        operation_id="setConsents",
+        description=(
+            "Needs `members:write`; at most one entry per channel, channels not listed keep their "
+            "state. Every change is in the audit trail."
+        ),
     )
     async def set_consents(
         self, db: Db, member_id: MemberId, data: JSONBody[list[ConsentIn]]
@@ -209,6 +259,11 @@ class MemberController(Controller):
         responses=problems(404, 409, 422),
         status_code=HTTP_204_NO_CONTENT,
         summary="Link a channel identity (card, mall user, openid, ...)",
+        operation_id="addIdentity",
+        description=(
+            "Needs `members:write`. An identity belongs to one member per tenant (409 otherwise); "
+            "lookups and orders can then name the member by it."
+        ),
     )
     async def add_identity(self, db: Db, member_id: MemberId, data: JSONBody[IdentityIn]) -> None:
         await service.add_identity(db, member_id, data)
@@ -219,6 +274,12 @@ class MemberController(Controller):
         responses=problems(404, 409, 422),
         status_code=HTTP_200_OK,
         summary="Merge a duplicate member into this one",
+        operation_id="mergeMembers",
+        description=(
+            "HQ key with `members:write`. The source's points, holds, debt, orders, children, "
+            "identities and growth move to this member; the source stays as a tombstone leading "
+            "here."
+        ),
     )
     async def merge(self, db: Db, member_id: MemberId, data: JSONBody[MergeIn]) -> MemberRead:
         member = await merge.merge_members(db, member_id, data.source_member_id)
@@ -230,6 +291,11 @@ class MemberController(Controller):
         responses=problems(404, 409, 422),
         status_code=HTTP_204_NO_CONTENT,
         summary="Put another member in this member's family (for points transfers)",
+        operation_id="linkFamily",
+        description=(
+            "Needs `members:write`; both members must be in the caller's reach. Transfers within a "
+            "family need the programme's `points.family_transfer`."
+        ),
     )
     async def link_family(self, db: Db, member_id: MemberId, data: JSONBody[FamilyIn]) -> None:
         await service.link_family(db, member_id, data.member_id)
@@ -241,6 +307,8 @@ class MemberController(Controller):
         guards=[requires("members:read")],
         responses=problems(404),
         summary="Points: balance, available, pending (积分冻结), held, expiring soon",
+        operation_id="getPointsBalances",
+        description="Needs `members:read`; read from the ledger, never from a cache.",
     )
     async def balances(self, db: Db, member_id: MemberId) -> BalancesRead:
         member = await service.get_member_in_reach(db, member_id, active=True)
@@ -252,6 +320,10 @@ class MemberController(Controller):
         guards=[requires("members:read")],
         responses=problems(404),
         summary="The member's points ledger, oldest first",
+        operation_id="listPointsEntries",
+        description=(
+            "Needs `members:read`; cursor-paginated, append-only entries with their kind and cause."
+        ),
     )
     async def entries(
         self,
@@ -271,6 +343,12 @@ class MemberController(Controller):
         guards=[requires("points:write"), hq_only],
         responses=problems(404, 409, 422) | created_spec(EntryRead),
         summary="Adjust points by hand, with a reason (idempotent by key)",
+        operation_id="adjustPoints",
+        description=(
+            "HQ key with `points:write`; recorded with the reason and the actor, emits "
+            "`points.adjusted`. A retry with the same `idempotency_key` replays the first 201, a "
+            "different body is 409."
+        ),
     )
     async def adjust(
         self, db: Db, member_id: MemberId, data: JSONBody[AdjustmentIn]
@@ -292,6 +370,12 @@ class MemberController(Controller):
         guards=[requires("points:write")],
         responses=problems(404, 409, 422) | created_spec(EntryRead),
         summary="Transfer points within a family (idempotent by key)",
+        operation_id="transferPoints",
+        description=(
+            "Needs `points:write`; both members in one family, with the programme's "
+            "`points.family_transfer` on. A retry with the same `idempotency_key` replays the first"
+            " 201, a different body is 409."
+        ),
     )
     async def transfer(
         self, db: Db, member_id: MemberId, data: JSONBody[TransferIn]
@@ -314,6 +398,11 @@ class MemberController(Controller):
         guards=[requires("points:write"), hq_only],
         responses=problems(404, 409, 422) | created_spec(GrowthRead),
         summary="Give bonus growth value for an activity (upgrades at once if reached)",
+        operation_id="addGrowth",
+        description=(
+            "HQ key with `points:write`. A retry with the same `idempotency_key` replays the first "
+            "201 and adds nothing, a different body is 409."
+        ),
     )
     async def add_growth(
         self, db: Db, member_id: MemberId, data: JSONBody[GrowthIn]
@@ -330,6 +419,11 @@ class MemberController(Controller):
         guards=[requires("members:read")],
         responses=problems(404),
         summary="The member's tier changes with reasons",
+        operation_id="listTierChanges",
+        description=(
+            "Needs `members:read`; cursor-paginated, each change with its reason (`join`, "
+            "`upgrade`, `evaluation`, `merge`, `tier_removed`)."
+        ),
     )
     async def tier_history(
         self,

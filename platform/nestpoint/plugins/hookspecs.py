@@ -166,6 +166,9 @@ def nestpoint_register_routes(registry: RouteRegistry) -> None:
             caller's :class:`PluginContext`: tenant, store and merged config) and ``db: Db``
             (the request's session, scoped to the tenant, committed after the handler
             succeeds); both types are in the public API.
+            Give each handler an ``operation_id`` unique across the whole API (camelCase,
+            with the plugin's name in it, e.g. ``getBirthdayBonusHello``) and a
+            ``description``, as the core routes have.
 
     Returns: nothing.
 

@@ -47,7 +47,17 @@ class TenantPluginController(Controller):
     tags = ["plugins"]
     guards = [installed_plugin]
 
-    @get("/", guards=[requires("plugins:read")], responses=problems(), summary="List plugins")
+    @get(
+        "/",
+        guards=[requires("plugins:read")],
+        responses=problems(),
+        summary="List plugins",
+        operation_id="listPlugins",
+        description=(
+            "Needs `plugins:read`: every installed plugin and where it is enabled in the caller's "
+            "chain."
+        ),
+    )
     async def list(self, db: Db) -> PluginList:
         return PluginList(items=await service.describe(db, get_plugin_host()))
 
@@ -56,6 +66,8 @@ class TenantPluginController(Controller):
         guards=[requires("plugins:read")],
         responses=problems(404),
         summary="A plugin, its configuration schema and its settings here",
+        operation_id="getPlugin",
+        description="Needs `plugins:read`; 404 for a plugin that is not installed.",
     )
     async def detail(self, db: Db, plugin_id: PluginIdPath) -> PluginRead:
         return (await service.describe(db, get_plugin_host(), plugin_id))[0]
@@ -65,6 +77,11 @@ class TenantPluginController(Controller):
         guards=[requires("plugins:write"), hq_only],
         responses=problems(404, 422),
         summary="Enable, disable or configure a plugin for the whole chain (HQ)",
+        operation_id="setPluginForChain",
+        description=(
+            "HQ key with `plugins:write`; only the fields sent change. The configuration is checked"
+            " against the plugin's schema (422 otherwise)."
+        ),
     )
     async def set_chain(
         self, db: Db, plugin_id: PluginIdPath, data: JSONBody[ChainSettingUpdate]
@@ -79,6 +96,11 @@ class TenantPluginController(Controller):
         responses=problems(404),
         status_code=200,
         summary="Disable a plugin for the chain and every store at once (HQ)",
+        operation_id="disablePlugin",
+        description=(
+            "HQ key with `plugins:write`; turns it off for the chain and in every store's own "
+            "setting. Configuration is kept, so enabling it again restores the previous set-up."
+        ),
     )
     async def disable(self, db: Db, plugin_id: PluginIdPath) -> PluginRead:
         host = get_plugin_host()
@@ -90,7 +112,11 @@ class TenantPluginController(Controller):
         guards=[requires("plugins:write")],
         responses=problems(404, 422),
         summary="Enable, disable or configure a plugin for one store",
-        description="HQ for any store; a store key for its own store when the chain allows.",
+        operation_id="setPluginForStore",
+        description=(
+            "HQ for any store; a store key for its own store when the chain allows. The "
+            "configuration is checked against the plugin's schema."
+        ),
     )
     async def set_store(
         self,
@@ -109,6 +135,11 @@ class TenantPluginController(Controller):
         responses=problems(404),
         status_code=200,
         summary="Remove a store's own setting (the store follows the chain again)",
+        operation_id="clearPluginForStore",
+        description=(
+            "Needs `plugins:write`; a store key only for its own store, when the chain lets stores "
+            "set the plugin. Removing an absent setting changes nothing."
+        ),
     )
     async def clear_store(self, db: Db, plugin_id: PluginIdPath, code: StoreCodePath) -> PluginRead:
         host = get_plugin_host()
@@ -120,6 +151,10 @@ class TenantPluginController(Controller):
         guards=[requires("plugins:read")],
         responses=problems(404),
         summary="A plugin's recorded failures here, oldest first",
+        operation_id="listPluginFailuresOfPlugin",
+        description=(
+            "Needs `plugins:read`; cursor-paginated. A store key sees its store's failures."
+        ),
     )
     async def failures(
         self,
@@ -145,6 +180,11 @@ class PluginFailureController(Controller):
         guards=[requires("plugins:read")],
         responses=problems(),
         summary="Plugin failures, oldest first",
+        operation_id="listPluginFailures",
+        description=(
+            "Needs `plugins:read`; cursor-paginated, every plugin's (or `plugin`'s) failures. A "
+            "store key sees its store's."
+        ),
     )
     async def list(
         self,

@@ -32,6 +32,12 @@ class HoldController(Controller):
         guards=[requires("points:hold")],
         responses=problems(404, 409, 422) | created_spec(HoldRead),
         summary="Hold points at scan (released automatically after the timeout)",
+        operation_id="createHold",
+        description=(
+            "Needs `points:hold`; the hold belongs to the caller's store. With `idempotency_key` a "
+            "retry replays the first 201 (`Idempotent-Replayed: true`), a different body is 409. "
+            "Only an order naming it (`payment.hold_id`) captures it."
+        ),
     )
     async def create(self, db: Db, data: JSONBody[HoldIn]) -> Response[HoldRead]:
         member = await get_active_member(db, data.member_id)
@@ -51,6 +57,11 @@ class HoldController(Controller):
         guards=[requires("points:hold")],
         responses=problems(404),
         summary="Get a hold",
+        operation_id="getHold",
+        description=(
+            "Needs `points:hold`. A store key sees only the holds made at its own store (404 "
+            "otherwise); an HQ key sees every hold."
+        ),
     )
     async def get_hold(self, db: Db, hold_id: FromPath[uuid.UUID]) -> HoldRead:
         return HoldRead.model_validate(await service.get_hold(db, hold_id))
@@ -61,6 +72,11 @@ class HoldController(Controller):
         responses=problems(404, 409),
         status_code=HTTP_200_OK,
         summary="Release a hold: the points return (exactly once)",
+        operation_id="releaseHold",
+        description=(
+            "Needs `points:hold`; a store key releases only its own store's holds. Releasing again "
+            "is a no-op answering the hold; a hold already captured by an order is 409."
+        ),
     )
     async def release(self, db: Db, hold_id: FromPath[uuid.UUID]) -> HoldRead:
         return HoldRead.model_validate(await service.release_hold(db, hold_id))

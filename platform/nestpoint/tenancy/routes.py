@@ -46,11 +46,26 @@ class PlatformTenantController(Controller):
     tags = ["platform"]
     guards = [platform_only]
 
-    @post("/", responses=problems(409, 422), summary="Create a tenant (a store chain)")
+    @post(
+        "/",
+        responses=problems(409, 422),
+        summary="Create a tenant (a store chain)",
+        operation_id="createTenant",
+        description=(
+            "Platform key only. The slug is unique across the platform (409 otherwise); the new "
+            "tenant has no keys until one is created for it."
+        ),
+    )
     async def create(self, db: Db, data: JSONBody[TenantCreate]) -> TenantRead:
         return TenantRead.model_validate(await service.create_tenant(db, data))
 
-    @get("/", responses=problems(), summary="List tenants")
+    @get(
+        "/",
+        responses=problems(),
+        summary="List tenants",
+        operation_id="listTenants",
+        description="Platform key only: every tenant of the platform, cursor-paginated.",
+    )
     async def list(
         self, db: Db, cursor: CursorQuery = None, limit: LimitQuery = DEFAULT_LIMIT
     ) -> TenantList:
@@ -59,11 +74,26 @@ class PlatformTenantController(Controller):
             items=[TenantRead.model_validate(t) for t in page.items], next_cursor=page.next_cursor
         )
 
-    @get("/{tenant_id:uuid}", responses=problems(404), summary="Get a tenant")
+    @get(
+        "/{tenant_id:uuid}",
+        responses=problems(404),
+        summary="Get a tenant",
+        operation_id="getTenant",
+        description="Platform key only; 404 for an unknown id.",
+    )
     async def get(self, db: Db, tenant_id: FromPath[uuid.UUID]) -> TenantRead:
         return TenantRead.model_validate(await service.get_tenant(db, tenant_id))
 
-    @patch("/{tenant_id:uuid}", responses=problems(404, 422), summary="Update a tenant")
+    @patch(
+        "/{tenant_id:uuid}",
+        responses=problems(404, 422),
+        summary="Update a tenant",
+        operation_id="updateTenant",
+        description=(
+            "Platform key only; only the fields sent change. `active: false` deactivates the chain:"
+            " its keys get 401 (other processes follow within the key cache's TTL)."
+        ),
+    )
     async def update(
         self, db: Db, tenant_id: FromPath[uuid.UUID], data: JSONBody[TenantUpdate]
     ) -> TenantRead:
@@ -74,6 +104,11 @@ class PlatformTenantController(Controller):
         "/{tenant_id:uuid}/api-keys",
         responses=problems(404, 422),
         summary="Create a key for a tenant (how HQ gets its first key)",
+        operation_id="createTenantApiKey",
+        description=(
+            "Platform key only; the key may carry any scope its kind allows. The secret is in this "
+            "response only: it is stored as a hash and cannot be read again."
+        ),
     )
     async def create_key(
         self, db: Db, tenant_id: FromPath[uuid.UUID], data: JSONBody[ApiKeyCreate]
@@ -97,6 +132,10 @@ class CurrentTenantController(Controller):
         guards=[requires("tenant:read")],
         responses=problems(),
         summary="The tenant this key belongs to",
+        operation_id="getCurrentTenant",
+        description=(
+            "Any HQ or store key with `tenant:read`; answers the caller's own tenant and no other."
+        ),
     )
     async def get(self, db: Db) -> TenantRead:
         return TenantRead.model_validate(await service.get_tenant(db, require_tenant().tenant_id))
@@ -108,7 +147,14 @@ class StoreController(Controller):
     path = "/stores"
     tags = ["stores"]
 
-    @get("/", guards=[requires("stores:read")], responses=problems(), summary="List stores")
+    @get(
+        "/",
+        guards=[requires("stores:read")],
+        responses=problems(),
+        summary="List stores",
+        operation_id="listStores",
+        description="Needs `stores:read`; cursor-paginated. A store key sees only its own store.",
+    )
     async def list(
         self, db: Db, cursor: CursorQuery = None, limit: LimitQuery = DEFAULT_LIMIT
     ) -> StoreList:
@@ -122,6 +168,11 @@ class StoreController(Controller):
         guards=[requires("stores:write"), hq_only],
         responses=problems(409, 422),
         summary="Create a store",
+        operation_id="createStore",
+        description=(
+            "HQ key with `stores:write`. The store code is unique within the chain (409 otherwise);"
+            " the new store trades at once."
+        ),
     )
     async def create(self, db: Db, data: JSONBody[StoreCreate]) -> StoreRead:
         return StoreRead.model_validate(await service.create_store(db, data))
@@ -131,6 +182,8 @@ class StoreController(Controller):
         guards=[requires("stores:read")],
         responses=problems(404),
         summary="Get a store by code",
+        operation_id="getStore",
+        description="Needs `stores:read`. A store key gets 404 for any store but its own.",
     )
     async def get(self, db: Db, code: StoreCodePath) -> StoreRead:
         return StoreRead.model_validate(await service.get_store(db, code))
@@ -140,6 +193,12 @@ class StoreController(Controller):
         guards=[requires("stores:write")],
         responses=problems(404, 422),
         summary="Update a store",
+        operation_id="updateStore",
+        description=(
+            "Needs `stores:write`; a store key may change only its own store. `active: false` stops"
+            " new orders, previews, holds and enrolments there; reads and refunds of past sales "
+            "stay possible."
+        ),
     )
     async def update(self, db: Db, code: StoreCodePath, data: JSONBody[StoreUpdate]) -> StoreRead:
         store, _ = await service.update_store(db, code, data)
@@ -158,6 +217,11 @@ class ApiKeyController(Controller):
         guards=[requires("keys:write")],
         responses=problems(422),
         summary="Create an API key (the secret is in the response, once)",
+        operation_id="createApiKey",
+        description=(
+            "HQ key with `keys:write`. It may grant only scopes it holds itself (403 naming each "
+            "offending field); the secret is stored as a hash and cannot be read again."
+        ),
     )
     async def create(self, db: Db, data: JSONBody[ApiKeyCreate]) -> ApiKeyCreated:
         actor = current_actor()
@@ -166,7 +230,17 @@ class ApiKeyController(Controller):
             {**ApiKeyRead.model_validate(api_key).model_dump(), "key": secret}
         )
 
-    @get("/", guards=[requires("keys:read")], responses=problems(), summary="List API keys")
+    @get(
+        "/",
+        guards=[requires("keys:read")],
+        responses=problems(),
+        summary="List API keys",
+        operation_id="listApiKeys",
+        description=(
+            "HQ key with `keys:read`: the chain's HQ and store keys with their prefixes and scopes,"
+            " never their secrets."
+        ),
+    )
     async def list(
         self, db: Db, cursor: CursorQuery = None, limit: LimitQuery = DEFAULT_LIMIT
     ) -> ApiKeyList:
@@ -181,6 +255,12 @@ class ApiKeyController(Controller):
         responses=problems(404),
         status_code=200,
         summary="Revoke an API key",
+        operation_id="revokeApiKey",
+        description=(
+            "HQ key with `keys:write`, only for keys holding no more scopes than the caller (403 "
+            "naming `key_id`). The key gets 401 at once in this process, in others within the key "
+            "cache's TTL."
+        ),
     )
     async def revoke(self, db: Db, key_id: FromPath[uuid.UUID]) -> ApiKeyRead:
         return ApiKeyRead.model_validate(await service.revoke_api_key(db, key_id))

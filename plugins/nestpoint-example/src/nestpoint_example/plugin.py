@@ -109,7 +109,15 @@ class Celebration(BaseModel):
     store_id: uuid.UUID | None
 
 
-@get("/hello", summary="Who is asking, and the plugin's configuration there")
+@get(
+    "/hello",
+    summary="Who is asking, and the plugin's configuration there",
+    operation_id="getExampleHello",
+    description=(
+        "Answers the caller's tenant and store and the plugin's merged configuration there; writes "
+        "nothing."
+    ),
+)
 async def hello(plugin: Plugin) -> Hello:
     config = ExampleConfig.model_validate(plugin.config)
     return Hello(
@@ -121,7 +129,14 @@ async def hello(plugin: Plugin) -> Hello:
     )
 
 
-@get("/celebrations", summary="Celebrated tier changes (a store key sees its store's)")
+@get(
+    "/celebrations",
+    summary="Celebrated tier changes (a store key sees its store's)",
+    operation_id="listExampleCelebrations",
+    description=(
+        "Tier changes the plugin celebrated, oldest first; an HQ key sees the whole chain's."
+    ),
+)
 async def celebrations(plugin: Plugin, db: Db) -> list[Celebration]:
     stmt = select(TierCelebration).order_by(TierCelebration.created_at, TierCelebration.id)
     if plugin.store_id is not None:
