@@ -130,8 +130,6 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
     stmt = (
         select(
             members.c.id,
-            members.c.status,
-            members.c.merged_into_id,
             members.c.tier_code,
             members.c.growth_value,
             accounts.c.balance,
@@ -140,7 +138,7 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
             accounts.c.lifetime_earned,
             accounts.c.earned_day,
             accounts.c.earned_today,
-            accounts.c.merged_into_id.label("account_merged_into"),
+            accounts.c.merged_into_id,
         )
         .join(
             accounts,
@@ -168,11 +166,10 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
     row = (await session.execute(stmt)).one_or_none()
     if row is None:
         raise Invalid.field(field, "no such member")
-    # The account row is the one locked, so its mark is current even when this waited for
-    # a merge to commit (the member columns of this row may predate the merge).
-    if row.account_merged_into is not None:
-        return await lock_member(session, MemberRef(id=row.account_merged_into), field)
-    if row.status == "merged" and row.merged_into_id is not None:
+    # A merged-away member's account carries the mark (set by the merge, in its
+    # transaction). The account row is the one locked, so the mark is current even when
+    # this waited for the merge to commit (the member columns may predate it).
+    if row.merged_into_id is not None:
         return await lock_member(session, MemberRef(id=row.merged_into_id), field)
     account = points.Account(
         tenant_id,
