@@ -96,6 +96,13 @@ class Account:
     lot_changes: list[LotChange] = field(default_factory=list)
     new_entries: list[dict[str, Any]] = field(default_factory=list)
 
+    def repay_debt(self, amount: int) -> int:
+        """Points coming back into lots repay debt first; returns what is left for lots.
+        Every path that puts points back (credits, released holds) goes through here."""
+        repay = min(amount, self.debt)
+        self.debt -= repay
+        return amount - repay
+
     def entry(
         self,
         kind: EntryKind,
@@ -283,8 +290,7 @@ def credit(acct: Account, program: Program, what: Credit, now: datetime) -> dict
     """Credit ``what.amount`` as a new lot; debt from earlier clawbacks is repaid first."""
     if what.amount < 0:
         raise ValueError("credit amount must be >= 0")
-    repay = min(what.amount, acct.debt)
-    acct.debt -= repay
+    remaining = acct.repay_debt(what.amount)
     lot_id = uuid.uuid4()
     acct.new_lots.append(
         {
@@ -292,7 +298,7 @@ def credit(acct: Account, program: Program, what: Credit, now: datetime) -> dict
             "id": lot_id,
             "member_id": acct.member_id,
             "amount": what.amount,
-            "remaining": what.amount - repay,
+            "remaining": remaining,
             "source": what.source,
             "order_id": what.order_id,
             "line_no": what.line_no,
@@ -395,10 +401,9 @@ def _consume(acct: Account, taken: list[Allocation]) -> None:
 
 def restore(acct: Account, lot_id: uuid.UUID, amount: int) -> None:
     """Put ``amount`` back into a lot (a released hold); debt is repaid first."""
-    repay = min(amount, acct.debt)
-    acct.debt -= repay
-    if amount > repay:
-        acct.lot_changes.append(LotChange(lot_id, amount - repay))
+    remaining = acct.repay_debt(amount)
+    if remaining:
+        acct.lot_changes.append(LotChange(lot_id, remaining))
 
 
 async def settle_debt(session: AsyncSession, acct: Account) -> int:
