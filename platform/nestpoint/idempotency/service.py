@@ -125,10 +125,14 @@ async def claim(
         return None
     earlier = await replay(session, scope, key, request_hash, field=field)
     if earlier is None:  # cannot happen: the conflicting row is committed before we see it
-        raise Conflict(
-            f"{field}: in use by a concurrent request", errors=[FieldError(field, "in use")]
-        )
+        raise _in_use(field)
     return earlier
+
+
+def _in_use(field: str) -> Conflict:
+    return Conflict(
+        f"{field}: in use by a concurrent request", errors=[FieldError(field, "in use")]
+    )
 
 
 async def record(
@@ -146,7 +150,5 @@ async def record(
     the caller's transaction rolls back."""
     earlier = await claim(session, scope, key, request_hash, answer, field=field)
     if earlier is not None:
-        raise Conflict(
-            f"{field}: in use by a concurrent request", errors=[FieldError(field, "in use")]
-        )
+        raise _in_use(field)
     return answer
