@@ -11,7 +11,6 @@ from litestar.status_codes import HTTP_200_OK
 from nestpoint.api.answers import answered, created_spec
 from nestpoint.api.deps import Db, requires
 from nestpoint.api.problems import problems
-from nestpoint.db import utcnow
 from nestpoint.orders import service
 from nestpoint.orders.schemas import (
     EXTERNAL_ID,
@@ -22,7 +21,6 @@ from nestpoint.orders.schemas import (
     PreviewResult,
     RefundIn,
     RefundResult,
-    check_paid_at,
 )
 
 # The very patterns of the body (orders/schemas.py): an order recorded is an order found.
@@ -50,7 +48,6 @@ class OrderController(Controller):
         ),
     )
     async def create(self, db: Db, data: JSONBody[OrderIn]) -> Response[OrderResult]:
-        check_paid_at(data.paid_at, utcnow())
         return answered(await service.create_order(db, data), OrderResult)
 
     @post(

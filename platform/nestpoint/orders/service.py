@@ -51,6 +51,7 @@ from nestpoint.orders.schemas import (
     RefundIn,
     RefundLineIn,
     RefundResult,
+    check_paid_at,
 )
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.types import EarnContext, EarnLine
@@ -200,6 +201,7 @@ async def create_order(session: AsyncSession, data: OrderIn) -> Answer[OrderResu
     (its points were already spent, its hold already captured) is answered from the stored
     answer all the same.
     """
+    check_paid_at(data.paid_at, utcnow())
     digest = fingerprint(data)
     try:
         return await _record_order(session, data, digest)

@@ -520,18 +520,19 @@ async def hold(
         session, acct, amount, kind="hold", cause_type="hold", cause_id=str(hold_id), now=now
     )
     acct.held += amount
-    session.add(
-        PointHold(
-            id=hold_id,
-            member_id=acct.member_id,
-            amount=amount,
-            store_id=store_id,
-            idempotency_key=idempotency_key,
-            order_ref=order_ref,
-            created_at=now,
-            expires_at=now + timedelta(minutes=program.points.hold_timeout_minutes),
-        )
+    held = PointHold(
+        id=hold_id,
+        member_id=acct.member_id,
+        amount=amount,
+        store_id=store_id,
+        status="held",
+        idempotency_key=idempotency_key,
+        order_ref=order_ref,
+        created_at=now,
+        expires_at=now + timedelta(minutes=program.points.hold_timeout_minutes),
+        resolved_at=None,
     )
+    session.add(held)
     await session.flush()
     await save(session, acct, now)
     await session.execute(
@@ -541,8 +542,7 @@ async def hold(
             for a in taken
         ],
     )
-    held = await get_hold(session, hold_id)
-    answer = idempotency.created(HoldRead.model_validate(held))
+    answer = idempotency.created(HoldRead.model_validate(held))  # as written: no re-read
     if idempotency_key:
         await idempotency.record(
             session, idempotency.REQUEST, idempotency_key, request, answer, field="idempotency_key"
