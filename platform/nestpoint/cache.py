@@ -102,9 +102,3 @@ class BoundedCache(Generic[K, V]):
 def stats() -> list[CacheStats]:
     """Every cache of this process, by name."""
     return [cache.stats() for _, cache in sorted(_registry.items())]
-
-
-def clear_all() -> None:
-    """Empty every cache of this process (tests; counters are kept)."""
-    for cache in _registry.values():
-        cache.clear()

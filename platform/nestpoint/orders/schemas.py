@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -187,7 +187,3 @@ class PreviewResult(BaseModel):
     lines: list[LineResult]
     max_points_usable: int
     points_value_fen: int
-
-
-def order_response(result: OrderResult) -> dict[str, Any]:
-    return result.model_dump(mode="json")
