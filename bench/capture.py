@@ -100,7 +100,7 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
     from sqlalchemy.engine import Engine
 
     from nestpoint.api.app import create_app
-    from nestpoint.db import get_database
+    from nestpoint.db import get_database, raw
 
     current: list[Statement] | None = None
 
@@ -121,6 +121,13 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
 
         return listener
 
+    def on_raw(statement: str, params: Any) -> None:  # nestpoint.db.raw's statements
+        if current is None:
+            return
+        sql = _one_line(statement)
+        current.append(Statement(sql) if sql in MARKERS else Statement(sql, list(params or ())))
+
+    raw.statement_observers.append(on_raw)
     listeners = [
         ("before_cursor_execute", on_execute),
         ("begin", on_marker("BEGIN")),
@@ -177,3 +184,4 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
     finally:
         for name, fn in listeners:
             event.remove(Engine, name, fn)
+        raw.statement_observers.remove(on_raw)

@@ -2,7 +2,9 @@
 
 Each captured statement keeps its text (the one the application prepared, ``$n``
 placeholders and casts included) and runs as one round trip; BEGIN and COMMIT stay where
-they were; an ``executemany`` (asyncpg pipelines its rows: one round trip) becomes a pgbench
+they were; several commands sent as one simple query (``BEGIN ...; SELECT set_config(...)``)
+become a pgbench pipeline (one round trip; pgbench cannot prepare them together); an
+``executemany`` (asyncpg pipelines its rows: one round trip) becomes a pgbench
 pipeline of one statement per row. Each parameter is replaced by what makes every
 transaction a new request for a random member:
 
@@ -124,6 +126,12 @@ def script(captured: Captured, tenant_id: str, store_id: str, key_hash: str) -> 
     for statement in captured.statements:
         if statement.sql in MARKERS:
             lines.append(statement.sql + ";")
+        elif "; " in statement.sql and not statement.params:
+            # Several commands in one simple query (BEGIN and the tenant binding): one round
+            # trip, which pgbench -M prepared sends as a pipeline.
+            lines.append("\\startpipeline")
+            lines += [command.strip() + ";" for command in statement.sql.split("; ")]
+            lines.append("\\endpipeline")
         elif statement.rows is not None:
             lines.append("\\startpipeline")
             lines += [binder.bind(statement.sql, row) + ";" for row in statement.rows]

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from loyalty.helpers import order_body
 from loyalty.support import adjust
+from nestpoint.db import raw
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "WITH")
 
@@ -25,11 +26,16 @@ def statements_sent() -> Iterator[list[str]]:
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         sent.append(" ".join(statement.split()))
 
+    def record_raw(statement: str, args: Any) -> None:  # nestpoint.db.raw's statements
+        sent.append(" ".join(statement.split()))
+
     event.listen(engine, "before_cursor_execute", record)
+    raw.statement_observers.append(record_raw)
     try:
         yield sent
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        raw.statement_observers.remove(record_raw)
 
 
 async def test_an_order_claims_its_key_first_and_writes_in_one_batch(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Join, Table, event, text
@@ -29,8 +29,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
 from sqlalchemy.pool import StaticPool
 
-from nestpoint.context import TenantContextMissing, current_tenant
+from nestpoint.context import TenantContext, TenantContextMissing, current_tenant
 from nestpoint.db.base import Base, TenantScoped, tenant_owned_tables
+from nestpoint.db.raw import Reader, read_transaction
 from nestpoint.settings import Settings, get_settings
 
 log = logging.getLogger("nestpoint.db")
@@ -242,6 +243,10 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self._entry()[1]()
+
+    def read_transaction(self, tenant: TenantContext) -> AbstractAsyncContextManager[Reader]:
+        """A read-only transaction bound to ``tenant`` for raw statements (no session)."""
+        return read_transaction(self.engine.connect, tenant)
 
     async def dispose(self) -> None:
         loop_id = id(asyncio.get_running_loop())

@@ -24,17 +24,21 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
+from nestpoint.db.raw import Statement
 from nestpoint.errors import Conflict, FieldError
 from nestpoint.idempotency.models import IdempotencyKey
 
 keys = table_of(IdempotencyKey)
+CLAIMED_COLUMNS = (
+    "tenant_id", "scope", "key", "request_hash", "status_code", "response", "created_at"
+)  # fmt: skip
 
 
 ResultT = TypeVar("ResultT")
@@ -104,22 +108,15 @@ async def claim(
 ) -> Answer[Any] | None:
     """Store ``answer`` under ``key``. None when claimed now; otherwise the answer a
     concurrent attempt committed first (which the caller returns instead of writing)."""
-    builder = (
-        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
-    claimed = await session.scalar(
-        builder(keys)
-        .values(
-            tenant_id=require_tenant().tenant_id,
-            scope=scope,
-            key=key,
-            request_hash=request_hash,
-            status_code=answer.status_code,
-            response=answer.body,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "scope", "key"])
-        .returning(keys.c.key)
+    claimed = await CLAIM.one_or_none(
+        session,
+        tenant_id=require_tenant().tenant_id,
+        scope=scope,
+        key=key,
+        request_hash=request_hash,
+        status_code=answer.status_code,
+        response=answer.body,
+        created_at=utcnow(),
     )
     if claimed is not None:
         return None
@@ -127,6 +124,16 @@ async def claim(
     if earlier is None:  # cannot happen: the conflicting row is committed before we see it
         raise _in_use(field)
     return earlier
+
+
+# INSERT ... ON CONFLICT DO NOTHING RETURNING: the same SQL on PostgreSQL and SQLite, built
+# once and run as a raw statement (``nestpoint.db.raw``): it is on every order's path.
+CLAIM = Statement(
+    postgresql.insert(keys)
+    .values({c: bindparam(c, type_=keys.c[c].type) for c in CLAIMED_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["tenant_id", "scope", "key"])
+    .returning(keys.c.key)
+)
 
 
 def _in_use(field: str) -> Conflict:

@@ -137,10 +137,13 @@ class MemberController(Controller):
     ) -> MemberRead:
         if phone:
             try:
-                member = await service.find_by_phone(db, phone)
+                found = await service.lookup_by_phone(db, phone)
             except Invalid as exc:  # the service names the body's field; this is the query's
                 raise Invalid.field("query.phone", exc.errors[0].message) from exc
-        elif identity_kind and identity_value:
+            if found is None:
+                raise NotFound("no such member")
+            return found
+        if identity_kind and identity_value:
             member = await service.find_by_identity(db, identity_kind, identity_value)
         else:
             raise Invalid.field("query.phone", "give phone, or identity_kind and identity_value")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Protocol
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import (
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Select,
     String,
     Uuid,
+    bindparam,
     cast,
     delete,
     literal,
@@ -27,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
 from nestpoint.context import current_actor, current_tenant, require_tenant
-from nestpoint.db import utcnow
+from nestpoint.db import get_database, utcnow
 from nestpoint.db.pagination import Page, paginate
+from nestpoint.db.raw import Statement
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.loyalty.service import get_program
@@ -51,8 +53,8 @@ from nestpoint.members.schemas import (
     Stage,
 )
 from nestpoint.points.models import PointAccount
-from nestpoint.tenancy.models import Store, Tenant
-from nestpoint.tenancy.service import ensure_store_trading
+from nestpoint.tenancy.models import Store
+from nestpoint.tenancy.service import ensure_store_trading, store_shares_members
 from nestpoint.tiers.models import TierChange
 
 # ------------------------------------------------------------------ derived facts
@@ -105,17 +107,17 @@ def _context(member_id: uuid.UUID) -> bytes:
     return f"{require_tenant().tenant_id}:{member_id}".encode()
 
 
-def decrypt_phone(member: Member) -> str:
+def decrypt_phone(member: MemberFacts) -> str:
     return pii.keyring().decrypt(member.phone_enc, context=_context(member.id))
 
 
-def decrypt_name(member: Member) -> str | None:
+def decrypt_name(member: MemberFacts) -> str | None:
     if member.name_enc is None:
         return None
     return pii.keyring().decrypt(member.name_enc, context=_context(member.id))
 
 
-def shown_phone(member: Member, full: bool) -> str:
+def shown_phone(member: MemberFacts, full: bool) -> str:
     phone = decrypt_phone(member)
     return phone if full else pii.mask_phone(phone)
 
@@ -157,29 +159,23 @@ class Reach:
     home_store_id: uuid.UUID | None  # None: every member of the chain
     pii: bool  # the key holds members:pii
 
-    def covers(self, member: Member) -> bool:
+    def covers(self, member: MemberFacts) -> bool:
         """May this key list, read and change this member? The one decision for every route."""
         return self.home_store_id is None or member.home_store_id == self.home_store_id
 
-    def view(self, member: Member) -> View:
+    def view(self, member: MemberFacts) -> View:
         inside = self.covers(member)
         return View(pii=self.pii and inside, profile=inside)
 
 
 async def caller_reach(session: AsyncSession) -> Reach:
-    """The reach of the current key (one small query for a store key, none for HQ)."""
+    """The reach of the current key (for a store key, whether the chain shares members
+    with stores of its kind: cached per process, see ``tenancy.store_shares_members``)."""
     has_pii = current_actor().has("members:pii")
     ctx = current_tenant()
     if ctx is None or ctx.store_id is None:
         return Reach(None, has_pii)
-    row = (
-        await session.execute(
-            select(Store.kind, Tenant.members_shared_with)
-            .join(Tenant, Tenant.id == Store.tenant_id)
-            .where(Store.id == ctx.store_id)
-        )
-    ).one_or_none()
-    shared = row is not None and row.kind in (row.members_shared_with or [])
+    shared = await store_shares_members(session, ctx.store_id)
     return Reach(None if shared else ctx.store_id, has_pii)
 
 
@@ -231,14 +227,6 @@ async def get_member_in_reach(
     return member
 
 
-async def find_by_phone(session: AsyncSession, raw_phone: str) -> Member | None:
-    _, digest = phone_lookup_hash(raw_phone)
-    member = await session.scalar(select(Member).where(Member.phone_hash == digest))
-    if member is not None and member.status == "merged" and member.merged_into_id:
-        return await get_active_member(session, member.merged_into_id)
-    return member
-
-
 async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Member | None:
     member_id = await session.scalar(
         select(MemberIdentity.member_id).where(
@@ -251,20 +239,106 @@ async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Memb
 # ------------------------------------------------------------------ reading
 
 
+class MemberFacts(Protocol):
+    """What a member's view is made of: a ``Member``, or a row of :data:`MEMBER_BY_PHONE`
+    (the columns of :data:`MEMBER_FACTS`)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def phone_enc(self) -> str: ...
+
+    @property
+    def name_enc(self) -> str | None: ...
+
+    @property
+    def gender(self) -> str: ...
+
+    @property
+    def birthday(self) -> date | None: ...
+
+    @property
+    def home_store_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def join_channel(self) -> str: ...
+
+    @property
+    def join_store_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def joined_at(self) -> datetime: ...
+
+    @property
+    def tags(self) -> list[str]: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def merged_into_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def tier_code(self) -> str | None: ...
+
+    @property
+    def growth_value(self) -> int: ...
+
+    @property
+    def child_data_consent_at(self) -> datetime | None: ...
+
+
+MEMBER_FACTS = tuple(
+    name for name, value in vars(MemberFacts).items() if isinstance(value, property)
+)
+
+
 async def member_read(session: AsyncSession, member: Member) -> MemberRead:
     """The member with children, identities, consents and balance, read in one query (a
     UNION ALL of the four, so a lookup at the till is one round trip after the member),
     shown as much as the key may see (:class:`Reach`)."""
-    tenant_id = require_tenant().tenant_id
     view = (await caller_reach(session)).view(member)
     today = await local_today(session)
-    rows = (await session.execute(_member_parts(tenant_id, member.id))).all()
-    children = sorted((r for r in rows if r.part == "child"), key=lambda r: (r.at, r.ref))
-    identities = sorted(
-        (r.t1, _open("member_identities", r.ref, r.t2)) for r in rows if r.part == "identity"
+    parts = await MEMBER_PARTS.rows(
+        session, tenant_id=require_tenant().tenant_id, member_id=member.id
     )
-    consents = sorted((r for r in rows if r.part == "consent"), key=lambda r: r.t1)
-    balance = next((r.n for r in rows if r.part == "balance"), 0)
+    return member_view(member, parts, view, today)
+
+
+async def lookup_by_phone(session: AsyncSession, raw_phone: str) -> MemberRead | None:
+    """The till's lookup: the member by phone (or the one it was merged into) and its parts,
+    in a read-only transaction of its own, on raw statements (``nestpoint.db.raw``): no
+    session round trip, no ORM. ``session`` only fills the per-process caches (reach,
+    programme) when they miss."""
+    _, digest = phone_lookup_hash(raw_phone)
+    tenant = require_tenant()
+    reach = await caller_reach(session)
+    today = await local_today(session)
+    async with get_database().read_transaction(tenant) as reader:
+        member = await MEMBER_BY_PHONE.one_or_none(
+            reader, tenant_id=tenant.tenant_id, phone_hash=digest
+        )
+        while member is not None and member.status == "merged" and member.merged_into_id:
+            member = await MEMBER_BY_ID.one_or_none(
+                reader, tenant_id=tenant.tenant_id, member_id=member.merged_into_id
+            )
+        if member is None:
+            return None
+        parts = await MEMBER_PARTS.rows(reader, tenant_id=tenant.tenant_id, member_id=member.id)
+    return member_view(member, parts, reach.view(member), today)
+
+
+def member_view(member: MemberFacts, parts: list[Any], view: View, today: date) -> MemberRead:
+    """The member as ``view`` shows it, from its row and the rows of :data:`MEMBER_PARTS`."""
+    children = sorted((r for r in parts if r.part == "child"), key=lambda r: (r.at, r.ref))
+    identities = sorted(
+        (r.text_1, _open("member_identities", r.ref, r.text_2))
+        for r in parts
+        if r.part == "identity"
+    )
+    consents = sorted((r for r in parts if r.part == "consent"), key=lambda r: r.text_1)
+    balance = next((r.number for r in parts if r.part == "balance"), 0)
     return MemberRead(
         id=member.id,
         phone=shown_phone(member, view.pii),
@@ -286,11 +360,11 @@ async def member_read(session: AsyncSession, member: Member) -> MemberRead:
         children=[
             ChildRead(
                 id=c.ref,
-                nickname=_open("children", c.ref, c.t1) if view.profile else "",
-                gender=c.t2,
-                birth_date=c.d1 if view.pii else None,
-                due_date=c.d2 if view.pii else None,
-                stage=stage_of(c.d1, today, c.d2),
+                nickname=_open("children", c.ref, c.text_1) if view.profile else "",
+                gender=c.text_2,
+                birth_date=c.date_1 if view.pii else None,
+                due_date=c.date_2 if view.pii else None,
+                stage=stage_of(c.date_1, today, c.date_2),
             )
             for c in children
         ],
@@ -299,14 +373,21 @@ async def member_read(session: AsyncSession, member: Member) -> MemberRead:
             for k, v in identities
         ],
         consents=[
-            ConsentRead(channel=c.t1, granted=bool(c.flag), source=c.t2, updated_at=c.at)
+            ConsentRead(channel=c.text_1, granted=bool(c.flag), source=c.text_2, updated_at=c.at)
             for c in consents
         ],
     )
 
 
-def _member_parts(tenant_id: uuid.UUID, member_id: uuid.UUID) -> Any:
-    """Children, identities, consents and the points balance as rows of one shape."""
+def _member_parts() -> Any:
+    """Children, identities, consents and the points balance of one member (bound as
+    ``tenant_id`` and ``member_id``) as rows of one shape: ``part`` says which, and the
+    columns ``text_1``, ``text_2``, ``date_1``, ``date_2``, ``flag``, ``at`` and ``number``
+    hold what each part has (see :func:`member_view`)."""
+    tenant_id, member_id = (
+        bindparam("tenant_id", type_=Uuid()),
+        bindparam("member_id", type_=Uuid()),
+    )
 
     def nothing(type_: Any) -> Any:
         return cast(null(), type_)
@@ -315,13 +396,13 @@ def _member_parts(tenant_id: uuid.UUID, member_id: uuid.UUID) -> Any:
         select(
             literal("child").label("part"),
             Child.id.label("ref"),
-            Child.nickname_enc.label("t1"),
-            Child.gender.label("t2"),
-            Child.birth_date.label("d1"),
-            Child.due_date.label("d2"),
+            Child.nickname_enc.label("text_1"),
+            Child.gender.label("text_2"),
+            Child.birth_date.label("date_1"),
+            Child.due_date.label("date_2"),
             nothing(Boolean()).label("flag"),
             Child.created_at.label("at"),
-            nothing(BigInteger()).label("n"),
+            nothing(BigInteger()).label("number"),
         ).where(Child.tenant_id == tenant_id, Child.member_id == member_id),
         select(
             literal("identity"),
@@ -360,7 +441,22 @@ def _member_parts(tenant_id: uuid.UUID, member_id: uuid.UUID) -> Any:
     return union_all(*parts)
 
 
-def shown_name(member: Member, view: View) -> str | None:
+def _member_row(*where: Any) -> Any:
+    """The columns of :class:`MemberFacts`, for one member of the bound ``tenant_id``."""
+    table = Member.__table__
+    columns = [table.c[name] for name in MEMBER_FACTS]
+    return select(*columns).where(table.c.tenant_id == bindparam("tenant_id", type_=Uuid()), *where)
+
+
+# The lookup's statements, built and compiled once (``nestpoint.db.raw``).
+MEMBER_PARTS = Statement(_member_parts())
+MEMBER_BY_PHONE = Statement(
+    _member_row(Member.phone_hash == bindparam("phone_hash", type_=String()))
+)
+MEMBER_BY_ID = Statement(_member_row(Member.id == bindparam("member_id", type_=Uuid())))
+
+
+def shown_name(member: MemberFacts, view: View) -> str | None:
     name = decrypt_name(member)
     return name if name is None or view.profile else pii.mask_name(name)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, Uuid, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.cache import BoundedCache
@@ -27,6 +27,7 @@ from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
 from nestpoint.db.batch import WriteBatch
+from nestpoint.db.raw import Statement
 from nestpoint.errors import Conflict, FieldError, Invalid, NestpointError, NotFound
 from nestpoint.events.service import emit
 from nestpoint.idempotency import service as idempotency
@@ -125,10 +126,9 @@ class TillMember:
     account: points.Account
 
 
-async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "member") -> TillMember:
-    """Find the member named by ``ref`` and lock their points account, in one statement."""
-    tenant_id = require_tenant().tenant_id
-    stmt = (
+def _locked_member(*where: Any) -> Statement:
+    """The member (of the bound ``tenant_id``) and their points account, the account locked."""
+    return Statement(
         select(
             members.c.id,
             members.c.tier_code,
@@ -145,26 +145,42 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
             accounts,
             (accounts.c.tenant_id == members.c.tenant_id) & (accounts.c.member_id == members.c.id),
         )
-        .where(members.c.tenant_id == tenant_id)
+        .where(members.c.tenant_id == bindparam("tenant_id", type_=Uuid()), *where)
         .with_for_update(of=accounts)
     )
+
+
+# The till's lock of a member named by id, by phone or by an identity (``nestpoint.db.raw``).
+LOCK_BY_ID = _locked_member(members.c.id == bindparam("member_id", type_=Uuid()))
+LOCK_BY_PHONE = _locked_member(members.c.phone_hash == bindparam("phone_hash", type_=String()))
+LOCK_BY_IDENTITY = _locked_member(
+    members.c.id
+    == select(MemberIdentity.member_id)
+    .where(
+        MemberIdentity.tenant_id == bindparam("tenant_id", type_=Uuid()),
+        MemberIdentity.kind == bindparam("identity_kind", type_=String()),
+        MemberIdentity.value_hash == bindparam("identity_hash", type_=String()),
+    )
+    .scalar_subquery()
+)
+
+
+async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "member") -> TillMember:
+    """Find the member named by ``ref`` and lock their points account, in one statement."""
+    tenant_id = require_tenant().tenant_id
     if ref.id is not None:
-        stmt = stmt.where(members.c.id == ref.id)
+        row = await LOCK_BY_ID.one_or_none(session, tenant_id=tenant_id, member_id=ref.id)
     elif ref.phone is not None:
         _, digest = phone_lookup_hash(ref.phone, f"{field}.phone")
-        stmt = stmt.where(members.c.phone_hash == digest)
+        row = await LOCK_BY_PHONE.one_or_none(session, tenant_id=tenant_id, phone_hash=digest)
     else:
         assert ref.identity is not None
-        stmt = stmt.where(
-            members.c.id
-            == select(MemberIdentity.member_id)
-            .where(
-                MemberIdentity.kind == ref.identity.kind,
-                MemberIdentity.value_hash == identity_hash(ref.identity.kind, ref.identity.value),
-            )
-            .scalar_subquery()
+        row = await LOCK_BY_IDENTITY.one_or_none(
+            session,
+            tenant_id=tenant_id,
+            identity_kind=ref.identity.kind,
+            identity_hash=identity_hash(ref.identity.kind, ref.identity.value),
         )
-    row = (await session.execute(stmt)).one_or_none()
     if row is None:
         raise Invalid.field(field, "no such member")
     # A merged-away member's account carries the mark (set by the merge, in its

@@ -33,7 +33,9 @@ PluginIdPath = Annotated[
 ]
 
 
-def installed_plugin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def installed_plugin(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Guard: an unknown plugin id is 404 before the body is even read."""
     plugin_id = connection.path_params.get("plugin_id")
     if plugin_id is not None and plugin_id not in get_plugin_host().loaded:

@@ -82,6 +82,8 @@ async def update_tenant(
     diff = _apply_changes(tenant, data.model_dump(exclude_none=True))
     if "active" in diff:
         forget_principals()  # a deactivated tenant's keys stop working now
+    if "members_shared_with" in diff:
+        _sharing.clear()  # store keys' reach follows now in this process
     if diff:
         with tenant_context(tenant.id):
             await rebind_tenant(session)
@@ -126,6 +128,31 @@ _trading: BoundedCache[uuid.UUID, frozenset[uuid.UUID]] = BoundedCache(
 
 def forget_trading_stores() -> None:
     _trading.clear()
+    _sharing.clear()
+
+
+# Whether the chain shares all its members with a store (its kind is in
+# ``tenants.members_shared_with``): the reach of every store key's request, so it is cached
+# like the trading stores. Changing a store or the tenant here clears it at once; other
+# processes follow within the TTL.
+_sharing: BoundedCache[tuple[uuid.UUID, uuid.UUID], bool] = BoundedCache(
+    "tenancy.store_sharing", max_size=10_000
+)
+
+
+async def store_shares_members(session: AsyncSession, store_id: uuid.UUID) -> bool:
+    key = (require_tenant().tenant_id, store_id)
+    cached = _sharing.get(key)
+    if cached is not None:
+        return cached
+    row = (
+        await session.execute(
+            select(Store.kind, Tenant.members_shared_with)
+            .join(Tenant, Tenant.id == Store.tenant_id)
+            .where(Store.id == store_id)
+        )
+    ).one_or_none()
+    return _sharing.put(key, row is not None and row.kind in (row.members_shared_with or []))
 
 
 async def _trading_store_ids(session: AsyncSession, *, refresh: bool) -> frozenset[uuid.UUID]:
@@ -183,7 +210,7 @@ async def update_store(
 ) -> tuple[Store, dict[str, Any]]:
     store = await get_store(session, code)
     diff = _apply_changes(store, data.model_dump(exclude_none=True))
-    if "active" in diff:
+    if "active" in diff or "kind" in diff:
         forget_trading_stores()  # a deactivated store stops trading now in this process
     if diff:
         record(session, "store.updated", "store", store.id, diff)
