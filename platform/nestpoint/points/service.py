@@ -34,6 +34,7 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
 
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
@@ -207,23 +208,11 @@ async def save(
     if acct.lot_changes:
         deltas = _net_deltas(acct.lot_changes)  # one lot may change twice in a transaction
         if writes.postgres:
-            changes = values(
-                column("lot_id", Uuid()), column("delta", BigInteger()), name="lot_changes"
-            ).data(list(deltas.items()))
-            writes.add(
-                update(lots)
-                .where(lots.c.tenant_id == acct.tenant_id, lots.c.id == changes.c.lot_id)
-                .values(remaining=lots.c.remaining + changes.c.delta)
-            )
+            writes.add(_lot_changes(len(deltas)), _lot_change_params(acct.tenant_id, deltas))
         else:
             writes.add(
-                update(lots)
-                .where(
-                    lots.c.tenant_id == bindparam("lot_tenant_id"),
-                    lots.c.id == bindparam("lot_id"),
-                )
-                .values(remaining=lots.c.remaining + bindparam("delta")),
-                [
+                LOT_CHANGE,
+                many=[
                     {"lot_tenant_id": acct.tenant_id, "lot_id": lot_id, "delta": delta}
                     for lot_id, delta in deltas.items()
                 ],
@@ -236,21 +225,81 @@ async def save(
             row["id"] = entry_id
         writes.insert(entries, acct.new_entries)
     writes.add(
-        update(accounts)
-        .where(accounts.c.tenant_id == acct.tenant_id, accounts.c.member_id == acct.member_id)
-        .values(
-            balance=acct.balance,
-            debt=acct.debt,
-            held=acct.held,
-            lifetime_earned=acct.lifetime_earned,
-            earned_day=acct.earned_day,
-            earned_today=acct.earned_today,
-            updated_at=now,
-        )
+        ACCOUNT_TOTALS,
+        {
+            "account_tenant_id": acct.tenant_id,
+            "account_member_id": acct.member_id,
+            "account_balance": acct.balance,
+            "account_debt": acct.debt,
+            "account_held": acct.held,
+            "account_lifetime_earned": acct.lifetime_earned,
+            "account_earned_day": acct.earned_day,
+            "account_earned_today": acct.earned_today,
+            "account_updated_at": now,
+        },
     )
     acct.new_lots, acct.lot_changes, acct.new_entries = [], [], []
     if own:
         await writes.execute()
+
+
+# The statements ``save`` adds to a batch, built once with named parameters (see
+# ``nestpoint.db.batch``): the account's totals, and the lots' remaining points.
+ACCOUNT_TOTAL_COLUMNS = (
+    "balance", "debt", "held", "lifetime_earned", "earned_day", "earned_today", "updated_at"
+)  # fmt: skip
+ACCOUNT_TOTALS = (
+    update(accounts)
+    .where(
+        accounts.c.tenant_id == bindparam("account_tenant_id", type_=Uuid()),
+        accounts.c.member_id == bindparam("account_member_id", type_=Uuid()),
+    )
+    .values(
+        {
+            name: bindparam(f"account_{name}", type_=accounts.c[name].type)
+            for name in ACCOUNT_TOTAL_COLUMNS
+        }
+    )
+)
+LOT_CHANGE = (  # one lot (SQLite: run once per lot)
+    update(lots)
+    .where(lots.c.tenant_id == bindparam("lot_tenant_id"), lots.c.id == bindparam("lot_id"))
+    .values(remaining=lots.c.remaining + bindparam("delta"))
+)
+_LOT_CHANGES: dict[int, UpdateBase] = {}
+
+
+def _lot_changes(count: int) -> UpdateBase:
+    """``UPDATE point_lots ... FROM (VALUES ...)`` for ``count`` lots (PostgreSQL), built
+    once per count."""
+    statement = _LOT_CHANGES.get(count)
+    if statement is None:
+        rows = [
+            (
+                bindparam(f"lot_change_{i}_id", type_=Uuid()),
+                bindparam(f"lot_change_{i}_delta", type_=BigInteger()),
+            )
+            for i in range(count)
+        ]
+        changes = values(
+            column("lot_id", Uuid()), column("delta", BigInteger()), name="lot_changes"
+        ).data(rows)
+        statement = _LOT_CHANGES[count] = (
+            update(lots)
+            .where(
+                lots.c.tenant_id == bindparam("lot_change_tenant_id", type_=Uuid()),
+                lots.c.id == changes.c.lot_id,
+            )
+            .values(remaining=lots.c.remaining + changes.c.delta)
+        )
+    return statement
+
+
+def _lot_change_params(tenant_id: uuid.UUID, deltas: dict[uuid.UUID, int]) -> dict[str, Any]:
+    params: dict[str, Any] = {"lot_change_tenant_id": tenant_id}
+    for i, (lot_id, delta) in enumerate(deltas.items()):
+        params[f"lot_change_{i}_id"], params[f"lot_change_{i}_delta"] = lot_id, delta
+    return params
 
 
 def _net_deltas(changes: list[LotChange]) -> dict[uuid.UUID, int]:

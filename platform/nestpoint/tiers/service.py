@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import Uuid, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
 
 from nestpoint.audit.service import record
 from nestpoint.context import require_tenant
@@ -103,11 +104,7 @@ async def apply_growth(
         )
     result = growth_outcome(program, change.tier_code, change.growth_value + delta)
     # updated_at explicitly: Python-side onupdate defaults do not run inside a batch's CTE.
-    values: dict[str, Any] = {
-        "growth_value": members.c.growth_value + delta,
-        "updated_at": now,
-        **(also_set or {}),
-    }
+    values: dict[str, Any] = {"updated_at": now, **(also_set or {})}
     upgraded = result.tier_code != change.tier_code
     if upgraded:
         target = program.tier(result.tier_code)
@@ -128,14 +125,38 @@ async def apply_growth(
             batch=writes,
         )
     if delta or upgraded or also_set:
-        writes.add(
-            update(members)
-            .where(members.c.tenant_id == tenant_id, members.c.id == member_id)
-            .values(**values)
-        )
+        params = {f"member_set_{name}": value for name, value in values.items()}
+        params |= {"member_tenant_id": tenant_id, "member_row_id": member_id, "growth_delta": delta}
+        writes.add(_member_update(tuple(sorted(values))), params)
     if own:
         await writes.execute()
     return result
+
+
+_MEMBER_UPDATES: dict[tuple[str, ...], UpdateBase] = {}
+
+
+def _member_update(columns: tuple[str, ...]) -> UpdateBase:
+    """``UPDATE members SET growth_value = growth_value + :growth_delta, <columns>`` for one
+    member, built once per set of columns (a batch reuses it; see ``nestpoint.db.batch``)."""
+    statement = _MEMBER_UPDATES.get(columns)
+    if statement is None:
+        statement = _MEMBER_UPDATES[columns] = (
+            update(members)
+            .where(
+                members.c.tenant_id == bindparam("member_tenant_id", type_=Uuid()),
+                members.c.id == bindparam("member_row_id", type_=Uuid()),
+            )
+            .values(
+                growth_value=members.c.growth_value
+                + bindparam("growth_delta", type_=members.c.growth_value.type),
+                **{
+                    name: bindparam(f"member_set_{name}", type_=members.c[name].type)
+                    for name in columns
+                },
+            )
+        )
+    return statement
 
 
 def record_change(
