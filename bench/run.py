@@ -61,6 +61,7 @@ def main() -> None:
                 f"p99 {r['p99_ms']:.1f} ms",
                 f"ceiling {r['ceiling_tps']:.0f} tps" if r["ceiling_tps"] else "-",
                 f"ratio {r['ratio']:.3f}" if r["ratio"] is not None else "-",
+                f"{r['http']['cpu']['server_ms_per_request']:.2f} ms CPU/req",
                 ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in r["targets_met"].items())
                 + ("" if r["valid"] else "  (INVALID RUN)"),
             ]
@@ -74,12 +75,14 @@ def main() -> None:
                 "",
                 "",
                 f"ratio {r['ratio']:.2f}",
+                "",
                 "ratio ok" if r["target_met"] else "ratio MISSED",
             ]
         )
     print()
     print("=" * 30, "summary", "=" * 30)
-    print(table(rows, ["benchmark", "throughput", "p50", "p99", "ceiling", "ratio", "targets"]))
+    headers = ["benchmark", "throughput", "p50", "p99", "ceiling", "ratio", "server CPU"]
+    print(table(rows, [*headers, "targets"]))
     print(f"\n{RESULTS_DIR}/*.json written; {time.perf_counter() - started:.0f} s in all")
     missed = any(not all(r["targets_met"].values()) for r in http.values()) or any(
         not r["target_met"] for r in batch.values()
