@@ -53,7 +53,8 @@ class Captured:
             "status": self.status,
             "round_trips": self.round_trips,
             "sql_statements": len(self.sql),
-            "transactions": sum(s.sql == "BEGIN" for s in self.statements),
+            # BEGIN alone, or first in a compound (BEGIN ...; SELECT set_config(...))
+            "transactions": sum(s.sql.startswith("BEGIN") for s in self.statements),
             "rows_written_by_executemany": sum(len(s.rows or []) for s in self.statements),
             "statements": [s.describe() for s in self.statements],
         }
