@@ -81,7 +81,9 @@ async def test_a_raw_statement_reads_what_the_session_reads(client, make_tenant)
             alone = await members.MEMBER_BY_ID.one_or_none(reader, **params)
     assert tuple(in_session) == tuple(expected)
     assert tuple(alone) == tuple(expected)
-    assert alone.id == member_id and alone.tags == ["vip"] and alone.joined_at.tzinfo is not None
+    assert alone.id == member_id
+    assert alone.tags == ["vip"]
+    assert alone.joined_at.tzinfo is not None
 
 
 async def test_a_read_transaction_sees_only_its_tenant(client, make_tenant) -> None:  # type: ignore[no-untyped-def]
