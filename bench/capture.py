@@ -2,7 +2,8 @@
 BEGIN and COMMIT.
 
 The application runs in process (the same ``create_app`` the server uses, the same
-settings) and a listener on SQLAlchemy's ``Engine`` records each statement as executed. For
+settings); a listener on SQLAlchemy's ``Engine`` and one on ``nestpoint.db.raw`` (the raw
+statements, and BEGIN and COMMIT) record each statement as sent. For
 each kind of request a first one warms the per-process caches (programme, store codes, API
 keys, plugin enablement); the second, in steady state, is the one kept. ``ceiling.py`` turns
 the kept statements into the pgbench scripts of the ceiling.
@@ -115,13 +116,6 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
         else:
             current.append(Statement(_one_line(statement), params=list(params or ())))
 
-    def on_marker(word: str) -> Any:
-        def listener(conn: Any) -> None:
-            if current is not None:
-                current.append(Statement(word))
-
-        return listener
-
     def on_raw(statement: str, params: Any) -> None:  # nestpoint.db.raw's statements
         if current is None:
             return
@@ -129,12 +123,9 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
         current.append(Statement(sql) if sql in MARKERS else Statement(sql, list(params or ())))
 
     raw.statement_observers.append(on_raw)
-    listeners = [
-        ("before_cursor_execute", on_execute),
-        ("begin", on_marker("BEGIN")),
-        ("commit", on_marker("COMMIT")),
-        ("rollback", on_marker("ROLLBACK")),
-    ]
+    # BEGIN (with the tenant binding), COMMIT and ROLLBACK are sent by the application's
+    # transaction events on PostgreSQL, which report them to raw.statement_observers.
+    listeners = [("before_cursor_execute", on_execute)]
     for name, fn in listeners:
         event.listen(Engine, name, fn)
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from conftest import BACKEND
 from loyalty.helpers import order_body
 from loyalty.support import adjust
 from nestpoint.db import raw
@@ -62,8 +63,14 @@ async def test_an_order_claims_its_key_first_and_writes_in_one_batch(
     assert "DO NOTHING" in sent[claim]
     assert not [s for s in sent[:claim] if s.startswith(WRITES)]  # nothing written before
     after = [s for s in sent[claim + 1 :] if s.startswith(WRITES)]
-    if sent[0].startswith("SELECT set_config"):  # PostgreSQL
-        # the tenant, the member's lock, the lots to spend, the claim, the batch
-        assert len(sent) == 5
-        assert after == [sent[-1]]
-        assert sent[-1].startswith("WITH")
+    if BACKEND == "postgresql":
+        # BEGIN with the tenant (one round trip), the member's lock, the lots to spend, the
+        # claim, the batch, COMMIT
+        assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT set_config(")
+        assert len(sent) == 6
+        assert sent[-1] == "COMMIT"
+        assert after == [sent[-2]]
+        assert sent[-2].startswith("WITH")
+    else:  # SQLite: the writes one after another, after the claim
+        assert after
+        assert all(s.startswith(WRITES) for s in after)

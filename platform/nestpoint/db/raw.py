@@ -49,7 +49,7 @@ Processor = Callable[[Any], Any] | None
 statement_observers: list[Callable[[str, Sequence[Any] | None], None]] = []
 
 
-def _observe(sql: str, args: Sequence[Any] | None) -> None:
+def observe(sql: str, args: Sequence[Any] | None) -> None:
     for observer in statement_observers:
         observer(sql, args)
 
@@ -146,7 +146,7 @@ class Reader:
         compiled = statement.compiled(self.dialect)
         args = compiled.args(params)
         if statement_observers:
-            _observe(compiled.sql, args)
+            observe(compiled.sql, args)
         if self.postgres:
             if compiled.row is None:
                 await self.driver.execute(compiled.sql, *args)
@@ -160,13 +160,15 @@ class Reader:
         return compiled.rows(raw) if raw else []
 
 
-def _bind_tenant_sql(tenant: TenantContext) -> str:
+def begin_sql(tenant: TenantContext | None, *, read_only: bool = False) -> str:
     """``BEGIN`` and the tenant binding as one simple query (one round trip). The values are
-    UUIDs rendered by :class:`uuid.UUID` itself, so nothing else can reach the SQL."""
-    tenant_id = str(uuid.UUID(str(tenant.tenant_id)))
-    store_id = str(uuid.UUID(str(tenant.store_id))) if tenant.store_id else ""
+    UUIDs rendered by :class:`uuid.UUID` itself, so nothing else can reach the SQL; no tenant
+    binds the empty string, which matches no row."""
+    tenant_id = str(uuid.UUID(str(tenant.tenant_id))) if tenant else ""
+    store_id = str(uuid.UUID(str(tenant.store_id))) if tenant and tenant.store_id else ""
+    mode = " READ ONLY" if read_only else ""
     return (
-        "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; "
+        f"BEGIN ISOLATION LEVEL READ COMMITTED{mode}; "
         f"SELECT set_config('nestpoint.tenant_id', '{tenant_id}', true), "
         f"set_config('nestpoint.store_id', '{store_id}', true)"
     )
@@ -186,8 +188,8 @@ async def read_transaction(
         driver: Any = raw.driver_connection
         reader = Reader(driver, connection.dialect)
         if reader.postgres:
-            begin = _bind_tenant_sql(tenant)
-            _observe(begin, None)
+            begin = begin_sql(tenant, read_only=True)
+            observe(begin, None)
             await driver.execute(begin)
         else:
             await (await driver.execute("BEGIN")).close()
@@ -200,7 +202,7 @@ async def read_transaction(
 
 
 async def _end(reader: Reader, command: str) -> None:
-    _observe(command, None)
+    observe(command, None)
     if reader.postgres:
         await reader.driver.execute(command)
     else:

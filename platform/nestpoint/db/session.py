@@ -4,8 +4,9 @@
    ``tenant_id = <context tenant>`` criterion (``with_loader_criteria``); with no tenant in
    context such a statement raises :class:`TenantContextMissing` (fail closed). New rows
    take the context's tenant, and a row for another tenant is refused at flush.
-2. In PostgreSQL: at the start of every transaction the session runs
-   ``set_config('nestpoint.tenant_id', <tenant or ''>, true)``. The setting is local to the
+2. In PostgreSQL: every transaction starts with
+   ``BEGIN; SELECT set_config('nestpoint.tenant_id', <tenant or ''>, true)`` (one round
+   trip; see ``_pg_begin``). The setting is local to the
    transaction, so a pooled connection never carries one tenant into the next request, and
    the RLS policies (see the migrations) compare each row's ``tenant_id`` with it.
 """
@@ -26,12 +27,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import await_only
 
 from nestpoint.context import TenantContext, TenantContextMissing, current_tenant
 from nestpoint.db.base import Base, TenantScoped, tenant_owned_tables
-from nestpoint.db.raw import Reader, read_transaction
+from nestpoint.db.raw import Reader, begin_sql, observe, read_transaction
 from nestpoint.settings import Settings, get_settings
 
 log = logging.getLogger("nestpoint.db")
@@ -46,20 +48,43 @@ class TenantSession(Session):
     """The sync session behind every ``AsyncSession``; its events do the scoping."""
 
 
-@event.listens_for(TenantSession, "after_begin")
-def _bind_tenant_to_transaction(
-    session: Session, transaction: SessionTransaction, connection: Connection
-) -> None:
-    if connection.dialect.name != "postgresql":
-        return
-    ctx = current_tenant()
-    connection.execute(
-        SET_TENANT_SQL,
-        {
-            "tenant_id": str(ctx.tenant_id) if ctx else "",
-            "store_id": str(ctx.store_id) if ctx and ctx.store_id else "",
-        },
-    )
+# On PostgreSQL the application opens and ends its transactions itself, so that BEGIN and
+# the tenant binding go out as one simple query: one round trip, not two, on every request.
+# asyncpg runs in autocommit mode (the driver sends no BEGIN of its own) and SQLAlchemy's
+# transaction events of each connection send ``BEGIN ...; SELECT set_config(...)`` (the
+# tenant in context when the transaction begins), COMMIT and ROLLBACK. The pool's reset
+# rolls back a connection handed back inside a transaction. Sessions, ``engine.connect()``
+# and ``engine.begin()`` all go through these events, so every transaction is bound.
+
+
+def _driver(connection: Connection) -> Any:
+    return connection.connection.driver_connection
+
+
+def _pg_begin(connection: Connection) -> None:
+    sql = begin_sql(current_tenant())
+    observe(sql, None)
+    await_only(_driver(connection).execute(sql))
+
+
+def _pg_commit(connection: Connection) -> None:
+    observe("COMMIT", None)
+    status = await_only(_driver(connection).execute("COMMIT"))
+    if status == "ROLLBACK":  # PostgreSQL ends an aborted transaction this way, silently
+        raise RuntimeError("the transaction was aborted; COMMIT rolled it back")
+
+
+def _pg_rollback(connection: Connection) -> None:
+    driver = _driver(connection)
+    if driver is not None and not driver.is_closed() and driver.is_in_transaction():
+        observe("ROLLBACK", None)
+        await_only(driver.execute("ROLLBACK"))
+
+
+def _pg_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+    driver = dbapi_connection.driver_connection
+    if not driver.is_closed() and driver.is_in_transaction():
+        await_only(driver.execute("ROLLBACK"))
 
 
 # Work to run after each commit (enqueue the outbox relay, invalidate caches). By then the
@@ -218,7 +243,14 @@ class Database:
             kwargs |= {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
         else:
             kwargs |= {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
+        if self.is_postgres:
+            kwargs["isolation_level"] = "AUTOCOMMIT"  # the events below open transactions
         engine = create_async_engine(self.url, **kwargs)
+        if engine.dialect.name == "postgresql":
+            event.listen(engine.sync_engine, "begin", _pg_begin)
+            event.listen(engine.sync_engine, "commit", _pg_commit)
+            event.listen(engine.sync_engine, "rollback", _pg_rollback)
+            event.listen(engine.sync_engine.pool, "reset", _pg_reset)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             if ":memory:" not in self.url:
