@@ -14,6 +14,7 @@ from nestpoint.api.answers import answered, created_spec
 from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_only, requires
 from nestpoint.api.problems import problems
 from nestpoint.context import current_actor
+from nestpoint.db import scoped_session
 from nestpoint.errors import Invalid, NotFound
 from nestpoint.loyalty.service import get_program
 from nestpoint.members import merge, service
@@ -122,7 +123,6 @@ class MemberController(Controller):
     )
     async def lookup(
         self,
-        db: Db,
         phone: Annotated[str | None, QueryParameter(name="phone", max_length=32)] = None,
         identity_kind: Annotated[
             str | None,
@@ -137,19 +137,20 @@ class MemberController(Controller):
     ) -> MemberRead:
         if phone:
             try:
-                found = await service.lookup_by_phone(db, phone)
+                found = await service.lookup_by_phone(phone)
             except Invalid as exc:  # the service names the body's field; this is the query's
                 raise Invalid.field("query.phone", exc.errors[0].message) from exc
             if found is None:
                 raise NotFound("no such member")
             return found
-        if identity_kind and identity_value:
-            member = await service.find_by_identity(db, identity_kind, identity_value)
-        else:
+        if not (identity_kind and identity_value):
             raise Invalid.field("query.phone", "give phone, or identity_kind and identity_value")
-        if member is None:
-            raise NotFound("no such member")
-        return await service.member_read(db, member)
+        # The till's lookup by phone needs no session; this one opens its own.
+        async with scoped_session() as db:
+            member = await service.find_by_identity(db, identity_kind, identity_value)
+            if member is None:
+                raise NotFound("no such member")
+            return await service.member_read(db, member)
 
     @get(
         "/{member_id:uuid}",

@@ -306,15 +306,18 @@ async def member_read(session: AsyncSession, member: Member) -> MemberRead:
     return member_view(member, parts, view, today)
 
 
-async def lookup_by_phone(session: AsyncSession, raw_phone: str) -> MemberRead | None:
+async def lookup_by_phone(raw_phone: str) -> MemberRead | None:
     """The till's lookup: the member by phone (or the one it was merged into) and its parts,
     in a read-only transaction of its own, on raw statements (``nestpoint.db.raw``): no
-    session round trip, no ORM. ``session`` only fills the per-process caches (reach,
-    programme) when they miss."""
+    session, no ORM. A session opens only to fill the per-process caches (the store key's
+    reach, the programme) when they miss."""
     _, digest = phone_lookup_hash(raw_phone)
     tenant = require_tenant()
-    reach = await caller_reach(session)
-    today = await local_today(session)
+    async with get_database().session() as session:
+        reach = await caller_reach(session)
+        today = await local_today(session)
+        if session.in_transaction():
+            await session.commit()
     async with get_database().read_transaction(tenant) as reader:
         member = await MEMBER_BY_PHONE.one_or_none(
             reader, tenant_id=tenant.tenant_id, phone_hash=digest
