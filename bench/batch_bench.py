@@ -51,6 +51,7 @@ TEMPLATE_DB = "nestpoint_bench_batch"
 RUN_DB = "nestpoint_bench_batch_run"
 TARGET_RATIO = 1.5
 JOBS = {"expire-points": "expiry", "evaluate-tiers": "tiers"}
+DEFAULT_EXPIRING_PCT = 25
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--members", type=int, default=int(os.environ.get("BENCH_BATCH_MEMBERS", 1_000_000))
     )
     p.add_argument(
-        "--expiring-pct", type=int, default=25, help="share of members with a lot due to expire"
+        "--expiring-pct",
+        type=int,
+        default=DEFAULT_EXPIRING_PCT,
+        help="share of members with a lot due to expire",
     )
     p.add_argument(
         "--rebuild",
@@ -373,18 +377,32 @@ def outcome() -> dict[str, int]:
 # ------------------------------------------------------------------ main
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def ensure_template(
+    members: int, expiring_pct: int = DEFAULT_EXPIRING_PCT, *, rebuild: bool = False
+) -> str:
+    """The template database for ``members`` members, built unless an identical one exists
+    (its set-up details in ``TEMPLATE_SETUP``); returns its name."""
     global TEMPLATE_DB
-    args = parse_args(argv)
-    if args.members != 1_000_000:  # other sizes keep templates of their own
-        TEMPLATE_DB = f"nestpoint_bench_batch_{args.members}"
-    wanted = fingerprint(args.members, args.expiring_pct)
-    setup: dict[str, Any] = {"reused_template": True}
-    if args.rebuild or template_fingerprint() != wanted:
-        setup = build_template(args.members, args.expiring_pct)
+    if members != 1_000_000:  # other sizes keep templates of their own
+        TEMPLATE_DB = f"nestpoint_bench_batch_{members}"
+    wanted = fingerprint(members, expiring_pct)
+    TEMPLATE_SETUP.clear()
+    if rebuild or template_fingerprint() != wanted:
+        TEMPLATE_SETUP.update(build_template(members, expiring_pct))
         admin_sync(f"COMMENT ON DATABASE {TEMPLATE_DB} IS 'bench:{wanted}'")
     else:
+        TEMPLATE_SETUP["reused_template"] = True
         print(f"==> reusing {TEMPLATE_DB}: built from the same migrations and set-up code")
+    return TEMPLATE_DB
+
+
+TEMPLATE_SETUP: dict[str, Any] = {}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    ensure_template(args.members, args.expiring_pct, rebuild=args.rebuild)
+    setup = TEMPLATE_SETUP
     sizes = admin_sync(
         f"SELECT pg_size_pretty(pg_database_size('{TEMPLATE_DB}'))",
     )[0][0]

@@ -151,7 +151,10 @@ def members_file(members: int) -> Path:
 
 
 class Server:
-    def __init__(self, workers: int, port: int, pool_size: int | None = None) -> None:
+    def __init__(
+        self, workers: int, port: int, pool_size: int | None = None, database: str = HTTP_DB
+    ) -> None:
+        self.database = database
         self.workers = workers
         self.port = port
         self.pool_size = pool_size
@@ -172,7 +175,7 @@ class Server:
         extra = {"NESTPOINT_DATABASE_POOL_SIZE": str(self.pool_size)} if self.pool_size else {}
         self.proc = subprocess.Popen(
             cmd,
-            env=app_env(HTTP_DB, **extra),
+            env=app_env(self.database, **extra),
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

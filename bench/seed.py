@@ -121,6 +121,42 @@ def make_tenant(database: str) -> Tenant:
     return asyncio.run(go())
 
 
+def new_store_key(database: str) -> str:
+    """A new store key (store ``STORE_CODES[0]``) for the bench tenant of ``database`` (a
+    copy of a template whose keys were shown once, when it was built)."""
+    use_app_env(database)
+
+    async def go() -> str:
+        from sqlalchemy import select
+
+        from nestpoint.context import Actor, acting_as, tenant_context
+        from nestpoint.db import get_database, scoped_session
+        from nestpoint.tenancy import service
+        from nestpoint.tenancy.models import Tenant as TenantRow
+        from nestpoint.tenancy.schemas import ApiKeyCreate
+
+        try:
+            with acting_as(Actor("system", name="bench")):
+                async with scoped_session() as session:
+                    tenant_id = await session.scalar(
+                        select(TenantRow.id).where(TenantRow.slug == TENANT_SLUG)
+                    )
+                with tenant_context(tenant_id):
+                    async with scoped_session() as session:
+                        _, key = await service.create_api_key(
+                            session,
+                            ApiKeyCreate(
+                                name="bench till (mixed)", kind="store", store_code=STORE_CODES[0]
+                            ),
+                            "bench",
+                        )
+            return key
+        finally:
+            await get_database().dispose()
+
+    return asyncio.run(go())
+
+
 # ------------------------------------------------------------------ members in bulk
 
 MEMBER_COLUMNS = {

@@ -1,0 +1,183 @@
+"""Orders while the expiry and tier jobs run over 1,000,000 members (issue 8).
+
+1. A fresh copy of the batch template (``batch_bench.py`` builds it: 1,000,000 members, a
+   quarter with points due to expire, every tenth member's growth dropping) and a new store
+   key for its tenant.
+2. ``nestpoint serve`` on the copy, as in ``http_bench.py``; ``wrk`` orders (``order.lua``:
+   32 clients, members 1..``--order-members``, half by phone) for ``--duration`` seconds:
+   the solo figure.
+3. Then the two jobs, one after the other as the scheduler would start them
+   (``nestpoint jobs run expire-points``, then ``evaluate-tiers``), in the background,
+   while wrk keeps ordering in windows of ``--window`` seconds until both have finished:
+   the figure during the jobs. ratio = during / solo (target: at least 0.7).
+
+Result: ``results/orders-during-jobs.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import threading
+import time
+import uuid
+from typing import Any
+
+import batch_bench
+from common import (
+    OWNER_ROLE,
+    TENANT_SLUG,
+    admin_sync,
+    app_env,
+    base_settings,
+    drop_database,
+    nestpoint_cmd,
+    table,
+    write_result,
+)
+from cpu import CpuMeter
+from http_bench import Server, members_file, run_wrk
+from seed import new_store_key
+
+MIXED_DB = "nestpoint_bench_mixed"
+TARGET_RATIO = 0.7
+JOBS = ["expire-points", "evaluate-tiers"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--duration", type=int, default=20, help="seconds of solo orders")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--window", type=int, default=3, help="wrk windows while the jobs run (s)")
+    p.add_argument("--order-members", type=int, default=200_000, help="members ordered for")
+    p.add_argument("--phone-pct", type=int, default=50)
+    p.add_argument("--port", type=int, default=8766)
+    p.add_argument("--members", type=int, default=1_000_000, help="the batch template's size")
+    return p.parse_args(argv)
+
+
+def copy_template(template: str) -> None:
+    admin_sync(
+        f"DROP DATABASE IF EXISTS {MIXED_DB} WITH (FORCE)",
+        f"CREATE DATABASE {MIXED_DB} OWNER {OWNER_ROLE} TEMPLATE {template} STRATEGY FILE_COPY",
+        "CHECKPOINT",
+    )
+
+
+def wrk_orders(server: Server, args: argparse.Namespace, key: str, tag: str, seconds: int) -> Any:
+    ids = members_file(args.order_members)
+    summary, _, _ = run_wrk(
+        "order.lua",
+        server.url,
+        clients=args.clients,
+        threads=args.threads,
+        duration=seconds,
+        args=[str(ids), key, str(args.phone_pct), f"mixed-{tag}-{uuid.uuid4().hex[:6]}"],
+    )
+    return summary
+
+
+def run_jobs(done: dict[str, Any]) -> None:
+    """Both jobs, one after the other, as the application runs them (the CLI)."""
+    started = time.perf_counter()
+    for job in JOBS:
+        cmd = [*nestpoint_cmd(), "jobs", "run", job, "--tenant", TENANT_SLUG]
+        result = subprocess.run(
+            cmd, env=app_env(MIXED_DB), capture_output=True, text=True, check=False
+        )
+        done[job] = {"returncode": result.returncode, "output": result.stdout.strip()[-300:]}
+    done["seconds"] = round(time.perf_counter() - started, 2)
+
+
+def totals(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    requests = sum(w["requests"] for w in windows)
+    seconds = sum(w["duration_us"] for w in windows) / 1e6
+    errors = {k[7:]: sum(w[k] for w in windows) for k in windows[0] if k.startswith("errors_")}
+    return {
+        "requests": requests,
+        "seconds": round(seconds, 2),
+        "rps": round(requests / seconds, 1) if seconds else 0.0,
+        "p99_ms_worst_window": round(max(w["p99_us"] for w in windows) / 1000, 2),
+        "max_ms": round(max(w["max_us"] for w in windows) / 1000, 2),
+        "errors": errors,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    template = batch_bench.ensure_template(args.members)
+    print(f"==> orders during jobs: a copy of {template}, a store key", flush=True)
+    copy_template(template)
+    key = new_store_key(MIXED_DB)
+    with Server(args.workers, args.port, database=MIXED_DB) as server:
+        print(f"==> solo: warm-up {args.warmup} s, then {args.duration} s of orders", flush=True)
+        wrk_orders(server, args, key, "warm", args.warmup)
+        with CpuMeter(server_pid=server.proc.pid if server.proc else None,
+                      database=MIXED_DB, client_name="wrk") as meter:  # fmt: skip
+            solo = totals([wrk_orders(server, args, key, "solo", args.duration)])
+        solo["cpu"] = meter.report(solo["requests"])
+        print(f"    {solo['rps']:.0f} orders/s", flush=True)
+        print(f"==> during {' then '.join(JOBS)}: orders in {args.window} s windows", flush=True)
+        jobs: dict[str, Any] = {}
+        worker = threading.Thread(target=run_jobs, args=(jobs,))
+        windows = []
+        worker.start()
+        with CpuMeter(server_pid=server.proc.pid if server.proc else None,
+                      database=MIXED_DB, client_name="wrk") as meter:  # fmt: skip
+            while worker.is_alive():
+                windows.append(wrk_orders(server, args, key, "during", args.window))
+        worker.join()
+        during = totals(windows)
+        during["cpu"] = meter.report(during["requests"])
+        print(f"    {during['rps']:.0f} orders/s; jobs took {jobs['seconds']} s", flush=True)
+    failed = [job for job in JOBS if jobs[job]["returncode"] != 0]
+    drop_database(MIXED_DB)
+    ratio = round(during["rps"] / solo["rps"], 3) if solo["rps"] else 0.0
+    problems = [f"job {job} failed: {jobs[job]['output']}" for job in failed]
+    problems += [
+        f"{name}: wrk errors {r['errors']}"
+        for name, r in (("solo", solo), ("during", during))
+        if any(r["errors"].values())
+    ]
+    result = {
+        "benchmark": "orders-during-jobs",
+        "solo_rps": solo["rps"],
+        "during_rps": during["rps"],
+        "ratio": ratio,
+        "target_ratio": TARGET_RATIO,
+        "target_met": ratio >= TARGET_RATIO and not problems,
+        "valid": not problems,
+        "problems": problems,
+        "solo": solo,
+        "during": during,
+        "jobs": jobs,
+        "settings": base_settings()
+        | {
+            "template": template,
+            "members": args.members,
+            "order_members": args.order_members,
+            "clients": args.clients,
+            "workers": args.workers,
+            "window_s": args.window,
+            "note": "the last window may run up to --window seconds past the jobs' end",
+        },
+    }
+    path = write_result("orders-during-jobs", result)
+    print(f"    wrote {path}")
+    print(
+        table(
+            [[
+                "orders during jobs", f"{solo['rps']:.0f}", f"{during['rps']:.0f}",
+                f"{ratio:.2f}", "ok" if result["target_met"] else "MISSED",
+            ]],
+            ["benchmark", "solo rps", "during rps", "ratio", f"target >= {TARGET_RATIO}"],
+        )
+    )  # fmt: skip
+    return result
+
+
+if __name__ == "__main__":
+    main()
