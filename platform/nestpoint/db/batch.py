@@ -64,10 +64,11 @@ class WriteBatch:
         (a multi-row ``VALUES`` list would not be cacheable)."""
         rows = self._rows.pop(table)
         columns = tuple(rows[0])
-        for i, row in enumerate(rows):
-            for column in columns:
-                params[f"{table.name}_{i}_{column}"] = row[column]
-        return _insert_statement(table, len(rows), columns)
+        statement, names = _insert_statement(table, len(rows), columns)
+        for row, row_names in zip(rows, names, strict=True):
+            for column, name in zip(columns, row_names, strict=True):
+                params[name] = row[column]
+        return statement
 
     async def execute(self) -> None:
         parts, self._parts = self._parts, []
@@ -133,27 +134,32 @@ _BATCHES: dict[tuple[int, ...], tuple[Statement, tuple[UpdateBase, ...]]] = {}
 
 
 # Built once per shape (table, row count, columns): building and keying a statement of this
-# size costs more than running it, and only the bound values change from call to call.
-_INSERTS: dict[tuple[str, int, tuple[str, ...]], UpdateBase] = {}
+# size costs more than running it, and only the bound values change from call to call. Each
+# entry keeps its parameter names, row by row, column by column.
+_INSERTS: dict[
+    tuple[str, int, tuple[str, ...]], tuple[UpdateBase, tuple[tuple[str, ...], ...]]
+] = {}
 
 
-def _insert_statement(table: Table, count: int, columns: tuple[str, ...]) -> UpdateBase:
+def _insert_statement(
+    table: Table, count: int, columns: tuple[str, ...]
+) -> tuple[UpdateBase, tuple[tuple[str, ...], ...]]:
     key = (table.name, count, columns)
-    statement = _INSERTS.get(key)
-    if statement is None:
+    found = _INSERTS.get(key)
+    if found is None:
+        names = tuple(
+            tuple(f"{table.name}_{i}_{column}" for column in columns) for i in range(count)
+        )
         selects = [
             select(
                 *(
-                    bindparam(f"{table.name}_{i}_{column}", type_=table.c[column].type).label(
-                        column
-                    )
-                    for column in columns
+                    bindparam(name, type_=table.c[column].type).label(column)
+                    for column, name in zip(columns, row_names, strict=True)
                 )
             )
-            for i in range(count)
+            for row_names in names
         ]
         source = union_all(*selects) if count > 1 else selects[0]
-        statement = _INSERTS[key] = insert(table).from_select(
-            list(columns), source, include_defaults=False
-        )
-    return statement
+        statement = insert(table).from_select(list(columns), source, include_defaults=False)
+        found = _INSERTS[key] = (statement, names)
+    return found

@@ -54,23 +54,27 @@ def observe(sql: str, args: Sequence[Any] | None) -> None:
         observer(sql, args)
 
 
+_REQUIRED = object()  # a parameter the caller must give
+
+
 @dataclass(frozen=True, slots=True)
 class Compiled:
     """A statement's SQL for one dialect, and how to bind its values and read its rows."""
 
     sql: str
-    positions: tuple[str, ...]  # parameter names, in the order the SQL takes them
-    defaults: Mapping[str, Any]  # values bound inside the statement (literals)
-    bind: Mapping[str, Callable[[Any], Any]]  # name -> the type's bind processor
+    # per parameter, in the order the SQL takes them: its name, the value bound inside the
+    # statement (a literal; _REQUIRED if none) and its type's bind processor
+    binders: tuple[tuple[str, Any, Processor], ...]
     read: tuple[Processor, ...]  # one result processor per column (None: as the driver gives)
     row: Any  # a namedtuple class of the result columns, or None for no rows
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
-        for name in self.positions:
-            value = params[name] if name in params else self.defaults[name]
-            processor = self.bind.get(name)
-            values.append(processor(value) if processor is not None else value)
+        for name, default, processor in self.binders:
+            value = params.get(name, default)
+            if value is _REQUIRED:
+                raise KeyError(f"no value for the parameter {name!r}")
+            values.append(value if processor is None else processor(value))
         return values
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
@@ -84,19 +88,22 @@ class Compiled:
 
 def compile_for(statement: ClauseElement, dialect: Dialect) -> Compiled:
     compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
-    positions = tuple(compiled.positiontup or ())
     defaults = {
         name: bind.effective_value
         for bind, name in compiled.bind_names.items()
         if not bind.required or bind.callable is not None
     }
-    processors = compiled._bind_processors  # the same ones SQLAlchemy's execution applies
+    processors: Mapping[str, Any] = compiled._bind_processors  # as SQLAlchemy's execution
+    binders = tuple(
+        (name, defaults.get(name, _REQUIRED), processors.get(name))
+        for name in compiled.positiontup or ()
+    )
     columns = compiled._result_columns or []
     read = tuple(
         column.type._cached_result_processor(dialect, None) for column in columns
     )  # fmt: skip
     row = namedtuple("Row", [c.keyname for c in columns], rename=True) if columns else None
-    return Compiled(compiled.string, positions, defaults, cast(Any, processors), read, row)
+    return Compiled(compiled.string, binders, read, row)
 
 
 class Statement:

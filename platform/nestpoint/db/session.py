@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import msgspec
 from sqlalchemy import Join, Table, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
@@ -230,7 +231,9 @@ class Database:
         return self.url.startswith("postgresql")
 
     def _create_engine(self) -> AsyncEngine:
-        kwargs: dict[str, Any] = {"echo": self.echo}
+        # JSON columns (order answers, event payloads) are written with msgspec, several
+        # times faster than the standard library for the same JSON values.
+        kwargs: dict[str, Any] = {"echo": self.echo, "json_serializer": _json_text}
         if self.is_postgres:
             kwargs |= {
                 "pool_size": self.pool_size,
@@ -285,6 +288,10 @@ class Database:
         entry = self._engines.pop(loop_id, None)
         if entry is not None:
             await entry[0].dispose()
+
+
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 # How long a SQLite transaction waits at BEGIN for the one holding the write lock to finish
