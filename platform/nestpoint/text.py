@@ -8,6 +8,8 @@ then must not be empty, and the pattern says so in the OpenAPI schema too. Use t
 
 from __future__ import annotations
 
+from typing import Any, get_args
+
 from pydantic import StringConstraints
 
 NO_NUL = r"^[^\x00]*$"
@@ -28,3 +30,17 @@ def required(max_length: int) -> StringConstraints:
     return StringConstraints(
         strip_whitespace=True, min_length=1, max_length=max_length, pattern=NOT_BLANK
     )
+
+
+def literal_pattern(choices: Any) -> str:
+    """A regular expression matching exactly the values of a ``Literal[...]`` type, for a path
+    or query parameter that takes a schema's choices (derived, so the two never drift)."""
+    return f"^({'|'.join(_escaped(str(v)) for v in get_args(choices))})$"
+
+
+def _escaped(value: str) -> str:
+    # not re.escape: it escapes "-", which JSON Schema's (ECMA) patterns refuse in unicode mode
+    return "".join("\\" + c if c in _REGEX_SPECIALS else c for c in value)
+
+
+_REGEX_SPECIALS = frozenset(".^$*+?()[]{}|\\/")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from nestpoint.limits import MAX_POINTS_CAP, MAX_THRESHOLD
+from nestpoint.schemas import Strict
 from nestpoint.text import required
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
@@ -27,10 +28,6 @@ MAX_EXCLUDED_CATEGORIES = 200
 MAX_EXCLUDED_SKUS = 2_000
 MAX_TIERS = 20
 MAX_BENEFITS = 50
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class PointsPolicy(Strict):

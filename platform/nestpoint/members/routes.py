@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from typing import Annotated, get_args
+from typing import Annotated
 
 from litestar import Controller, Response, get, patch, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -26,6 +26,7 @@ from nestpoint.members.schemas import (
     ConsentIn,
     FamilyIn,
     IdentityIn,
+    IdentityKind,
     MemberCreate,
     MemberList,
     MemberRead,
@@ -46,10 +47,12 @@ from nestpoint.points.schemas import (
     TierChangeRead,
     TransferIn,
 )
+from nestpoint.text import literal_pattern
 from nestpoint.tiers import service as tiers
 
 MemberId = FromPath[uuid.UUID]
-STAGE_PATTERN = f"^({'|'.join(get_args(Stage))})$"
+STAGE_PATTERN = literal_pattern(Stage)
+IDENTITY_KIND_PATTERN = literal_pattern(IdentityKind)
 
 
 class MemberController(Controller):
@@ -128,7 +131,7 @@ class MemberController(Controller):
             str | None,
             QueryParameter(
                 name="identity_kind",
-                pattern=r"^(pos_card|mall_user|mp_openid|mp_unionid|app_user)$",
+                pattern=IDENTITY_KIND_PATTERN,
             ),
         ] = None,
         identity_value: Annotated[

@@ -9,12 +9,12 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
+from nestpoint.schemas import Strict
 from nestpoint.tenancy.schemas import StoreCode
 from nestpoint.text import NOT_BLANK, optional, required
 
@@ -34,10 +34,6 @@ Source = Annotated[str, required(50)]
 MAX_TAGS = 50
 MAX_CHILDREN = 10
 MAX_IDENTITIES = 10
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class IdentityIn(Strict):

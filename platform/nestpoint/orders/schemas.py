@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
@@ -21,11 +20,12 @@ from nestpoint.limits import MAX_LINES, MAX_ORDER_FEN, MAX_POINTS, Fen, LineNo, 
 from nestpoint.loyalty.schemas import Code as TierCode
 from nestpoint.members.schemas import IdentityIn, Phone
 from nestpoint.orders.models import OrderStatus
+from nestpoint.schemas import Strict
 from nestpoint.tenancy.schemas import StoreCode
-from nestpoint.text import optional, required
+from nestpoint.text import literal_pattern, optional, required
 
 OrderChannel = Literal["pos", "mall", "mini_program", "app"]
-ORDER_CHANNEL = r"^(pos|mall|mini_program|app)$"
+ORDER_CHANNEL = literal_pattern(OrderChannel)
 # One definition for the body and the path (orders/routes.py), so an order recorded can be
 # fetched and refunded: no "/" (it would split the path), and not only dots (a client
 # resolves "." and ".." in a URL before sending it).
@@ -46,10 +46,6 @@ def check_paid_at(paid_at: datetime, now: datetime) -> None:
             f"paid_at is in the future (more than {PAID_AT_MAX_AHEAD.seconds // 60} minutes"
             " ahead of the server's clock)",
         )
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class MemberRef(Strict):

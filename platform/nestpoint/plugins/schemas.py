@@ -14,15 +14,12 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from nestpoint.limits import bounded_json
+from nestpoint.schemas import Strict
 from nestpoint.tenancy.schemas import StoreCode
 
 Config = Annotated[dict[str, Any], AfterValidator(bounded_json)]
 MAX_PLUGINS = 100
 MAX_STORE_SETTINGS = 5_000
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ChainSettingUpdate(Strict):

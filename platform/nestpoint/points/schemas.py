@@ -10,13 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from nestpoint.limits import MAX_GROWTH_BONUS, MAX_POINTS, Points
 from nestpoint.points.models import CauseType, EntryKind, HoldStatus
+from nestpoint.schemas import Strict
 from nestpoint.text import optional, required
 
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,100}$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class BalancesRead(BaseModel):

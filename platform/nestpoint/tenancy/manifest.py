@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from nestpoint.loyalty import service as loyalty
 from nestpoint.loyalty.schemas import ProgramSpec
 from nestpoint.plugins import manifest as plugin_manifest
 from nestpoint.plugins.schemas import MAX_PLUGINS, PluginManifest
+from nestpoint.schemas import Strict
 from nestpoint.tenancy import service
 from nestpoint.tenancy.changes import Change
 from nestpoint.tenancy.models import Store, Tenant
@@ -38,9 +39,7 @@ from nestpoint.tenancy.schemas import (
 )
 
 
-class TenantManifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TenantManifest(Strict):
     tenant: TenantCreate
     stores: list[StoreCreate] = Field([], max_length=MAX_STORES)
     # Plugin settings of the chain and its stores (see docs/plugins/howto.md).

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
+from nestpoint.schemas import Strict
 from nestpoint.text import optional, required
 
 Locale = Literal["zh-CN", "en"]
@@ -51,10 +52,6 @@ StoreFormat = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$
 Region = Annotated[str, optional(100)]
 Address = Annotated[str, optional(500)]
 Scope = Annotated[str, StringConstraints(pattern=r"^[a-z_]+:[a-z_]+$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TenantCreate(Strict):
