@@ -22,7 +22,7 @@ import re
 import subprocess
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from common import (
 
 TEMPLATE_DB = "nestpoint_bench_batch"
 RUN_DB = "nestpoint_bench_batch_run"
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.2
 JOBS = {"expire-points": "expiry", "evaluate-tiers": "tiers"}
 DEFAULT_EXPIRING_PCT = 25
 
@@ -261,18 +261,19 @@ def _literal(value: object) -> str:
 
 def bind(sql: str, params: dict[str, object]) -> str:
     """Replace ``:name`` parameters (never ``::casts``) with literals."""
+    from nestpoint.db.sql import PARAMETER  # the job's own reading of its parameters
 
     def sub(m: re.Match[str]) -> str:
         return _literal(params[m.group(1)])
 
-    return re.sub(r"(?<![:\w]):([A-Za-z_]\w*)", sub, sql)
+    return PARAMETER.sub(sub, sql)
 
 
 def sql_script(job: str, tenant_id: uuid.UUID, now: datetime) -> tuple[str, list[str]]:
     """The job's statements in the order the job runs them, in one transaction, timed
     statement by statement (psql's \\timing); and the statements' names, in order."""
     from nestpoint.points.jobs import expiry_statements
-    from nestpoint.tiers.jobs import statements
+    from nestpoint.tiers.jobs import evaluation_params, statements
 
     run = uuid.uuid4().hex
     head = [
@@ -290,16 +291,9 @@ def sql_script(job: str, tenant_id: uuid.UUID, now: datetime) -> tuple[str, list
         names = ["lock", "entries", "total", "accounts", "lots", "events"]
         lock = f"SELECT pg_advisory_xact_lock(hashtext('points.expire:{tenant_id}'));"
     else:
-        from dateutil.relativedelta import relativedelta
-
         program = _program()
         sql = statements("postgresql", program)
-        since = now - relativedelta(months=program.points.growth_window_months)
-        params = {"tenant": tenant_id, "since": since, "now": now, "run": run}
-        params |= {
-            f"protect_{i}": now + timedelta(days=t.protection_days)
-            for i, t in enumerate(program.tiers)
-        }
+        params = evaluation_params(program, tenant_id, now, run)
         names = ["growth", "growth_zero", "changes", "events", "apply"]
         lock = f"SELECT pg_advisory_xact_lock(hashtext('tiers.evaluate:{tenant_id}'));"
     body = [lock, *(bind(sql[name], params) + ";" for name in names)]

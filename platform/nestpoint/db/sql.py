@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
+
+# A ``:name`` parameter of a job's SQL (never a ``::cast``), as SQLAlchemy's ``text`` reads it.
+PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def parameter_names(sql: str) -> set[str]:
+    """The names of the ``:name`` parameters ``sql`` takes."""
+    return set(PARAMETER.findall(sql))
+
+
+def typed_text(sql: str, types: Mapping[str, TypeEngine[Any]]) -> TextClause:
+    """``text(sql)`` with the given type for each parameter it takes (the others are typed
+    by their values); parameters are bound by name, so a caller may pass a dict with more
+    values than one statement takes."""
+    names = parameter_names(sql)
+    return text(sql).bindparams(*(bindparam(n, type_=t) for n, t in types.items() if n in names))
 
 
 def new_uuid_sql(dialect: str) -> str:
@@ -40,8 +62,6 @@ async def lock_job(session: AsyncSession, job: str, tenant_id: object) -> None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    from sqlalchemy import text
-
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"{job}:{tenant_id}"}
     )

@@ -21,11 +21,12 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import BindParameter, Uuid, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import UTCDateTime
-from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, uuid_text_sql
+from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, typed_text, uuid_text_sql
 from nestpoint.events.service import mark_pending
 from nestpoint.loyalty.rules import Program
 from nestpoint.loyalty.schemas import TierSpec
@@ -39,26 +40,45 @@ class EvaluationResult:
 
 
 def _case(program: Program, column: str, values: list[str]) -> str:
-    """``CASE WHEN growth >= threshold THEN value ...`` from the highest tier down."""
+    """``CASE WHEN growth >= :threshold_<i> THEN value ...`` from the highest tier down."""
     whens = " ".join(
-        f"WHEN {column} >= {tier.threshold} THEN {value}"
-        for tier, value in reversed(list(zip(program.tiers, values, strict=True)))
+        f"WHEN {column} >= :threshold_{i} THEN {value}"
+        for i, value in reversed(list(enumerate(values)))
     )
     return f"CASE {whens} ELSE {values[0]} END"
 
 
 def tier_sql(program: Program) -> tuple[str, str, str]:
-    """SQL for the qualifying tier's code and rank from growth, and the current rank."""
-    codes = [f"'{t.code}'" for t in program.tiers]
+    """SQL for the qualifying tier's code and rank from growth, and the current rank. Tier
+    codes and thresholds are bound (``:tier_<i>``, ``:threshold_<i>``; see
+    :func:`evaluation_params`); only the ranks, positions in the ladder, are written in."""
+    codes = [f":tier_{i}" for i in range(len(program.tiers))]
     ranks = [str(i) for i in range(len(program.tiers))]
     target_code = _case(program, "m.growth_value", codes)
     target_rank = _case(program, "m.growth_value", ranks)
     current_rank = (
         "CASE m.tier_code "
-        + " ".join(f"WHEN '{t.code}' THEN {i}" for i, t in enumerate(program.tiers))
+        + " ".join(f"WHEN :tier_{i} THEN {i}" for i in range(len(program.tiers)))
         + " ELSE -1 END"
     )
     return target_code, target_rank, current_rank
+
+
+def evaluation_params(
+    program: Program, tenant_id: uuid.UUID, now: datetime, run_id: str
+) -> dict[str, Any]:
+    """The values of every parameter of :func:`statements` (the job and the benchmark)."""
+    params: dict[str, Any] = {
+        "tenant": tenant_id,
+        "since": now - relativedelta(months=program.points.growth_window_months),
+        "now": now,
+        "run": run_id,
+    }
+    for i, tier in enumerate(program.tiers):
+        params[f"tier_{i}"] = tier.code
+        params[f"threshold_{i}"] = tier.threshold
+        params[f"protect_{i}"] = now + timedelta(days=tier.protection_days)
+    return params
 
 
 def events_sql(dialect: str) -> str:
@@ -88,7 +108,7 @@ def statements(dialect: str, program: Program) -> dict[str, str]:
     target_code, target_rank, current_rank = tier_sql(program)
     protected = (
         "CASE tc.to_tier "
-        + " ".join(f"WHEN '{t.code}' THEN :protect_{i}" for i, t in enumerate(program.tiers))
+        + " ".join(f"WHEN :tier_{i} THEN :protect_{i}" for i in range(len(program.tiers)))
         + " END"
     )
     return {
@@ -134,24 +154,15 @@ async def evaluate_tiers(
     await lock_job(session, "tiers.evaluate", tenant_id)
     dialect = session.get_bind().dialect.name
     run_id = uuid.uuid4().hex
-    since = now - relativedelta(months=program.points.growth_window_months)
-    params = {"tenant": tenant_id, "since": since, "now": now, "run": run_id}
-    params |= {
-        f"protect_{i}": now + timedelta(days=t.protection_days) for i, t in enumerate(program.tiers)
+    params = evaluation_params(program, tenant_id, now, run_id)
+    types: dict[str, TypeEngine[Any]] = {"tenant": Uuid(), "since": UTCDateTime()}
+    types |= {
+        name: UTCDateTime() for name in params if name == "now" or name.startswith("protect_")
     }
-    binds: list[BindParameter[Any]] = [
-        bindparam("tenant", type_=Uuid()),
-        bindparam("since", type_=UTCDateTime()),
-        bindparam("now", type_=UTCDateTime()),
-    ]
-    binds += [bindparam(f"protect_{i}", type_=UTCDateTime()) for i in range(len(program.tiers))]
     sql = statements(dialect, program)
 
     async def run(name: str) -> int:
-        stmt = text(sql[name]).bindparams(*[b for b in binds if f":{b.key}" in sql[name]])
-        result = await session.execute(
-            stmt, {k: v for k, v in params.items() if f":{k}" in sql[name]}
-        )
+        result = await session.execute(typed_text(sql[name], types), params)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     updated = await run("growth") + await run("growth_zero")
