@@ -6,10 +6,11 @@
 2. ``nestpoint serve`` on the copy, as in ``http_bench.py``; ``wrk`` orders (``order.lua``:
    32 clients, members 1..``--order-members``, half by phone) for ``--duration`` seconds:
    the solo figure.
-3. Then the two jobs, one after the other as the scheduler would start them
-   (``nestpoint jobs run expire-points``, then ``evaluate-tiers``), in the background,
-   while wrk keeps ordering in windows of ``--window`` seconds until both have finished:
-   the figure during the jobs. ratio = during / solo (target: at least 0.7).
+3. Then the two jobs, one after the other as the scheduler would start them (expiry, then
+   tier evaluation), in a process that has loaded the application already, as a worker
+   has (``job_runner.py``), while wrk keeps ordering in windows of ``--window`` seconds
+   until both have finished: the figure during the jobs. ratio = during / solo (target: at
+   least 0.7).
 
 Result: ``results/orders-during-jobs.json``.
 """
@@ -17,7 +18,9 @@ Result: ``results/orders-during-jobs.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,13 +28,13 @@ from typing import Any
 
 import batch_bench
 from common import (
+    BENCH_DIR,
     OWNER_ROLE,
     TENANT_SLUG,
     admin_sync,
     app_env,
     base_settings,
     drop_database,
-    nestpoint_cmd,
     table,
     write_result,
 )
@@ -41,7 +44,7 @@ from seed import new_store_key
 
 MIXED_DB = "nestpoint_bench_mixed"
 TARGET_RATIO = 0.7
-JOBS = ["expire-points", "evaluate-tiers"]
+JOBS = ["expire-points", "evaluate-tiers"]  # as bench/job_runner.py runs them
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--duration", type=int, default=20, help="seconds of solo orders")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--window", type=int, default=3, help="wrk windows while the jobs run (s)")
+    p.add_argument("--window", type=int, default=2, help="wrk windows while the jobs run (s)")
     p.add_argument("--order-members", type=int, default=200_000, help="members ordered for")
     p.add_argument("--phone-pct", type=int, default=50)
     p.add_argument("--port", type=int, default=8766)
@@ -80,16 +83,39 @@ def wrk_orders(server: Server, args: argparse.Namespace, key: str, tag: str, sec
     return summary
 
 
-def run_jobs(done: dict[str, Any]) -> None:
-    """Both jobs, one after the other, as the application runs them (the CLI)."""
-    started = time.perf_counter()
-    for job in JOBS:
-        cmd = [*nestpoint_cmd(), "jobs", "run", job, "--tenant", TENANT_SLUG]
-        result = subprocess.run(
-            cmd, env=app_env(MIXED_DB), capture_output=True, text=True, check=False
+class Jobs:
+    """Both jobs, one after the other, in a process that loaded the application first (as a
+    worker has): ``start`` returns when they begin, ``running`` says whether they still do."""
+
+    def __init__(self) -> None:
+        cmd = [sys.executable, str(BENCH_DIR / "job_runner.py"), TENANT_SLUG]
+        self.proc = subprocess.Popen(
+            cmd, env=app_env(MIXED_DB), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        done[job] = {"returncode": result.returncode, "output": result.stdout.strip()[-300:]}
-    done["seconds"] = round(time.perf_counter() - started, 2)
+        assert self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the job runner did not start")
+        self.result: dict[str, Any] = {}
+        self._reader = threading.Thread(target=self._read_result)
+
+    def start(self) -> None:
+        assert self.proc.stdin is not None
+        self.started = time.perf_counter()
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        self._reader.start()
+
+    def _read_result(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        self.result = json.loads(line[5:]) if line.startswith("done ") else {"error": line}
+        self.result["seconds"] = round(time.perf_counter() - self.started, 2)
+        self.result["returncode"] = self.proc.wait()
+
+    @property
+    def running(self) -> bool:
+        return self._reader.is_alive()
 
 
 def totals(windows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,22 +147,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         solo["cpu"] = meter.report(solo["requests"])
         print(f"    {solo['rps']:.0f} orders/s", flush=True)
         print(f"==> during {' then '.join(JOBS)}: orders in {args.window} s windows", flush=True)
-        jobs: dict[str, Any] = {}
-        worker = threading.Thread(target=run_jobs, args=(jobs,))
+        jobs = Jobs()
         windows = []
-        worker.start()
         with CpuMeter(server_pid=server.proc.pid if server.proc else None,
                       database=MIXED_DB, client_name="wrk") as meter:  # fmt: skip
-            while worker.is_alive():
+            jobs.start()
+            while jobs.running:
                 windows.append(wrk_orders(server, args, key, "during", args.window))
-        worker.join()
         during = totals(windows)
         during["cpu"] = meter.report(during["requests"])
-        print(f"    {during['rps']:.0f} orders/s; jobs took {jobs['seconds']} s", flush=True)
-    failed = [job for job in JOBS if jobs[job]["returncode"] != 0]
+        print(f"    {during['rps']:.0f} orders/s; jobs took {jobs.result} s", flush=True)
+    failed = [] if jobs.result.get("returncode") == 0 else ["job runner"]
     drop_database(MIXED_DB)
     ratio = round(during["rps"] / solo["rps"], 3) if solo["rps"] else 0.0
-    problems = [f"job {job} failed: {jobs[job]['output']}" for job in failed]
+    problems = [f"the jobs failed: {jobs.result}" for _ in failed]
     problems += [
         f"{name}: wrk errors {r['errors']}"
         for name, r in (("solo", solo), ("during", during))
@@ -153,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "problems": problems,
         "solo": solo,
         "during": during,
-        "jobs": jobs,
+        "jobs": jobs.result,
         "settings": base_settings()
         | {
             "template": template,
