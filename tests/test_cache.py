@@ -10,6 +10,7 @@ CORE_CACHES = {
     "loyalty.programs",
     "orders.store_codes",
     "tenancy.api_keys",
+    "tenancy.store_sharing",
     "tenancy.trading_stores",
 }
 
