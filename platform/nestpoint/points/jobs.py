@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Uuid, bindparam, text
+from sqlalchemy import Uuid, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import UTCDateTime
-from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, uuid_text_sql
+from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, typed_text, uuid_text_sql
 from nestpoint.events.service import mark_pending
 from nestpoint.loyalty.service import get_program
 from nestpoint.points import service as points
@@ -183,19 +184,13 @@ async def announce_expiring(session: AsyncSession, now: datetime | None = None) 
         "expires_by": window_end.isoformat(),
     }
     sql = expiring_statements(session.get_bind().dialect.name)
-    announced = await session.scalar(_bound(sql["announced"]), params)
+    announced = await session.scalar(typed_text(sql["announced"], PARAMETER_TYPES), params)
     if announced:
         return JobResult(today.isoformat(), 0, 0)
     counts = await _run_all(session, sql, ["events"], params)
     if counts["events"]:
         mark_pending(session)
     return JobResult(today.isoformat(), counts["events"], 0)
-
-
-def _bound(sql: str) -> Any:
-    return text(sql).bindparams(
-        bindparam("tenant", type_=Uuid()), bindparam("day_start", type_=UTCDateTime())
-    )
 
 
 JOBS = ("points.expire", "points.release_holds")  # the order every waiter takes their locks
@@ -210,21 +205,22 @@ async def wait_for_jobs(session: AsyncSession) -> None:
         await lock_job(session, job, require_tenant().tenant_id)
 
 
+# The types of the points jobs' parameters (the others are typed by their values).
+PARAMETER_TYPES: dict[str, TypeEngine[Any]] = {
+    "tenant": Uuid(),
+    "now": UTCDateTime(),
+    "day_start": UTCDateTime(),
+    "window_start": UTCDateTime(),
+    "window_end": UTCDateTime(),
+}
+
+
 async def _run_all(
     session: AsyncSession, sql: dict[str, str], order: list[str], params: dict[str, object]
 ) -> dict[str, int]:
-    binds: list[BindParameter[Any]] = [
-        bindparam("tenant", type_=Uuid()),
-        bindparam("now", type_=UTCDateTime()),
-        bindparam("window_start", type_=UTCDateTime()),
-        bindparam("window_end", type_=UTCDateTime()),
-    ]
     counts: dict[str, int] = {}
     for name in order:
-        stmt = text(sql[name]).bindparams(*[b for b in binds if f":{b.key}" in sql[name]])
-        result = await session.execute(
-            stmt, {k: v for k, v in params.items() if f":{k}" in sql[name]}
-        )
+        result = await session.execute(typed_text(sql[name], PARAMETER_TYPES), params)
         counts[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
     return counts
 
