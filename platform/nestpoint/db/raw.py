@@ -214,3 +214,13 @@ async def _end(reader: Reader, command: str) -> None:
         await reader.driver.execute(command)
     else:
         await (await reader.driver.execute(command)).close()
+
+
+@asynccontextmanager
+async def statement_reader(engine_connect: Callable[[], AsyncConnection]) -> AsyncIterator[Reader]:
+    """A pooled connection outside any transaction: each statement runs in its own (on
+    PostgreSQL, the statement's implicit transaction). Only for a statement that binds its
+    tenant itself (a function that sets it first, as ``nestpoint_lookup_member`` does)."""
+    async with engine_connect() as connection:
+        raw = await connection.get_raw_connection()
+        yield Reader(raw.driver_connection, connection.dialect)

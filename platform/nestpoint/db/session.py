@@ -34,7 +34,7 @@ from sqlalchemy.util import await_only
 
 from nestpoint.context import TenantContext, TenantContextMissing, current_tenant
 from nestpoint.db.base import Base, TenantScoped, tenant_owned_tables
-from nestpoint.db.raw import Reader, begin_sql, observe, read_transaction
+from nestpoint.db.raw import Reader, begin_sql, observe, read_transaction, statement_reader
 from nestpoint.settings import Settings, get_settings
 
 log = logging.getLogger("nestpoint.db")
@@ -282,6 +282,10 @@ class Database:
     def read_transaction(self, tenant: TenantContext) -> AbstractAsyncContextManager[Reader]:
         """A read-only transaction bound to ``tenant`` for raw statements (no session)."""
         return read_transaction(self.engine.connect, tenant)
+
+    def statement_reader(self) -> AbstractAsyncContextManager[Reader]:
+        """Raw statements outside a transaction, each binding its tenant itself."""
+        return statement_reader(self.engine.connect)
 
     async def dispose(self) -> None:
         loop_id = id(asyncio.get_running_loop())

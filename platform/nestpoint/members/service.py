@@ -17,7 +17,9 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     cast,
+    column,
     delete,
+    func,
     literal,
     null,
     select,
@@ -313,12 +315,24 @@ async def lookup_by_phone(raw_phone: str) -> MemberRead | None:
     reach, the programme) when they miss."""
     _, digest = phone_lookup_hash(raw_phone)
     tenant = require_tenant()
-    async with get_database().session() as session:
+    database = get_database()
+    async with database.session() as session:
         reach = await caller_reach(session)
         today = await local_today(session)
         if session.in_transaction():
             await session.commit()
-    async with get_database().read_transaction(tenant) as reader:
+    if database.is_postgres:  # one round trip: the function binds the tenant itself
+        async with database.statement_reader() as reader:
+            rows = await MEMBER_LOOKUP.rows(
+                reader, tenant_id=tenant.tenant_id, store_id=tenant.store_id, phone_hash=digest
+            )
+        if not rows:
+            return None
+        member = rows[0]
+        if member.status != "merged" or member.merged_into_id is None:
+            parts = [row for row in rows if row.part is not None]
+            return member_view(member, parts, reach.view(member), today)
+    async with database.read_transaction(tenant) as reader:
         member = await MEMBER_BY_PHONE.one_or_none(
             reader, tenant_id=tenant.tenant_id, phone_hash=digest
         )
@@ -457,6 +471,24 @@ MEMBER_BY_PHONE = Statement(
     _member_row(Member.phone_hash == bindparam("phone_hash", type_=String()))
 )
 MEMBER_BY_ID = Statement(_member_row(Member.id == bindparam("member_id", type_=Uuid())))
+
+
+def _lookup_function() -> Any:
+    """``nestpoint_lookup_member`` (PostgreSQL, migration 0007): the member by phone with
+    its parts in one statement that binds the tenant itself; one row per part, each with
+    the member's columns (:data:`MEMBER_FACTS`) and a part's (:func:`_member_parts`)."""
+    member = Member.__table__
+    facts = [column(name, member.c[name].type) for name in MEMBER_FACTS]
+    parts = [column(c.name, c.type) for c in _member_parts().selected_columns]
+    lookup = func.nestpoint_lookup_member(
+        bindparam("tenant_id", type_=Uuid()),
+        bindparam("store_id", type_=Uuid()),
+        bindparam("phone_hash", type_=String()),
+    ).table_valued(*facts, *parts)
+    return select(*lookup.c)
+
+
+MEMBER_LOOKUP = Statement(_lookup_function())
 
 
 def shown_name(member: MemberFacts, view: View) -> str | None:
