@@ -114,6 +114,7 @@ class _Sender:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[Sendable, tuple[Any, ...]]] = queue.SimpleQueue()
         self._waiting: set[tuple[str, tuple[Any, ...]]] = set()
+        self._unsent = 0  # submitted and not sent yet (flush waits for none)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -122,6 +123,7 @@ class _Sender:
             if (actor.actor_name, args) in self._waiting:
                 return
             self._waiting.add((actor.actor_name, args))
+            self._unsent += 1
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="nestpoint-enqueue", daemon=True
@@ -146,9 +148,28 @@ class _Sender:
                     self._waiting.discard((actor.actor_name, args))
             for actor, args in batch:
                 _send_logged(actor, args)
+            with self._lock:
+                self._unsent -= len(batch)
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until every message submitted so far has been sent (or ``timeout``
+        seconds); True when none is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._unsent:
+                    return True
+            time.sleep(0.005)
+        return False
 
 
 _sender = _Sender()
+
+
+def flush_enqueued(timeout: float = 2.0) -> bool:
+    """Wait until the messages ``enqueue_best_effort`` accepted have left for the broker
+    (a graceful shutdown, a test that counts them); True when all have."""
+    return _sender.flush(timeout)
 
 
 def enqueue_best_effort(actor: Sendable, *args: Any) -> None:
