@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -21,6 +23,7 @@ from nestpoint.db import get_database
 from nestpoint.db.pagination import use_signing_key
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
+from nestpoint.jobs.broker import flush_enqueued
 from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
 from nestpoint.members import pii
@@ -66,6 +69,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     install_plugin_session_hooks()
 
     async def close_database() -> None:
+        # Relay messages accepted in the sender's last coalescing pause leave first (the
+        # outbox sweep would deliver them otherwise, later).
+        await asyncio.to_thread(flush_enqueued, 1.0)
         await get_database(settings).dispose()
 
     api = Router(
