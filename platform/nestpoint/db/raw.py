@@ -132,6 +132,9 @@ class Statement:
         await reader.run(self, params, fetch=False)
 
 
+_READER_KEY = "nestpoint.raw.reader"  # session.info: (the transaction, its Reader)
+
+
 class Reader:
     """The driver connection of an open transaction, and its dialect."""
 
@@ -142,10 +145,18 @@ class Reader:
 
     @classmethod
     async def of_session(cls, session: AsyncSession) -> Reader:
-        """The session's connection, its transaction begun (and the tenant bound)."""
+        """The session's connection, its transaction begun (and the tenant bound). Kept for
+        the rest of that transaction: the till's order runs three raw statements in one."""
+        transaction = session.sync_session.get_transaction()
+        kept = session.info.get(_READER_KEY)
+        if kept is not None and transaction is not None and kept[0] is transaction:
+            reader: Reader = kept[1]
+            return reader
         connection = await session.connection()
         raw = await connection.get_raw_connection()
-        return cls(raw.driver_connection, connection.dialect)
+        reader = cls(raw.driver_connection, connection.dialect)
+        session.info[_READER_KEY] = (session.sync_session.get_transaction(), reader)
+        return reader
 
     async def run(
         self, statement: Statement, params: Mapping[str, Any], fetch: bool = True
