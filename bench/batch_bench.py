@@ -224,10 +224,11 @@ def template_fingerprint() -> str | None:
 # ------------------------------------------------------------------ the two ways to run a job
 
 
-def copy_template() -> None:
+def copy_template(target: str = RUN_DB) -> None:
+    """A fresh ``target`` database, a file copy of the template."""
     admin_sync(
-        f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)",
-        f"CREATE DATABASE {RUN_DB} OWNER {OWNER_ROLE} TEMPLATE {TEMPLATE_DB} STRATEGY FILE_COPY",
+        f"DROP DATABASE IF EXISTS {target} WITH (FORCE)",
+        f"CREATE DATABASE {target} OWNER {OWNER_ROLE} TEMPLATE {TEMPLATE_DB} STRATEGY FILE_COPY",
         "CHECKPOINT",
     )
 

@@ -29,9 +29,7 @@ from typing import Any
 import batch_bench
 from common import (
     BENCH_DIR,
-    OWNER_ROLE,
     TENANT_SLUG,
-    admin_sync,
     app_env,
     base_settings,
     drop_database,
@@ -60,14 +58,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8766)
     p.add_argument("--members", type=int, default=1_000_000, help="the batch template's size")
     return p.parse_args(argv)
-
-
-def copy_template(template: str) -> None:
-    admin_sync(
-        f"DROP DATABASE IF EXISTS {MIXED_DB} WITH (FORCE)",
-        f"CREATE DATABASE {MIXED_DB} OWNER {OWNER_ROLE} TEMPLATE {template} STRATEGY FILE_COPY",
-        "CHECKPOINT",
-    )
 
 
 def wrk_orders(server: Server, args: argparse.Namespace, key: str, tag: str, seconds: int) -> Any:
@@ -136,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     template = batch_bench.ensure_template(args.members)
     print(f"==> orders during jobs: a copy of {template}, a store key", flush=True)
-    copy_template(template)
+    batch_bench.copy_template(MIXED_DB)
     key = new_store_key(MIXED_DB)
     with Server(args.workers, args.port, database=MIXED_DB) as server:
         print(f"==> solo: warm-up {args.warmup} s, then {args.duration} s of orders", flush=True)

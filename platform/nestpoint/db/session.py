@@ -76,15 +76,16 @@ def _pg_commit(connection: Connection) -> None:
 
 
 def _pg_rollback(connection: Connection) -> None:
-    driver = _driver(connection)
-    if driver is not None and not driver.is_closed() and driver.is_in_transaction():
-        observe("ROLLBACK", None)
-        await_only(driver.execute("ROLLBACK"))
+    _rollback_if_open(_driver(connection))
 
 
 def _pg_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
-    driver = dbapi_connection.driver_connection
-    if not driver.is_closed() and driver.is_in_transaction():
+    _rollback_if_open(dbapi_connection.driver_connection)
+
+
+def _rollback_if_open(driver: Any) -> None:
+    if driver is not None and not driver.is_closed() and driver.is_in_transaction():
+        observe("ROLLBACK", None)
         await_only(driver.execute("ROLLBACK"))
 
 
