@@ -9,7 +9,8 @@ same SQL run directly with psql.
 2. For each job, two fresh copies of the template (``CREATE DATABASE ... TEMPLATE``):
    - on one, ``nestpoint jobs run <job> --tenant <slug>`` (the job's own time, as printed);
    - on the other, the job's statements (``expiry_statements`` / ``tiers.jobs.statements``,
-     with the parameters bound literally) in one transaction through ``psql`` as the app role.
+     with the parameters bound literally), chunk by chunk as the job runs them, one
+     transaction per chunk, through ``psql`` as the app role.
    Both must write the same rows; ratio = job seconds / SQL seconds.
 """
 
@@ -252,7 +253,13 @@ def run_job(job: str) -> dict[str, Any]:
     }
 
 
+class PsqlVariable(str):
+    """A parameter psql fills in from its own variable (``:'name'``), set by ``\\gset``."""
+
+
 def _literal(value: object) -> str:
+    if isinstance(value, PsqlVariable):
+        return f":'{value}'::uuid"
     if isinstance(value, datetime):
         return f"'{value.astimezone(UTC).isoformat()}'::timestamptz"
     if isinstance(value, uuid.UUID):
@@ -270,36 +277,53 @@ def bind(sql: str, params: dict[str, object]) -> str:
     return PARAMETER.sub(sub, sql)
 
 
-def sql_script(job: str, tenant_id: uuid.UUID, now: datetime) -> tuple[str, list[str]]:
-    """The job's statements in the order the job runs them, in one transaction, timed
-    statement by statement (psql's \\timing); and the statements' names, in order."""
-    from nestpoint.points.jobs import expiry_statements
+def sql_script(job: str, tenant_id: uuid.UUID, now: datetime) -> str:
+    """The job's statements as the job sends them: for each chunk of members, in its own
+    transaction, the advisory lock, the chunk's upper end (``members.jobs.NEXT_UPTO_SQL``,
+    kept in a psql variable), the job's statements, and the rest only when the first ones
+    found work (as the job skips them). Each statement is named (``\\echo``) and timed."""
+    from common import use_app_env
+
+    from nestpoint.members.jobs import FIRST_AFTER, NEXT_UPTO_SQL, chunk_params
+    from nestpoint.points.jobs import EXPIRED_TOTAL, expiry_statements
+    from nestpoint.settings import get_settings
     from nestpoint.tiers.jobs import evaluation_params, statements
 
+    use_app_env(RUN_DB)  # the job's settings (its chunk size)
     run = uuid.uuid4().hex
-    head = [
-        "BEGIN;",
-        f"SELECT set_config('nestpoint.tenant_id', '{tenant_id}', true),"
-        " set_config('nestpoint.store_id', '', true);",
-    ]
     if job == "expire-points":
-        sql = expiry_statements("postgresql")
-        params: dict[str, object] = {"tenant": tenant_id, "now": now, "run": run}
-        sql["total"] = (
-            "SELECT COALESCE(-SUM(amount), 0) FROM point_entries WHERE tenant_id = :tenant"
-            " AND cause_type = 'expiry' AND cause_id = :run"
-        )
-        names = ["lock", "entries", "total", "accounts", "lots", "events"]
-        lock = f"SELECT pg_advisory_xact_lock(hashtext('points.expire:{tenant_id}'));"
+        sql = expiry_statements("postgresql") | {"total": EXPIRED_TOTAL}
+        params: dict[str, object] = {"tenant": tenant_id, "now": now}
+        first, rest = ["lock", "entries"], ["total", "accounts", "lots", "events"]
+        lock_key = f"points.expire:{tenant_id}"
     else:
         program = _program()
         sql = statements("postgresql", program)
         params = evaluation_params(program, tenant_id, now, run)
-        names = ["growth", "growth_zero", "changes", "events", "apply"]
-        lock = f"SELECT pg_advisory_xact_lock(hashtext('tiers.evaluate:{tenant_id}'));"
-    body = [lock, *(bind(sql[name], params) + ";" for name in names)]
-    script = "\n".join(["\\timing on", *head, *body, "COMMIT;", ""])
-    return script, ["begin", "set_config", "advisory_lock", *names, "commit"]
+        first, rest = ["growth", "growth_zero", "changes"], ["events", "apply"]
+        lock_key = f"tiers.evaluate:{tenant_id}"
+    size = get_settings().job_chunk_members
+    members = int(admin_sync("SELECT count(*) FROM members", database=RUN_DB)[0][0])
+    lines = ["\\timing on", f"\\set after {FIRST_AFTER}"]
+    for number in range(members // size + 1):  # as many chunks as the job runs
+        chunk = params | {"run": f"{run}.{number}", "after": PsqlVariable("after")}
+        chunk |= {"upto": PsqlVariable("upto")}
+        bound = chunk_params(tenant_id, FIRST_AFTER, size) | {"after": PsqlVariable("after")}
+        lines += [
+            "\\echo begin", "BEGIN;",
+            "\\echo set_config",
+            f"SELECT set_config('nestpoint.tenant_id', '{tenant_id}', true),"
+            " set_config('nestpoint.store_id', '', true);",
+            "\\echo advisory_lock", f"SELECT pg_advisory_xact_lock(hashtext('{lock_key}'));",
+            "\\echo next_upto", bind(NEXT_UPTO_SQL, bound) + " AS upto \\gset",
+        ]  # fmt: skip
+        for name in first:
+            lines += [f"\\echo {name}", bind(sql[name], chunk) + ";"]
+        lines += ["SELECT :ROW_COUNT > 0 AS found \\gset", "\\if :found"]
+        for name in rest:
+            lines += [f"\\echo {name}", bind(sql[name], chunk) + ";"]
+        lines += ["\\endif", "\\echo commit", "COMMIT;", "\\set after :upto"]
+    return "\n".join([*lines, ""])
 
 
 def _program() -> Any:
@@ -326,7 +350,7 @@ def _program() -> Any:
 
 def run_sql(job: str) -> dict[str, Any]:
     tenant_id = uuid.UUID(str(admin_sync("SELECT id FROM tenants", database=RUN_DB)[0][0]))
-    script, names = sql_script(job, tenant_id, datetime.now(UTC))
+    script = sql_script(job, tenant_id, datetime.now(UTC))
     path = STATE_DIR / f"{JOBS[job]}.sql"
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     path.write_text(script)
@@ -337,12 +361,26 @@ def run_sql(job: str) -> dict[str, Any]:
         )
     if result.returncode != 0:
         raise SystemExit(f"psql failed:\n{result.stdout}\n{result.stderr}")
-    times = [float(t) for t in re.findall(r"^Time: ([\d.]+) ms", result.stdout, re.MULTILINE)]
     return {
         "seconds": round(sw.seconds, 3),
-        "statement_ms": dict(zip(names, times, strict=False)),
+        "statement_ms": statement_times(result.stdout),
+        "chunks": result.stdout.splitlines().count("commit"),
         "script": str(path.relative_to(STATE_DIR.parent.parent)),
     }
+
+
+def statement_times(output: str) -> dict[str, float]:
+    """Each named statement's total time over the chunks: psql prints the name (``\\echo``),
+    maybe the statement's rows, then its time."""
+    totals: dict[str, float] = {}
+    name = None
+    for line in output.splitlines():
+        if re.fullmatch(r"[a-z_]+", line):
+            name = line
+        elif line.startswith("Time: ") and name:
+            totals[name] = round(totals.get(name, 0.0) + float(line.split()[1]), 1)
+            name = None
+    return totals
 
 
 def outcome() -> dict[str, int]:
@@ -450,7 +488,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "template_setup_s": setup.get("setup_s"),
                 "template_reused": bool(setup.get("reused_template")),
                 "job_command": f"nestpoint jobs run {job} --tenant {TENANT_SLUG}",
-                "sql_command": "psql -X -f <script> as nestpoint_app (one transaction)",
+                "sql_command": "psql -X -f <script> as nestpoint_app (one transaction per chunk)",
             },
         }
         path = write_result(f"batch-{name}", results[name])

@@ -88,6 +88,8 @@ def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         env = {"NESTPOINT_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
     else:
         raise pytest.UsageError(f"unknown NESTPOINT_TEST_DATABASE={BACKEND!r}")
+    # Every job test runs a job over its members in several chunks (members/jobs.py).
+    env["NESTPOINT_JOB_CHUNK_MEMBERS"] = "2"
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     # change made through another process applies within this time.
     config_cache_seconds: float = 5.0
 
+    # Set-based jobs over members (points expiry, tier evaluation) work through a tenant's
+    # members this many at a time, one transaction each (members/jobs.py): an order waits
+    # on a job's row locks for one chunk at most, never for the whole run.
+    job_chunk_members: int = Field(default=10_000, ge=1)
+    # After each chunk a job pauses for this share of the time the chunk took (0.5: the
+    # database spends at most two thirds of its time on the job), leaving the tills their
+    # share of the machine while a long job runs. 0: no pause.
+    job_chunk_pause_ratio: float = Field(default=0.0, ge=0.0)
+
     @property
     def owner_database_url(self) -> str:
         return self.migration_database_url or self.database_url

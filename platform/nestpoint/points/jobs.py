@@ -1,10 +1,13 @@
 """Periodic points jobs, set-based in SQL: expire lots, release timed-out holds, announce
 points about to expire.
 
-Each runs per tenant in one transaction, serialised per tenant by an advisory lock, and first
-locks the accounts it will touch (accounts before lots, the order every points change uses),
-so it never races a redemption. Running a job twice, or two at once, changes nothing the
-second time: each statement only picks rows still due (``remaining > 0``, ``status='held'``).
+Expiry runs through the tenant's members in chunks, one transaction each
+(``members.jobs.run_in_chunks``); releasing holds (few rows) and the announcement (one
+insert) run in one transaction. Each transaction is serialised per tenant by the job's
+advisory lock and first locks the accounts it will touch (accounts before lots, the order
+every points change uses), so it never races a redemption. Running a job twice, or two at
+once, changes nothing the second time: each statement only picks rows still due
+(``remaining > 0``, ``status='held'``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from nestpoint.db.base import UTCDateTime
 from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, typed_text, uuid_text_sql
 from nestpoint.events.service import mark_pending
 from nestpoint.loyalty.service import get_program
+from nestpoint.members.jobs import MemberRange, run_in_chunks
 from nestpoint.points import service as points
 
 
@@ -51,11 +55,15 @@ def _lock_accounts(dialect: str, members_sql: str) -> str:
 
 
 def expiry_statements(dialect: str) -> dict[str, str]:
-    """The expiry job's statements; the benchmark runs the same SQL through psql."""
+    """The statements of one chunk of the expiry job (its members ``:after < id <= :upto``,
+    its run id ``:run``); the benchmark runs the same SQL through psql."""
     payload = json_object_sql(
         dialect, {"member_id": uuid_text_sql(dialect, "e.member_id"), "points": "-SUM(e.amount)"}
     )
-    due = "l.tenant_id = :tenant AND l.remaining > 0 AND l.expires_at <= :now"
+    due = (
+        "l.tenant_id = :tenant AND l.member_id > :after AND l.member_id <= :upto"
+        " AND l.remaining > 0 AND l.expires_at <= :now"
+    )
     return {
         "lock": _lock_accounts(dialect, f"SELECT l.member_id FROM point_lots l WHERE {due}"),
         # The entries of one run share a moment and the ledger lists by (created_at, id):
@@ -81,7 +89,8 @@ def expiry_statements(dialect: str) -> dict[str, str]:
             WHERE point_accounts.tenant_id = :tenant AND point_accounts.member_id = s.member_id""",
         "lots": """
             UPDATE point_lots SET remaining = 0
-            WHERE tenant_id = :tenant AND remaining > 0 AND expires_at <= :now""",
+            WHERE tenant_id = :tenant AND member_id > :after AND member_id <= :upto
+              AND remaining > 0 AND expires_at <= :now""",
         "events": f"""
             INSERT INTO outbox_events (tenant_id, id, type, store_id, subject_type, subject_id,
                                        payload, occurred_at, published_at, attempts,
@@ -208,6 +217,8 @@ async def wait_for_jobs(session: AsyncSession) -> None:
 # The types of the points jobs' parameters (the others are typed by their values).
 PARAMETER_TYPES: dict[str, TypeEngine[Any]] = {
     "tenant": Uuid(),
+    "after": Uuid(),
+    "upto": Uuid(),
     "now": UTCDateTime(),
     "day_start": UTCDateTime(),
     "window_start": UTCDateTime(),
@@ -225,29 +236,33 @@ async def _run_all(
     return counts
 
 
+EXPIRED_TOTAL = """
+            SELECT COALESCE(-SUM(amount), 0) FROM point_entries WHERE tenant_id = :tenant
+              AND cause_type = 'expiry' AND cause_id = :run"""
+
+
 async def expire_points(session: AsyncSession, now: datetime | None = None) -> JobResult:
-    """Expire every lot whose time has come (积分清零), once."""
+    """Expire every lot whose time has come (积分清零), once, chunk by chunk (a chunk's
+    entries name the chunk's run id, ``<run id>.<chunk>``). Commits after each chunk."""
     tenant_id = require_tenant().tenant_id
     now = now or utcnow()
-    await lock_job(session, "points.expire", tenant_id)
-    dialect = session.get_bind().dialect.name
     run_id = uuid.uuid4().hex
-    params = {"tenant": tenant_id, "now": now, "run": run_id}
-    sql = expiry_statements(dialect)
-    counts = await _run_all(session, sql, ["lock", "entries"], params)
-    expired = 0
-    if counts["entries"]:
-        total = await session.execute(
-            text(
-                "SELECT COALESCE(-SUM(amount), 0) FROM point_entries WHERE tenant_id = :tenant"
-                " AND cause_type = 'expiry' AND cause_id = :run"
-            ).bindparams(bindparam("tenant", type_=Uuid())),
-            {"tenant": tenant_id, "run": run_id},
-        )
-        expired = int(total.scalar_one())
+    sql = expiry_statements(session.get_bind().dialect.name)
+    totals = {"rows": 0, "points": 0}
+
+    async def expire(chunk: MemberRange) -> None:
+        params = {"tenant": tenant_id, "now": now, "run": chunk.run_id(run_id)} | chunk.params
+        counts = await _run_all(session, sql, ["lock", "entries"], params)
+        if not counts["entries"]:
+            return
+        expired = await session.scalar(typed_text(EXPIRED_TOTAL, PARAMETER_TYPES), params)
         await _run_all(session, sql, ["accounts", "lots", "events"], params)
         mark_pending(session)
-    return JobResult(run_id, counts["entries"], expired)
+        totals["rows"] += counts["entries"]
+        totals["points"] += int(expired or 0)
+
+    await run_in_chunks(session, "points.expire", expire)
+    return JobResult(run_id, totals["rows"], totals["points"])
 
 
 async def release_expired_holds(session: AsyncSession, now: datetime | None = None) -> JobResult:

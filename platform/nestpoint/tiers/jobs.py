@@ -1,9 +1,10 @@
 """Periodic tier evaluation, set-based in SQL (no Python loop over members).
 
-One run per tenant, serialised by an advisory lock; safe to run twice or concurrently (the
-second run finds nothing to change). Steps, in one transaction:
+One run per tenant, through its members in chunks (``members.jobs.run_in_chunks``), each
+chunk in its own transaction under the job's advisory lock; safe to run twice or
+concurrently (the second run finds nothing to change). Steps, for each chunk:
 
-1. recompute every member's growth value over the rolling window from ``growth_entries``;
+1. recompute each member's growth value over the rolling window from ``growth_entries``;
 2. record a tier change for each member whose qualifying tier is higher (upgrade) or lower
    and whose protection period is over (downgrade);
 3. write a ``tier.changed`` outbox event for each change;
@@ -30,6 +31,7 @@ from nestpoint.db.sql import json_object_sql, lock_job, new_uuid_sql, typed_text
 from nestpoint.events.service import mark_pending
 from nestpoint.loyalty.rules import Program
 from nestpoint.loyalty.schemas import TierSpec
+from nestpoint.members.jobs import MemberRange, run_in_chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,8 @@ def events_sql(dialect: str) -> str:
 
 
 def statements(dialect: str, program: Program) -> dict[str, str]:
-    """The evaluation's statements; the benchmark runs the same SQL through psql."""
+    """The statements of one chunk of the evaluation (its members ``:after < id <= :upto``,
+    its run id ``:run``); the benchmark runs the same SQL through psql."""
     target_code, target_rank, current_rank = tier_sql(program)
     protected = (
         "CASE tc.to_tier "
@@ -115,12 +118,14 @@ def statements(dialect: str, program: Program) -> dict[str, str]:
         "growth": """
             UPDATE members SET growth_value = g.total
             FROM (SELECT member_id, SUM(amount) AS total FROM growth_entries
-                  WHERE tenant_id = :tenant AND occurred_at > :since GROUP BY member_id) g
+                  WHERE tenant_id = :tenant AND member_id > :after AND member_id <= :upto
+                    AND occurred_at > :since GROUP BY member_id) g
             WHERE members.tenant_id = :tenant AND members.id = g.member_id
               AND members.growth_value <> g.total""",
         "growth_zero": """
             UPDATE members SET growth_value = 0
-            WHERE tenant_id = :tenant AND growth_value <> 0 AND NOT EXISTS (
+            WHERE tenant_id = :tenant AND id > :after AND id <= :upto
+              AND growth_value <> 0 AND NOT EXISTS (
                 SELECT 1 FROM growth_entries g WHERE g.tenant_id = :tenant
                   AND g.member_id = members.id AND g.occurred_at > :since)""",
         "changes": f"""
@@ -132,7 +137,8 @@ def statements(dialect: str, program: Program) -> dict[str, str]:
                         ELSE 'evaluation' END,
                    m.growth_value, :run, :now
             FROM members m
-            WHERE m.tenant_id = :tenant AND m.status = 'active' AND (
+            WHERE m.tenant_id = :tenant AND m.id > :after AND m.id <= :upto
+              AND m.status = 'active' AND (
                 {target_rank} > {current_rank}
                 OR ({target_rank} < {current_rank}
                     AND (m.tier_protected_until IS NULL OR m.tier_protected_until <= :now)))""",
@@ -146,32 +152,47 @@ def statements(dialect: str, program: Program) -> dict[str, str]:
     }
 
 
+def parameter_types(params: dict[str, Any]) -> dict[str, TypeEngine[Any]]:
+    types: dict[str, TypeEngine[Any]] = {
+        "tenant": Uuid(),
+        "since": UTCDateTime(),
+        "after": Uuid(),
+        "upto": Uuid(),
+    }
+    return types | {
+        name: UTCDateTime() for name in params if name == "now" or name.startswith("protect_")
+    }
+
+
 async def evaluate_tiers(
     session: AsyncSession, program: Program, now: datetime | None = None
 ) -> EvaluationResult:
+    """Evaluate every member's tier, chunk by chunk (a chunk's tier changes carry the
+    chunk's run id, ``<run id>.<chunk>``). Commits after each chunk."""
     tenant_id = require_tenant().tenant_id
     now = now or utcnow()
-    await lock_job(session, "tiers.evaluate", tenant_id)
-    dialect = session.get_bind().dialect.name
     run_id = uuid.uuid4().hex
-    params = evaluation_params(program, tenant_id, now, run_id)
-    types: dict[str, TypeEngine[Any]] = {"tenant": Uuid(), "since": UTCDateTime()}
-    types |= {
-        name: UTCDateTime() for name in params if name == "now" or name.startswith("protect_")
-    }
-    sql = statements(dialect, program)
+    sql = statements(session.get_bind().dialect.name, program)
+    totals = {"updated": 0, "changed": 0}
 
-    async def run(name: str) -> int:
-        result = await session.execute(typed_text(sql[name], types), params)
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    async def evaluate(chunk: MemberRange) -> None:
+        params = evaluation_params(program, tenant_id, now, chunk.run_id(run_id)) | chunk.params
+        types = parameter_types(params)
 
-    updated = await run("growth") + await run("growth_zero")
-    changed = await run("changes")
-    if changed:
-        await run("events")
-        await run("apply")
-        mark_pending(session)
-    return EvaluationResult(run_id, updated, changed)
+        async def run(name: str) -> int:
+            result = await session.execute(typed_text(sql[name], types), params)
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+        totals["updated"] += await run("growth") + await run("growth_zero")
+        changed = await run("changes")
+        totals["changed"] += changed
+        if changed:
+            await run("events")
+            await run("apply")
+            mark_pending(session)
+
+    await run_in_chunks(session, "tiers.evaluate", evaluate)
+    return EvaluationResult(run_id, totals["updated"], totals["changed"])
 
 
 # ------------------------------------------------- a tier removed from the ladder
