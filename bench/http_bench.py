@@ -58,14 +58,20 @@ TARGETS: dict[str, dict[str, float]] = {
     "lookup": {"ratio": 0.30, "server_ms": 0.5},
     "order_hot": {},
     "healthz": {},
+    "lookup_bare": {},
 }
 ENDPOINTS = {
     "order": ("POST /api/v1/orders", "order.lua"),
     "lookup": ("GET /api/v1/members/lookup?phone=", "lookup.lua"),
     "order_hot": ("POST /api/v1/orders, every order for one member", "order.lua"),
     "healthz": ("GET /healthz (no key, no database: the framework's ceiling)", "healthz.lua"),
+    "lookup_bare": (
+        "the lookup's statement in a bare Litestar handler (bench/bare_app.py): the bound",
+        "lookup.lua",
+    ),
 }
-DEFAULT_BENCHMARKS = ["order", "lookup", "order_hot", "healthz"]
+DEFAULT_BENCHMARKS = ["order", "lookup", "order_hot", "healthz", "lookup_bare"]
+BARE = {"lookup_bare"}  # served by bench/bare_app.py, not by nestpoint
 SCRIPTS_DIR = RESULTS_DIR / "pgbench"  # the generated ceiling scripts
 
 
@@ -161,21 +167,17 @@ class Server:
         self.log = STATE_DIR / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Server:
-        cmd = [
-            *nestpoint_cmd(),
-            "serve",
-            "--workers",
-            str(self.workers),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd = [*nestpoint_cmd(), "serve", "--workers", str(self.workers),
+               "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
         extra = {"NESTPOINT_DATABASE_POOL_SIZE": str(self.pool_size)} if self.pool_size else {}
+        return cmd, app_env(self.database, **extra)
+
+    def __enter__(self) -> Server:
+        cmd, env = self.command()
         self.proc = subprocess.Popen(
             cmd,
-            env=app_env(self.database, **extra),
+            env=env,
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -247,6 +249,29 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+class BareServer(Server):
+    """``bench/bare_app.py`` under uvicorn, as many workers, the same database and role."""
+
+    def __init__(self, workers: int, port: int, tenant: seed.Tenant) -> None:
+        super().__init__(workers, port)
+        self.tenant = tenant
+        self.log = STATE_DIR / "bare-server.log"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        from common import PII_HASH_KEY, db_url
+
+        cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(BENCH_DIR),
+               "--workers", str(self.workers), "--host", "127.0.0.1", "--port", str(self.port),
+               "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        env = app_env(self.database) | {
+            "BARE_DSN": db_url(APP_ROLE, self.database, driver="postgresql"),
+            "BARE_TENANT": self.tenant.id,
+            "BARE_STORE": self.tenant.stores[self.tenant.store_key_store],
+            "BARE_HASH_KEY": PII_HASH_KEY,
+        }
+        return cmd, env
 
 
 def _cmdline(pid: int) -> str:
@@ -367,7 +392,7 @@ def run_pgbench(
 def ceiling_mix(name: str, phone_pct: int, upgrade_permille: int) -> list[tuple[str, int]]:
     """Which captured requests the ceiling replays, and how often (pgbench weights): the
     HTTP run's shares of orders by phone and of orders that upgraded a tier."""
-    if name == "lookup":
+    if name in ("lookup", "lookup_bare"):
         return [("lookup", 1)]
     if name == "healthz":
         return []  # no statements: /healthz is itself the framework's ceiling
@@ -424,7 +449,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     http: dict[str, dict[str, Any]] = {}
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     with Server(args.workers, args.port, args.pool_size) as server:
-        for name in names:
+        for name in [n for n in names if n not in BARE]:
             # the hot member is member 1 (a members file of one line), by id or by phone
             members = members_file(1) if name == "order_hot" else ids
             http[name] = measure_http(name, server, tenant, members, prefix, args)
@@ -436,6 +461,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         else:
             time.sleep(2)
     errors = server.errors()
+    if BARE & set(names):
+        with BareServer(args.workers, args.port, tenant) as bare:
+            for name in [n for n in names if n in BARE]:
+                http[name] = measure_http(name, bare, tenant, ids, prefix, args)
     for name in names:
         # errors are told apart by route: both order runs share the orders route's
         http[name]["server_errors"] = errors.get("order" if name == "order_hot" else name, {})
@@ -455,6 +484,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     if not args.no_ceiling:
         for name in names:
             if not ceiling_mix(name, args.phone_pct, 0):
+                continue
+            if name in BARE and name.removesuffix("_bare") in ceilings:
+                ceilings[name] = ceilings[name.removesuffix("_bare")]  # the same statements
                 continue
             # the hot member's ceiling orders for member 1 only, as wrk did
             variables = pgbench_vars(tenant, 1 if name == "order_hot" else args.members)
@@ -524,7 +556,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             "ceiling": c,
             "checks": {"order": checks, "order_hot": hot_checks}.get(name, {}),
             "observed_statements": (
-                captured["order" if name == "order_hot" else name].as_dict()
+                captured[{"order_hot": "order", "lookup_bare": "lookup"}.get(name, name)].as_dict()
                 if name != "healthz"
                 else None
             ),

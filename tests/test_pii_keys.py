@@ -260,3 +260,16 @@ def test_new_key_command_prints_variables(tmp_path) -> None:
         pii_hash_key=values["NESTPOINT_PII_HASH_KEY"],
     )
     assert pii.keyring(settings).active_id.startswith("k")
+
+
+@pytest.mark.parametrize(
+    ("e164", "masked"),
+    [
+        ("+8613812345678", "+86 138****5678"),  # mainland mobile
+        ("+14155552671", "+1 415***2671"),  # a one-digit country code
+        ("+85291234567", "+852 912*4567"),  # a three-digit one
+        ("+8526123456", "+852 *****56"),  # a short national number keeps two digits
+    ],
+)
+def test_a_masked_phone_keeps_the_country_code_and_a_few_digits(e164: str, masked: str) -> None:
+    assert pii.mask_phone(e164) == masked

@@ -83,10 +83,10 @@ class Settings(BaseSettings):
     # members this many at a time, one transaction each (members/jobs.py): an order waits
     # on a job's row locks for one chunk at most, never for the whole run.
     job_chunk_members: int = Field(default=10_000, ge=1)
-    # After each chunk a job pauses for this share of the time the chunk took (0.5: the
-    # database spends at most two thirds of its time on the job), leaving the tills their
-    # share of the machine while a long job runs. 0: no pause.
-    job_chunk_pause_ratio: float = Field(default=0.0, ge=0.0)
+    # After each chunk a job pauses for this share of the time the chunk took (1.0: a job
+    # works at most half of its run), leaving the tills their share of a small machine while
+    # a long job runs; the run takes that much longer. 0: no pause (a maintenance window).
+    job_chunk_pause_ratio: float = Field(default=1.0, ge=0.0)
 
     @property
     def owner_database_url(self) -> str:

@@ -21,7 +21,11 @@ def test_installed_plugins_are_found_through_entry_points(caplog) -> None:  # ty
     assert info.loaded
     assert (info.package, info.version) == ("nestpoint-example", "0.1.0")
     assert "nestpoint_adjust_earned_points" in info.hooks
-    (record,) = [r for r in caplog.records if r.getMessage() == "plugin loaded"]
+    (record,) = [
+        r
+        for r in caplog.records
+        if r.getMessage() == "plugin loaded" and r.plugin == "example"  # type: ignore[attr-defined]
+    ]
     assert (record.plugin, record.package, record.version) == (
         "example",
         "nestpoint-example",

@@ -87,7 +87,8 @@ async def run_in_chunks(
         await work(MemberRange(number, after, _as_uuid(upto)))
         await session.commit()
         after, number = _as_uuid(upto), number + 1
-        await asyncio.sleep((time.perf_counter() - started) * settings.job_chunk_pause_ratio)
+        if after != LAST_UPTO:
+            await asyncio.sleep((time.perf_counter() - started) * settings.job_chunk_pause_ratio)
     return number
 
 

@@ -255,9 +255,16 @@ def normalize_phone(raw: str, region: str = "CN") -> str:
 
 
 def mask_phone(e164: str) -> str:
-    """``+8613812345678`` → ``+86 138****5678``: enough for a clerk to confirm, no more."""
-    number = phonenumbers.parse(e164)
-    national = str(number.national_number)
+    """``+8613812345678`` → ``+86 138****5678``: enough for a clerk to confirm, no more.
+
+    It runs on every lookup: the country code is read off the E.164 digits (country codes
+    are prefix-free, one to three digits) rather than by parsing the number again."""
+    digits = e164.removeprefix("+")
+    size = next(n for n in (1, 2, 3) if int(digits[:n]) in COUNTRY_CODES)
+    code, national = digits[:size], digits[size:]
     if len(national) <= 7:
-        return f"+{number.country_code} " + "*" * (len(national) - 2) + national[-2:]
-    return f"+{number.country_code} {national[:3]}{'*' * (len(national) - 7)}{national[-4:]}"
+        return f"+{code} " + "*" * (len(national) - 2) + national[-2:]
+    return f"+{code} {national[:3]}{'*' * (len(national) - 7)}{national[-4:]}"
+
+
+COUNTRY_CODES = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
