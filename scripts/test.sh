@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole check behind `make test` (and `make lint` with --lint-only).
 #
-# 1. ruff check, ruff format --check, mypy, lint-imports
-# 2. pytest on SQLite with the in-process broker
-# 3. pytest on PostgreSQL with Redis as the broker: always in CI (CI=true), where a service
-#    that does not answer is a failure; elsewhere only when PostgreSQL answers.
+# 1. ruff check, ruff format --check, mypy, lint-imports (the core and every plugin under
+#    plugins/, found by scripts/lint_imports.py)
+# 2. pytest on SQLite with the in-process broker: the core's suite, then each first-party
+#    plugin's own suite (plugins/*/tests, with its own pytest settings)
+# 3. the same on PostgreSQL with Redis as the broker: always in CI (CI=true), where a
+#    service that does not answer is a failure; elsewhere only when PostgreSQL answers.
 #
 # Every step runs even when an earlier one fails; the summary lists the failures.
 set -uo pipefail
@@ -42,11 +44,23 @@ clean_env=(env -u NESTPOINT_DATABASE_URL -u NESTPOINT_MIGRATION_DATABASE_URL -u 
 step "ruff check" "${run[@]}" ruff check .
 step "ruff format --check" "${run[@]}" ruff format --check .
 step "mypy" "${run[@]}" mypy
-step "lint-imports" "${run[@]}" lint-imports
+step "lint-imports (core and plugins)" "${run[@]}" python scripts/lint_imports.py
+
+# Each first-party plugin's suite runs on its own (its pyproject's pytest settings, the
+# test kit's fixtures): `pytests <label> [VAR=value...]`.
+pytests() {
+    local label=$1
+    shift
+    step "pytest on $label" "${clean_env[@]}" "$@" "${run[@]}" pytest
+    local dir
+    for dir in plugins/*/tests; do
+        [[ -d $dir ]] || continue
+        step "pytest $dir on $label" "${clean_env[@]}" "$@" "${run[@]}" pytest "$dir"
+    done
+}
 
 if [[ "${1:-}" != "--lint-only" ]]; then
-    step "pytest on SQLite (in-process broker)" \
-        "${clean_env[@]}" NESTPOINT_TEST_DATABASE=sqlite "${run[@]}" pytest
+    pytests "SQLite (in-process broker)" NESTPOINT_TEST_DATABASE=sqlite
 
     postgres=false
     redis=false
@@ -64,12 +78,10 @@ if [[ "${1:-}" != "--lint-only" ]]; then
     fi
 
     if $postgres && $redis; then
-        step "pytest on PostgreSQL (Redis broker, $TEST_REDIS_URL)" \
-            "${clean_env[@]}" NESTPOINT_TEST_DATABASE=postgresql \
-            NESTPOINT_REDIS_URL="$TEST_REDIS_URL" "${run[@]}" pytest
+        pytests "PostgreSQL (Redis broker, $TEST_REDIS_URL)" \
+            NESTPOINT_TEST_DATABASE=postgresql NESTPOINT_REDIS_URL="$TEST_REDIS_URL"
     elif $postgres; then
-        step "pytest on PostgreSQL (in-process broker)" \
-            "${clean_env[@]}" NESTPOINT_TEST_DATABASE=postgresql "${run[@]}" pytest
+        pytests "PostgreSQL (in-process broker)" NESTPOINT_TEST_DATABASE=postgresql
         notes+=("Redis does not answer on ${REDIS_HOST:-127.0.0.1}:${REDIS_PORT:-6379}: the PostgreSQL run used the in-process broker.")
     elif ! $ci; then
         notes+=("PostgreSQL does not answer on ${PG_HOST:-127.0.0.1}:${PG_PORT:-5432}: only the SQLite tests ran.")

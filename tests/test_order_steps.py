@@ -20,6 +20,7 @@ from nestpoint.loyalty.schemas import DEFAULT_TIERS, EarnRules, PointsPolicy
 from nestpoint.orders import service as orders
 from nestpoint.orders.models import OrderLine
 from nestpoint.orders.schemas import LineIn, OrderIn, PaymentIn, RefundLineIn
+from nestpoint.plugins.api import EarnAdjustment
 from nestpoint.points import service as points
 from nestpoint.tiers.service import GrowthResult, growth_outcome
 
@@ -132,7 +133,7 @@ def test_booking_the_earn_credits_pending_lots_and_the_day_total() -> None:
     till = member(day="2026-03-01", today=80, debt=30)
     data = order(line(10_000), line(50), cash=10_050)
     draft = orders.Draft(uuid.uuid4(), data, uuid.uuid4(), orders.Tender(10_050, 0), till, NOW)
-    orders.book_earn(rules, draft, [100, 0], "a plugin: bonus")
+    orders.book_earn(rules, draft, [100, 0], ["a plugin: bonus", ""])
     account = till.account
     assert [(lot["amount"], lot["remaining"], lot["line_no"]) for lot in account.new_lots] == [
         (100, 70, 1)  # the debt is repaid first; a line that earned nothing gets no lot
@@ -158,7 +159,7 @@ def test_the_result_shows_an_upgrade_reached_by_this_order() -> None:
     till = member("bronze", growth=950)
     data = order(line(10_000), cash=10_000)
     draft = orders.Draft(uuid.uuid4(), data, uuid.uuid4(), orders.Tender(10_000, 0), till, NOW)
-    orders.book_earn(rules, draft, [100], "")
+    orders.book_earn(rules, draft, [100], [""])
     result = orders.order_result(rules, draft)
     assert result.status == "paid"
     assert result.points_earned == 100
@@ -264,3 +265,35 @@ def test_a_credit_repays_debt_before_it_fills_the_lot() -> None:
             points.Credit(-1, kind="adjust", cause_type="adjust", cause_id="c", source="adjust"),
             NOW,
         )
+
+
+# ------------------------------------------------------------------ plugins' adjustments
+
+
+def test_an_adjustment_goes_to_the_lines_it_names_and_only_they_carry_its_reason() -> None:
+    per_line, reasons = orders.adjusted_lines(
+        [100, 50, 20],
+        [
+            ("bonus", EarnAdjustment(30, "formula", lines=(2,))),
+            ("whole", EarnAdjustment(10, "day")),  # the line that earned most
+        ],
+    )
+    assert per_line == [110, 80, 20]
+    assert reasons == ["whole: day", "bonus: formula", ""]
+
+
+def test_a_deduction_takes_from_its_last_named_lines_and_never_below_zero() -> None:
+    per_line, reasons = orders.adjusted_lines(
+        [100, 50, 20], [("cut", EarnAdjustment(-60, "no promo", lines=(1, 2)))]
+    )
+    assert per_line == [90, 0, 20]
+    assert reasons == ["cut: no promo", "cut: no promo", ""]
+    per_line, _ = orders.adjusted_lines([100, 50], [("cut", EarnAdjustment(-500, "all"))])
+    assert per_line == [0, 0]
+
+
+def test_an_adjustment_naming_a_line_the_order_lacks_is_ignored() -> None:
+    per_line, reasons = orders.adjusted_lines(
+        [100, 50], [("odd", EarnAdjustment(30, "x", lines=(3,)))]
+    )
+    assert (per_line, reasons) == ([100, 50], ["", ""])

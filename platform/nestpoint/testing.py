@@ -24,14 +24,20 @@ Fixtures (all prefixed ``nestpoint_``, so they never clash with a project's own)
     The Litestar application (with the plugins' routes) and an async test client.
 ``nestpoint_make_tenant`` / ``nestpoint_tenant``
     A tenant (chain) with stores, an HQ key and a key per store: a :class:`TenantHandle`.
+    A store key can do what a till's can (record orders, enrol and look members up, hold
+    points) and manage plugins (:data:`STORE_KEY_SCOPES`); ``store_scopes=[...]`` narrows
+    it.
 ``nestpoint_enable_plugin`` / ``nestpoint_disable_plugin``
     Enable (with config) or disable a plugin for a chain or one store, through the API.
 ``nestpoint_emit_event``
     Write a domain event to the outbox as the core would, and relay it to the plugins.
 ``nestpoint_run_jobs``
-    Run what is due for a tenant: relay its outbox, run the plugins' periodic jobs.
+    Run what is due for a tenant: relay its outbox, run the plugins' periodic jobs;
+    ``skip_backoff=True`` retries failed deliveries without waiting out their back-off.
 ``nestpoint_adjust_points``
-    Ask the enabled plugins for earn-rule adjustments, as the order service does.
+    Ask the enabled plugins for earn-rule adjustments, as the order service does: for one
+    line earning ``base_points`` or for ``lines=[EarnLine(...), ...]``, paid at ``paid_at``
+    in the chain's ``time_zone``.
 
 The same helpers exist as plain functions (:func:`enable_plugin`, :func:`emit_event`...)
 for suites that bring their own client.
@@ -42,11 +48,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -58,12 +65,27 @@ if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.testing import AsyncTestClient
 
-    from nestpoint.plugins.api import EarnAdjustment
+    from nestpoint.plugins.api import EarnAdjustment, EarnLine
     from nestpoint.plugins.manager import PluginHost
 
     Client = AsyncTestClient[Litestar]
 
-STORE_KEY_SCOPES = ["tenant:read", "stores:read", "plugins:read", "plugins:write"]
+# A store key made by the kit can do what a till's key does by default (look members up,
+# enrol them, record orders and refunds, hold points) and manage the store's plugins.
+# (Written out: the core is not imported here; a test keeps it equal to
+# tenancy.keys.DEFAULT_SCOPES["store"] plus the two plugin scopes.)
+STORE_KEY_SCOPES = [
+    "loyalty:read",
+    "members:read",
+    "members:write",
+    "orders:read",
+    "orders:write",
+    "plugins:read",
+    "plugins:write",
+    "points:hold",
+    "stores:read",
+    "tenant:read",
+]
 
 
 # ---------------------------------------------------------------------------- handles
@@ -109,7 +131,11 @@ async def make_tenant(
     *,
     store_scopes: list[str] | None = None,
 ) -> TenantHandle:
-    """Create a tenant, its HQ key, its stores and a key per store, through the API."""
+    """Create a tenant, its HQ key, its stores and a key per store, through the API.
+
+    Each store key carries ``store_scopes`` (default :data:`STORE_KEY_SCOPES`: a till's
+    default scopes, so it records orders, plus ``plugins:read`` and ``plugins:write``);
+    pass fewer to test what a narrower key may not do."""
     platform = {"Authorization": f"Bearer {platform_key}"}
     slug = f"t-{uuid.uuid4().hex[:12]}"
     body = _ok(
@@ -219,14 +245,38 @@ async def emit_event(
     return event_id
 
 
-async def run_jobs(host: PluginHost, tenant: TenantHandle | uuid.UUID) -> list[str]:
+async def make_retries_due(tenant: TenantHandle | uuid.UUID) -> None:
+    """Make every event of the tenant that waits for a retry due now: the next relay retries
+    it without the test waiting out the back-off."""
+    from sqlalchemy import update
+
+    from nestpoint.context import tenant_context
+    from nestpoint.db import scoped_session, utcnow
+    from nestpoint.events.models import OutboxEvent
+
+    tenant_id = _tenant_id(tenant)
+    with tenant_context(tenant_id):
+        async with scoped_session() as session:
+            await session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.tenant_id == tenant_id, OutboxEvent.published_at.is_(None))
+                .values(next_attempt_at=utcnow())
+            )
+
+
+async def run_jobs(
+    host: PluginHost, tenant: TenantHandle | uuid.UUID, *, skip_backoff: bool = False
+) -> list[str]:
     """Run what is due for a tenant now: relay its outbox (all due events, retries
     included), then every periodic job of the plugins enabled for it. Returns the periodic
-    jobs that ran."""
+    jobs that ran. ``skip_backoff=True`` first makes the events waiting for a retry due
+    (:func:`make_retries_due`), so a failed delivery is retried at once."""
     from nestpoint.plugins.jobs import run_periodic_jobs_now
     from nestpoint.plugins.relay import relay_pending
 
     tenant_id = _tenant_id(tenant)
+    if skip_backoff:
+        await make_retries_due(tenant_id)
     while await relay_pending(tenant_id):
         pass
     ran = await run_periodic_jobs_now(host, tenant_id)
@@ -245,11 +295,20 @@ async def adjust_points(
     children_birth_dates: tuple[date, ...] = (),
     member_birthday: date | None = None,
     tier_code: str | None = None,
+    time_zone: str = "Asia/Shanghai",
+    lines: Sequence[EarnLine] | None = None,
 ) -> list[tuple[str, EarnAdjustment]]:
-    """Ask the plugins enabled for ``store`` to adjust a one-line order's points."""
+    """Ask the plugins enabled for ``store`` to adjust an order's points, as the order
+    service does: ``paid_at`` (default now) reaches them in the chain's ``time_zone``. The
+    order has ``lines`` (``EarnLine``s; ``base_points`` is then their sum), or else one
+    line earning ``base_points``."""
     from nestpoint.plugins.api import EarnContext, EarnLine
 
     store_id = tenant.stores[store] if store else None
+    zone = ZoneInfo(time_zone)
+    if lines:
+        base_points = sum(line.base_points for line in lines)
+    order_lines = tuple(lines or (EarnLine("SKU-1", "milk", 1, base_points * 100, base_points),))
     context = EarnContext(
         tenant_id=str(tenant.id),
         store_id=str(store_id) if store_id else None,
@@ -257,9 +316,10 @@ async def adjust_points(
         member_birthday=member_birthday,
         children_birth_dates=children_birth_dates,
         tier_code=tier_code,
-        paid_at=paid_at or datetime.now(UTC),
-        lines=(EarnLine("SKU-1", "milk", 1, base_points * 100, base_points),),
+        paid_at=(paid_at or datetime.now(UTC)).astimezone(zone),
+        lines=order_lines,
         base_points=base_points,
+        time_zone=time_zone,
         config={},
     )
     result = await host.adjust_earned_points(tenant.id, store_id, context)
@@ -417,7 +477,8 @@ async def nestpoint_platform_key(nestpoint_database: dict[str, str]) -> str:
 def nestpoint_make_tenant(
     nestpoint_client: Client, nestpoint_platform_key: str
 ) -> Callable[..., Awaitable[TenantHandle]]:
-    """Factory: ``await nestpoint_make_tenant(("S1", "S2"))`` makes a fresh tenant."""
+    """Factory: ``await nestpoint_make_tenant(("S1", "S2"))`` makes a fresh tenant;
+    ``store_scopes=[...]`` gives its store keys other scopes (see :func:`make_tenant`)."""
 
     async def make(
         store_codes: tuple[str, ...] = ("S1", "S2"), *, store_scopes: list[str] | None = None
@@ -467,10 +528,11 @@ def nestpoint_emit_event(nestpoint_database: dict[str, str]) -> Callable[..., Aw
 def nestpoint_run_jobs(
     nestpoint_host: PluginHost, nestpoint_database: dict[str, str]
 ) -> Callable[[TenantHandle], Awaitable[list[str]]]:
-    """``await nestpoint_run_jobs(tenant)``: relay the outbox, run periodic jobs."""
+    """``await nestpoint_run_jobs(tenant)``: relay the outbox, run periodic jobs;
+    ``skip_backoff=True`` retries failed deliveries at once (see :func:`run_jobs`)."""
 
-    async def run(tenant: TenantHandle) -> list[str]:
-        return await run_jobs(nestpoint_host, tenant)
+    async def run(tenant: TenantHandle, *, skip_backoff: bool = False) -> list[str]:
+        return await run_jobs(nestpoint_host, tenant, skip_backoff=skip_backoff)
 
     return run
 

@@ -142,3 +142,47 @@ async def test_store_keys_opt_in_only_when_the_chain_allows(client, make_tenant,
 
 async def make_tenant_with_plugin_scopes(client, platform_key):  # type: ignore[no-untyped-def]
     return await make_tenant(client, platform_key, ("S1", "S2"))
+
+
+# ------------------------------------------------------------------ when an event happened
+
+
+async def test_an_event_goes_only_to_plugins_already_on_when_it_happened(
+    client, make_tenant, register_plugin
+):
+    recorder = register_plugin(Recorder(), "recorder")
+    t = await make_tenant()
+    await settle(t)
+    await emit_event(t.id, "test.before", {}, deliver=False)  # still in the outbox...
+    await enable_plugin(client, t, "recorder")  # ...when the plugin is enabled
+    await emit_event(t.id, "test.after", {})
+    assert [e[0] for e in recorder.events()] == ["test.after"]
+    r = await client.get("/api/v1/events", params={"limit": 200}, headers=t.hq())
+    assert all(e["published_at"] for e in r.json()["items"])  # neither waits for anyone
+
+
+async def test_a_store_setting_made_while_the_chain_is_on_keeps_the_chains_moment(
+    client, make_tenant, register_plugin
+):
+    recorder = register_plugin(Recorder(), "recorder")
+    t = await make_tenant()
+    await settle(t)
+    await enable_plugin(client, t, "recorder")  # chain-wide
+    await emit_event(t, "test.at-s1", {}, store="S1", deliver=False)
+    await enable_plugin(client, t, "recorder", store="S1")  # a store row, on as it was
+    await settle(t)
+    assert [e[0] for e in recorder.events()] == ["test.at-s1"]
+
+
+async def test_a_plugin_switched_back_on_gets_nothing_of_its_time_off(
+    client, make_tenant, register_plugin
+):
+    recorder = register_plugin(Recorder(), "recorder")
+    t = await make_tenant()
+    await settle(t)
+    await enable_plugin(client, t, "recorder")
+    await enable_plugin(client, t, "recorder", store="S1", enabled=False)
+    await emit_event(t, "test.while-off", {}, store="S1", deliver=False)
+    await enable_plugin(client, t, "recorder", store="S1")
+    await emit_event(t, "test.back-on", {}, store="S1")
+    assert [e[0] for e in recorder.events()] == ["test.back-on"]

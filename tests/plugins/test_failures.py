@@ -4,28 +4,18 @@ recorded per plugin and tenant, retried with back-off for that plugin alone, and
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
-from sqlalchemy import update
-
-from nestpoint.context import tenant_context
-from nestpoint.db import scoped_session, utcnow
-from nestpoint.events.models import OutboxEvent
 from nestpoint.plugins.api import ChannelChoice, Event, hookimpl
 from nestpoint.plugins.relay import relay_pending
-from nestpoint.testing import adjust_points, emit_event, enable_plugin
+from nestpoint.testing import (
+    adjust_points,
+    emit_event,
+    enable_plugin,
+    make_retries_due,
+    run_jobs,
+)
 
 from .conftest import Broken, Recorder, settle
-
-
-async def _make_due(tenant_id) -> None:  # type: ignore[no-untyped-def]
-    with tenant_context(tenant_id):
-        async with scoped_session() as session:
-            await session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None))
-                .values(next_attempt_at=utcnow() - timedelta(seconds=1))
-            )
 
 
 async def _events(client, tenant):  # type: ignore[no-untyped-def]
@@ -56,7 +46,7 @@ async def test_a_broken_plugin_leaves_the_core_working(client, make_tenant, host
 
     # A retry calls the broken plugin again, never the healthy one a second time.
     calls = broken.calls
-    await _make_due(t.id)
+    await make_retries_due(t.id)
     await relay_pending(t.id)
     assert broken.calls > calls
     assert len(recorder.events()) == 2
@@ -87,7 +77,7 @@ async def test_a_broken_plugin_leaves_the_core_working(client, make_tenant, host
     # HQ disables the failing plugin: the waiting events are published on the next pass.
     r = await client.post("/api/v1/tenant/plugins/broken/disable", headers=t.hq())
     assert r.status_code == 200
-    await _make_due(t.id)
+    await make_retries_due(t.id)
     await relay_pending(t.id)
     assert all(e["published_at"] for e in await _events(client, t))
     assert len(recorder.events()) == 2
@@ -139,8 +129,10 @@ async def test_after_the_last_attempt_the_failure_is_final(
     await settle(t)
     await enable_plugin(client, t, "broken")
     await emit_event(t.id, "member.joined", {})
-    await _make_due(t.id)
-    await relay_pending(t.id)
+    await run_jobs(host, t)  # the retry waits out its back-off...
+    (event,) = [e for e in await _events(client, t) if e["type"] == "member.joined"]
+    assert (event["attempts"], event["published_at"]) == (1, None)
+    await run_jobs(host, t, skip_backoff=True)  # ...unless the test skips it
     (event,) = [e for e in await _events(client, t) if e["type"] == "member.joined"]
     assert event["published_at"]
     assert event["attempts"] == 2

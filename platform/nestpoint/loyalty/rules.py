@@ -6,6 +6,7 @@ tests all use the very same rules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -157,15 +158,24 @@ def growth_for(paid_fen: int) -> int:
     return max(0, paid_fen) // 100
 
 
-def apply_adjustment(points: list[int], delta: int) -> list[int]:
-    """Spread a plugin's extra points over the lines: a bonus goes to the line that earned
-    most (so every point still traces to one order line); a reduction is taken from the last
-    lines first. The total never drops below zero."""
+def apply_adjustment(
+    points: list[int], delta: int, lines: Sequence[int] | None = None
+) -> list[int]:
+    """Spread a plugin's extra points over the lines it names (indexes into ``points``; all
+    when ``None``): a bonus goes to the named line that earned most (so every point still
+    traces to one order line); a reduction is taken from the last named lines first. No
+    line drops below zero."""
     adjusted = list(points)
-    if not adjusted or delta == 0:
+    targets = list(range(len(adjusted))) if lines is None else sorted(set(lines))
+    if not targets or delta == 0:
         return adjusted
     if delta > 0:
-        best = max(range(len(adjusted)), key=lambda i: (adjusted[i], -i))
+        best = max(targets, key=lambda i: (adjusted[i], -i))
         adjusted[best] += delta
         return adjusted
-    return apply_cap(adjusted, max(0, sum(adjusted) + delta))
+    capped = apply_cap(
+        [adjusted[i] for i in targets], max(0, sum(adjusted[i] for i in targets) + delta)
+    )
+    for i, value in zip(targets, capped, strict=True):
+        adjusted[i] = value
+    return adjusted

@@ -13,11 +13,13 @@ captured) is answered from the stored answer all the same.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, Uuid, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,12 +57,14 @@ from nestpoint.orders.schemas import (
     check_paid_at,
 )
 from nestpoint.plugins.manager import get_plugin_host
-from nestpoint.plugins.types import EarnContext, EarnLine
+from nestpoint.plugins.types import EarnAdjustment, EarnContext, EarnLine
 from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
 from nestpoint.tenancy.models import Store
 from nestpoint.tenancy.service import ensure_store_trading
 from nestpoint.tiers import service as tiers
+
+log = logging.getLogger("nestpoint.orders")
 
 orders = table_of(Order)
 order_lines = table_of(OrderLine)
@@ -243,8 +247,10 @@ async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> An
     if member is not None:
         held = await redeem(session, draft)
         per_line = earn(program, member, store_code, data.lines, tender.points_value_fen, now)
-        per_line, reason = await _plugin_adjustments(session, member, store_id, data, per_line)
-        book_earn(program, draft, per_line, reason)
+        per_line, reasons = await _plugin_adjustments(
+            session, member, store_id, data, per_line, program.zone
+        )
+        book_earn(program, draft, per_line, reasons)
         if held is not None:
             points.capture_into(
                 member.account, held, cause_type="order", cause_id=str(draft.id), now=now
@@ -376,13 +382,14 @@ def points_earned_today(program: Program, account: points.Account, now: datetime
     return account.earned_today if account.earned_day == program.local_day(now) else 0
 
 
-def book_earn(program: Program, draft: Draft, per_line: list[int], reason: str) -> None:
-    """Step 3, booked (in memory): a pending lot per earning line, the day's and lifetime
-    totals, and the order's growth value."""
+def book_earn(program: Program, draft: Draft, per_line: list[int], reasons: list[str]) -> None:
+    """Step 3, booked (in memory): a pending lot per earning line (with the reason plugins
+    gave for that line's points, if any), the day's and lifetime totals, and the order's
+    growth value."""
     member = draft.member
     assert member is not None
     account = member.account
-    for line_no, amount in enumerate(per_line, start=1):
+    for line_no, (amount, reason) in enumerate(zip(per_line, reasons, strict=True), start=1):
         if amount > 0:
             points.credit(
                 account,
@@ -584,13 +591,15 @@ async def _plugin_adjustments(
     store_id: uuid.UUID,
     data: OrderIn,
     per_line: list[int],
-) -> tuple[list[int], str]:
-    """Earn-rule adjustments from the plugins enabled for this store (none: no query)."""
+    zone: ZoneInfo,
+) -> tuple[list[int], list[str]]:
+    """Earn-rule adjustments from the plugins enabled for this store (none: no query): the
+    points per line and each line's reason."""
     tenant_id = require_tenant().tenant_id
     host = get_plugin_host()
     # Through this session when stale: the order holds a connection and an account lock.
     if not await host.enabled_plugins(tenant_id, store_id, session=session, fresh=False):
-        return per_line, ""
+        return per_line, [""] * len(per_line)
     birthday = await session.scalar(select(Member.birthday).where(Member.id == member.id))
     births = tuple(
         d
@@ -606,7 +615,7 @@ async def _plugin_adjustments(
         member_birthday=birthday,
         children_birth_dates=births,
         tier_code=member.tier_code,
-        paid_at=data.paid_at,
+        paid_at=data.paid_at.astimezone(zone),  # the chain's local time, for its months
         lines=tuple(
             EarnLine(
                 sku=li.sku,
@@ -618,13 +627,30 @@ async def _plugin_adjustments(
             for li, p in zip(data.lines, per_line, strict=True)
         ),
         base_points=sum(per_line),
+        time_zone=zone.key,
     )
     adjustments = await host.adjust_earned_points(tenant_id, store_id, context, session=session)
-    if not adjustments:
-        return per_line, ""
-    delta = sum(adjustment.points for _, adjustment in adjustments)
-    reason = "; ".join(f"{plugin}: {a.reason}" for plugin, a in adjustments)[:200]
-    return rules.apply_adjustment(per_line, delta), reason
+    return adjusted_lines(per_line, adjustments)
+
+
+def adjusted_lines(
+    per_line: list[int], adjustments: Sequence[tuple[str, EarnAdjustment]]
+) -> tuple[list[int], list[str]]:
+    """Each plugin's adjustment applied to the lines it names (all when it names none), and
+    each line's reason: the plugins that changed that line's points, and why. An adjustment
+    naming a line the order does not have is ignored (and logged)."""
+    reasons: list[list[str]] = [[] for _ in per_line]
+    for plugin, adjustment in adjustments:
+        targets = [n - 1 for n in adjustment.lines] or None
+        if targets and not all(0 <= i < len(per_line) for i in targets):
+            log.warning("%s: earn adjustment for lines %s the order does not have",
+                        plugin, adjustment.lines)  # fmt: skip
+            continue
+        before, per_line = per_line, rules.apply_adjustment(per_line, adjustment.points, targets)
+        for i, (old, new) in enumerate(zip(before, per_line, strict=True)):
+            if old != new:
+                reasons[i].append(f"{plugin}: {adjustment.reason}")
+    return per_line, ["; ".join(r)[:200] for r in reasons]
 
 
 async def _capturable_hold(

@@ -11,13 +11,14 @@ import uuid
 import dramatiq
 
 from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
-from nestpoint.plugins.relay import relay_all, relay_pending
+from nestpoint.plugins.relay import drain_pending, relay_all
 
 
 @dramatiq.actor(actor_name="events.relay", queue_name="events", max_retries=5)
 async def relay(tenant_id: str) -> None:
-    """Deliver a tenant's due outbox events (enqueued after each commit that wrote some)."""
-    await relay_pending(uuid.UUID(tenant_id))
+    """Deliver a tenant's due outbox events (enqueued after each commit that wrote some),
+    batch after batch until none is due."""
+    await drain_pending(uuid.UUID(tenant_id))
 
 
 @dramatiq.actor(actor_name="events.sweep", queue_name="events", max_retries=0)

@@ -15,7 +15,10 @@ Invalidation (the choice, documented in ``docs/plugins/reference.md``):
   from the database would be exact but costs a query per hook call on the hot path; a
   short TTL costs nothing and bounds the delay.
 * The outbox relay never uses a cached snapshot: it loads the rows in its own transaction
-  for each batch, so an event is never delivered to a plugin disabled before the batch.
+  for each batch, so an event is never delivered to a plugin disabled before the batch;
+  and it delivers an event only to the plugins that were already on when it happened
+  (:meth:`TenantPlugins.enabled_when`, from each row's ``enabled_at``), so enabling a
+  plugin never hands it a backlog of earlier events.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, select
@@ -78,6 +82,7 @@ class Setting:
     enabled: bool
     config: Mapping[str, Any]
     allow_store_opt_in: bool = False
+    enabled_at: datetime | None = None  # on without a break since then (None: off)
 
 
 # (plugin id, chain config, store config or None) -> merged, validated config
@@ -102,7 +107,9 @@ class TenantPlugins:
     ) -> TenantPlugins:
         snapshot = cls(tenant_id, generation=gen)
         for row in rows:
-            setting = Setting(row.enabled, dict(row.config or {}), row.allow_store_opt_in)
+            setting = Setting(
+                row.enabled, dict(row.config or {}), row.allow_store_opt_in, row.enabled_at
+            )
             if row.store_id is None:
                 snapshot.chain[row.plugin_id] = setting
             else:
@@ -117,6 +124,24 @@ class TenantPlugins:
                 return own.enabled
         chain = self.chain.get(plugin_id)
         return chain is not None and chain.enabled
+
+    def enabled_since(self, plugin_id: str, store_id: uuid.UUID | None) -> datetime | None:
+        """Since when the plugin has been on for a store (or chain-wide), by the row that
+        decides (see :meth:`is_enabled`); ``None`` when off, or on since before records."""
+        own = self.stores.get((plugin_id, store_id)) if store_id is not None else None
+        setting = own if own is not None else self.chain.get(plugin_id)
+        return setting.enabled_at if setting is not None and setting.enabled else None
+
+    def enabled_when(
+        self, enabled: Mapping[str, dict[str, Any]], store_id: uuid.UUID | None, moment: datetime
+    ) -> dict[str, dict[str, Any]]:
+        """Of ``enabled`` (``enabled_for`` the store), the plugins already on at ``moment``:
+        an event goes only to the plugins that were enabled when it happened."""
+        return {
+            plugin_id: config
+            for plugin_id, config in enabled.items()
+            if (since := self.enabled_since(plugin_id, store_id)) is None or since <= moment
+        }
 
     def enabled_anywhere(self, plugin_id: str) -> bool:
         chain = self.chain.get(plugin_id)

@@ -326,17 +326,26 @@ def nestpoint_adjust_earned_points(context: EarnContext) -> EarnAdjustment | Non
     do no I/O, and answer from the context.
 
     Arguments:
-        context: an :class:`EarnContext`: tenant, store, member, the member's and children's
-            birth dates, tier code, ``paid_at``, the order's lines with their base points,
-            the base total, and the plugin's merged ``config`` for that tenant and store.
+        context: an :class:`EarnContext`: ``tenant_id``, ``store_id``, ``member_id``;
+            ``member_birthday`` and ``children_birth_dates`` (recorded births only);
+            ``tier_code`` (before any upgrade the order brings); ``paid_at``, an aware
+            datetime in the chain's time zone whatever offset the till sent, and
+            ``time_zone``, that zone's IANA name (so ``paid_at.month`` is the chain's
+            month); ``lines`` (each ``EarnLine``: ``sku``, ``category``, ``quantity``,
+            ``paid_fen`` after discounts, ``base_points``); ``base_points``, their sum; and
+            ``config``, the plugin's merged configuration for that tenant and store.
 
-    Returns: an :class:`EarnAdjustment` (extra points, negative to deduct, and a reason the
-        member sees) or ``None`` for no change.
+    Returns: an :class:`EarnAdjustment` (extra points, negative to deduct, a reason the
+        member sees, and optionally ``lines``: the 1-based positions in ``context.lines`` it
+        belongs to, so that a refund of such a line takes its share back and the reason is
+        recorded on those lines only; none named: the whole order, the bonus going to the
+        line that earned most) or ``None`` for no change.
 
     Async: may be async (awaited within ``plugins_earn_timeout_seconds``).
 
-    Results: collected from every implementation; the core adds them up and clamps the
-        order's total at zero. A failing or slow implementation is skipped, logged and
+    Results: collected from every implementation; the core applies each to its lines in
+        turn, never taking a line below zero (an adjustment naming a line the order does
+        not have is ignored and logged). A failing or slow implementation is skipped, logged and
         recorded; the order never fails because of it.
 
     Scope: per tenant and store: only plugins enabled for the order's store are asked.
@@ -501,7 +510,8 @@ def nestpoint_on_points_expiring(event: Event, plugin: PluginContext) -> None:
 
 @_event("points.expired", "a member's points expired (积分清零).")
 def nestpoint_on_points_expired(event: Event, plugin: PluginContext) -> None:
-    """Points expired. The payload carries the member id and the points removed."""
+    """Points expired. Payload: ``member_id`` and ``points`` (the points removed, positive),
+    one event per member and expiry run."""
 
 
 @_event("points.adjusted", "staff adjusted a member's points by hand.")
@@ -512,8 +522,12 @@ def nestpoint_on_points_adjusted(event: Event, plugin: PluginContext) -> None:
 
 @_event("tier.changed", "a member moved up or down the tier ladder.")
 def nestpoint_on_tier_changed(event: Event, plugin: PluginContext) -> None:
-    """A member's tier changed. The payload carries the member id and the old and new tier
-    codes (the old one is ``None`` for a member's first tier)."""
+    """A member's tier changed. Payload: ``member_id``, ``from_tier`` and ``to_tier`` (tier
+    codes; ``from_tier`` is ``None`` for a member's first tier), ``reason`` (``join``;
+    ``upgrade``, when growth from an order, a bonus or the periodic evaluation moved them
+    up; ``evaluation``, when the evaluation moved them down; ``tier_removed``, when HQ
+    removed their tier from the ladder) and ``growth_value`` (the member's
+    growth when it changed)."""
 
 
 # ---- benefits

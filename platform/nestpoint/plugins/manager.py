@@ -495,7 +495,10 @@ class PluginHost:
         *,
         session: AsyncSession | None = None,
     ) -> None:
-        """Keep a row per failure; in ``session`` if given, else in a background write."""
+        """Keep a row per failure of a call made once (an earn rule, a channel choice):
+        recorded as final, since nothing calls it again (an event's failed delivery is
+        retried and recorded by ``plugins.delivery``). In ``session`` if given, else in a
+        background write."""
         rows = [
             PluginFailure(
                 tenant_id=tenant_id,
@@ -504,6 +507,7 @@ class PluginHost:
                 store_id=store_id,
                 kind=f.kind,
                 error=f.error,
+                final=True,
             )
             for f in failures
         ]

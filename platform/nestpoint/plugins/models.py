@@ -32,6 +32,10 @@ class PluginEnablement(TenantOwned, Base):
     turn it off there), ``allow_store_opt_in`` lets store keys enable and configure it for
     their own store, ``config`` is the chain's configuration. A store row: ``enabled`` for
     that store, ``config`` overriding the chain's field by field. No row: off.
+
+    ``enabled_at``: since when the row has kept the plugin on without a break (``None``
+    while off). A store row made while the chain's was on carries the chain's moment on.
+    The relay delivers an event only to plugins enabled since before it happened.
     """
 
     __tablename__ = "plugin_enablements"
@@ -65,6 +69,7 @@ class PluginEnablement(TenantOwned, Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     allow_store_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str] = mapped_column(String(100), default="")

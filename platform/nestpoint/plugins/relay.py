@@ -1,14 +1,15 @@
 """The outbox relay: hands committed events to the plugins enabled for them.
 
 The read side of the outbox (``nestpoint.events.service`` is the write side, and never
-imports this module). ``relay_pending`` runs in the ``events.relay`` job that a commit which
-wrote events enqueues by name, and ``relay_all`` in the periodic ``events.sweep``
-(``nestpoint.plugins.actors``). Delivery is at least once: consumers deduplicate on the
-event id.
+imports this module). ``drain_pending`` (``relay_pending`` batch after batch) runs in the
+``events.relay`` job that a commit which wrote events enqueues by name, and ``relay_all`` in
+the periodic ``events.sweep`` (``nestpoint.plugins.actors``). Delivery is at least once:
+consumers deduplicate on the event id.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,9 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
     1. Claim: in one short transaction, lock the due rows (``SKIP LOCKED`` on PostgreSQL),
        push their ``next_attempt_at`` a lease ahead so no other relay takes them, read the
        tenant's plugin enablement afresh, and publish at once every event no plugin wants.
+       An event goes to the plugins enabled for its store now that were already enabled
+       when it happened (``enabled_at <= occurred_at``): enabling a plugin never hands it
+       the events of before.
     2. Deliver each claimed event to the plugins enabled for its tenant and store, outside
        any transaction (a plugin may open sessions of its own).
     3. Record each outcome in a transaction of its own: published, or retried with back-off
@@ -58,7 +62,11 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
             snapshot = await host.snapshot(tenant_id, session)
             claimed: list[tuple[Event, int, dict[str, Any]]] = []
             for row in rows:
-                enabled = snapshot.enabled_for(row.store_id, host.loaded, host.merge_config)
+                enabled = snapshot.enabled_when(
+                    snapshot.enabled_for(row.store_id, host.loaded, host.merge_config),
+                    row.store_id,
+                    row.occurred_at,
+                )
                 if not enabled:
                     row.published_at = now
                     row.last_error = None
@@ -79,8 +87,26 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
     return published
 
 
+async def drain_pending(
+    tenant_id: uuid.UUID, database: Database | None = None, *, budget_seconds: float = 60.0
+) -> int:
+    """Relay one tenant's due events batch after batch until none is left (or a batch
+    publishes nothing: its events wait for their retry), for at most ``budget_seconds``
+    (a job stays bounded; the sweep takes up the rest). A backlog (a bulk import, the
+    demo's seeding, a plugin down for an hour) drains at the relay's speed, not one batch
+    per sweep. Returns how many were published."""
+    deadline = time.monotonic() + budget_seconds
+    total = 0
+    while time.monotonic() < deadline:
+        published = await relay_pending(tenant_id, database)
+        total += published
+        if not published:
+            break
+    return total
+
+
 async def relay_all(database: Database | None = None) -> int:
     total = 0
     for tenant_id in await active_tenant_ids(database):  # RLS hides other tenants' rows
-        total += await relay_pending(tenant_id, database)
+        total += await drain_pending(tenant_id, database)
     return total

@@ -76,6 +76,22 @@ def _changed(session: AsyncSession, action: str, plugin_id: str, changes: dict[s
 # ---------------------------------------------------------------------------- changes
 
 
+def _switch(row: PluginEnablement, enabled: bool) -> None:
+    """Turn a setting on or off; ``enabled_at`` moves only when it goes from off to on."""
+    if enabled and not row.enabled:
+        row.enabled_at = utcnow()
+    elif not enabled:
+        row.enabled_at = None
+    row.enabled = enabled
+
+
+def _set_enabled(row: PluginEnablement, enabled: bool | None, changes: dict[str, Any]) -> None:
+    """Apply a requested ``enabled`` (``None``: unchanged), noting the change."""
+    if enabled is not None and row.enabled != enabled:
+        changes["enabled"] = [row.enabled, enabled]
+        _switch(row, enabled)
+
+
 async def set_chain(
     session: AsyncSession, host: PluginHost, plugin_id: str, data: ChainSettingUpdate
 ) -> PluginEnablement:
@@ -96,11 +112,8 @@ async def set_chain(
         row.enabled, row.allow_store_opt_in = False, False
         session.add(row)
     changes: dict[str, Any] = {"created": True} if created else {}
-    for name, value in (
-        ("enabled", data.enabled),
-        ("allow_store_opt_in", data.allow_store_opt_in),
-        ("config", config),
-    ):
+    _set_enabled(row, data.enabled, changes)
+    for name, value in (("allow_store_opt_in", data.allow_store_opt_in), ("config", config)):
         if value is not None and getattr(row, name) != value:
             changes[name] = [getattr(row, name), value]
             setattr(row, name, value)
@@ -137,15 +150,17 @@ async def set_store(
         config = dict(row.config) if row else {}
     created = row is None
     if row is None:
+        # The new row starts as the store was: following the chain (on since the chain's).
         row = PluginEnablement(plugin_id=plugin_id, store_id=store.id, config={})
         row.enabled = chain.enabled if chain is not None else False
+        row.enabled_at = chain.enabled_at if chain is not None else None
         row.allow_store_opt_in = False
         session.add(row)
     changes: dict[str, Any] = {"created": True} if created else {}
-    for name, value in (("enabled", data.enabled), ("config", config)):
-        if value is not None and getattr(row, name) != value:
-            changes[name] = [getattr(row, name), value]
-            setattr(row, name, value)
+    _set_enabled(row, data.enabled, changes)
+    if row.config != config:
+        changes["config"] = [row.config, config]
+        row.config = config
     row.updated_by = _who()
     await session.flush()
     if changes:
@@ -191,7 +206,7 @@ async def disable_everywhere(session: AsyncSession, host: PluginHost, plugin_id:
         )
     ).all()
     for row in rows:
-        row.enabled = False
+        _switch(row, False)
         row.updated_by = _who()
     _changed(session, "plugin.disabled", plugin_id, {"rows": len(rows)})
 

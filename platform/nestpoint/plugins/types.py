@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class EarnLine:
-    """One line of a paid order, as the earn rules see it."""
+    """One line of a paid order, as the earn rules see it.
+
+    ``sku``, ``category`` and ``quantity`` are the till's; ``paid_fen`` is what the member
+    paid for the line in fen (after discounts and coupons, before points); ``base_points``
+    is what the chain's earn rules give the line before any plugin adjusts it."""
 
     sku: str
     category: str
@@ -34,7 +38,27 @@ class EarnLine:
 
 @dataclass(frozen=True, slots=True)
 class EarnContext:
-    """What an earn-rule adjustment may look at; ``config`` is the plugin's merged config."""
+    """What an earn-rule adjustment (``nestpoint_adjust_earned_points``) may look at.
+
+    Every time and date is the chain's: ``paid_at`` is in the chain's time zone
+    (``time_zone``), whatever offset the till sent, so ``paid_at.month`` or
+    ``paid_at.date()`` is the month or day the chain's members live in.
+
+    - ``tenant_id``, ``store_id``, ``member_id``: the chain, the store the order is recorded
+      at (``None`` only when the kit's helpers ask without a store), and the member, as
+      strings of their UUIDs;
+    - ``member_birthday``: the member's birthday, if recorded;
+    - ``children_birth_dates``: the recorded birth dates of the member's children (children
+      not yet born, with only a due date, are not in it);
+    - ``tier_code``: the member's tier when the order is recorded (before any upgrade it
+      brings);
+    - ``paid_at``: when the order was paid, an aware datetime in the chain's time zone;
+    - ``lines``: the order's lines (:class:`EarnLine`), in the order's line order;
+    - ``base_points``: the order's points before plugins (the sum of the lines');
+    - ``time_zone``: the chain's IANA time zone (``Asia/Shanghai``), from its programme;
+    - ``config``: this plugin's configuration for the store (chain's, overridden by the
+      store's, validated, defaults filled in).
+    """
 
     tenant_id: str
     store_id: str | None
@@ -45,15 +69,24 @@ class EarnContext:
     paid_at: datetime
     lines: tuple[EarnLine, ...]
     base_points: int
+    time_zone: str
     config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class EarnAdjustment:
-    """Extra points (may be negative; the core clamps the order's total at zero) and why."""
+    """Extra points (negative to deduct) and why, for the whole order or for some lines.
+
+    ``lines`` names the lines the adjustment belongs to, by their 1-based position in
+    ``EarnContext.lines``; empty (the default) means the whole order. A bonus goes to the
+    named line that earned most, a deduction is taken from the last named lines first, and
+    no line drops below zero: so a refund of a line takes back exactly the points that line
+    earned, the plugin's share included, and ``reason`` is recorded on the lines whose
+    points it changed only."""
 
     points: int
     reason: str
+    lines: tuple[int, ...] = ()
 
 
 # ------------------------------------------------------------------ the plugin's own context

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 PLUGIN = "example"
 
@@ -91,3 +92,55 @@ async def test_invalid_config_names_the_field(nestpoint_tenant, nestpoint_client
     )
     assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == ["config.birthday_multiplier"]
+
+
+async def test_the_birthday_month_is_the_chains_month(
+    nestpoint_tenant, nestpoint_enable_plugin, nestpoint_adjust_points
+):
+    """20:00 UTC on 31 May is 1 June in the chain's zone (Asia/Shanghai): a June child."""
+    await nestpoint_enable_plugin(nestpoint_tenant, PLUGIN, store="S1")
+    late_may_utc = datetime(2026, 5, 31, 20, 0, tzinfo=UTC)
+    june_child = (date(2024, 6, 3),)
+    adjusted = await nestpoint_adjust_points(
+        nestpoint_tenant, "S1", paid_at=late_may_utc, children_birth_dates=june_child
+    )
+    assert [pid for pid, _ in adjusted] == [PLUGIN]
+    in_utc = await nestpoint_adjust_points(
+        nestpoint_tenant, "S1", paid_at=late_may_utc, children_birth_dates=june_child,
+        time_zone="UTC",
+    )  # fmt: skip
+    assert in_utc == []
+
+
+async def test_a_store_key_records_an_order_with_the_birthday_bonus(
+    nestpoint_client, nestpoint_tenant, nestpoint_enable_plugin
+):
+    """The kit's store keys can do what a till's can: enrol a member and record an order."""
+    await nestpoint_enable_plugin(nestpoint_tenant, PLUGIN, store="S1")
+    till = nestpoint_tenant.store("S1")
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the chain's month
+    r = await nestpoint_client.post(
+        "/api/v1/members",
+        json={
+            "phone": "13912345678",
+            "children": [
+                {"nickname": "豆豆", "birth_date": f"{today.year - 1}-{today.month:02d}-01"}
+            ],
+            "guardian_consent": {"granted": True, "source": "pos"},
+        },
+        headers=till,
+    )
+    assert r.status_code == 201, r.text
+    line = {"sku": "MILK-1", "name": "Formula", "category": "feeding", "quantity": 1,
+            "unit_price_fen": 10000, "paid_fen": 10000}  # fmt: skip
+    order = {
+        "channel": "pos",
+        "external_id": "till-1",
+        "member": {"id": r.json()["id"]},
+        "lines": [line],
+        "paid_at": datetime.now(UTC).isoformat(),
+        "payment": {"cash_fen": 10000, "points_used": 0},
+    }
+    r = await nestpoint_client.post("/api/v1/orders", json=order, headers=till)
+    assert r.status_code == 201, r.text
+    assert r.json()["points_earned"] == 200  # 100, doubled in the child's birthday month
