@@ -1,5 +1,6 @@
 """Every benchmark in one run (``make bench``): HTTP (order-and-earn, lookup by phone, each
-against its pgbench ceiling), then batch (expiry and tier evaluation against psql).
+against its pgbench ceiling), the relay draining a backlog, then batch (expiry and tier
+evaluation against psql) and orders while the jobs run.
 
 Results: a table on stdout, and ``bench/results/<benchmark>.json``. See bench/README.md.
 """
@@ -34,6 +35,7 @@ def main() -> None:
     import batch_bench
     import http_bench
     import mixed_bench
+    import relay_bench
     from common import RESULTS_DIR, table
 
     started = time.perf_counter()
@@ -54,6 +56,8 @@ def main() -> None:
         mixed_args += ["--members", str(args.batch_members)]
 
     http = {} if args.skip_http else http_bench.main(http_args)
+    # the outbox backlog the orders left, then events for a plugin (no target)
+    relay = {} if args.skip_http else relay_bench.main(["--events", "2000"] if args.quick else [])
     batch = {} if args.skip_batch else batch_bench.main(batch_args)
     # orders while the jobs run over the batch template (1,000,000 members)
     mixed = {} if args.skip_batch or args.skip_http else mixed_bench.main(mixed_args)
@@ -86,6 +90,11 @@ def main() -> None:
                 "ratio ok" if r["target_met"] else "ratio MISSED",
             ]
         )
+    for name in ("no_plugin", "delivered") if relay else ():
+        r = relay[name]
+        label = f"relay drain ({name.replace('_', ' ')})"
+        rows.append([label, f"{r['events_per_s']:.0f} events/s", f"{r['events']} events"])
+        rows[-1] += [""] * 5
     if mixed:
         rows.append(
             [

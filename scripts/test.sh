@@ -3,8 +3,8 @@
 #
 # 1. ruff check, ruff format --check, mypy, lint-imports (the core and every plugin under
 #    plugins/, found by scripts/lint_imports.py)
-# 2. pytest on SQLite with the in-process broker: the core's suite, then each first-party
-#    plugin's own suite (plugins/*/tests, with its own pytest settings)
+# 2. pytest on SQLite with the in-process broker (the suite also runs each first-party
+#    plugin's own suite, plugins/*/tests: tests/plugins/test_jobs_and_example.py)
 # 3. the same on PostgreSQL with Redis as the broker: always in CI (CI=true), where a
 #    service that does not answer is a failure; elsewhere only when PostgreSQL answers.
 #
@@ -46,21 +46,9 @@ step "ruff format --check" "${run[@]}" ruff format --check .
 step "mypy" "${run[@]}" mypy
 step "lint-imports (core and plugins)" "${run[@]}" python scripts/lint_imports.py
 
-# Each first-party plugin's suite runs on its own (its pyproject's pytest settings, the
-# test kit's fixtures): `pytests <label> [VAR=value...]`.
-pytests() {
-    local label=$1
-    shift
-    step "pytest on $label" "${clean_env[@]}" "$@" "${run[@]}" pytest
-    local dir
-    for dir in plugins/*/tests; do
-        [[ -d $dir ]] || continue
-        step "pytest $dir on $label" "${clean_env[@]}" "$@" "${run[@]}" pytest "$dir"
-    done
-}
-
 if [[ "${1:-}" != "--lint-only" ]]; then
-    pytests "SQLite (in-process broker)" NESTPOINT_TEST_DATABASE=sqlite
+    step "pytest on SQLite (in-process broker)" \
+        "${clean_env[@]}" NESTPOINT_TEST_DATABASE=sqlite "${run[@]}" pytest
 
     postgres=false
     redis=false
@@ -78,10 +66,12 @@ if [[ "${1:-}" != "--lint-only" ]]; then
     fi
 
     if $postgres && $redis; then
-        pytests "PostgreSQL (Redis broker, $TEST_REDIS_URL)" \
-            NESTPOINT_TEST_DATABASE=postgresql NESTPOINT_REDIS_URL="$TEST_REDIS_URL"
+        step "pytest on PostgreSQL (Redis broker, $TEST_REDIS_URL)" \
+            "${clean_env[@]}" NESTPOINT_TEST_DATABASE=postgresql \
+            NESTPOINT_REDIS_URL="$TEST_REDIS_URL" "${run[@]}" pytest
     elif $postgres; then
-        pytests "PostgreSQL (in-process broker)" NESTPOINT_TEST_DATABASE=postgresql
+        step "pytest on PostgreSQL (in-process broker)" \
+            "${clean_env[@]}" NESTPOINT_TEST_DATABASE=postgresql "${run[@]}" pytest
         notes+=("Redis does not answer on ${REDIS_HOST:-127.0.0.1}:${REDIS_PORT:-6379}: the PostgreSQL run used the in-process broker.")
     elif ! $ci; then
         notes+=("PostgreSQL does not answer on ${PG_HOST:-127.0.0.1}:${PG_PORT:-5432}: only the SQLite tests ran.")

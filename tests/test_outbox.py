@@ -22,6 +22,7 @@ from nestpoint.events.models import OutboxEvent
 from nestpoint.jobs.broker import flush_enqueued
 from nestpoint.plugins import hookimpl, relay
 from nestpoint.plugins.manager import PluginInfo, get_plugin_host
+from nestpoint.plugins.models import PluginEnablement
 from nestpoint.tenancy import service as tenancy
 from nestpoint.tenancy.schemas import StoreCreate
 
@@ -72,7 +73,9 @@ def plugins() -> Iterator[Callable[[Recorder], Recorder]]:
 
 
 async def enable(client: Any, tenant: Any, *recorders: Recorder) -> None:
-    """Enable plugins for a tenant's whole chain, as its HQ does."""
+    """Enable plugins for a tenant's whole chain, as its HQ does, as if they had been on
+    since before the tenant's set-up: the relay hands an event only to plugins already on
+    when it happened, and these tests relay the set-up's own events."""
     for recorder in recorders:
         r = await client.put(
             f"/api/v1/tenant/plugins/{recorder.plugin_id}",
@@ -80,6 +83,11 @@ async def enable(client: Any, tenant: Any, *recorders: Recorder) -> None:
             headers=tenant.hq(),
         )
         assert r.status_code == 200, r.text
+    with tenant_context(tenant.id):
+        async with scoped_session() as session:
+            await session.execute(
+                update(PluginEnablement).values(enabled_at=datetime(2000, 1, 1, tzinfo=UTC))
+            )
 
 
 async def api_events(client: Any, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:

@@ -272,7 +272,9 @@ async def test_expiry_run_twice_in_parallel_expires_each_remainder_once(
     results = await asyncio.gather(
         *[run_for_tenant(t.id, lambda s: expire_points(s, later), name="test") for _ in range(2)]
     )
-    assert sorted(r.rows for r in results) == [0, 18]  # one run took all, the other none
+    # Together they expire each lot once: the runs take the chunks of members one after the
+    # other (each chunk under the job's lock), so they may share the work.
+    assert sum(r.rows for r in results) == 18
     with tenant_context(t.id):
         async with scoped_session() as session:
             expired = await session.scalar(

@@ -21,7 +21,7 @@ from nestpoint.db import Database, scoped_session, utcnow
 from nestpoint.events.models import OutboxEvent
 from nestpoint.events.service import Event
 from nestpoint.jobs.tenants import active_tenant_ids
-from nestpoint.plugins.delivery import delivered_hooks, record_outcome
+from nestpoint.plugins.delivery import delivered_hooks, record_outcomes
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.settings import get_settings
 
@@ -40,7 +40,7 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
        the events of before.
     2. Deliver each claimed event to the plugins enabled for its tenant and store, outside
        any transaction (a plugin may open sessions of its own).
-    3. Record each outcome in a transaction of its own: published, or retried with back-off
+    3. Record the batch's outcomes in one transaction: published, or retried with back-off
        for the plugins that failed only (see ``nestpoint.plugins.delivery``).
     """
     host = get_plugin_host()
@@ -77,13 +77,17 @@ async def relay_pending(tenant_id: uuid.UUID, database: Database | None = None) 
             done = await delivered_hooks(
                 session, [uuid.UUID(e.id) for e, attempts, _ in claimed if attempts > 0]
             )
-        for event, _, enabled in claimed:
-            outcome = await host.deliver_event(
-                event, enabled=enabled, skip=done.get(uuid.UUID(event.id), frozenset())
+        outcomes = [
+            (
+                event,
+                await host.deliver_event(
+                    event, enabled=enabled, skip=done.get(uuid.UUID(event.id), frozenset())
+                ),
             )
-            async with scoped_session(database) as session:
-                if await record_outcome(session, event, outcome):
-                    published += 1
+            for event, _, enabled in claimed
+        ]
+        async with scoped_session(database) as session:
+            published += await record_outcomes(session, outcomes)
     return published
 
 
