@@ -270,44 +270,62 @@ def _literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def bind(sql: str, params: dict[str, object]) -> str:
-    """Replace ``:name`` parameters (never ``::casts``) with literals."""
-    from nestpoint.db.sql import PARAMETER  # the job's own reading of its parameters
+class Prepared:
+    """A job statement as the job's driver sends it: compiled for asyncpg (``$n`` parameters
+    with the casts SQLAlchemy adds), prepared once in psql and executed with each chunk's
+    values, so the server plans it as it plans the job's own prepared statement (a literal
+    in its place can get another plan altogether)."""
 
-    def sub(m: re.Match[str]) -> str:
-        return _literal(params[m.group(1)])
+    def __init__(self, name: str, sql: str, types: dict[str, Any]) -> None:
+        from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
-    return PARAMETER.sub(sub, sql)
+        from nestpoint.db.sql import typed_text
+
+        compiled = typed_text(sql, types).compile(dialect=dialect())
+        self.name, self.sql, self.positions = name, compiled.string, list(compiled.positiontup)
+
+    def prepare(self) -> str:
+        return f"PREPARE {self.name} AS {self.sql};"
+
+    def execute(self, params: dict[str, object]) -> str:
+        args = ", ".join(_literal(params[p]) for p in self.positions)
+        return f"EXECUTE {self.name}({args})"
 
 
 def sql_script(job: str, tenant_id: uuid.UUID, now: datetime) -> str:
-    """The job's statements as the job sends them: for each chunk of members, in its own
-    transaction, the advisory lock, the chunk's upper end (``members.jobs.NEXT_UPTO_SQL``,
-    kept in a psql variable), the job's statements, and the rest only when the first ones
-    found work (as the job skips them). Each statement is named (``\\echo``) and timed."""
+    """The job's statements as the job sends them: each prepared once (:class:`Prepared`),
+    then for each chunk of members, in its own transaction, the advisory lock, the chunk's
+    upper end (``members.jobs.NEXT_UPTO_SQL``, kept in a psql variable), the job's
+    statements, and the rest only when the first ones found work (as the job skips them).
+    Each statement is named (``\\echo``) and timed."""
     from common import use_app_env
 
-    from nestpoint.members.jobs import FIRST_AFTER, NEXT_UPTO_SQL, chunk_params
-    from nestpoint.points.jobs import EXPIRED_TOTAL, expiry_statements
+    from nestpoint.members.jobs import CHUNK_TYPES, FIRST_AFTER, NEXT_UPTO_SQL, chunk_params
+    from nestpoint.points.jobs import EXPIRED_TOTAL, PARAMETER_TYPES, expiry_statements
     from nestpoint.settings import get_settings
-    from nestpoint.tiers.jobs import evaluation_params, statements
+    from nestpoint.tiers.jobs import evaluation_params, parameter_types, statements
 
     use_app_env(RUN_DB)  # the job's settings (its chunk size)
     run = uuid.uuid4().hex
     if job == "expire-points":
         sql = expiry_statements("postgresql") | {"total": EXPIRED_TOTAL}
         params: dict[str, object] = {"tenant": tenant_id, "now": now}
+        types = dict(PARAMETER_TYPES)
         first, rest = ["lock", "entries"], ["total", "accounts", "lots", "events"]
         lock_key = f"points.expire:{tenant_id}"
     else:
         program = _program()
         sql = statements("postgresql", program)
         params = evaluation_params(program, tenant_id, now, run)
+        types = parameter_types(params)
         first, rest = ["growth", "growth_zero", "changes"], ["events", "apply"]
         lock_key = f"tiers.evaluate:{tenant_id}"
+    prepared = {name: Prepared(name, sql[name], types) for name in first + rest}
+    next_upto = Prepared("next_upto", NEXT_UPTO_SQL, CHUNK_TYPES)
     size = get_settings().job_chunk_members
     members = int(admin_sync("SELECT count(*) FROM members", database=RUN_DB)[0][0])
-    lines = ["\\timing on", f"\\set after {FIRST_AFTER}"]
+    lines = ["\\timing on", f"\\set after {FIRST_AFTER}", next_upto.prepare()]
+    lines += [statement.prepare() for statement in prepared.values()]
     for number in range(members // size + 1):  # as many chunks as the job runs
         chunk = params | {"run": f"{run}.{number}", "after": PsqlVariable("after")}
         chunk |= {"upto": PsqlVariable("upto")}
@@ -318,13 +336,13 @@ def sql_script(job: str, tenant_id: uuid.UUID, now: datetime) -> str:
             f"SELECT set_config('nestpoint.tenant_id', '{tenant_id}', true),"
             " set_config('nestpoint.store_id', '', true);",
             "\\echo advisory_lock", f"SELECT pg_advisory_xact_lock(hashtext('{lock_key}'));",
-            "\\echo next_upto", bind(NEXT_UPTO_SQL, bound) + " AS upto \\gset",
+            "\\echo next_upto", next_upto.execute(bound) + " \\gset", "\\set upto :coalesce",
         ]  # fmt: skip
         for name in first:
-            lines += [f"\\echo {name}", bind(sql[name], chunk) + ";"]
+            lines += [f"\\echo {name}", prepared[name].execute(chunk) + ";"]
         lines += ["SELECT :ROW_COUNT > 0 AS found \\gset", "\\if :found"]
         for name in rest:
-            lines += [f"\\echo {name}", bind(sql[name], chunk) + ";"]
+            lines += [f"\\echo {name}", prepared[name].execute(chunk) + ";"]
         lines += ["\\endif", "\\echo commit", "COMMIT;", "\\set after :upto"]
     return "\n".join([*lines, ""])
 

@@ -33,7 +33,9 @@ tenants_app = typer.Typer(help="Tenants as code.", no_args_is_help=True)
 plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
 plugin_app = typer.Typer(help="Writing a plugin.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+settings_app = typer.Typer(help="Settings (NESTPOINT_* variables).", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(settings_app, name="settings")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(plugin_app, name="plugin")
 app.add_typer(keys_app, name="keys")
@@ -49,8 +51,13 @@ def _configure_logs() -> None:
 @app.command()
 def migrate(revision: str = "heads") -> None:
     """Apply database migrations (as the owner role: NESTPOINT_MIGRATION_DATABASE_URL)."""
-    from nestpoint.migrate import upgrade
+    from nestpoint.migrate import DatabaseUnreachable, check_reachable, upgrade
 
+    try:
+        check_reachable()
+    except DatabaseUnreachable as exc:
+        typer.echo(f"nestpoint migrate: {exc}", err=True)
+        raise typer.Exit(1) from None
     upgrade(revision=revision)
     typer.echo(f"migrated to {revision}")
 
@@ -243,12 +250,31 @@ def plugins_reference(
     """Generate the hook reference (docs/plugins/reference.md) from the hookspec docstrings."""
     from nestpoint.plugins.reference import render
 
-    text = render()
+    _reference(render(), output, check, "nestpoint plugins reference")
+
+
+@settings_app.command("reference")
+def settings_reference(
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file (default: print it).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="Fail if the file differs from the settings.")
+    ] = False,
+) -> None:
+    """Generate the configuration reference (docs/configuration.md) from the settings."""
+    from nestpoint.settings import reference
+
+    _reference(reference(), output, check, "nestpoint settings reference")
+
+
+def _reference(text: str, output: Path | None, check: bool, command: str) -> None:
+    """Print a generated reference, write it to ``output``, or check that file is current."""
     if output is None:
         typer.echo(text, nl=False)
     elif check:
         if not output.exists() or output.read_text(encoding="utf-8") != text:
-            typer.echo(f"{output} is out of date: run nestpoint plugins reference", err=True)
+            typer.echo(f"{output} is out of date: run {command}", err=True)
             raise typer.Exit(code=1)
     else:
         output.write_text(text, encoding="utf-8")

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.settings import PROJECT_ROOT, get_settings
@@ -29,6 +33,40 @@ def alembic_config(url: str | None = None) -> Config:
     # Read by the RLS migration: which role to grant rights to.
     config.attributes["app_role"] = settings.app_role
     return config
+
+
+class DatabaseUnreachable(Exception):
+    """The database to migrate does not answer (or refuses the role): one line to show."""
+
+
+def check_reachable(url: str | None = None, timeout: float = 5.0) -> None:
+    """Connect once to the migration database, or raise :class:`DatabaseUnreachable` with a
+    one-line reason (the URL without its password, and what the driver said), so that
+    ``nestpoint migrate`` against a server that is down prints that, not a traceback."""
+    url = url or get_settings().owner_database_url
+    if url.startswith("sqlite"):
+        return  # a file: created if missing
+
+    async def probe() -> None:
+        engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": timeout})
+        try:
+            async with engine.connect():
+                pass
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise DatabaseUnreachable(f"cannot connect to {shown}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own words, on one line (SQLAlchemy wraps them in ``orig``)."""
+    inner = getattr(exc, "orig", None) or exc
+    text = " ".join(str(inner).split()) or type(inner).__name__
+    return text[:300]
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -17,76 +17,126 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
+    """Every setting, each read from ``NESTPOINT_<NAME>``; ``docs/configuration.md`` is
+    generated from these fields (``nestpoint settings reference``; a test compares)."""
+
     model_config = SettingsConfigDict(env_prefix="NESTPOINT_", extra="ignore")
 
-    # The application's connection: on PostgreSQL a role that owns no table (RLS applies).
+    # ---- database
     database_url: str = Field(
         default=f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'nestpoint.db'}",
-        description="SQLAlchemy URL the API and workers use.",
+        description="SQLAlchemy URL the API and workers use. On PostgreSQL (asyncpg), a role "
+        "that owns no table, so row-level security applies. Default: a SQLite file under "
+        "`var/` of the source tree (the embedded demo).",
     )
-    # Migrations run as the owner of the tables; defaults to the application's URL
-    # (which is right for SQLite, where there are no roles).
-    migration_database_url: str | None = None
-    # The role the application connects as; migrations grant it rights and nothing more.
-    app_role: str = "nestpoint_app"
-    # Per process: about the number of requests a worker serves at once (32 clients over
-    # 2 workers in the benchmark); overflow adds half again for bursts.
-    database_pool_size: int = 20
-    database_echo: bool = False
+    migration_database_url: str | None = Field(
+        default=None,
+        description="URL migrations run with, as the owner of the tables. Unset: "
+        "`database_url` (right for SQLite, which has no roles).",
+    )
+    app_role: str = Field(
+        default="nestpoint_app",
+        description="The role the application connects as; migrations grant it its rights "
+        "and nothing more.",
+    )
+    database_pool_size: int = Field(
+        default=20,
+        description="Connections per process: about the requests one worker serves at once "
+        "(32 clients over 2 workers in the benchmark); overflow adds half again for bursts.",
+    )
+    database_echo: bool = Field(default=False, description="Log every SQL statement.")
 
-    # None means the in-process broker (embedded default and tests).
-    redis_url: str | None = None
+    # ---- broker and server
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL of the Dramatiq broker. Unset: the in-process broker (the "
+        "embedded default and the tests).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `nestpoint serve` binds.")
+    port: int = Field(default=8000, description="Port `nestpoint serve` listens on.")
+    workers: int = Field(default=1, description="Server processes of `nestpoint serve`.")
+    log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING...).")
+    log_json: bool = Field(default=True, description="Log lines as JSON (else plain text).")
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    log_level: str = "INFO"
-    log_json: bool = True
+    # ---- plugins
+    plugins_allow: list[str] = Field(
+        default_factory=list,
+        description="Plugin ids the operator allows, as a JSON list (empty: all installed).",
+    )
+    plugins_block: list[str] = Field(
+        default_factory=list, description="Plugin ids the operator blocks, as a JSON list."
+    )
+    plugins_cache_ttl_seconds: float = Field(
+        default=5.0,
+        description="How long each process caches a tenant's plugin enablement: a change "
+        "applies at once in the process that made it, in others within this time.",
+    )
+    plugins_event_timeout_seconds: float = Field(
+        default=10.0,
+        description="Time limit of one event hook call (in the relay); over it, the call "
+        "is that plugin's failure.",
+    )
+    plugins_earn_timeout_seconds: float = Field(
+        default=1.0,
+        description="Time limit of one earn-rule hook call (on the order's path); over it, "
+        "the plugin is skipped for that order.",
+    )
+    plugins_max_delivery_attempts: int = Field(
+        default=15,
+        description="Failed deliveries after which a plugin stops receiving an event "
+        "(recorded as final).",
+    )
 
-    # Operator allow/block lists of plugin ids (empty allow list = all allowed).
-    plugins_allow: list[str] = Field(default_factory=list)
-    plugins_block: list[str] = Field(default_factory=list)
-    # Per-tenant plugin enablement is cached in each process for this long; a change made
-    # in this process applies at once, in other processes within this time.
-    plugins_cache_ttl_seconds: float = 5.0
-    # Time limits for one plugin hook call: event hooks (relay) and the earn-rule hook
-    # (on the order path). A call over its limit is a failure of that plugin.
-    plugins_event_timeout_seconds: float = 10.0
-    plugins_earn_timeout_seconds: float = 1.0
-    # After this many failed deliveries a plugin stops receiving that event (recorded as final).
-    plugins_max_delivery_attempts: int = 15
+    # ---- outbox
+    outbox_batch_size: int = Field(
+        default=200, description="Events one relay pass claims (it drains batch after batch)."
+    )
+    outbox_max_backoff_seconds: int = Field(
+        default=3600, description="The longest wait between two delivery attempts."
+    )
 
-    # Outbox relay: how many events one relay pass takes, and the retry back-off cap.
-    outbox_batch_size: int = 200
-    outbox_max_backoff_seconds: int = 3600
+    # ---- personal data
+    pii_keys: str | None = Field(
+        default=None,
+        description="Keys that encrypt personal data at rest: comma-separated "
+        "`<key id>:<base64 32-byte key>`; the first encrypts, all decrypt (rotation: put "
+        "the new key first, run `nestpoint members rotate-keys`). Every process sharing a "
+        "database needs the same; outside the SQLite default a process without them "
+        "refuses to start (`nestpoint members new-key` makes them). On SQLite, unset: a "
+        "key file under `var/`.",
+    )
+    pii_hash_key: str | None = Field(
+        default=None,
+        description="Base64 key of the keyed hash used to find a member by exact phone; "
+        "the same rules as `pii_keys`.",
+    )
+    cursor_key: str | None = Field(
+        default=None,
+        description="Signs pagination cursors (HMAC-SHA256), so a cursor works only on the "
+        "listing that issued it. Unset: derived from `pii_hash_key` (set it only to rotate "
+        "cursor signing on its own).",
+    )
 
-    # Personal data at rest. ``pii_keys``: comma-separated ``<key id>:<base64 32-byte key>``,
-    # the first encrypts, all decrypt (rotation: put the new key first, run
-    # ``nestpoint members rotate-keys``). ``pii_hash_key``: base64 key of the keyed hash used
-    # for exact lookup by phone. Every process sharing a database needs the same values:
-    # outside the embedded SQLite default a process without them refuses to start
-    # (``nestpoint members new-key`` makes them); on SQLite, both unset, a key file under
-    # var/ is used.
-    pii_keys: str | None = None
-    pii_hash_key: str | None = None
-
-    # Signs pagination cursors (HMAC-SHA256), so a cursor works only on the listing that
-    # issued it. Unset: a key derived from ``pii_hash_key``, which every process of a
-    # database already shares (set this one only to rotate cursor signing on its own).
-    cursor_key: str | None = None
-
-    # Loyalty configuration and API keys are cached per process this long (seconds): a
-    # change made through another process applies within this time.
-    config_cache_seconds: float = 5.0
-
-    # Set-based jobs over members (points expiry, tier evaluation) work through a tenant's
-    # members this many at a time, one transaction each (members/jobs.py): an order waits
-    # on a job's row locks for one chunk at most, never for the whole run.
-    job_chunk_members: int = Field(default=10_000, ge=1)
-    # After each chunk a job pauses for this share of the time the chunk took (1.0: a job
-    # works at most half of its run), leaving the tills their share of a small machine while
-    # a long job runs; the run takes that much longer. 0: no pause (a maintenance window).
-    job_chunk_pause_ratio: float = Field(default=1.0, ge=0.0)
+    # ---- caches and jobs
+    config_cache_seconds: float = Field(
+        default=5.0,
+        description="How long each process caches loyalty configuration and API keys: a "
+        "change made through another process applies within this time.",
+    )
+    job_chunk_members: int = Field(
+        default=10_000,
+        ge=1,
+        description="Members per chunk of the set-based jobs (points expiry, tier "
+        "evaluation), one transaction each: an order waits on a job's row locks for one "
+        "chunk at most.",
+    )
+    job_chunk_pause_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="After each chunk a job pauses for this many times the chunk's time "
+        "(1.0: it works at most half of its run), leaving the tills their share of a small "
+        "machine; 0: no pause (a maintenance window).",
+    )
 
     @property
     def owner_database_url(self) -> str:
@@ -100,3 +150,43 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def reference() -> str:
+    """``docs/configuration.md``: every setting, its variable, type, default and meaning."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated from platform/nestpoint/settings.py by",
+        "     `nestpoint settings reference --output docs/configuration.md`. Do not edit:",
+        "     change the field descriptions and regenerate (a test compares the two). -->",
+        "",
+        "Nestpoint reads its settings once, from the environment: each setting below is the",
+        'variable `NESTPOINT_<NAME>`. Lists are JSON (`["a", "b"]`). The defaults are the',
+        "embedded set-up (SQLite, the in-process broker); production sets at least the",
+        "database URLs, `NESTPOINT_REDIS_URL` and the personal-data keys.",
+        "",
+        "| variable | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if name == "database_url":
+            default = "sqlite+aiosqlite:///<source tree>/var/nestpoint.db"
+        shown = "unset" if default is None else f"`{default}`"
+        kind = str(field.annotation).replace("typing.", "").replace("<class '", "")
+        kind = kind.replace("'>", "").replace(" | None", " (optional)")
+        lines.append(f"| `NESTPOINT_{name.upper()}` | {kind} | {shown} | {field.description} |")
+    lines += [
+        "",
+        "Read outside the settings, by the tools that need them:",
+        "",
+        "| variable | meaning |",
+        "|---|---|",
+        "| `NESTPOINT_MIGRATIONS_DIR` | the core's Alembic folder (default: `migrations/` "
+        "of the source tree) |",
+        "| `NESTPOINT_DEMO_MEMBERS` | members `nestpoint demo` seeds per example chain (1000) |",
+        "| `NESTPOINT_TEST_DATABASE` | the tests' backend: `sqlite` (default) or "
+        "`postgresql` (README.md) |",
+    ]
+    return "\n".join(lines) + "\n"
