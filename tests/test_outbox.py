@@ -23,8 +23,10 @@ from nestpoint.jobs.broker import flush_enqueued
 from nestpoint.plugins import hookimpl, relay
 from nestpoint.plugins.manager import PluginInfo, get_plugin_host
 from nestpoint.plugins.models import PluginEnablement
+from nestpoint.settings import get_settings
 from nestpoint.tenancy import service as tenancy
 from nestpoint.tenancy.schemas import StoreCreate
+from nestpoint.testing import emit_event
 
 
 class Recorder:
@@ -336,3 +338,21 @@ def test_the_outbox_enqueues_the_relay_by_the_name_and_queue_of_its_actor() -> N
 
     assert broker.get_actor(events.RELAY.actor_name) is actors.relay
     assert events.RELAY.queue_name == actors.relay.queue_name
+
+
+async def test_a_backlog_drains_batch_after_batch_in_order(
+    client, make_tenant, plugins, monkeypatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "outbox_batch_size", 3)
+    t = await make_tenant(("S1",))
+    recorder = plugins(Recorder())
+    await enable(client, t, recorder)
+    for n in range(7):
+        await emit_event(t, f"test.backlog-{n}", {}, deliver=False)
+    pending = [e["id"] for e in await api_events(client, t.hq()) if e["published_at"] is None]
+    assert len(pending) >= 3 * 3  # the set-up's events and these: several batches
+
+    assert await relay.drain_pending(t.id) == len(pending)  # one call, every batch
+    assert recorder.ids() == pending  # oldest first, each once
+    assert all(e["published_at"] for e in await api_events(client, t.hq()))
+    assert await relay.drain_pending(t.id) == 0

@@ -23,7 +23,8 @@ class OutboxEvent(TenantOwned, Base):
     __tablename__ = "outbox_events"
     __table_args__ = (
         Index("ix_outbox_events_pending", "tenant_id", "published_at", "next_attempt_at"),
-        Index("ix_outbox_events_tenant_id_occurred_at", "tenant_id", "occurred_at"),
+        # The relay claims and the listing pages in this order (migration 0009).
+        Index("ix_outbox_events_tenant_id_occurred_at_id", "tenant_id", "occurred_at", "id"),
     )
 
     type: Mapped[str] = mapped_column(String(100))
