@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from nestpoint.plugins.models import PluginEnablement
 from nestpoint.settings import get_settings
 from nestpoint.tenancy import service as tenancy
 from nestpoint.tenancy.schemas import StoreCreate
-from nestpoint.testing import emit_event
+from nestpoint.testing import emit_event, make_retries_due
 
 
 class Recorder:
@@ -103,17 +103,6 @@ async def outbox_rows(tenant_id: uuid.UUID) -> dict[str, OutboxEvent]:
     with tenant_context(tenant_id):
         async with scoped_session() as session:
             return {str(e.id): e for e in (await session.scalars(select(OutboxEvent))).all()}
-
-
-async def make_due(tenant_id: uuid.UUID) -> None:
-    """Pretend the back-off has passed for every pending event of a tenant."""
-    with tenant_context(tenant_id):
-        async with scoped_session() as session:
-            await session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None))
-                .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
-            )
 
 
 async def test_creating_a_store_writes_a_store_created_event(client, make_tenant) -> None:
@@ -267,7 +256,7 @@ async def test_failing_plugin_leaves_event_pending_with_backoff(
 
     # When the back-off has passed the event is retried (only where it failed), and the
     # delay grows.
-    await make_due(t.id)
+    await make_retries_due(t.id)
     started = datetime.now(UTC)
     assert await relay.relay_pending(t.id) == 0
     rows = await outbox_rows(t.id)
@@ -283,7 +272,7 @@ async def test_failing_plugin_leaves_event_pending_with_backoff(
 
     # Once the failing plugin recovers, the next due relay publishes every event.
     bad.fail = False
-    await make_due(t.id)
+    await make_retries_due(t.id)
     assert await relay.relay_pending(t.id) == len(pending_ids)
     assert bad.ids() == pending_ids * 3
     assert good.ids() == pending_ids

@@ -238,15 +238,15 @@ def plugins_list(
         typer.echo(line)
 
 
+# The options of the generated references (hooks, settings).
+ReferenceOutput = Annotated[
+    Path | None, typer.Option(help="Write to this file (default: print it).")
+]
+ReferenceCheck = Annotated[bool, typer.Option(help="Fail if the file is not up to date.")]
+
+
 @plugins_app.command("reference")
-def plugins_reference(
-    output: Annotated[
-        Path | None, typer.Option(help="Write to this file (default: print it).")
-    ] = None,
-    check: Annotated[
-        bool, typer.Option(help="Fail if the file differs from the hookspecs.")
-    ] = False,
-) -> None:
+def plugins_reference(output: ReferenceOutput = None, check: ReferenceCheck = False) -> None:
     """Generate the hook reference (docs/plugins/reference.md) from the hookspec docstrings."""
     from nestpoint.plugins.reference import render
 
@@ -254,14 +254,7 @@ def plugins_reference(
 
 
 @settings_app.command("reference")
-def settings_reference(
-    output: Annotated[
-        Path | None, typer.Option(help="Write to this file (default: print it).")
-    ] = None,
-    check: Annotated[
-        bool, typer.Option(help="Fail if the file differs from the settings.")
-    ] = False,
-) -> None:
+def settings_reference(output: ReferenceOutput = None, check: ReferenceCheck = False) -> None:
     """Generate the configuration reference (docs/configuration.md) from the settings."""
     from nestpoint.settings import reference
 
