@@ -75,6 +75,8 @@ if TYPE_CHECKING:
 # (Written out: the core is not imported here; a test keeps it equal to
 # tenancy.keys.DEFAULT_SCOPES["store"] plus the two plugin scopes.)
 STORE_KEY_SCOPES = [
+    "benefits:read",
+    "benefits:use",
     "loyalty:read",
     "members:read",
     "members:write",

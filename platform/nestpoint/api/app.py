@@ -19,6 +19,13 @@ from nestpoint.api.middleware import RequestContextMiddleware, RequestIdMiddlewa
 from nestpoint.api.openapi import PydanticConstraintsSchemaPlugin
 from nestpoint.api.problems import EXCEPTION_HANDLERS
 from nestpoint.audit.routes import AuditController
+from nestpoint.benefits.routes import (
+    BenefitCatalogController,
+    BenefitReversalController,
+    BenefitTypeController,
+    BundleController,
+    MemberBenefitController,
+)
 from nestpoint.db import get_database
 from nestpoint.db.pagination import use_signing_key
 from nestpoint.events.routes import EventController
@@ -53,6 +60,11 @@ API_CONTROLLERS = [
     OrderController,
     HoldController,
     LoyaltyController,
+    BenefitCatalogController,
+    BenefitTypeController,
+    BundleController,
+    MemberBenefitController,
+    BenefitReversalController,
     TenantPluginController,
     PluginFailureController,
 ]

@@ -1,6 +1,13 @@
 """Imports every model so ``Base.metadata`` is complete (Alembic and tests use this)."""
 
 from nestpoint.audit.models import AuditEntry
+from nestpoint.benefits.models import (
+    Benefit,
+    BenefitBundle,
+    BenefitUse,
+    BundleGrant,
+    Entitlement,
+)
 from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
 from nestpoint.idempotency.models import IdempotencyKey
@@ -23,7 +30,12 @@ metadata = Base.metadata
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "Benefit",
+    "BenefitBundle",
+    "BenefitUse",
+    "BundleGrant",
     "Child",
+    "Entitlement",
     "GrowthEntry",
     "IdempotencyKey",
     "LoyaltyProgram",

@@ -36,7 +36,6 @@ from nestpoint.plugins.registries import (
     SurveyTypeRegistry,
 )
 from nestpoint.plugins.types import (
-    BenefitGrant,
     BenefitType,
     ChannelChoice,
     ChannelConnector,
@@ -60,7 +59,6 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",
     "Base",
-    "BenefitGrant",
     "BenefitType",
     "BenefitTypeRegistry",
     "ChannelChoice",

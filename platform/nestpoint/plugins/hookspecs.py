@@ -75,6 +75,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "tier.changed",
     "benefit.granted",
     "benefit.used",
+    "benefit.use_reversed",
+    "benefit.expired",
 )
 
 
@@ -230,23 +232,27 @@ def nestpoint_register_migrations(registry: MigrationRegistry) -> None:
 
 @hookspec
 def nestpoint_register_benefit_types(registry: BenefitTypeRegistry) -> None:
-    """Add member benefit types (a gift, a consultation, a class seat...).
+    """Add member benefit types (a consultation, a class seat, a home delivery...).
 
-    When: once at start-up. (The benefits core that offers these types to HQ arrives
-    after the plugin platform; the shape is settled now.)
+    When: once at start-up.
 
     Arguments:
-        registry: ``registry.add(BenefitType(key, title, options=Model, grant=..., use=...))``.
-            The type is known as ``<plugin-id>.<key>``.
+        registry: ``registry.add(BenefitType(key, title, options=Model))``. The type is
+            known as ``<plugin-id>.<key>``; ``options`` (a pydantic model) validates the
+            settings of each benefit HQ defines with it. The core keeps the catalog, grants
+            entitlements and counts quotas; the plugin learns of grants and uses from the
+            ``benefit.*`` events and uses a benefit for a member with
+            ``nestpoint.plugins.api.use_benefit`` (see ``docs/benefits.md``).
 
     Returns: nothing.
 
-    Async: must be synchronous (``grant`` and ``use`` are async).
+    Async: must be synchronous.
 
     Results: called for every plugin.
 
     Scope: global declaration; HQ can define benefits of the type only where the plugin is
-        enabled.
+        enabled (chain-wide or at a store), and a member can use one only at a store where
+        the plugin is enabled.
     """
 
 
@@ -533,13 +539,34 @@ def nestpoint_on_tier_changed(event: Event, plugin: PluginContext) -> None:
 # ---- benefits
 
 
-@_event("benefit.granted", "a benefit was granted to a member.")
+@_event(
+    "benefit.granted",
+    "a member was granted a benefit: they reached its tier or a child its stage (seen at the"
+    " member's next benefits look-up or use, or by the periodic sync), a bundle was given for"
+    " a birth, or they exchanged points for it.",
+)
 def nestpoint_on_benefit_granted(event: Event, plugin: PluginContext) -> None:
-    """A benefit was granted. The payload carries the member id, the benefit id and its
-    type key."""
+    """A benefit was granted. Payload: ``member_id``, ``benefit_code``, ``benefit_type``
+    (``core.<key>`` or ``<plugin-id>.<key>``: a plugin acts on its own types),
+    ``entitlement_id`` and ``source`` (``tier``, ``stage``, ``bundle`` or ``exchange``)."""
 
 
-@_event("benefit.used", "a member used a benefit.")
+@_event("benefit.used", "a member used a benefit at a till, a booking or a delivery.")
 def nestpoint_on_benefit_used(event: Event, plugin: PluginContext) -> None:
-    """A benefit was used. The payload carries the member id, the benefit id and where it
-    was used."""
+    """A benefit was used. Payload: ``member_id``, ``benefit_code``, ``benefit_type``,
+    ``entitlement_id``, ``use_id``, ``quantity``, ``reference`` (what the use was for, as
+    the caller named it) and ``store_id`` (``None`` when used at no store)."""
+
+
+@_event("benefit.use_reversed", "a use was given back (a cancelled booking, a refund).")
+def nestpoint_on_benefit_use_reversed(event: Event, plugin: PluginContext) -> None:
+    """A use was reversed. Payload: ``member_id``, ``benefit_code``, ``benefit_type``,
+    ``entitlement_id``, ``use_id`` (the use given back), ``quantity`` and ``reason``."""
+
+
+@_event("benefit.expired", "a member's entitlement ended.")
+def nestpoint_on_benefit_expired(event: Event, plugin: PluginContext) -> None:
+    """An entitlement ended. Payload: ``member_id``, ``benefit_code``, ``benefit_type``,
+    ``entitlement_id`` and ``reason``: ``expired`` (its validity or its run-out period
+    ended), ``revoked`` (the member stopped qualifying and the benefit's rule revokes at
+    once) or ``exchange_reversed`` (the points came back)."""

@@ -161,34 +161,24 @@ class ChannelConnector:
     description: str = ""
 
 
-# ------------------------------------------------------------------ benefits (core side later)
-
-
-@dataclass(frozen=True, slots=True)
-class BenefitGrant:
-    """A benefit of this type being granted to (or used by) a member."""
-
-    tenant_id: str
-    store_id: str | None
-    member_id: str
-    benefit_id: str
-    options: Mapping[str, Any]
+# ------------------------------------------------------------------ benefits
 
 
 @dataclass(frozen=True, slots=True)
 class BenefitType:
-    """A kind of member benefit (free gift-wrap, a parenting consultation, a class seat...).
+    """A kind of member benefit (a gift, a parenting consultation, a class seat...).
 
-    ``options`` is a pydantic model for the benefit's settings, validated when HQ defines a
-    benefit of this type. ``grant`` and ``use`` run when a member receives or uses one and
-    return a serialisable dict the core keeps with the benefit.
+    ``options`` is a pydantic model (``Strict`` fields with limits) for the settings of a
+    benefit of this type; HQ's catalog entry is validated against it and errors name the
+    field (``options.<field>``). The core keeps the catalog, grants entitlements, counts
+    quota and records every use; a plugin learns of grants and uses through the
+    ``benefit.*`` events, and uses a benefit for a member from its own routes with
+    :func:`nestpoint.plugins.api.use_benefit` (so a booking and its use commit together).
     """
 
     key: str
     title: str
     options: type[Any] | None = None
-    grant: Callable[[BenefitGrant, PluginContext], Awaitable[dict[str, Any]]] | None = None
-    use: Callable[[BenefitGrant, PluginContext], Awaitable[dict[str, Any]]] | None = None
     description: str = ""
 
 

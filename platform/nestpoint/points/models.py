@@ -39,8 +39,11 @@ from nestpoint.db.base import Base, TenantOwned, TenantScoped, utcnow
 
 EntryKind = Literal["earn", "redeem", "hold", "release", "expire", "reverse", "adjust", "transfer"]
 ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
-# What caused an entry; ``cause_id`` names it (an order, refund, hold, run or member id).
-CauseType = Literal["order", "refund", "hold", "adjust", "transfer", "merge", "expiry"]
+# What caused an entry; ``cause_id`` names it (an order, refund, hold, run or member id; a
+# benefit exchange's entitlement; a bundle grant).
+CauseType = Literal[
+    "order", "refund", "hold", "adjust", "transfer", "merge", "expiry", "exchange", "bundle"
+]
 CAUSE_TYPES: tuple[CauseType, ...] = get_args(CauseType)
 # Where a lot's points came from.
 LotSource = Literal["earn", "return", "adjust", "transfer"]

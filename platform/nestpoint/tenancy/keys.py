@@ -43,6 +43,9 @@ TENANT_SCOPES = frozenset(
         "loyalty:write",
         "plugins:read",
         "plugins:write",
+        "benefits:read",
+        "benefits:use",
+        "benefits:write",
     }
 )
 STORE_SCOPES = frozenset(
@@ -59,6 +62,8 @@ STORE_SCOPES = frozenset(
         "loyalty:read",
         "plugins:read",
         "plugins:write",
+        "benefits:read",
+        "benefits:use",
     }
 )
 DEFAULT_SCOPES = {
@@ -73,6 +78,8 @@ DEFAULT_SCOPES = {
             "orders:write",
             "points:hold",
             "loyalty:read",
+            "benefits:read",
+            "benefits:use",
         }
     ),
 }
