@@ -461,10 +461,12 @@ async def sync_member(
     clock = Clock.of(program, now or utcnow())
     holder = await _holder(session, member_id)
     holder.held = await _held(session, holder.member_id)
-    changed = await _grant_bundles(session, holder, catalog, program, clock)
-    changed |= await _follow_qualification(session, holder, program, catalog, clock)
-    changed |= await _expire_due(session, holder, catalog, clock.now)
-    if changed:
+    # Re-read after any write tried: a concurrent request may have made the grant this one
+    # found already done (ON CONFLICT DO NOTHING), and it is committed now.
+    tried = await _grant_bundles(session, holder, catalog, program, clock)
+    tried |= await _follow_qualification(session, holder, program, catalog, clock)
+    tried |= await _expire_due(session, holder, catalog, clock.now)
+    if tried:
         holder.held = await _held(session, holder.member_id)
     return holder
 
@@ -476,18 +478,21 @@ async def _follow_qualification(
     following = {
         (row.benefit_id, row.source): row for row in holder.held if row.source in ("tier", "stage")
     }
-    changed = False
+    tried = False
     for benefit_id, source in sorted(wanted - set(following)):
-        changed |= await _grant(
+        tried = True
+        await _grant(
             session, holder.member_id, catalog.by_id[benefit_id], source, "", clock.now
         )
     for key, row in following.items():
         item = catalog.by_id[row.benefit_id]
         if key in wanted and (row.status != "active" or row.lapsed_at is not None):
-            changed |= await _reactivate(session, holder.member_id, item, row, clock.now)
+            tried = True
+            await _reactivate(session, holder.member_id, item, row, clock.now)
         elif key not in wanted and row.status == "active" and row.lapsed_at is None:
-            changed |= await _lapse(session, holder.member_id, item, row, clock)
-    return changed
+            tried = True
+            await _lapse(session, holder.member_id, item, row, clock)
+    return tried
 
 
 async def _grant(
@@ -579,13 +584,14 @@ async def _lapse(
 async def _expire_due(
     session: AsyncSession, holder: Holder, catalog: Catalog, now: datetime
 ) -> bool:
-    changed = False
+    tried = False
     for row in holder.held:
         if row.status == "active" and row.expires_at is not None and row.expires_at <= now:
-            changed |= await expire_one(
+            tried = True
+            await expire_one(
                 session, holder.member_id, catalog.by_id[row.benefit_id], row.id, now
             )
-    return changed
+    return tried
 
 
 async def expire_one(
@@ -630,13 +636,14 @@ async def _grant_bundles(
             )
         ).all()
     )
-    changed = False
+    tried = False
     for bundle_id, spec, child_id in due:
         if (bundle_id, child_id) not in given:
-            changed |= await _give_bundle(
+            tried = True
+            await _give_bundle(
                 session, holder, catalog, program, clock, bundle_id, spec, child_id
             )
-    return changed
+    return tried
 
 
 async def _give_bundle(
