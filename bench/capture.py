@@ -94,7 +94,7 @@ def order_body(
 
 def capture(database: str, key: str, members: int) -> dict[str, Captured]:
     """Statements of: an order naming the member by id, one by phone, one whose growth
-    upgrades the member's tier, and a lookup by phone. Uses the last members (never the
+    upgrades the member's tier, a lookup by phone, and a member's benefits. Uses the last members (never the
     benchmark's busiest)."""
     use_app_env(database)
     from litestar.testing import AsyncTestClient
@@ -141,6 +141,7 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
                 "order_by_phone": {"by_phone": True},
                 "order_upgrade": {"quantity": 4},
                 "lookup": None,
+                "benefits": None,
             }
             n = members
             for name, options in kinds.items():
@@ -148,7 +149,11 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
                     n -= 1
                     ext = None
                     current = []
-                    if options is None:
+                    if name == "benefits":
+                        response = await client.get(
+                            f"/api/v1/members/{member_id(n)}/benefits", headers=headers
+                        )
+                    elif options is None:
                         response = await client.get(
                             "/api/v1/members/lookup",
                             params={"phone": member_phone(n)},

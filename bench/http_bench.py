@@ -59,6 +59,7 @@ TARGETS: dict[str, dict[str, float]] = {
     "order_hot": {},
     "healthz": {},
     "lookup_bare": {},
+    "benefits": {},
 }
 ENDPOINTS = {
     "order": ("POST /api/v1/orders", "order.lua"),
@@ -69,8 +70,12 @@ ENDPOINTS = {
         "the lookup's statement in a bare Litestar handler (bench/bare_app.py): the bound",
         "lookup.lua",
     ),
+    "benefits": (
+        "GET /api/v1/members/{id}/benefits (what the member can use here now)",
+        "benefits.lua",
+    ),
 }
-DEFAULT_BENCHMARKS = ["order", "lookup", "order_hot", "healthz", "lookup_bare"]
+DEFAULT_BENCHMARKS = ["order", "lookup", "order_hot", "healthz", "lookup_bare", "benefits"]
 BARE = {"lookup_bare"}  # served by bench/bare_app.py, not by nestpoint
 SCRIPTS_DIR = RESULTS_DIR / "pgbench"  # the generated ceiling scripts
 
@@ -138,6 +143,7 @@ def setup(members: int) -> seed.Tenant:
             HTTP_DB, tenant.id, list(tenant.stores.values()), members, entry_tier=tenant.tiers[0]
         )
     )
+    asyncio.run(seed.grant_tier_benefits(HTTP_DB, tenant.id))
     admin_sync("VACUUM ANALYZE", database=HTTP_DB)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     (STATE_DIR / "http-tenant.json").write_text(json.dumps(tenant.as_dict(), indent=2))
@@ -216,6 +222,7 @@ class Server:
             endpoint = (
                 "order" if "orders/routes.py" in text
                 else "lookup" if "members/routes.py" in text
+                else "benefits" if "benefits/" in text
                 else "other"
             )  # fmt: skip
             counts = found.setdefault(endpoint, {})
@@ -394,6 +401,8 @@ def ceiling_mix(name: str, phone_pct: int, upgrade_permille: int) -> list[tuple[
     HTTP run's shares of orders by phone and of orders that upgraded a tier."""
     if name in ("lookup", "lookup_bare"):
         return [("lookup", 1)]
+    if name == "benefits":
+        return [("benefits", 1)]
     if name == "healthz":
         return []  # no statements: /healthz is itself the framework's ceiling
     keep = 1000 - upgrade_permille

@@ -59,6 +59,17 @@ def enable_pgcrypto(database: str) -> None:
         raise SystemExit("pgcrypto's hmac does not match the keyring's lookup hash")
 
 
+# The catalog of the benefits benchmark: the entry tier holds two benefits (every member
+# holds them), and one gift is on the points exchange.
+TIER_BENEFITS = ["free-shipping", "birthday-gift"]
+BENEFITS: list[dict[str, Any]] = [
+    {"code": "free-shipping", "name": "包邮", "type": "core.free_shipping", "quota": 4},
+    {"code": "birthday-gift", "name": "生日礼", "type": "core.birthday_gift", "period": "year"},
+    {"code": "bottle", "name": "奶瓶", "type": "core.gift", "exchange_points": 500,
+     "stock": 10000, "per_member_limit": 1, "period": "grant"},
+]  # fmt: skip
+
+
 def make_tenant(database: str) -> Tenant:
     """Tenant, stores, HQ key, a store key and a programme with earn rules, via services."""
     use_app_env(database)
@@ -66,7 +77,9 @@ def make_tenant(database: str) -> Tenant:
     async def go() -> Tenant:
         from nestpoint.context import Actor, acting_as, tenant_context
         from nestpoint.db import get_database, scoped_session
-        from nestpoint.loyalty.schemas import EarnRules, ProgramSpec
+        from nestpoint.benefits.schemas import BenefitSpec
+        from nestpoint.benefits.service import put_benefit
+        from nestpoint.loyalty.schemas import DEFAULT_TIERS, EarnRules, ProgramSpec
         from nestpoint.loyalty.service import put_program
         from nestpoint.tenancy import service
         from nestpoint.tenancy.schemas import ApiKeyCreate, StoreCreate, TenantCreate
@@ -91,9 +104,15 @@ def make_tenant(database: str) -> Tenant:
                                 category_multipliers={"feeding": 200, "toys": 50},
                                 store_multipliers={STORE_CODES[1]: 150},
                                 excluded_categories=["gift"],
-                            )
+                            ),
+                            tiers=[
+                                DEFAULT_TIERS[0].model_copy(update={"benefits": TIER_BENEFITS}),
+                                *DEFAULT_TIERS[1:],
+                            ],
                         )
                         program, _ = await put_program(session, spec)
+                        for benefit in BENEFITS:
+                            await put_benefit(session, BenefitSpec.model_validate(benefit))
                         _, hq_key = await service.create_api_key(
                             session, ApiKeyCreate(name="bench HQ"), "bench"
                         )
@@ -288,5 +307,27 @@ async def insert_members(
                 entry_tier,
             )
         await conn.execute("DROP TABLE bench_pii")
+    finally:
+        await conn.close()
+
+
+async def grant_tier_benefits(database: str, tenant_id: str) -> None:
+    """Every member's entitlements to the entry tier's benefits, as the reconciliation
+    (``benefits.service.sync_member``) would have written them at a first look-up: the
+    benchmark measures the till's steady state, a member already seen."""
+    import asyncpg
+
+    host, port = pg_host_port()
+    conn = await asyncpg.connect(host=host, port=int(port), user=OWNER_ROLE, database=database)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('nestpoint.tenant_id', $1, true)", tenant_id)
+            await conn.execute(
+                "INSERT INTO entitlements (tenant_id, id, member_id, benefit_id, source,"
+                " source_ref, status, points_paid, granted_at)"
+                " SELECT m.tenant_id, gen_random_uuid(), m.id, b.id, 'tier', '', 'active', 0,"
+                " now() FROM members m JOIN benefits b ON b.code = ANY($1::text[])",
+                TIER_BENEFITS,
+            )
     finally:
         await conn.close()

@@ -109,6 +109,9 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     expected += plugin_settings(spec)
     if "program" in spec:
         expected.append(("create", "loyalty program", {}))
+    catalog = [("create", f"benefit {b['code']}", {}) for b in spec.get("benefits", [])]
+    catalog += [("create", f"bundle {b['code']}", {}) for b in spec.get("bundles", [])]
+    expected += catalog
     assert described(planned) == expected
     assert described(changes) == expected
     tenant = await tenant_by_slug(slug)
@@ -125,11 +128,12 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
             assert getattr(store, key) == s[key], (s["code"], key)
     counts = await row_counts(tenant_id)
     assert counts["stores"] == len(spec["stores"])
-    # The tenant, every store and the loyalty programme are recorded and announced.
+    # The tenant, every store and the loyalty programme are recorded and announced; each
+    # benefit and bundle is recorded.
     programs = 1 if "program" in spec else 0
     assert counts["outbox_events"] == 1 + len(spec["stores"]) + programs
     assert counts["audit_entries"] == (
-        1 + len(spec["stores"]) + len(plugin_settings(spec)) + programs
+        1 + len(spec["stores"]) + len(plugin_settings(spec)) + programs + len(catalog)
     )
 
 

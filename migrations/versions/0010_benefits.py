@@ -23,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 PRIVILEGES = {
     "benefits": "SELECT, INSERT, UPDATE",
     "benefit_bundles": "SELECT, INSERT, UPDATE",
-    "bundle_grants": "SELECT, INSERT",
+    "bundle_grants": "SELECT, INSERT, UPDATE",  # a merge moves them
     "entitlements": "SELECT, INSERT, UPDATE",
     "benefit_uses": "SELECT, INSERT",
 }

@@ -63,7 +63,8 @@ async def test_catalog_lists_types_and_entries_and_needs_an_hq_key(
     await set_up_catalog(client, t.hq(), set_program)
     r = await client.get("/api/v1/benefit-types", headers=t.hq())
     keys = [item["key"] for item in r.json()["items"]]
-    assert "core.service" in keys and "core.member_price" in keys
+    assert "core.service" in keys
+    assert "core.member_price" in keys
     schema = next(i for i in r.json()["items"] if i["key"] == "core.member_price")
     assert "discount_percent" in schema["options_schema"]["properties"]
     r = await client.get("/api/v1/benefits", headers=t.hq())
@@ -150,7 +151,8 @@ async def test_removing_a_benefit_from_the_tier_lets_it_run_out_or_revokes_it(
     view = held(await benefits(client, t.hq(), member["id"]))
     assert ("s1-delivery", "tier") not in view  # revoked at once
     consult = view[("consult", "tier")]  # runs out at the end of the month
-    assert consult["expires_at"] is not None and consult["usable_here"] is True
+    assert consult["expires_at"] is not None
+    assert consult["usable_here"] is True
     expired = await _events(client, t.hq(), "benefit.expired")
     assert [e["payload"]["benefit_code"] for e in expired] == ["s1-delivery"]
     assert expired[0]["payload"]["reason"] == "revoked"
@@ -191,9 +193,11 @@ async def test_quota_counts_uses_and_a_reversal_gives_one_back_once(
         f"/api/v1/benefit-uses/{use_id}/reverse", json={"reason": "cancelled"}, headers=s1
     )
     assert back.status_code == 200, back.text
-    assert back.json()["amount"] == -1 and back.json()["reverses_id"] == use_id
+    assert back.json()["amount"] == -1
+    assert back.json()["reverses_id"] == use_id
     again = await client.post(f"/api/v1/benefit-uses/{use_id}/reverse", json={}, headers=s1)
-    assert again.status_code == 200 and again.json()["id"] == back.json()["id"]
+    assert again.status_code == 200
+    assert again.json()["id"] == back.json()["id"]
     view = held(await benefits(client, s1, member["id"]))
     assert view[("consult", "tier")]["used"] == 1
     assert view[("consult", "tier")]["remaining"] == 1
@@ -235,7 +239,8 @@ async def test_the_pack_is_used_before_the_tier_and_runs_out_on_its_own(
     assert view[("consult", "bundle")]["remaining"] == 0
     assert view[("consult", "tier")]["remaining"] == 2
     r = await use(client, t.hq(), member["id"], "newborn-delivery", store_code="S2")
-    assert r.status_code == 201 and r.json()["period_key"] == "grant"
+    assert r.status_code == 201
+    assert r.json()["period_key"] == "grant"
     r = await use(client, t.hq(), member["id"], "newborn-delivery", store_code="S2")
     assert r.status_code == 422  # one delivery for the pack's whole life
 
@@ -276,13 +281,16 @@ async def test_exchange_spends_points_respects_stock_and_limits_and_reverses(
     key = uuid.uuid4().hex
     r = await _exchange(client, t.hq(), ann["id"], key=key)
     assert r.status_code == 201, r.text
-    assert r.json()["points_spent"] == 500 and r.json()["balance"] == 700
+    assert r.json()["points_spent"] == 500
+    assert r.json()["balance"] == 700
     assert (await _exchange(client, t.hq(), ann["id"], key=key)).json() == r.json()  # replay
     limit = await _exchange(client, t.hq(), ann["id"])
-    assert limit.status_code == 422 and limit.json()["type"].endswith("exchange-refused")
+    assert limit.status_code == 422
+    assert limit.json()["type"].endswith("exchange-refused")
     assert (await _exchange(client, t.hq(), bob["id"])).status_code == 201
     out = await _exchange(client, t.hq(), cat["id"])
-    assert out.status_code == 422 and "out of stock" in out.json()["detail"]
+    assert out.status_code == 422
+    assert "out of stock" in out.json()["detail"]
     # Ann uses hers; undoing the exchange is refused until the use is reversed.
     gift = r.json()["entitlement"]["id"]
     used = await use(client, t.hq(), ann["id"], "bottle", store_code="S1")
@@ -291,7 +299,8 @@ async def test_exchange_spends_points_respects_stock_and_limits_and_reverses(
     assert r.status_code == 409
     await client.post(f"/api/v1/benefit-uses/{used.json()['id']}/reverse", json={}, headers=t.hq())
     r = await client.post(f"/api/v1/benefit-exchanges/{gift}/reverse", headers=t.hq())
-    assert r.status_code == 200 and r.json()["status"] == "revoked"
+    assert r.status_code == 200
+    assert r.json()["status"] == "revoked"
     r = await client.post(f"/api/v1/benefit-exchanges/{gift}/reverse", headers=t.hq())
     assert r.status_code == 200  # once: the points came back one time
     r = await client.get(f"/api/v1/members/{ann['id']}/points", headers=t.hq())
@@ -308,7 +317,9 @@ async def test_exchange_without_enough_points_writes_nothing(
     await _with_points(client, t.hq(), member["id"], 499)
     before = await row_counts(t.id)
     r = await _exchange(client, t.hq(), member["id"])
-    assert r.status_code == 422 and r.json()["type"].endswith("insufficient-points")
+    assert r.status_code == 422
+    assert r.json()["type"].endswith("insufficient-points")
     assert await row_counts(t.id) == before
     r = await _exchange(client, t.hq(), member["id"], code="consult")
-    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "benefit_code"
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "benefit_code"

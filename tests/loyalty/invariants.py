@@ -85,3 +85,68 @@ async def check_ledger(session: AsyncSession, member_ids: list[uuid.UUID]) -> No
                 )
             )
             assert line_points == amount, (order_id, line_no, line_points, amount)
+
+
+async def check_benefits(session: AsyncSession, member_ids: list[uuid.UUID]) -> None:
+    """Assert the benefits' invariants for these members (every entitlement they hold or
+    held, the uses ledger, and the points that exchanges and bundles moved):
+
+    * each entitlement's net uses in every period stay within 0..its quota;
+    * a reversal names a use of the same entitlement and negates it, and no use is
+      reversed twice;
+    * an exchange's points: one redemption of its price, and one return of it exactly when
+      the exchange was undone (revoked); an undone exchange has no net uses;
+    * a bundle's points are credited once per grant, as much as the grant says.
+    """
+    from sqlalchemy import func, select
+
+    from nestpoint.benefits.models import Benefit, BenefitUse, BundleGrant, Entitlement
+    from nestpoint.points.models import PointEntry
+
+    held = (
+        await session.execute(
+            select(Entitlement, Benefit.quota)
+            .join(Benefit, Benefit.id == Entitlement.benefit_id)
+            .where(Entitlement.member_id.in_(member_ids))
+        )
+    ).all()
+    for entitlement, quota in held:
+        rows = (
+            await session.scalars(
+                select(BenefitUse).where(BenefitUse.entitlement_id == entitlement.id)
+            )
+        ).all()
+        by_id = {row.id: row for row in rows}
+        per_period: dict[str, int] = {}
+        for row in rows:
+            per_period[row.period_key] = per_period.get(row.period_key, 0) + row.amount
+            if row.kind == "reverse":
+                original = by_id[row.reverses_id]
+                assert original.kind == "use", row
+                assert original.amount == -row.amount, row
+        assert all(0 <= n <= quota for n in per_period.values()), (entitlement.id, per_period)
+        reversed_ids = [row.reverses_id for row in rows if row.kind == "reverse"]
+        assert len(reversed_ids) == len(set(reversed_ids))
+        if entitlement.source == "exchange":
+            moved = (
+                await session.execute(
+                    select(PointEntry.kind, PointEntry.amount).where(
+                        PointEntry.cause_type == "exchange",
+                        PointEntry.cause_id == str(entitlement.id),
+                    )
+                )
+            ).all()
+            expected = [("redeem", -entitlement.points_paid)]
+            if entitlement.status == "revoked":
+                expected.append(("reverse", entitlement.points_paid))
+                assert sum(per_period.values()) == 0
+            assert sorted(map(tuple, moved)) == sorted(expected), (entitlement.id, moved)
+    for grant in (
+        await session.scalars(select(BundleGrant).where(BundleGrant.member_id.in_(member_ids)))
+    ).all():
+        credited = await session.scalar(
+            select(func.coalesce(func.sum(PointEntry.amount), 0)).where(
+                PointEntry.cause_type == "bundle", PointEntry.cause_id == str(grant.id)
+            )
+        )
+        assert credited == grant.points, (grant.id, credited, grant.points)

@@ -11,22 +11,32 @@ import asyncio
 import os
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from loyalty.helpers import new_phone
-from loyalty.invariants import check_ledger
+from loyalty.invariants import check_benefits, check_ledger
+from nestpoint.benefits.schemas import BenefitSpec, BundleSpec, ExchangeIn, UseIn
+from nestpoint.benefits.service import (
+    exchange,
+    member_benefits,
+    put_benefit,
+    put_bundle,
+    reverse_exchange,
+    reverse_use,
+    use,
+)
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.errors import NestpointError
 from nestpoint.loyalty.schemas import PointsPolicy, ProgramSpec, TierSpec
 from nestpoint.loyalty.service import get_program, invalidate, put_program
 from nestpoint.members.merge import merge_members
-from nestpoint.members.schemas import MemberCreate
-from nestpoint.members.service import create_member, link_family
+from nestpoint.members.schemas import ChildIn, GuardianConsentIn, MemberCreate, MemberUpdate
+from nestpoint.members.service import add_child, create_member, link_family, update_member
 from nestpoint.orders.schemas import OrderIn, RefundIn, RefundLineIn
 from nestpoint.orders.service import create_order, create_refund
 from nestpoint.points import service as points
@@ -60,6 +70,13 @@ operation = st.one_of(
     st.tuples(st.just("transfer"), st.booleans(), st.integers(1, 120)),
     # Merge in a new member with points, or one who owes points (debt), or both.
     st.tuples(st.just("merge"), st.integers(0, 3000), st.booleans()),
+    # Benefits that touch the ledgers: exchange points for a gift (积分兑换) and undo it, use
+    # a gift and give the use back, and a birth that brings the newborn pack's points.
+    st.tuples(st.just("exchange"), st.just(0)),
+    st.tuples(st.just("unexchange"), st.integers(0, 5)),
+    st.tuples(st.just("use_gift"), st.just(0)),
+    st.tuples(st.just("unuse"), st.integers(0, 5)),
+    st.tuples(st.just("birth"), st.just(0)),
 )
 # SQLite and PostgreSQL both: examples per run (raise it for a long run).
 EXAMPLES = int(os.environ.get("NESTPOINT_LEDGER_EXAMPLES", "100"))
@@ -101,7 +118,16 @@ async def ledger_tenant(database_env):  # type: ignore[no-untyped-def]
                     ),
                 )
             invalidate(tenant.id)
+            async with scoped_session() as session:
+                await put_benefit(session, GIFT)
+                await put_bundle(session, PACK)
     return tenant.id
+
+
+GIFT = BenefitSpec(
+    code="gift", name="Gift", type="core.gift", exchange_points=300, quota=1, period="grant"
+)
+PACK = BundleSpec(code="pack", name="Newborn pack", benefits=["gift"], points=150)
 
 
 async def _enrol(tenant_id: uuid.UUID) -> uuid.UUID:
@@ -146,6 +172,8 @@ class World:
     members: list[uuid.UUID] = field(default_factory=list)
     orders: list[tuple[str, int]] = field(default_factory=list)  # (external id, lines)
     holds: list[uuid.UUID] = field(default_factory=list)
+    exchanges: list[uuid.UUID] = field(default_factory=list)  # exchanged entitlements
+    uses: list[uuid.UUID] = field(default_factory=list)  # benefit uses
 
 
 async def _world(tenant_id: uuid.UUID) -> World:
@@ -171,6 +199,7 @@ async def _check(world: World) -> None:
     with acting_as(Actor("system", name="tests")), tenant_context(world.tenant_id):
         async with scoped_session() as session:
             await check_ledger(session, world.members)
+            await check_benefits(session, world.members)
 
 
 @settings(
@@ -386,3 +415,29 @@ async def _apply(session, op, world: World) -> None:  # type: ignore[no-untyped-
         for source in sources:
             await merge_members(session, member_id, source)
         world.members.extend(sources)
+    else:
+        await _apply_benefit(session, op, world)
+
+
+async def _apply_benefit(session, op, world: World) -> None:  # type: ignore[no-untyped-def]
+    kind, member_id = op[0], world.member_id
+    if kind == "exchange":
+        answer = await exchange(session, member_id, "gift", ExchangeIn(idempotency_key=_key()))
+        world.exchanges.append(uuid.UUID(answer.body["entitlement"]["id"]))
+    elif kind == "unexchange" and world.exchanges:
+        await reverse_exchange(session, world.exchanges[op[1] % len(world.exchanges)])
+    elif kind == "use_gift":
+        answer = await use(session, member_id, "gift", UseIn(idempotency_key=_key()))
+        world.uses.append(uuid.UUID(answer.body["id"]))
+    elif kind == "unuse" and world.uses:
+        await reverse_use(session, world.uses[op[1] % len(world.uses)], "test")
+    elif kind == "birth":
+        consent = GuardianConsentIn(granted=True, source="pos")
+        await update_member(session, member_id, MemberUpdate(guardian_consent=consent))
+        today = (await get_program(session)).local_day(datetime.now(UTC))
+        await add_child(session, member_id, ChildIn(birth_date=date.fromisoformat(today)))
+        await member_benefits(session, member_id, None)  # syncs: the pack and its points
+
+
+def _key() -> str:
+    return uuid.uuid4().hex

@@ -54,6 +54,7 @@ class BenefitCatalogController(Controller):
     @get(
         "/",
         guards=[requires("benefits:read")],
+        responses=problems(),
         summary="List the chain's benefit catalog",
         operation_id="listBenefits",
         description="Needs `benefits:read`. Every benefit, active or not, by code.",
@@ -75,7 +76,7 @@ class BenefitCatalogController(Controller):
     @put(
         "/{code:str}",
         guards=[requires("benefits:write"), hq_only],
-        responses=problems(422),
+        responses=problems(404, 422),
         status_code=HTTP_200_OK,
         summary="Create or replace a benefit (HQ)",
         operation_id="putBenefit",
@@ -98,6 +99,7 @@ class BenefitTypeController(Controller):
     @get(
         "/",
         guards=[requires("benefits:read")],
+        responses=problems(),
         summary="List the benefit types HQ may use here",
         operation_id="listBenefitTypes",
         description=(
@@ -117,6 +119,7 @@ class BundleController(Controller):
     @get(
         "/",
         guards=[requires("benefits:read")],
+        responses=problems(),
         summary="List the chain's bundles (场景组合)",
         operation_id="listBenefitBundles",
         description="Needs `benefits:read`.",
@@ -127,7 +130,7 @@ class BundleController(Controller):
     @put(
         "/{code:str}",
         guards=[requires("benefits:write"), hq_only],
-        responses=problems(422),
+        responses=problems(404, 422),
         status_code=HTTP_200_OK,
         summary="Create or replace a bundle (HQ)",
         operation_id="putBenefitBundle",
@@ -207,7 +210,7 @@ class BenefitReversalController(Controller):
     @post(
         "/benefit-uses/{use_id:uuid}/reverse",
         guards=[requires("benefits:use")],
-        responses=problems(404),
+        responses=problems(404, 422),
         status_code=HTTP_200_OK,
         summary="Give a use back (a cancelled booking, a refund), exactly once",
         operation_id="reverseBenefitUse",

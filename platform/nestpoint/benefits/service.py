@@ -220,6 +220,18 @@ def _validated_options(kind: BenefitType, options: dict[str, Any], prefix: str) 
     return model.model_dump(mode="json")
 
 
+async def normalised(session: AsyncSession, spec: BenefitSpec) -> BenefitSpec:
+    """The spec with its options as they would be stored (defaults filled in), for
+    comparing a manifest with the database; unchanged when the type or options are not
+    valid here yet (applying then says why)."""
+    kind = (await benefit_types(session)).get(spec.type)
+    try:
+        options = _validated_options(kind, spec.options, "") if kind else spec.options
+    except Invalid:
+        return spec
+    return spec.model_copy(update={"options": options})
+
+
 async def check_spec(session: AsyncSession, spec: BenefitSpec, prefix: str = "") -> BenefitSpec:
     """The spec with its options normalised, or Invalid naming each bad field: an unknown
     or not-enabled type, options its schema refuses, unknown tiers or stores."""
@@ -293,10 +305,15 @@ async def put_bundle(session: AsyncSession, spec: BundleSpec, prefix: str = "") 
     if row is None:
         row = BenefitBundle(**values)
         session.add(row)
+        record(session, "bundle.created", "benefit_bundle", spec.code, {})
     else:
+        before = _bundle_spec_of(row).model_dump(mode="json")
         for name, value in values.items():
             setattr(row, name, value)
-    record(session, "bundle.saved", "benefit_bundle", spec.code, spec.model_dump(mode="json"))
+        after = spec.model_dump(mode="json")
+        changed = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+        if changed:
+            record(session, "bundle.updated", "benefit_bundle", spec.code, changed)
     await session.flush()
     forget_catalog()
     return BundleRead(id=row.id, **spec.model_dump())
@@ -481,9 +498,7 @@ async def _follow_qualification(
     tried = False
     for benefit_id, source in sorted(wanted - set(following)):
         tried = True
-        await _grant(
-            session, holder.member_id, catalog.by_id[benefit_id], source, "", clock.now
-        )
+        await _grant(session, holder.member_id, catalog.by_id[benefit_id], source, "", clock.now)
     for key, row in following.items():
         item = catalog.by_id[row.benefit_id]
         if key in wanted and (row.status != "active" or row.lapsed_at is not None):
@@ -588,9 +603,7 @@ async def _expire_due(
     for row in holder.held:
         if row.status == "active" and row.expires_at is not None and row.expires_at <= now:
             tried = True
-            await expire_one(
-                session, holder.member_id, catalog.by_id[row.benefit_id], row.id, now
-            )
+            await expire_one(session, holder.member_id, catalog.by_id[row.benefit_id], row.id, now)
     return tried
 
 
@@ -640,9 +653,7 @@ async def _grant_bundles(
     for bundle_id, spec, child_id in due:
         if (bundle_id, child_id) not in given:
             tried = True
-            await _give_bundle(
-                session, holder, catalog, program, clock, bundle_id, spec, child_id
-            )
+            await _give_bundle(session, holder, catalog, program, clock, bundle_id, spec, child_id)
     return tried
 
 
@@ -714,7 +725,7 @@ def _credit_bundle_points(
         program,
         points.Credit(
             spec.points,
-            kind="earn",
+            kind="bonus",
             cause_type="bundle",
             cause_id=str(grant_id),
             source="earn",
@@ -744,6 +755,30 @@ def _event(
             "entitlement_id": str(entitlement_id),
             **extra,
         },
+    )
+
+
+async def move_held(session: AsyncSession, source_id: uuid.UUID, target_id: uuid.UUID) -> None:
+    """A merge: what the source member was given once (bundles, exchanges) moves to the
+    target, with its uses; what followed the source's tier or children ends (the target's
+    own tier and children decide from now on; the children move with the merge)."""
+    tenant_id = require_tenant().tenant_id
+    mine = (entitlements.c.tenant_id == tenant_id) & (entitlements.c.member_id == source_id)
+    await session.execute(
+        update(entitlements)
+        .where(mine, entitlements.c.source.in_(("bundle", "exchange")))
+        .values(member_id=target_id)
+    )
+    await session.execute(
+        update(grants)
+        .where(grants.c.tenant_id == tenant_id, grants.c.member_id == source_id)
+        .values(member_id=target_id)
+    )
+    now = utcnow()
+    await session.execute(
+        update(entitlements)
+        .where(mine, entitlements.c.status == "active")
+        .values(status="revoked", ended_at=now, lapsed_at=now)
     )
 
 

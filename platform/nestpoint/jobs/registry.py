@@ -12,6 +12,7 @@ from typing import Any
 from nestpoint.plugins.jobs import declare_actors  # the installed plugins' actors
 
 ACTOR_MODULES = (
+    "nestpoint.benefits.actors",
     "nestpoint.plugins.actors",
     "nestpoint.plugins.jobs",
     "nestpoint.points.actors",
@@ -26,6 +27,8 @@ PERIODIC_JOBS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("points.expire_all", "interval", {"hours": 1}),
     ("points.announce_expiring_all", "cron", {"hour": 1, "minute": 0}),  # 09:00 Asia/Shanghai
     ("tiers.evaluate_all", "cron", {"hour": 19, "minute": 30}),  # 03:30 Asia/Shanghai
+    ("benefits.expire_all", "interval", {"hours": 1}),
+    ("benefits.sync_recent_all", "interval", {"minutes": 5}),
 )
 
 

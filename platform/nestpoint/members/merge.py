@@ -1,8 +1,9 @@
 """Merging two members: the orchestration above members, points, tiers and orders.
 
-A merge moves points (``points.service``), orders, children and identities, and growth
-(``tiers.service``) from one member to another; it lives here, above those contexts, so
-none of them imports another to do it. No HTTP here; never commits.
+A merge moves points (``points.service``), orders, children and identities, growth
+(``tiers.service``) and benefits given once (``benefits.service``) from one member to
+another; it lives here, above those contexts, so none of them imports another to do it.
+No HTTP here; never commits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
+from nestpoint.benefits import service as benefits
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.members.models import Child, Member, MemberIdentity
@@ -70,6 +72,7 @@ async def merge_members(
         .where(MemberIdentity.member_id == source.id)
         .values(member_id=target.id)
     )
+    await benefits.move_held(session, source.id, target.id)
     if source.child_data_consent_at and not target.child_data_consent_at:
         target.child_data_consent_at = source.child_data_consent_at
         target.child_data_consent_source = source.child_data_consent_source

@@ -37,7 +37,11 @@ from nestpoint.db.base import Base, TenantOwned, TenantScoped, utcnow
 # ------------------------------------------------------------------ the ledger's vocabulary
 # One set of words for services, bulk writes, jobs and schemas (the columns stay strings).
 
-EntryKind = Literal["earn", "redeem", "hold", "release", "expire", "reverse", "adjust", "transfer"]
+# ``earn`` is an order line's; ``bonus`` is points the programme gives (a bundle's welcome
+# points), never tied to a line, so a refund never takes it back.
+EntryKind = Literal[
+    "earn", "redeem", "hold", "release", "expire", "reverse", "adjust", "transfer", "bonus"
+]
 ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
 # What caused an entry; ``cause_id`` names it (an order, refund, hold, run or member id; a
 # benefit exchange's entitlement; a bundle grant).

@@ -19,6 +19,8 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestpoint.benefits import service as benefits
+from nestpoint.benefits.schemas import MAX_CATALOG, BenefitSpec, BundleSpec
 from nestpoint.context import tenant_context
 from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Invalid
@@ -46,6 +48,10 @@ class TenantManifest(Strict):
     plugins: list[PluginManifest] = Field([], max_length=MAX_PLUGINS)
     # The loyalty programme: points policy, earn rules, tier ladder (see docs/loyalty.md).
     program: ProgramSpec | None = None
+    # The benefit catalog and bundles (see docs/benefits.md). Benefits in the database but
+    # not in the manifest are deactivated, never deleted (members' history refers to them).
+    benefits: list[BenefitSpec] | None = Field(None, max_length=MAX_CATALOG)
+    bundles: list[BundleSpec] = Field([], max_length=MAX_CATALOG)
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -126,6 +132,8 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         changes += await plugin_manifest.plan(None, manifest.plugins)
         if manifest.program is not None:
             changes.append(Change("create", "loyalty program"))
+        changes += [Change("create", f"benefit {b.code}") for b in manifest.benefits or []]
+        changes += [Change("create", f"bundle {b.code}") for b in manifest.bundles]
         return changes
     tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
     if tenant_diff:
@@ -135,6 +143,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         existing = {s.code: s for s in (await session.scalars(select(Store))).all()}
         plugin_changes = await plugin_manifest.plan(session, manifest.plugins)
         plugin_changes += await _plan_program(session, manifest.program)
+        plugin_changes += await _plan_benefits(session, manifest)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -177,6 +186,7 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
         if manifest.program is not None:
             await loyalty.put_program(session, manifest.program)
         await session.flush()
+        await _apply_benefits(session, manifest)
     await rebind_tenant(session)
     return tenant, changes
 
@@ -191,3 +201,55 @@ async def _plan_program(session: AsyncSession, program: ProgramSpec | None) -> l
     before, after = loyalty.to_spec(current).model_dump(), program.model_dump()
     diff = {k: ["(current)", "(manifest)"] for k in after if before[k] != after[k]}
     return [Change("update", "loyalty program", diff)] if diff else []
+
+
+async def _plan_benefits(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
+    """Benefits and bundles to create, update or deactivate (none when not in the file)."""
+    if manifest.benefits is None:
+        return []
+    current = {b.code: b for b in await benefits.list_benefits(session)}
+    changes: list[Change] = []
+    for listed in manifest.benefits:
+        spec = await benefits.normalised(session, listed)
+        before = current.pop(spec.code, None)
+        if before is None:
+            changes.append(Change("create", f"benefit {spec.code}"))
+        else:
+            old = BenefitSpec.model_validate(before.model_dump(exclude={"id", "updated_at"}))
+            diff = _spec_diff(old.model_dump(mode="json"), spec.model_dump(mode="json"))
+            if diff:
+                changes.append(Change("update", f"benefit {spec.code}", diff))
+    changes += [
+        Change("deactivate", f"benefit {code}") for code, b in sorted(current.items()) if b.active
+    ]
+    bundles = {b.code: b for b in await benefits.list_bundles(session)}
+    for bundle in manifest.bundles:
+        known = bundles.get(bundle.code)
+        if known is None:
+            changes.append(Change("create", f"bundle {bundle.code}"))
+        elif diff := _spec_diff(
+            BundleSpec(**known.model_dump(exclude={"id"})).model_dump(mode="json"),
+            bundle.model_dump(mode="json"),
+        ):
+            changes.append(Change("update", f"bundle {bundle.code}", diff))
+    return changes
+
+
+def _spec_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {k: [before[k], v] for k, v in after.items() if before.get(k) != v}
+
+
+async def _apply_benefits(session: AsyncSession, manifest: TenantManifest) -> None:
+    """The catalog after the programme and plugins it refers to; errors name the entry
+    (``benefits.<i>.<field>``)."""
+    if manifest.benefits is None:
+        return
+    wanted = {spec.code for spec in manifest.benefits}
+    for index, spec in enumerate(manifest.benefits):
+        await benefits.put_benefit(session, spec, prefix=f"benefits.{index}.")
+    for stale in await benefits.list_benefits(session):
+        if stale.code not in wanted and stale.active:
+            spec = BenefitSpec.model_validate(stale.model_dump(exclude={"id", "updated_at"}))
+            await benefits.put_benefit(session, spec.model_copy(update={"active": False}))
+    for index, bundle in enumerate(manifest.bundles):
+        await benefits.put_bundle(session, bundle, prefix=f"bundles.{index}.")
