@@ -94,8 +94,8 @@ def order_body(
 
 def capture(database: str, key: str, members: int) -> dict[str, Captured]:
     """Statements of: an order naming the member by id, one by phone, one whose growth
-    upgrades the member's tier, a lookup by phone, and a member's benefits. Uses the last members (never the
-    benchmark's busiest)."""
+    upgrades the member's tier, a lookup by phone, and a member's benefits. Uses the last
+    members (never the benchmark's busiest)."""
     use_app_env(database)
     from litestar.testing import AsyncTestClient
     from sqlalchemy import event

@@ -75,10 +75,10 @@ def make_tenant(database: str) -> Tenant:
     use_app_env(database)
 
     async def go() -> Tenant:
-        from nestpoint.context import Actor, acting_as, tenant_context
-        from nestpoint.db import get_database, scoped_session
         from nestpoint.benefits.schemas import BenefitSpec
         from nestpoint.benefits.service import put_benefit
+        from nestpoint.context import Actor, acting_as, tenant_context
+        from nestpoint.db import get_database, scoped_session
         from nestpoint.loyalty.schemas import DEFAULT_TIERS, EarnRules, ProgramSpec
         from nestpoint.loyalty.service import put_program
         from nestpoint.tenancy import service

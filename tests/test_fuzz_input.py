@@ -181,6 +181,8 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
         "channel": "pos",
         "external_id": external_id,
         "plugin_id": next(iter(get_plugin_host().loaded)),
+        "use_id": str(uuid.uuid4()),
+        "entitlement_id": str(uuid.uuid4()),
     }
     return World(hq, platform_headers, path, members[0], members[1], external_id)
 
@@ -252,6 +254,11 @@ def _base_body(op: Operation, w: World) -> Any:
         ("POST", "/api/v1/points/holds"): {"member_id": w.member_id, "points": 1},
         ("PUT", "/api/v1/tenant/plugins/{plugin_id}"): {"enabled": True, "config": {}},
         ("PUT", "/api/v1/tenant/plugins/{plugin_id}/stores/{code}"): {"enabled": True},
+        ("PUT", "/api/v1/benefits/{code}"): {"name": "Gift", "type": "core.gift", "quota": 1},
+        ("PUT", "/api/v1/benefit-bundles/{code}"): {"name": "Pack", "points": 10},
+        ("POST", "/api/v1/members/{member_id}/benefits/{code}/uses"): {"idempotency_key": key},
+        ("POST", "/api/v1/members/{member_id}/benefits/{code}/exchanges"): {"idempotency_key": key},
+        ("POST", "/api/v1/benefit-uses/{use_id}/reverse"): {"reason": "fuzz"},
     }
     return bodies.get((op.method, op.template), {})
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import get_database, scoped_session, utcnow
-from nestpoint.demo_data import seed_members
+from nestpoint.demo_data import seed_benefits, seed_members
 from nestpoint.events.service import install_session_hooks
 from nestpoint.migrate import upgrade
 from nestpoint.plugins.relay import drain_pending
@@ -105,6 +105,7 @@ async def _seed() -> DemoInfo:
                         "demo",
                     )
             members, orders = await seed_members(tenant.id, tenant.slug, DEMO_MEMBERS)
+            await seed_benefits(tenant.id)
             # Relay what the seeding raised now, so the demo starts with no backlog (a
             # plugin's first event would otherwise wait behind thousands).
             info.relayed += await drain_pending(tenant.id, budget_seconds=600)

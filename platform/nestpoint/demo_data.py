@@ -14,8 +14,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestpoint.benefits import service as benefits
+from nestpoint.benefits.schemas import ExchangeIn, UseIn
 from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session
+from nestpoint.errors import NestpointError
 from nestpoint.members.models import Member
 from nestpoint.members.schemas import MemberCreate
 from nestpoint.members.service import create_member
@@ -170,3 +173,49 @@ async def _order(
             }
         ),
     )
+
+
+async def seed_benefits(tenant_id: uuid.UUID, count: int = 60) -> tuple[int, int]:
+    """Benefit activity for the first ``count`` members: their benefits granted (a first
+    look-up at their home store), one use of a core benefit they can use there, and an
+    exchange for points where they have enough; returns (uses, exchanges). Idempotent: the
+    keys are the members'."""
+    used = exchanged = 0
+    with tenant_context(tenant_id):
+        async with scoped_session() as session:
+            rows = (
+                await session.execute(
+                    select(Member.id, Store.code)
+                    .join(Store, Store.id == Member.home_store_id)
+                    .order_by(Member.joined_at, Member.id)
+                    .limit(count)
+                )
+            ).all()
+        for member_id, store_code in rows:
+            used += await _use_one(member_id, store_code)
+            exchanged += await _exchange_one(member_id, store_code)
+    return used, exchanged
+
+
+async def _use_one(member_id: uuid.UUID, store_code: str) -> int:
+    async with scoped_session() as session:
+        view = await benefits.member_benefits(session, member_id, store_code)
+        usable = [e for e in view.entitlements if e.usable_here and e.type.startswith("core.")]
+        if not usable:
+            return 0
+        data = UseIn(idempotency_key=f"demo-use-{member_id}", store_code=store_code)
+        await benefits.use(session, member_id, usable[0].benefit_code, data)
+        return 1
+
+
+async def _exchange_one(member_id: uuid.UUID, store_code: str) -> int:
+    try:
+        async with scoped_session() as session:
+            view = await benefits.member_benefits(session, member_id, store_code)
+            if not view.exchange:
+                return 0
+            data = ExchangeIn(idempotency_key=f"demo-exchange-{member_id}", store_code=store_code)
+            await benefits.exchange(session, member_id, view.exchange[0].benefit_code, data)
+            return 1
+    except NestpointError:  # not enough points, the limit: a member who cannot, as in life
+        return 0

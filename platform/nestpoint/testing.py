@@ -20,8 +20,9 @@ Fixtures (all prefixed ``nestpoint_``, so they never clash with a project's own)
     A fresh database, migrated (the core's and the plugins' migrations): SQLite in a
     temporary folder, or PostgreSQL with ``NESTPOINT_TEST_DATABASE=postgresql`` (a new
     database on ``NESTPOINT_TEST_PG_ADMIN_URL``; the app connects as a role bound by RLS).
-``nestpoint_app`` / ``nestpoint_client``
-    The Litestar application (with the plugins' routes) and an async test client.
+``nestpoint_app`` / ``nestpoint_client`` / ``nestpoint_concurrent_client``
+    The Litestar application (with the plugins' routes) and an async test client; the
+    concurrent one really serves gathered requests at once (capacity and quota races).
 ``nestpoint_make_tenant`` / ``nestpoint_tenant``
     A tenant (chain) with stores, an HQ key and a key per store: a :class:`TenantHandle`.
     A store key can do what a till's can (record orders, enrol and look members up, hold
@@ -459,6 +460,19 @@ async def nestpoint_client(nestpoint_app: Litestar) -> AsyncIterator[Client]:
     from litestar.testing import AsyncTestClient
 
     async with AsyncTestClient(app=nestpoint_app) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def nestpoint_concurrent_client(nestpoint_app: Litestar) -> AsyncIterator[Any]:
+    """A client (``httpx.AsyncClient``) whose requests really run at once: requests sent
+    with ``asyncio.gather`` interleave at every await, each with its own connection and
+    transaction, as on a real server (``nestpoint_client`` serves them one by one). For
+    capacity and quota tests."""
+    import httpx
+
+    transport = httpx.ASGITransport(app=nestpoint_app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
 
 

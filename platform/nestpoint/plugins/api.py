@@ -1,6 +1,8 @@
 """The public extension API: the one module a plugin imports from Nestpoint.
 
-Everything a plugin needs is here, and nothing else in the core is a promise: an
+Everything a plugin needs is here, and nothing else in the core is a promise (errors a
+plugin raises from here, ``Invalid``, ``NotFound`` and ``Conflict``, answer as RFC 9457
+problem details naming the field, like the core's): an
 import-linter contract keeps first-party plugins on this module (tests may also use
 :mod:`nestpoint.testing`). Typical use::
 
@@ -16,15 +18,23 @@ See ``docs/plugins/`` for the tutorial, the how-tos and the reference of every h
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.benefits import service as _benefits
 from nestpoint.benefits.schemas import EntitlementRead, MemberBenefits, UseIn, UseRead
+from nestpoint.context import require_tenant
 from nestpoint.db import rls
 from nestpoint.db.base import Base, TenantOwned, UTCDateTime, new_id, utcnow
+from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import Event
+from nestpoint.events.service import emit as _emit
+from nestpoint.idempotency import service as _idempotency
+from nestpoint.loyalty.service import get_program as _get_program
+from nestpoint.members import pii as _pii
 from nestpoint.plugins import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl
 from nestpoint.plugins.registries import (
     BenefitTypeRegistry,
@@ -98,6 +108,72 @@ async def reverse_benefit_use(db: AsyncSession, use_id: uuid.UUID, reason: str =
     return await _benefits.reverse_use(db, use_id, reason)
 
 
+# ---- the one idempotency mechanism, for a plugin's own writes a client may retry
+
+
+async def replayed(
+    db: AsyncSession, plugin: PluginContext, key: str, request: Any
+) -> tuple[int, dict[str, Any]] | None:
+    """The answer stored for ``key`` (status, body) if this request was answered before;
+    a 409 problem (naming ``idempotency_key``) when the key came with another request.
+    Take your write's lock first (e.g. a row ``FOR UPDATE``), then ask."""
+    answer = await _idempotency.replay(
+        db, _scope(plugin), key, _idempotency.fingerprint(request), field="idempotency_key"
+    )
+    return None if answer is None else (answer.status_code, answer.body)
+
+
+async def remember(
+    db: AsyncSession, plugin: PluginContext, key: str, request: Any, status: int, body: Any
+) -> None:
+    """Store the answer to ``key`` in the write's transaction (``body``: JSON-able, or a
+    pydantic model): a retry is answered with it, and a concurrent twin is a 409."""
+    dumped = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+    answer: _idempotency.Answer[Any] = _idempotency.Answer(status, dumped)
+    await _idempotency.record(
+        db, _scope(plugin), key, _idempotency.fingerprint(request), answer, field="idempotency_key"
+    )
+
+
+def _scope(plugin: PluginContext) -> str:
+    return f"plugin:{plugin.plugin_id}"
+
+
+# ---- personal data, the chain's clock, and events of the plugin's own
+
+
+def seal(table: str, row_id: uuid.UUID, plaintext: str) -> str:
+    """Encrypt personal data (an address, a note) for one row of the plugin's table, bound
+    to the tenant, the table and the row, with the core's keys (rotated with them)."""
+    context = _pii.row_context(require_tenant().tenant_id, table, row_id)
+    return _pii.keyring().encrypt(plaintext, context=context)
+
+
+def unseal(table: str, row_id: uuid.UUID, token: str) -> str:
+    """Decrypt what :func:`seal` wrote for the same table and row."""
+    context = _pii.row_context(require_tenant().tenant_id, table, row_id)
+    return _pii.keyring().decrypt(token, context=context)
+
+
+async def chain_now(db: AsyncSession) -> datetime:
+    """Now, in the chain's time zone (its programme's): cut-offs and "tomorrow" are local."""
+    return utcnow().astimezone((await _get_program(db)).zone)
+
+
+def emit_event(
+    db: AsyncSession,
+    plugin: PluginContext,
+    name: str,
+    subject_type: str,
+    subject_id: object,
+    payload: dict[str, Any],
+) -> None:
+    """Raise ``<plugin-id>.<name>`` (e.g. ``delivery.status_changed``) through the outbox,
+    in the caller's transaction, at the context's store: delivered after the commit to
+    every plugin's ``nestpoint_on_event`` (and listed by ``GET /api/v1/events``)."""
+    _emit(db, f"{plugin.plugin_id}.{name}", subject_type, subject_id, payload)
+
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",
@@ -109,6 +185,7 @@ __all__ = [
     "ChannelConnector",
     "ChannelRegistry",
     "ConfigSchemaRegistry",
+    "Conflict",
     "ConsolePanel",
     "ConsolePanelRegistry",
     "Db",
@@ -118,9 +195,12 @@ __all__ = [
     "EarnLine",
     "Entitlement",
     "Event",
+    "FieldError",
+    "Invalid",
     "JobRegistry",
     "MemberBenefitsView",
     "MigrationRegistry",
+    "NotFound",
     "OutboundMessage",
     "PeriodicJob",
     "Plugin",
@@ -132,11 +212,17 @@ __all__ = [
     "SurveyTypeRegistry",
     "TenantOwned",
     "UTCDateTime",
+    "chain_now",
+    "emit_event",
     "hookimpl",
     "member_benefits",
     "new_id",
+    "remember",
+    "replayed",
     "reverse_benefit_use",
     "rls",
+    "seal",
+    "unseal",
     "use_benefit",
     "utcnow",
 ]
