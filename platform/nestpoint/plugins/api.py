@@ -22,8 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from litestar.di import NamedDependency
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestpoint.api.problems import problems
 from nestpoint.benefits import service as _benefits
 from nestpoint.benefits.schemas import EntitlementRead, MemberBenefits, UseIn, UseRead
 from nestpoint.context import require_tenant
@@ -35,6 +37,9 @@ from nestpoint.events.service import emit as _emit
 from nestpoint.idempotency import service as _idempotency
 from nestpoint.loyalty.service import get_program as _get_program
 from nestpoint.members import pii as _pii
+from nestpoint.members.models import Child as _Child
+from nestpoint.members.service import get_active_member as _get_active_member
+from nestpoint.members.service import stage_of as _stage_of
 from nestpoint.plugins import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl
 from nestpoint.plugins.registries import (
     BenefitTypeRegistry,
@@ -53,15 +58,19 @@ from nestpoint.plugins.types import (
     BenefitType,
     ChannelChoice,
     ChannelConnector,
+    ChildFacts,
     ConsolePanel,
     DeliveryReceipt,
     EarnAdjustment,
     EarnContext,
     EarnLine,
+    MemberFacts,
     OutboundMessage,
     PluginContext,
     QuestionType,
 )
+from nestpoint.points import service as _points
+from nestpoint.points.schemas import EntryRead
 
 # Parameter types for a plugin's route handlers: ``async def h(plugin: Plugin, db: Db)``.
 Plugin = NamedDependency[PluginContext]
@@ -106,6 +115,48 @@ async def use_benefit(
 async def reverse_benefit_use(db: AsyncSession, use_id: uuid.UUID, reason: str = "") -> UseRead:
     """Give a use back (a cancelled booking), exactly once; again answers the same."""
     return await _benefits.reverse_use(db, use_id, reason)
+
+
+# ---- members and points, as a plugin's rules need them
+
+
+async def member_facts(db: AsyncSession, member_id: uuid.UUID) -> MemberFacts:
+    """The member's tier (code and rank) and children's stages today (chain's calendar);
+    404 for a member the chain does not have. A merged member answers as its survivor."""
+    member = await _get_active_member(db, member_id)
+    program = await _get_program(db)
+    today = utcnow().astimezone(program.zone).date()
+    rows = await db.execute(
+        select(_Child.id, _Child.birth_date, _Child.due_date).where(_Child.member_id == member.id)
+    )
+    children = tuple(ChildFacts(cid, _stage_of(born, today, due)) for cid, born, due in rows)
+    return MemberFacts(member.id, member.tier_code, program.rank(member.tier_code), children)
+
+
+async def award_points(
+    db: AsyncSession,
+    plugin: PluginContext,
+    member_id: uuid.UUID,
+    points: int,
+    *,
+    reason: str,
+    idempotency_key: str,
+) -> EntryRead:
+    """Credit (or, negative, deduct) points through the ledger as an adjustment by the
+    plugin (``actor`` ``plugin:<id>``), in the caller's transaction; idempotent by key (a
+    retry answers the first entry). Raises ``insufficient-points`` for a deduction the
+    member cannot pay."""
+    program = await _get_program(db)
+    answer = await _points.adjust(
+        db,
+        program,
+        member_id,
+        points,
+        reason=reason,
+        actor=f"plugin:{plugin.plugin_id}",
+        idempotency_key=f"{plugin.plugin_id}:{idempotency_key}",
+    )
+    return answer.result if answer.result is not None else EntryRead.model_validate(answer.body)
 
 
 # ---- the one idempotency mechanism, for a plugin's own writes a client may retry
@@ -184,6 +235,7 @@ __all__ = [
     "ChannelChoice",
     "ChannelConnector",
     "ChannelRegistry",
+    "ChildFacts",
     "ConfigSchemaRegistry",
     "Conflict",
     "ConsolePanel",
@@ -199,6 +251,7 @@ __all__ = [
     "Invalid",
     "JobRegistry",
     "MemberBenefitsView",
+    "MemberFacts",
     "MigrationRegistry",
     "NotFound",
     "OutboundMessage",
@@ -212,11 +265,14 @@ __all__ = [
     "SurveyTypeRegistry",
     "TenantOwned",
     "UTCDateTime",
+    "award_points",
     "chain_now",
     "emit_event",
     "hookimpl",
     "member_benefits",
+    "member_facts",
     "new_id",
+    "problems",
     "remember",
     "replayed",
     "reverse_benefit_use",

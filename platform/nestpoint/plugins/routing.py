@@ -8,6 +8,7 @@ route's handlers may take ``plugin: PluginContext`` (tenant, store and merged co
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from litestar import Request, Router
@@ -36,10 +37,13 @@ async def _context_for(host: PluginHost, plugin_id: str) -> PluginContext:
 
 
 def _document_not_found(handlers: list[Any]) -> None:
-    """Every plugin route may answer 404 (not enabled here): say so in the OpenAPI schema."""
+    """Every plugin route may answer 404 (not enabled here), and one that takes a body 422
+    (a body or a rule refused): say so in the OpenAPI schema."""
     for handler in handlers:
         if isinstance(handler, HTTPRouteHandler):
-            handler.responses = {**problems(404), **(handler.responses or {})}
+            takes_body = "data" in inspect.signature(handler.fn).parameters
+            statuses = (404, 422) if takes_body else (404,)
+            handler.responses = {**problems(*statuses), **(handler.responses or {})}
 
 
 def plugin_router(host: PluginHost, plugin_id: str, handlers: list[Any]) -> Router:

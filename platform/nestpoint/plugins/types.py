@@ -89,6 +89,29 @@ class EarnAdjustment:
     lines: tuple[int, ...] = ()
 
 
+# ------------------------------------------------------------------ a member, as a plugin sees one
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFacts:
+    """A member's child (or pregnancy): its id and stage (``pregnant``, ``0-6m``, ``6-12m``,
+    ``1-3y``, ``3-6y``, ``older``...; derived from its dates in the chain's calendar)."""
+
+    id: uuid.UUID
+    stage: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFacts:
+    """What a plugin may know of a member to apply its rules: the member's id (a merged
+    member's survivor), tier and children. No personal data."""
+
+    member_id: uuid.UUID
+    tier_code: str | None
+    tier_rank: int  # 0 = the entry tier: compare tiers by rank, not by code
+    children: tuple[ChildFacts, ...]
+
+
 # ------------------------------------------------------------------ the plugin's own context
 
 

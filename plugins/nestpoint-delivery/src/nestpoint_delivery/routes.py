@@ -10,7 +10,7 @@ from litestar import Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from nestpoint.plugins.api import Db, Plugin
+from nestpoint.plugins.api import Db, Plugin, problems
 from nestpoint_delivery import service
 from nestpoint_delivery.schemas import DayLoad, DeliveryIn, DeliveryRead, Status, StatusIn
 
@@ -21,6 +21,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
     "/requests",
     summary="Book a home delivery (送货上门) from the caller's store",
     operation_id="createDeliveryRequest",
+    responses=problems(409),
     description=(
         "A store key books for its store. The slot must be free and inside the window (次日达: "
         "tomorrow until the store's cut-off, then the day after). The member's free-delivery "
@@ -49,6 +50,7 @@ async def get_one(plugin: Plugin, db: Db, request_id: FromPath[uuid.UUID]) -> De
     status_code=HTTP_200_OK,
     summary="Move a delivery along: scheduled, out for delivery, delivered, failed, cancelled",
     operation_id="setDeliveryStatus",
+    responses=problems(409),
     description=(
         "409 for a move its status does not allow; the same status again is a no-op. "
         "Cancelling gives the free-delivery benefit back. Each change raises "

@@ -1,0 +1,1 @@
+"""Parent-child classes for Nestpoint: sessions, bookings, a waitlist, check-in."""
