@@ -7,7 +7,9 @@ Migrates, applies the example manifests under ``tenants/``, and creates fresh de
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -16,13 +18,17 @@ from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import get_database, scoped_session, utcnow
 from nestpoint.demo_data import seed_benefits, seed_members
 from nestpoint.events.service import install_session_hooks
+from nestpoint.members.models import Member
 from nestpoint.migrate import upgrade
+from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.relay import drain_pending
 from nestpoint.settings import PROJECT_ROOT
 from nestpoint.tenancy import manifest as manifests
 from nestpoint.tenancy import service
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store
 from nestpoint.tenancy.schemas import ApiKeyCreate
+
+log = logging.getLogger("nestpoint.demo")
 
 DEMO_KEY_NAME = "demo"
 EXAMPLE_MANIFESTS = ("bloom-premium.toml", "nest-community.toml")
@@ -106,6 +112,7 @@ async def _seed() -> DemoInfo:
                     )
             members, orders = await seed_members(tenant.id, tenant.slug, DEMO_MEMBERS)
             await seed_benefits(tenant.id)
+            await _seed_plugins(tenant.id)
             # Relay what the seeding raised now, so the demo starts with no backlog (a
             # plugin's first event would otherwise wait behind thousands).
             info.relayed += await drain_pending(tenant.id, budget_seconds=600)
@@ -114,6 +121,23 @@ async def _seed() -> DemoInfo:
             info.keys.append((tenant.slug, f"store {first_store.code}", store_key))
     await get_database().dispose()
     return info
+
+
+async def _seed_plugins(tenant_id: uuid.UUID) -> None:
+    """Each plugin enabled at a store seeds a little of its own data there (bookings,
+    deliveries), through its ``nestpoint_seed_demo`` hook."""
+    with tenant_context(tenant_id):
+        async with scoped_session() as session:
+            stores = list((await session.scalars(select(Store.id).order_by(Store.code))).all())
+            members = [
+                str(m)
+                for m in (
+                    await session.scalars(select(Member.id).order_by(Member.joined_at).limit(40))
+                ).all()
+            ]
+    failures = await get_plugin_host().seed_demo(tenant_id, stores, members)
+    for failure in failures:
+        log.warning("a plugin's demo data failed: %s", failure.describe())
 
 
 def prepare_demo() -> DemoInfo:

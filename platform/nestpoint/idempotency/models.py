@@ -23,7 +23,7 @@ class IdempotencyKey(TenantScoped, Base):
     # ``request`` (keys a client chose for holds, adjustments, transfers, bonus growth: one
     # namespace, so a key reused for another kind of request is a conflict, not a second
     # effect).
-    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     # SHA-256 of the canonical request: the same key with another request is a conflict.
     request_hash: Mapped[str] = mapped_column(String(64))

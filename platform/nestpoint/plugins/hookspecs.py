@@ -381,6 +381,29 @@ def nestpoint_choose_channel(choice: ChannelChoice) -> str | None:
     """
 
 
+@hookspec
+def nestpoint_seed_demo(plugin: PluginContext, member_ids: list[str]) -> None:
+    """Seed a little of the plugin's own data for the demo (a few bookings, a delivery).
+
+    When: by ``nestpoint demo`` (``make run``), on every start, after a chain's members,
+    orders and benefits are seeded: once per store where the plugin is enabled.
+
+    Arguments:
+        plugin: the plugin's :class:`PluginContext` for the chain and that store (merged
+            ``config``; ``session()`` is bound to them, as a store key's request is).
+        member_ids: the ids (strings) of some of the chain's members, oldest first.
+
+    Returns: nothing.
+
+    Async: may be async (awaited within 60 seconds).
+
+    Results: every implementation is called; a failure is logged and the demo goes on.
+
+    Scope: per tenant and store, where the plugin is enabled. Must be idempotent: use
+        idempotency keys of your own (``demo-...``) so a second start adds nothing.
+    """
+
+
 # ---------------------------------------------------------------------------------------
 # Events: every domain event, delivered from the outbox after its change committed.
 # ---------------------------------------------------------------------------------------

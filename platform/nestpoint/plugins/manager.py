@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from nestpoint.events.service import Event
 
 log = logging.getLogger("nestpoint.plugins")
+DEMO_SEED_SECONDS = 60.0
 
 # Registration hooks, in the order the host calls them, with the registry each gets.
 REGISTRATION_HOOKS: tuple[tuple[str, type[Any]], ...] = (
@@ -441,6 +442,26 @@ class PluginHost:
         if failures:
             self.record_failures(tenant_id, store_id, failures)
         return chosen
+
+    # ---- the demo
+
+    async def seed_demo(
+        self, tenant_id: uuid.UUID, store_ids: list[uuid.UUID], member_ids: list[str]
+    ) -> list[HookFailure]:
+        """Let each plugin enabled at each store seed its demo data there."""
+        hook = "nestpoint_seed_demo"
+        failures: list[HookFailure] = []
+        if not self._implemented(hook):
+            return failures
+        for store_id in store_ids:
+            enabled = await self.enabled_plugins(tenant_id, store_id)
+            with tenant_context(tenant_id, store_id):
+                for impl in reversed(self._caller(hook, enabled).get_hookimpls()):
+                    plugin_id = impl.plugin_name
+                    plugin = PluginContext(plugin_id, tenant_id, store_id, enabled[plugin_id])
+                    kwargs = {"plugin": plugin, "member_ids": member_ids}
+                    await self._call(impl, hook, kwargs, DEMO_SEED_SECONDS, failures)
+        return failures
 
     # ---- events
 

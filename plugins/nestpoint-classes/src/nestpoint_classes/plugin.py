@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from nestpoint.plugins.api import (
     BenefitType,
     BenefitTypeRegistry,
     ConfigSchemaRegistry,
+    Conflict,
+    Invalid,
     MigrationRegistry,
+    PluginContext,
     RouteRegistry,
+    chain_now,
     hookimpl,
+    member_facts,
 )
+from nestpoint_classes import service
 from nestpoint_classes.routes import HANDLERS
-from nestpoint_classes.schemas import ClassesConfig, Strict
+from nestpoint_classes.schemas import BookingIn, ClassesConfig, SessionIn, Strict
 
 
 class SeatOptions(Strict):
@@ -46,3 +55,38 @@ def nestpoint_register_benefit_types(registry: BenefitTypeRegistry) -> None:
             description="A free place in a parent-child class session.",
         )
     )
+
+
+@hookimpl
+async def nestpoint_seed_demo(plugin: PluginContext, member_ids: list[str]) -> None:
+    """A music class in three days at the store, booked by the first toddlers' parents."""
+    code = f"demo-{str(plugin.store_id)[:8]}-music"
+    async with plugin.session() as db:
+        now = await chain_now(db)
+        starts = datetime.combine(now.date() + timedelta(days=3), time(10), now.tzinfo)
+        session = SessionIn(
+            title="亲子音乐 Music together",
+            room="亲子教室 A",
+            starts_at=starts,
+            capacity=4,
+            stages=["1-3y", "3-6y"],
+            price_fen=9900,
+            opens_at=now - timedelta(days=1),
+        )
+        # Invalid: more booked than the capacity would allow: keep the session as it is.
+        with contextlib.suppress(Invalid):
+            await service.put_session(db, plugin, code, session)
+    for member in member_ids:
+        async with plugin.session() as db:
+            facts = await member_facts(db, uuid.UUID(member))
+        child = next((c for c in facts.children if c.stage in ("1-3y", "3-6y")), None)
+        if child is None:
+            continue
+        data = BookingIn(
+            idempotency_key=f"demo-class-{member}", member_id=facts.member_id, child_id=child.id
+        )
+        try:
+            async with plugin.session() as db:
+                await service.book(db, plugin, code, data)
+        except (Invalid, Conflict):  # started, or the child is in another session then
+            continue

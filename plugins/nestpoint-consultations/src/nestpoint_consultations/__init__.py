@@ -1,0 +1,1 @@
+"""Consultations for Nestpoint: consultants, availability, bookings, no-shows, advisers."""
