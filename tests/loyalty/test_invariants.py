@@ -71,12 +71,14 @@ operation = st.one_of(
     # Merge in a new member with points, or one who owes points (debt), or both.
     st.tuples(st.just("merge"), st.integers(0, 3000), st.booleans()),
     # Benefits that touch the ledgers: exchange points for a gift (积分兑换) and undo it, use
-    # a gift and give the use back, and a birth that brings the newborn pack's points.
+    # a gift and give the use back, a birth recorded, and a look at the member's benefits
+    # (a till's call: it gives the newborn pack and its points once a birth is recorded).
     st.tuples(st.just("exchange"), st.just(0)),
     st.tuples(st.just("unexchange"), st.integers(0, 5)),
     st.tuples(st.just("use_gift"), st.just(0)),
     st.tuples(st.just("unuse"), st.integers(0, 5)),
     st.tuples(st.just("birth"), st.just(0)),
+    st.tuples(st.just("look"), st.just(0)),
 )
 # SQLite and PostgreSQL both: examples per run (raise it for a long run).
 EXAMPLES = int(os.environ.get("NESTPOINT_LEDGER_EXAMPLES", "100"))
@@ -276,6 +278,16 @@ async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
         [("refund", 0, 0), ("release", 0), ("release_due", 0), ("redeem", 100)],
     ]
 )
+# Benefits beside the points: an exchange, a use and its reversal, an undone exchange, and a
+# look that gives the newborn pack's points, racing orders, holds and adjustments.
+@example(
+    rounds=[
+        [("adjust", 2000), ("birth", 0)],
+        [("exchange", 0), ("look", 0), ("earn", [{"category": "toys", "quantity": 1,
+          "paid_fen": 9000}]), ("use_gift", 0), ("hold", 50)],
+        [("unuse", 0), ("unexchange", 0), ("exchange", 0), ("redeem", 100), ("look", 0)],
+    ]
+)  # fmt: skip
 async def test_concurrent_operations_keep_the_ledger_consistent(ledger_tenant, rounds):
     """Rounds of operations run at once (concurrent actors, each its own transaction):
     whatever order the locks give them, every invariant holds after each round.
@@ -431,11 +443,12 @@ async def _apply_benefit(session, op, world: World) -> None:  # type: ignore[no-
         world.uses.append(uuid.UUID(answer.body["id"]))
     elif kind == "unuse" and world.uses:
         await reverse_use(session, world.uses[op[1] % len(world.uses)], "test")
-    elif kind == "birth":
+    elif kind == "birth":  # as the API records it: consent and child, no benefits look-up
         consent = GuardianConsentIn(granted=True, source="pos")
         await update_member(session, member_id, MemberUpdate(guardian_consent=consent))
         today = (await get_program(session)).local_day(datetime.now(UTC))
         await add_child(session, member_id, ChildIn(birth_date=date.fromisoformat(today)))
+    elif kind == "look":
         await member_benefits(session, member_id, None)  # syncs: the pack and its points
 
 
