@@ -116,6 +116,8 @@ class Entitlement(TenantOwned, Base):
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
         ForeignKeyConstraint(["tenant_id", "benefit_id"], ["benefits.tenant_id", "benefits.id"]),
         Index("ix_entitlements_expiry", "tenant_id", "status", "expires_at"),
+        # An exchange's stock counts the benefit's exchanges (the till's call, an exchange).
+        Index("ix_entitlements_benefit", "tenant_id", "benefit_id", "source"),
     )
 
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())

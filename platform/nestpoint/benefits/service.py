@@ -910,21 +910,24 @@ async def member_benefits(
 
 
 async def _exchanged(
-    session: AsyncSession, benefit_ids: Sequence[uuid.UUID], member_id: uuid.UUID | None
-) -> dict[uuid.UUID, int]:
-    """Exchanges that count against stock (or a member's limit): all but reversed ones."""
+    session: AsyncSession, benefit_ids: Sequence[uuid.UUID], member_id: uuid.UUID
+) -> dict[uuid.UUID, tuple[int, int]]:
+    """Per benefit, the exchanges that count against its stock and those of this member
+    (against their limit): all but undone ones. One statement, on the benefit's index."""
     if not benefit_ids:
         return {}
-    stmt = select(entitlements.c.benefit_id, func.count()).where(
-        entitlements.c.tenant_id == require_tenant().tenant_id,
-        entitlements.c.benefit_id.in_(benefit_ids),
-        entitlements.c.source == "exchange",
-        entitlements.c.status != "revoked",
+    mine = func.count().filter(entitlements.c.member_id == member_id)
+    rows = await session.execute(
+        select(entitlements.c.benefit_id, func.count(), mine)
+        .where(
+            entitlements.c.tenant_id == require_tenant().tenant_id,
+            entitlements.c.benefit_id.in_(benefit_ids),
+            entitlements.c.source == "exchange",
+            entitlements.c.status != "revoked",
+        )
+        .group_by(entitlements.c.benefit_id)
     )
-    if member_id is not None:
-        stmt = stmt.where(entitlements.c.member_id == member_id)
-    rows = await session.execute(stmt.group_by(entitlements.c.benefit_id))
-    return {benefit_id: int(n) for benefit_id, n in rows.all()}
+    return {benefit_id: (int(n), int(m)) for benefit_id, n, m in rows.all()}
 
 
 async def _offers(
@@ -935,10 +938,8 @@ async def _offers(
         for item in catalog.items.values()
         if item.spec.exchange_points and unusable_reason(item, place, today) is None
     ]
-    stocked = await _exchanged(session, [i.id for i in items if i.spec.stock is not None], None)
-    limited = await _exchanged(
-        session, [i.id for i in items if i.spec.per_member_limit is not None], member_id
-    )
+    counted = [i.id for i in items if i.spec.stock is not None or i.spec.per_member_limit]
+    taken = await _exchanged(session, counted, member_id)
     return [
         ExchangeOffer(
             benefit_code=item.code,
@@ -947,10 +948,10 @@ async def _offers(
             points=item.spec.exchange_points or 0,
             stock_left=None
             if item.spec.stock is None
-            else max(0, item.spec.stock - stocked.get(item.id, 0)),
+            else max(0, item.spec.stock - taken.get(item.id, (0, 0))[0]),
             member_limit_left=None
             if item.spec.per_member_limit is None
-            else max(0, item.spec.per_member_limit - limited.get(item.id, 0)),
+            else max(0, item.spec.per_member_limit - taken.get(item.id, (0, 0))[1]),
         )
         for item in items
     ]
@@ -1291,16 +1292,13 @@ def _exchange_price(item: CatalogItem, place: Place, today: date) -> int:
 async def _check_stock(session: AsyncSession, item: CatalogItem, member_id: uuid.UUID) -> None:
     """Under the benefit row's lock: stock left, and the member's limit."""
     await session.execute(select(Benefit.id).where(Benefit.id == item.id).with_for_update())
-    if item.spec.stock is not None:
-        taken = (await _exchanged(session, [item.id], None)).get(item.id, 0)
-        if taken >= item.spec.stock:
-            raise ExchangeRefused.field("benefit_code", f"{item.code!r} is out of stock")
-    if item.spec.per_member_limit is not None:
-        mine = (await _exchanged(session, [item.id], member_id)).get(item.id, 0)
-        if mine >= item.spec.per_member_limit:
-            raise ExchangeRefused.field(
-                "benefit_code", f"the member has exchanged {item.code!r} {mine} times, the limit"
-            )
+    taken, mine = (await _exchanged(session, [item.id], member_id)).get(item.id, (0, 0))
+    if item.spec.stock is not None and taken >= item.spec.stock:
+        raise ExchangeRefused.field("benefit_code", f"{item.code!r} is out of stock")
+    if item.spec.per_member_limit is not None and mine >= item.spec.per_member_limit:
+        raise ExchangeRefused.field(
+            "benefit_code", f"the member has exchanged {item.code!r} {mine} times, the limit"
+        )
 
 
 async def _insert_exchange(
