@@ -159,6 +159,8 @@ async def _order(
     paid_at = datetime.combine(
         today - timedelta(days=rng.randrange(0, 180)), datetime.min.time(), tzinfo=UTC
     ) + timedelta(hours=rng.randrange(2, 13))
+    # Today's orders are paid before now: before 13:00 UTC some of those hours are ahead.
+    paid_at = min(paid_at, datetime.now(UTC) - timedelta(minutes=1))
     await create_order(
         session,
         OrderIn.model_validate(
