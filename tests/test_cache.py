@@ -8,7 +8,7 @@ from nestpoint.cache import BoundedCache, stats
 
 CORE_CACHES = {
     "loyalty.programs",
-    "orders.store_codes",
+    "tenancy.store_codes",
     "tenancy.api_keys",
     "tenancy.store_sharing",
     "tenancy.trading_stores",

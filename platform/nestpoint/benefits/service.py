@@ -55,6 +55,7 @@ from nestpoint.cache import BoundedCache
 from nestpoint.context import current_actor, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
+from nestpoint.db.batch import WriteBatch
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.idempotency import service as idempotency
@@ -63,10 +64,10 @@ from nestpoint.loyalty.rules import Program
 from nestpoint.loyalty.service import get_program
 from nestpoint.members.models import Child
 from nestpoint.members.service import get_active_member, stage_of
-from nestpoint.orders.service import store_codes
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.types import BenefitType
 from nestpoint.points import service as points
+from nestpoint.tenancy.service import store_codes
 
 entitlements = table_of(Entitlement)
 uses = table_of(BenefitUse)
@@ -545,7 +546,7 @@ async def _grant(
     )
     if inserted is None:
         return False
-    _event(session, "benefit.granted", member_id, item, entitlement_id, source=source)
+    event(session, "benefit.granted", member_id, item, entitlement_id, source=source)
     return True
 
 
@@ -564,7 +565,7 @@ async def _reactivate(
     )
     if done is None:
         return False
-    _event(session, "benefit.granted", member_id, item, row.id, source=row.source)
+    event(session, "benefit.granted", member_id, item, row.id, source=row.source)
     return True
 
 
@@ -592,7 +593,7 @@ async def _lapse(
     if done is None:
         return False
     if revoke:
-        _event(session, "benefit.expired", member_id, item, row.id, reason="revoked")
+        event(session, "benefit.expired", member_id, item, row.id, reason="revoked")
     return True
 
 
@@ -628,7 +629,7 @@ async def expire_one(
     )
     if done is None:
         return False
-    _event(session, "benefit.expired", member_id, item, entitlement_id, reason="expired")
+    event(session, "benefit.expired", member_id, item, entitlement_id, reason="expired")
     return True
 
 
@@ -735,14 +736,17 @@ def _credit_bundle_points(
     )
 
 
-def _event(
+def event(
     session: AsyncSession,
     kind: str,
     member_id: uuid.UUID,
     item: CatalogItem,
     entitlement_id: uuid.UUID,
+    *,
+    batch: WriteBatch | None = None,
     **extra: Any,
 ) -> None:
+    """A ``benefit.*`` event about one entitlement (``batch``: with the caller's writes)."""
     emit(
         session,
         kind,
@@ -755,6 +759,7 @@ def _event(
             "entitlement_id": str(entitlement_id),
             **extra,
         },
+        batch=batch,
     )
 
 
@@ -829,7 +834,7 @@ def unusable_reason(item: CatalogItem, place: Place, today: date) -> str | None:
     return None
 
 
-async def _used(
+async def net_uses(
     session: AsyncSession, keys: Iterable[tuple[uuid.UUID, str]]
 ) -> dict[tuple[uuid.UUID, str], int]:
     """Net uses per (entitlement, period key)."""
@@ -887,7 +892,7 @@ async def member_benefits(
     today = Clock.of(program, utcnow()).today
     active = [row for row in holder.held if row.status == "active"]
     keyed = [(row, catalog.by_id[row.benefit_id]) for row in active]
-    used = await _used(
+    used = await net_uses(
         session, [(row.id, period_key(item.spec.period, today)) for row, item in keyed]
     )
     reads = [
@@ -983,7 +988,7 @@ async def _lock_entitlements(
     return list(rows.all())
 
 
-def _soonest_first(row: Any) -> tuple[datetime, datetime]:
+def soonest_first(row: Any) -> tuple[datetime, datetime]:
     far = datetime.max.replace(tzinfo=UTC)
     return (row.expires_at or far, row.granted_at)
 
@@ -1018,7 +1023,7 @@ async def use(
     chosen, left = await _choose(session, holder, item, rows, place, clock, data.quantity)
     key = period_key(item.spec.period, clock.today)
     use_id = uuid.uuid4()
-    row = _use_row(
+    row = use_row(
         use_id,
         chosen.id,
         holder.member_id,
@@ -1031,7 +1036,7 @@ async def use(
     )
     row["reference"] = data.reference
     await session.execute(insert(uses), [row])
-    _event(
+    event(
         session,
         "benefit.used",
         holder.member_id,
@@ -1071,10 +1076,10 @@ async def _choose(
             "store_code", f"{item.code!r} cannot be used here ({reason})"
         )
     key = period_key(item.spec.period, clock.today)
-    used = await _used(session, [(r.id, key) for r in live])
+    used = await net_uses(session, [(r.id, key) for r in live])
     left_by_row = [
         (r, item.quota_for(holder.tier_code, r.source) - used.get((r.id, key), 0))
-        for r in sorted(live, key=_soonest_first)
+        for r in sorted(live, key=soonest_first)
     ]
     for row, left in left_by_row:
         if left >= quantity:
@@ -1085,7 +1090,7 @@ async def _choose(
     )
 
 
-def _use_row(
+def use_row(
     use_id: uuid.UUID,
     entitlement_id: uuid.UUID,
     member_id: uuid.UUID,
@@ -1145,6 +1150,38 @@ async def reverse_use(session: AsyncSession, use_id: uuid.UUID, reason: str) -> 
     store_id = require_tenant().store_id
     if original is None or (store_id is not None and original.store_id != store_id):
         raise NotFound("no such benefit use")
+    return await _reverse(session, original, reason)
+
+
+async def reverse_uses_named(
+    session: AsyncSession, member_ids: Sequence[uuid.UUID], reference: str, reason: str
+) -> list[uuid.UUID]:
+    """Give back every use of these members' (one, and any merged into it) that names
+    ``reference`` and is not reversed yet (a refunded order's: the ones it applied and
+    those the till recorded for it); the ids of the uses given back."""
+    reversal = uses.alias("reversal")
+    found = await session.execute(
+        select(uses)
+        .where(
+            uses.c.tenant_id == require_tenant().tenant_id,
+            uses.c.member_id.in_(member_ids),
+            uses.c.reference == reference,
+            uses.c.kind == "use",
+            ~select(reversal.c.id)
+            .where(reversal.c.tenant_id == uses.c.tenant_id, reversal.c.reverses_id == uses.c.id)
+            .exists(),
+        )
+        .order_by(uses.c.entitlement_id, uses.c.id)  # entitlement locks in id order
+    )
+    given_back = []
+    for original in found.all():
+        await _reverse(session, original, reason)
+        given_back.append(original.id)
+    return given_back
+
+
+async def _reverse(session: AsyncSession, original: Any, reason: str) -> UseRead:
+    """The reversal of one use row, under its entitlement's lock; the earlier one if any."""
     await session.execute(
         select(entitlements.c.id)
         .where(
@@ -1157,12 +1194,14 @@ async def reverse_use(session: AsyncSession, use_id: uuid.UUID, reason: str) -> 
     item = catalog.by_id[original.benefit_id]
     earlier = (
         await session.execute(
-            select(uses).where(uses.c.tenant_id == original.tenant_id, uses.c.reverses_id == use_id)
+            select(uses).where(
+                uses.c.tenant_id == original.tenant_id, uses.c.reverses_id == original.id
+            )
         )
     ).one_or_none()
     if earlier is not None:
         return _use_read(dict(earlier._mapping), item, 0)
-    row = _use_row(
+    row = use_row(
         uuid.uuid4(),
         original.entitlement_id,
         original.member_id,
@@ -1173,15 +1212,15 @@ async def reverse_use(session: AsyncSession, use_id: uuid.UUID, reason: str) -> 
         original.store_id,
         utcnow(),
     )
-    row |= {"reverses_id": use_id, "reason": reason, "reference": original.reference}
+    row |= {"reverses_id": original.id, "reason": reason, "reference": original.reference}
     await session.execute(insert(uses), [row])
-    _event(
+    event(
         session,
         "benefit.use_reversed",
         original.member_id,
         item,
         original.entitlement_id,
-        use_id=str(use_id),
+        use_id=str(original.id),
         quantity=original.amount,
         reason=reason,
     )
@@ -1249,7 +1288,7 @@ async def exchange(
         acct.member_id,
         {"member_id": str(acct.member_id), "order_id": None, "points": price},
     )
-    _event(session, "benefit.granted", acct.member_id, item, entitlement_id, source="exchange")
+    event(session, "benefit.granted", acct.member_id, item, entitlement_id, source="exchange")
     holder = Holder(acct.member_id, member.tier_code, [])
     read = _entitlement_read(
         _Granted(entitlement_id, "exchange", "active", clock.now, expires),
@@ -1403,4 +1442,4 @@ async def _refund_exchange(
         .where(entitlements.c.tenant_id == acct.tenant_id, entitlements.c.id == row.id)
         .values(status="revoked", ended_at=now)
     )
-    _event(session, "benefit.expired", acct.member_id, item, row.id, reason="exchange_reversed")
+    event(session, "benefit.expired", acct.member_id, item, row.id, reason="exchange_reversed")

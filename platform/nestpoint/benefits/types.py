@@ -3,16 +3,15 @@
 Each type is a ``BenefitType`` (the same shape a plugin registers) whose ``options`` model
 validates a benefit's ``options`` when HQ defines it. Using a benefit of any type records
 a use against the member's quota; what the till then does (hand over the gift, waive the
-shipping fee) is the till's. Discount types (``member_price``, ``member_day``) and the
-points multiplier are held and shown like the others; applying them to an order's prices
-and points is not built yet (see docs/benefits.md).
+shipping fee) is the till's. The pricing types (``member_price``, ``member_day`` and
+``points_multiplier``) also change an order's prices and points: ``benefits.pricing``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nestpoint.plugins.types import BenefitType
 from nestpoint.schemas import Strict
@@ -35,10 +34,22 @@ class MemberPriceOptions(Strict):
 
 
 class MemberDayOptions(Strict):
-    day_of_month: int | None = Field(None, ge=1, le=31, description="e.g. 18 (每月18日).")
+    day_of_month: int | None = Field(
+        None, ge=1, le=31, description="e.g. 18 (每月18日); past a month's end: its last day."
+    )
     weekday: int | None = Field(None, ge=1, le=7, description="ISO weekday, 1 = Monday.")
     discount_percent: int | None = Field(None, ge=1, le=99, description="会员日全场8折: 80.")
-    points_multiplier_percent: int | None = Field(None, ge=100, le=1000)
+    points_multiplier_percent: int | None = Field(
+        None, ge=101, le=1000, description="150 = one and a half times the points."
+    )
+
+    @model_validator(mode="after")
+    def _a_day_and_a_gift(self) -> MemberDayOptions:
+        if (self.day_of_month is None) == (self.weekday is None):
+            raise ValueError("give exactly one of day_of_month or weekday")
+        if self.discount_percent is None and self.points_multiplier_percent is None:
+            raise ValueError("give discount_percent, points_multiplier_percent or both")
+        return self
 
 
 class FreeShippingOptions(Strict):
@@ -46,7 +57,7 @@ class FreeShippingOptions(Strict):
 
 
 class PointsMultiplierOptions(Strict):
-    multiplier_percent: int = Field(200, ge=100, le=1000, description="200 = double points.")
+    multiplier_percent: int = Field(200, ge=101, le=1000, description="200 = double points.")
     occasion: Literal["member_birthday_month", "child_birthday_month"] = "member_birthday_month"
 
 

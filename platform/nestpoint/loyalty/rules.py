@@ -59,15 +59,22 @@ class Line:
 
 
 def line_points(
-    program: Program, tier: TierSpec, store_code: str, line: Line, earnable_fen: int
+    program: Program,
+    tier: TierSpec,
+    store_code: str,
+    line: Line,
+    earnable_fen: int,
+    multiplier_percent: int = 100,
 ) -> int:
-    """Points one line earns before caps: paid yuan x tier rate x category x store."""
+    """Points one line earns before caps: paid yuan x tier rate x category x store x the
+    member's multiplier benefit (生日月双倍积分: 200), rounded down once."""
     rules = program.earn
     if line.category in rules.excluded_categories or line.sku in rules.excluded_skus:
         return 0
     category = rules.category_multipliers.get(line.category, 100)
     store = rules.store_multipliers.get(store_code, 100)
-    return max(0, earnable_fen) * tier.earn_rate_percent * category * store // 100_000_000
+    rates = tier.earn_rate_percent * category * store * multiplier_percent
+    return max(0, earnable_fen) * rates // 10_000_000_000
 
 
 def earnable_amounts(lines: list[Line], points_value_fen: int) -> list[int]:
@@ -103,11 +110,13 @@ def compute_earn(
     *,
     points_value_fen: int = 0,
     earned_today: int = 0,
+    multiplier_percent: int = 100,
 ) -> list[int]:
-    """Points per line after the per-order and per-day caps."""
+    """Points per line after the per-order and per-day caps (which the multiplier does not
+    lift)."""
     amounts = earnable_amounts(lines, points_value_fen)
     points = [
-        line_points(program, tier, store_code, line, amount)
+        line_points(program, tier, store_code, line, amount, multiplier_percent)
         for line, amount in zip(lines, amounts, strict=True)
     ]
     points = apply_cap(points, program.earn.cap_per_order)

@@ -51,6 +51,7 @@ class Order(TenantOwned, Base):
     points_value_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     coupons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    discount_fen: Mapped[int] = mapped_column(BigInteger, default=0)  # the member's benefits
     refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     response: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -70,6 +71,9 @@ class OrderLine(TenantScoped, Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price_fen: Mapped[int] = mapped_column(BigInteger)
     paid_fen: Mapped[int] = mapped_column(BigInteger)
+    # The pricing benefit the till applied to the line (会员价, 会员日) and what it took off.
+    benefit_code: Mapped[str] = mapped_column(String(64), default="")
+    discount_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded_quantity: Mapped[int] = mapped_column(Integer, default=0)
     refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -11,10 +11,12 @@ from pydantic import (
     BaseModel,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from nestpoint.benefits.schemas import Code as BenefitCode
 from nestpoint.errors import Invalid
 from nestpoint.limits import MAX_LINES, MAX_ORDER_FEN, MAX_POINTS, Fen, LineNo, Quantity
 from nestpoint.loyalty.schemas import Code as TierCode
@@ -76,6 +78,23 @@ class LineIn(Strict):
     quantity: Quantity
     unit_price_fen: Fen
     paid_fen: Fen = Field(description="What was paid for the line after discounts, in fen.")
+    benefit_code: BenefitCode | None = Field(
+        None,
+        description="The member's pricing benefit (会员价, 会员日) the till applied to this line,"
+        " as the preview offered it; checked against what the member holds here now.",
+    )
+    discount_fen: Fen = Field(
+        0,
+        validate_default=True,  # a benefit_code alone is refused, naming this field
+        description="What that benefit took off the line (paid_fen is after it), in fen.",
+    )
+
+    @field_validator("discount_fen")
+    @classmethod
+    def _with_its_benefit(cls, discount: int, info: ValidationInfo) -> int:
+        if (info.data.get("benefit_code") is None) != (discount == 0):
+            raise ValueError("give benefit_code and a discount_fen above 0 together, or neither")
+        return discount
 
 
 class CouponIn(Strict):
@@ -112,8 +131,22 @@ class OrderIn(Strict):
 class LineResult(BaseModel):
     line_no: int
     sku: str
-    paid_fen: int
+    paid_fen: int = Field(description="In a preview: what the line costs after its benefit.")
     points_earned: int
+    benefit_code: str | None = Field(None, description="The pricing benefit on this line.")
+    discount_fen: int = Field(0, description="What that benefit takes off the line.")
+
+
+class AppliedBenefit(BaseModel):
+    """A pricing benefit an order applied (one use of its quota), or a preview offers."""
+
+    code: str
+    type: str
+    discount_fen: int = Field(description="Taken off the order's lines by this benefit.")
+    points_multiplier_percent: int | None = Field(
+        None, description="The points multiplier it gave (200: double), if it is the one."
+    )
+    use_id: uuid.UUID | None = Field(None, description="The use recorded (an order only).")
 
 
 class MemberOutcome(BaseModel):
@@ -135,7 +168,9 @@ class OrderResult(BaseModel):
     total_fen: int
     points_used: int
     points_earned: int
+    discount_fen: int = Field(0, description="What the member's benefits took off the lines.")
     lines: list[LineResult]
+    benefits: list[AppliedBenefit] = Field(default_factory=list)
     member: MemberOutcome | None
 
 
@@ -162,13 +197,21 @@ class RefundResult(BaseModel):
     points_returned: int
     member_points_balance: int | None
     member_debt: int | None
+    benefit_uses_reversed: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="Benefit uses given back: those naming the order, once it is all refunded.",
+    )
 
 
 class PreviewIn(Strict):
     store_code: StoreCode | None = None
     member: MemberRef | None = None
     tier_code: TierCode | None = Field(None, description="Preview as this tier (no member given).")
-    lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
+    lines: list[LineIn] = Field(
+        min_length=1,
+        max_length=MAX_LINES,
+        description="paid_fen before the member's benefits; the preview offers those.",
+    )
     points_used: int = Field(0, ge=0, le=MAX_POINTS)
 
     @field_validator("lines")
@@ -181,5 +224,8 @@ class PreviewResult(BaseModel):
     tier_code: str
     points: int
     lines: list[LineResult]
+    payable_fen: int = Field(description="The lines' total after the member's benefits.")
+    discount_fen: int = Field(description="What the member's benefits take off.")
+    benefits: list[AppliedBenefit]
     max_points_usable: int
     points_value_fen: int

@@ -24,7 +24,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, Uuid, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestpoint.cache import BoundedCache
+from nestpoint.benefits import pricing
+from nestpoint.benefits import service as benefits
+from nestpoint.benefits.pricing import Priced
+from nestpoint.benefits.service import Place
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
@@ -42,6 +45,7 @@ from nestpoint.members.pii import identity_hash
 from nestpoint.members.service import phone_lookup_hash
 from nestpoint.orders.models import Order, OrderLine, OrderStatus, Refund
 from nestpoint.orders.schemas import (
+    AppliedBenefit,
     LineIn,
     LineResult,
     MemberOutcome,
@@ -60,8 +64,7 @@ from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.types import EarnAdjustment, EarnContext, EarnLine
 from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
-from nestpoint.tenancy.models import Store
-from nestpoint.tenancy.service import ensure_store_trading
+from nestpoint.tenancy.service import ensure_store_trading, store_codes
 from nestpoint.tiers import service as tiers
 
 log = logging.getLogger("nestpoint.orders")
@@ -70,23 +73,6 @@ orders = table_of(Order)
 order_lines = table_of(OrderLine)
 members = table_of(Member)
 accounts = table_of(PointAccount)
-
-# ------------------------------------------------------------------ small caches
-
-# The tenant's stores (code -> id), cached per process for ``config_cache_seconds``: a
-# chain has at most hundreds of stores, and the till names its store on every order.
-_store_codes: BoundedCache[uuid.UUID, dict[str, uuid.UUID]] = BoundedCache(
-    "orders.store_codes", max_size=1_024
-)
-
-
-async def store_codes(session: AsyncSession, *, refresh: bool = False) -> dict[str, uuid.UUID]:
-    tenant_id = require_tenant().tenant_id
-    cached = None if refresh else _store_codes.get(tenant_id)
-    if cached is not None:
-        return cached
-    rows = (await session.execute(select(Store.code, Store.id))).all()
-    return _store_codes.put(tenant_id, {row.code: row.id for row in rows})
 
 
 async def resolve_store(session: AsyncSession, code: str | None) -> tuple[uuid.UUID, str]:
@@ -244,9 +230,20 @@ async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> An
     check_redemption(program, member, data.payment, tender.total_fen)
     draft = Draft(uuid.uuid4(), data, store_id, tender, member, now)
     held: PointHold | None = None
-    if member is not None:
+    if member is None:
+        check_no_claims(data.lines, "benefits need a member")
+    else:
+        draft.priced = await price_claims(session, program, member, store_id, store_code, data, now)
         held = await redeem(session, draft)
-        per_line = earn(program, member, store_code, data.lines, tender.points_value_fen, now)
+        per_line = earn(
+            program,
+            member,
+            store_code,
+            data.lines,
+            tender.points_value_fen,
+            now,
+            draft.priced.multiplier_percent,
+        )
         per_line, reasons = await _plugin_adjustments(
             session, member, store_id, data, per_line, program.zone
         )
@@ -293,10 +290,18 @@ class Draft:
     now: datetime
     per_line: list[int] = field(default_factory=list)
     growth: int = 0
+    priced: Priced = field(default_factory=lambda: Priced(discounts=[]))
+    # The id of the use each applied benefit records (decided before the answer is).
+    use_ids: dict[str, uuid.UUID] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.per_line:
             self.per_line = [0] * len(self.data.lines)
+
+    def line_benefit(self, index: int) -> tuple[str | None, int]:
+        """The benefit code and discount of line ``index`` (0-based), as recorded."""
+        line = self.data.lines[index]
+        return line.benefit_code, line.discount_fen
 
     @property
     def points_earned(self) -> int:
@@ -364,9 +369,11 @@ def earn(
     lines: Sequence[LineIn],
     points_value_fen: int,
     now: datetime,
+    multiplier_percent: int = pricing.NO_MULTIPLIER,
 ) -> list[int]:
     """Step 3 (pure): the points each line earns, under the member's tier, the store's and
-    categories' multipliers, and the per-order and per-day caps (``loyalty.rules``)."""
+    categories' multipliers, the member's multiplier benefit, and the per-order and per-day
+    caps (``loyalty.rules``)."""
     return rules.compute_earn(
         program,
         program.tier(member.tier_code),
@@ -374,6 +381,7 @@ def earn(
         [Line(li.sku, li.category, li.paid_fen) for li in lines],
         points_value_fen=points_value_fen,
         earned_today=points_earned_today(program, member.account, now),
+        multiplier_percent=multiplier_percent,
     )
 
 
@@ -429,6 +437,7 @@ def order_result(program: Program, draft: Draft) -> OrderResult:
             growth_value=after.growth_value,
             points_balance=member.account.balance,
         )
+    draft.use_ids = {s.item.code: uuid.uuid4() for s in draft.priced.applied}
     return OrderResult(
         id=draft.id,
         channel=data.channel,
@@ -440,12 +449,38 @@ def order_result(program: Program, draft: Draft) -> OrderResult:
         total_fen=draft.tender.total_fen,
         points_used=data.payment.points_used,
         points_earned=draft.points_earned,
+        discount_fen=sum(li.discount_fen for li in data.lines),
         lines=[
-            LineResult(line_no=i, sku=li.sku, paid_fen=li.paid_fen, points_earned=p)
+            LineResult(
+                line_no=i,
+                sku=li.sku,
+                paid_fen=li.paid_fen,
+                points_earned=p,
+                benefit_code=li.benefit_code,
+                discount_fen=li.discount_fen,
+            )
             for i, (li, p) in enumerate(zip(data.lines, draft.per_line, strict=True), start=1)
         ],
+        benefits=applied_benefits(draft.priced, draft.use_ids),
         member=outcome,
     )
+
+
+def applied_benefits(priced: Priced, use_ids: Mapping[str, uuid.UUID]) -> list[AppliedBenefit]:
+    """The pricing benefits an order applies (or a preview offers), each once (pure)."""
+    multiplier = priced.multiplier
+    return [
+        AppliedBenefit(
+            code=s.item.code,
+            type=s.item.spec.type,
+            discount_fen=priced.discount_of(s.item.code),
+            points_multiplier_percent=multiplier[1]
+            if multiplier and multiplier[0].item.code == s.item.code
+            else None,
+            use_id=use_ids.get(s.item.code),
+        )
+        for s in priced.applied
+    ]
 
 
 async def write_order(
@@ -487,6 +522,7 @@ def _order_row(draft: Draft, response: dict[str, Any]) -> dict[str, Any]:
         "points_value_fen": draft.tender.points_value_fen,
         "coupons": [c.model_dump() for c in pay.coupons],
         "points_earned": draft.points_earned,
+        "discount_fen": sum(li.discount_fen for li in data.lines),
         "refunded_fen": 0,
         "response": response,
         "created_at": draft.now,
@@ -506,6 +542,8 @@ def _line_rows(draft: Draft) -> list[dict[str, Any]]:
             "quantity": li.quantity,
             "unit_price_fen": li.unit_price_fen,
             "paid_fen": li.paid_fen,
+            "benefit_code": li.benefit_code or "",
+            "discount_fen": li.discount_fen,
             "points_earned": p,
             "refunded_quantity": 0,
             "refunded_fen": 0,
@@ -537,6 +575,16 @@ async def _write_member_side(
     assert member is not None
     now, order_id, pay = draft.now, str(draft.id), draft.data.payment
     await points.save(session, member.account, now, writes)
+    pricing.record_uses(
+        session,
+        writes,
+        draft.priced,
+        member.id,
+        draft.store_id,
+        pricing.order_reference(draft.data.channel, draft.data.external_id),
+        now,
+        draft.use_ids,
+    )
     await tiers.apply_growth(
         session,
         program,
@@ -583,6 +631,42 @@ async def _write_member_side(
             store_id=draft.store_id,
             batch=writes,
         )
+
+
+def check_no_claims(lines: Sequence[LineIn], why: str) -> None:
+    """Lines that name a benefit where none can be taken: 422 naming each (pure)."""
+    errors = [
+        FieldError(f"lines.{i}.benefit_code", why)
+        for i, li in enumerate(lines)
+        if li.benefit_code is not None
+    ]
+    if errors:
+        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+
+
+async def price_claims(
+    session: AsyncSession,
+    program: Program,
+    member: TillMember,
+    store_id: uuid.UUID,
+    store_code: str,
+    data: OrderIn,
+    now: datetime,
+) -> Priced:
+    """Step 1b: the member's pricing benefits on this order, their entitlements locked
+    (after the account): each line's claimed discount checked, and the multiplier that
+    applies on the chain's local day the order was paid (``benefits.pricing``)."""
+    today = data.paid_at.astimezone(program.zone).date()
+    place = Place(store_id, store_code or None, frozenset())
+    standings = await pricing.held(
+        session, member.id, member.tier_code, place, now, today, lock=True
+    )
+    occasions = await pricing.occasions_of(session, member.id, today, standings)
+    claims = [
+        pricing.Claim(li.category, li.paid_fen, li.benefit_code, li.discount_fen)
+        for li in data.lines
+    ]
+    return pricing.check_claims(standings, claims, occasions)
 
 
 async def _plugin_adjustments(
@@ -681,43 +765,80 @@ async def _capturable_hold(
 
 
 async def preview(session: AsyncSession, data: PreviewIn) -> PreviewResult:
-    """Points a basket would earn, computed by the same rules, writing nothing."""
+    """What a basket would cost the member and earn, by the same rules as the order: the
+    member's pricing benefits offered per line (brought up to date first, like the benefits
+    look-up), then the points on what is left to pay. Records no order, points or use."""
+    check_no_claims(data.lines, "a preview offers the member's benefits; it takes none")
     program = await get_program(session)
-    _, store_code = await resolve_store(session, data.store_code)
+    store_id, store_code = await resolve_store(session, data.store_code)
     tier = program.tier(data.tier_code)
     earned_today = 0
     spendable: int | None = None  # without a member, only the tier's cap limits redemption
+    priced = Priced(discounts=[(None, 0)] * len(data.lines))
     if data.member is not None:
         member = await lock_member(session, data.member)
         tier = program.tier(member.tier_code)
         now = utcnow()
-        today = program.local_day(now)
-        if member.account.earned_day == today:
+        if member.account.earned_day == program.local_day(now):
             earned_today = member.account.earned_today
         spendable = await points.available(session, member.account, now)
+        priced = await offer_benefits(session, program, member, store_id, store_code, data, now)
     elif data.tier_code is not None and tier.code != data.tier_code:
         raise Invalid.field("tier_code", f"no tier {data.tier_code!r}")
-    total = sum(li.paid_fen for li in data.lines)
+    payable = [li.paid_fen - off for li, (_, off) in zip(data.lines, priced.discounts, strict=True)]
     value = rules.points_value_fen(program.points, data.points_used)
     per_line = rules.compute_earn(
         program,
         tier,
         store_code,
-        [Line(li.sku, li.category, li.paid_fen) for li in data.lines],
+        [Line(li.sku, li.category, pay) for li, pay in zip(data.lines, payable, strict=True)],
         points_value_fen=value,
         earned_today=earned_today,
+        multiplier_percent=priced.multiplier_percent,
     )
-    cap = rules.max_redeemable_points(program, tier, total)
+    cap = rules.max_redeemable_points(program, tier, sum(payable))
     return PreviewResult(
         tier_code=tier.code,
         points=sum(per_line),
         lines=[
-            LineResult(line_no=i, sku=li.sku, paid_fen=li.paid_fen, points_earned=p)
-            for i, (li, p) in enumerate(zip(data.lines, per_line, strict=True), start=1)
+            LineResult(
+                line_no=i,
+                sku=li.sku,
+                paid_fen=pay,
+                points_earned=p,
+                benefit_code=standing.item.code if standing else None,
+                discount_fen=off,
+            )
+            for i, (li, pay, p, (standing, off)) in enumerate(
+                zip(data.lines, payable, per_line, priced.discounts, strict=True), start=1
+            )
         ],
+        payable_fen=sum(payable),
+        discount_fen=sum(off for _, off in priced.discounts),
+        benefits=applied_benefits(priced, {}),
         max_points_usable=cap if spendable is None else min(cap, spendable),
         points_value_fen=value,
     )
+
+
+async def offer_benefits(
+    session: AsyncSession,
+    program: Program,
+    member: TillMember,
+    store_id: uuid.UUID,
+    store_code: str,
+    data: PreviewIn,
+    now: datetime,
+) -> Priced:
+    """The preview's offer: the member's benefits synced, then the best per line."""
+    await benefits.sync_member(session, member.id, now)
+    today = now.astimezone(program.zone).date()
+    place = Place(store_id, store_code or None, frozenset())
+    standings = await pricing.held(
+        session, member.id, member.tier_code, place, now, today, lock=False
+    )
+    occasions = await pricing.occasions_of(session, member.id, today, standings)
+    return pricing.offer(standings, [(li.category, li.paid_fen) for li in data.lines], occasions)
 
 
 async def get_order(session: AsyncSession, channel: str, external_id: str) -> Order:
@@ -780,6 +901,7 @@ async def create_refund(
             )
             reversed_total += pts
     order.status = refund_status(order.refunded_fen, order.total_fen)
+    given_back = await _give_benefits_back(session, order, member)
     returned = 0
     if member is not None:
         returned = points_returned(
@@ -797,11 +919,28 @@ async def create_refund(
         points_returned=returned,
         member_points_balance=member.account.balance if member else None,
         member_debt=member.account.debt if member else None,
+        benefit_uses_reversed=given_back,
     )
     _write_refund(session, order, result, member, now)
     await session.flush()
     answer = idempotency.created(result)
     return await idempotency.record(session, "refund", key, digest, answer, field="external_id")
+
+
+async def _give_benefits_back(
+    session: AsyncSession, order: Order, member: TillMember | None
+) -> list[uuid.UUID]:
+    """Once the whole order is refunded, the benefit uses that name it come back (those
+    it applied, and those the till recorded for it); a partial refund keeps them."""
+    if order.status != "refunded" or order.member_id is None:
+        return []
+    owners = {order.member_id} | ({member.id} if member else set())  # merged since
+    return await benefits.reverse_uses_named(
+        session,
+        sorted(owners),
+        pricing.order_reference(order.channel, order.external_id),
+        "order refunded",
+    )
 
 
 def check_listed_once(requested: Sequence[RefundLineIn] | None) -> None:

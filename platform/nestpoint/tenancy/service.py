@@ -155,6 +155,23 @@ async def store_shares_members(session: AsyncSession, store_id: uuid.UUID) -> bo
     return _sharing.put(key, row is not None and row.kind in (row.members_shared_with or []))
 
 
+# The tenant's stores (code -> id), cached per process for ``config_cache_seconds``: a
+# chain has at most hundreds of stores, and the till names its store on every order. A
+# code missing from the cache may be new: callers reload once (``refresh``) before failing.
+_store_codes: BoundedCache[uuid.UUID, dict[str, uuid.UUID]] = BoundedCache(
+    "tenancy.store_codes", max_size=1_024
+)
+
+
+async def store_codes(session: AsyncSession, *, refresh: bool = False) -> dict[str, uuid.UUID]:
+    tenant_id = require_tenant().tenant_id
+    cached = None if refresh else _store_codes.get(tenant_id)
+    if cached is not None:
+        return cached
+    rows = (await session.execute(select(Store.code, Store.id))).all()
+    return _store_codes.put(tenant_id, {row.code: row.id for row in rows})
+
+
 async def _trading_store_ids(session: AsyncSession, *, refresh: bool) -> frozenset[uuid.UUID]:
     tenant_id = require_tenant().tenant_id
     cached = None if refresh else _trading.get(tenant_id)

@@ -35,6 +35,8 @@ class TierChange(TenantOwned, Base):
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
         Index("ix_tier_changes_member", "tenant_id", "member_id", "changed_at"),
         Index("ix_tier_changes_run", "tenant_id", "run_id"),
+        # The benefits' 5-minute sync reads the changes since its last run.
+        Index("ix_tier_changes_time", "tenant_id", "changed_at"),
     )
 
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
