@@ -150,3 +150,35 @@ async def check_benefits(session: AsyncSession, member_ids: list[uuid.UUID]) -> 
             )
         )
         assert credited == grant.points, (grant.id, credited, grant.points)
+    await _check_order_uses(session, member_ids)
+
+
+async def _check_order_uses(session, member_ids) -> None:  # type: ignore[no-untyped-def]
+    """An order's pricing benefits: one use per benefit on its lines while the order stands,
+    none left once it is refunded in full."""
+    from sqlalchemy import select
+
+    from nestpoint.benefits.models import Benefit, BenefitUse
+    from nestpoint.orders.models import Order, OrderLine
+
+    orders = (await session.scalars(select(Order).where(Order.member_id.in_(member_ids)))).all()
+    for order in orders:
+        reference = f"order:{order.channel}/{order.external_id}"
+        rows = (
+            await session.execute(
+                select(BenefitUse.id, BenefitUse.kind, BenefitUse.reverses_id, Benefit.code)
+                .join(Benefit, Benefit.id == BenefitUse.benefit_id)
+                .where(BenefitUse.reference == reference)
+            )
+        ).all()
+        reversed_ids = {r.reverses_id for r in rows if r.kind == "reverse"}
+        standing = sorted(r.code for r in rows if r.kind == "use" and r.id not in reversed_ids)
+        claimed = (
+            await session.scalars(
+                select(OrderLine.benefit_code)
+                .where(OrderLine.order_id == order.id, OrderLine.benefit_code != "")
+                .distinct()
+            )
+        ).all()
+        expected = [] if order.status == "refunded" else sorted(claimed)
+        assert standing == expected, (order.external_id, order.status, standing, claimed)

@@ -79,6 +79,9 @@ operation = st.one_of(
     st.tuples(st.just("unuse"), st.integers(0, 5)),
     st.tuples(st.just("birth"), st.just(0)),
     st.tuples(st.just("look"), st.just(0)),
+    # An order whose feeding line the till priced at the member price (会员价): one use of
+    # the benefit's quota, given back when the order is refunded in full.
+    st.tuples(st.just("discount"), st.integers(100, 50_000)),
 )
 # SQLite and PostgreSQL both: examples per run (raise it for a long run).
 EXAMPLES = int(os.environ.get("NESTPOINT_LEDGER_EXAMPLES", "100"))
@@ -107,7 +110,11 @@ async def ledger_tenant(database_env):  # type: ignore[no-untyped-def]
                         ),
                         tiers=[
                             TierSpec(
-                                code="bronze", name="Bronze", threshold=0, redeem_cap_percent=100
+                                code="bronze",
+                                name="Bronze",
+                                threshold=0,
+                                redeem_cap_percent=100,
+                                benefits=["member-price"],
                             ),
                             TierSpec(
                                 code="gold",
@@ -115,6 +122,7 @@ async def ledger_tenant(database_env):  # type: ignore[no-untyped-def]
                                 threshold=500,
                                 earn_rate_percent=150,
                                 redeem_cap_percent=100,
+                                benefits=["member-price"],
                             ),
                         ],
                     ),
@@ -122,12 +130,21 @@ async def ledger_tenant(database_env):  # type: ignore[no-untyped-def]
             invalidate(tenant.id)
             async with scoped_session() as session:
                 await put_benefit(session, GIFT)
+                await put_benefit(session, MEMBER_PRICE)
                 await put_bundle(session, PACK)
     return tenant.id
 
 
 GIFT = BenefitSpec(
     code="gift", name="Gift", type="core.gift", exchange_points=300, quota=1, period="grant"
+)
+MEMBER_PRICE = BenefitSpec(
+    code="member-price",
+    name="Member price",
+    type="core.member_price",
+    options={"discount_percent": 95, "categories": ["feeding"]},
+    quota=2,
+    period="grant",
 )
 PACK = BundleSpec(code="pack", name="Newborn pack", benefits=["gift"], points=150)
 
@@ -150,7 +167,8 @@ def _order(
             "store_code": "S1",
             "member": {"id": str(member_id)},
             "lines": [
-                {"sku": f"SKU-{i}", "unit_price_fen": li["paid_fen"], **li}
+                {"sku": f"SKU-{i}", "unit_price_fen": li["paid_fen"] + li.get("discount_fen", 0)}
+                | li
                 for i, li in enumerate(lines)
             ],
             "paid_at": datetime.now(UTC).isoformat(),
@@ -258,6 +276,20 @@ async def _check(world: World) -> None:
 )
 # A member with points takes in a member who owes points.
 @example(ops=[("adjust", 500), ("merge", 0, True), ("redeem", 100)])
+# Member price on orders: used up after two, a partial refund keeps the use, a full refund
+# gives it back (and the quota lets a third order have it), a merge in between.
+@example(
+    ops=[
+        ("look", 0),
+        ("discount", 10_000),
+        ("discount", 20_000),
+        ("discount", 30_000),
+        ("refund", 1, 0),
+        ("merge", 10, False),
+        ("discount", 40_000),
+        ("refund", 0, 1),
+    ]
+)
 async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
     world = await _world(ledger_tenant)
     for op in ops:
@@ -286,6 +318,8 @@ async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
         [("exchange", 0), ("look", 0), ("earn", [{"category": "toys", "quantity": 1,
           "paid_fen": 9000}]), ("use_gift", 0), ("hold", 50)],
         [("unuse", 0), ("unexchange", 0), ("exchange", 0), ("redeem", 100), ("look", 0)],
+        [("discount", 10_000), ("discount", 20_000), ("discount", 30_000), ("refund", 0, 0)],
+        [("refund", 1, 0), ("discount", 40_000), ("merge", 10, True), ("look", 0)],
     ]
 )  # fmt: skip
 async def test_concurrent_operations_keep_the_ledger_consistent(ledger_tenant, rounds):
@@ -450,6 +484,12 @@ async def _apply_benefit(session, op, world: World) -> None:  # type: ignore[no-
         await add_child(session, member_id, ChildIn(birth_date=date.fromisoformat(today)))
     elif kind == "look":
         await member_benefits(session, member_id, None)  # syncs: the pack and its points
+    elif kind == "discount":
+        off = op[1] - op[1] * 95 // 100
+        claimed = {"category": "feeding", "quantity": 1, "paid_fen": op[1] - off,
+                   "benefit_code": "member-price", "discount_fen": off}  # fmt: skip
+        answer = await create_order(session, _order(member_id, [claimed]))
+        world.orders.append((answer.body["external_id"], 1))
 
 
 def _key() -> str:
