@@ -22,8 +22,8 @@ from nestpoint.errors import NestpointError
 from nestpoint.members.models import Member
 from nestpoint.members.schemas import MemberCreate
 from nestpoint.members.service import create_member
-from nestpoint.orders.schemas import OrderIn
-from nestpoint.orders.service import create_order
+from nestpoint.orders.schemas import OrderIn, PreviewIn
+from nestpoint.orders.service import create_order, preview
 from nestpoint.tenancy.models import Store
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
@@ -177,12 +177,13 @@ async def _order(
     )
 
 
-async def seed_benefits(tenant_id: uuid.UUID, count: int = 60) -> tuple[int, int]:
+async def seed_benefits(tenant_id: uuid.UUID, count: int = 60) -> tuple[int, int, int]:
     """Benefit activity for the first ``count`` members: their benefits granted (a first
-    look-up at their home store), one use of a core benefit they can use there, and an
-    exchange for points where they have enough; returns (uses, exchanges). Idempotent: the
-    keys are the members'."""
-    used = exchanged = 0
+    look-up at their home store), one use of a core benefit they can use there, an exchange
+    for points where they have enough, and an order priced as the till would (preview, then
+    the order claiming what it offered); returns (uses, exchanges, priced orders).
+    Idempotent: the keys are the members'."""
+    used = exchanged = priced = 0
     with tenant_context(tenant_id):
         async with scoped_session() as session:
             rows = (
@@ -196,7 +197,8 @@ async def seed_benefits(tenant_id: uuid.UUID, count: int = 60) -> tuple[int, int
         for member_id, store_code in rows:
             used += await _use_one(member_id, store_code)
             exchanged += await _exchange_one(member_id, store_code)
-    return used, exchanged
+            priced += await _priced_order(member_id, store_code)
+    return used, exchanged, priced
 
 
 async def _use_one(member_id: uuid.UUID, store_code: str) -> int:
@@ -220,4 +222,36 @@ async def _exchange_one(member_id: uuid.UUID, store_code: str) -> int:
             await benefits.exchange(session, member_id, view.exchange[0].benefit_code, data)
             return 1
     except NestpointError:  # not enough points, the limit: a member who cannot, as in life
+        return 0
+
+
+async def _priced_order(member_id: uuid.UUID, store_code: str) -> int:
+    """A basket of formula and diapers, previewed for the member and recorded with the
+    discounts the preview offered (会员价, 会员日): 1 when a benefit priced it."""
+    lines = [
+        {"sku": sku, "name": name, "category": category, "quantity": 1,
+         "unit_price_fen": price, "paid_fen": price}
+        for sku, name, category, price in (CATALOGUE[0], CATALOGUE[3])
+    ]  # fmt: skip
+    basket = {"store_code": store_code, "member": {"id": str(member_id)}, "lines": lines}
+    async with scoped_session() as session:
+        offer = await preview(session, PreviewIn.model_validate(basket))
+    if not offer.discount_fen:
+        return 0
+    for line, priced in zip(lines, offer.lines, strict=True):
+        if priced.benefit_code:
+            line |= {"paid_fen": priced.paid_fen, "benefit_code": priced.benefit_code,
+                     "discount_fen": priced.discount_fen}  # fmt: skip
+    order = basket | {
+        "channel": "pos",
+        "external_id": f"demo-priced-{member_id.hex}",
+        "lines": lines,
+        "paid_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        "payment": {"cash_fen": offer.payable_fen, "points_used": 0},
+    }
+    try:
+        async with scoped_session() as session:
+            await create_order(session, OrderIn.model_validate(order))
+        return 1
+    except NestpointError:  # seeded before (a different paid_at): as it was
         return 0
