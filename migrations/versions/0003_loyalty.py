@@ -525,7 +525,6 @@ def upgrade() -> None:
         ),
     )
 
-    role = rls.app_role()
     grants = {
         "loyalty_programs": "SELECT, INSERT, UPDATE",
         "tier_definitions": "SELECT, INSERT, UPDATE, DELETE",
@@ -545,9 +544,7 @@ def upgrade() -> None:
         "growth_entries": "SELECT, INSERT",
         "tier_changes": "SELECT, INSERT",
     }
-    for table, privileges in grants.items():
-        rls.isolate_tenant_table(table)
-        rls.grant(role, table, privileges)
+    rls.isolate_and_grant(grants)
 
 
 def downgrade() -> None:

@@ -208,10 +208,7 @@ def upgrade() -> None:
         ["tenant_id", "entitlement_id", "period_key"],
         unique=False,
     )
-    role = rls.app_role()
-    for table, privileges in PRIVILEGES.items():
-        rls.isolate_tenant_table(table)
-        rls.grant(role, table, privileges)
+    rls.isolate_and_grant(PRIVILEGES)
 
 
 def downgrade() -> None:

@@ -9,7 +9,7 @@ bound), with one policy comparing ``tenant_id`` with the transaction-local setti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from alembic import op
@@ -70,6 +70,16 @@ def grant(role: str, table: str, privileges: str = "SELECT, INSERT, UPDATE, DELE
     if not _is_postgres():
         return
     op.execute(f"GRANT {privileges} ON {_quote(table)} TO {_quote(role)}")
+
+
+def isolate_and_grant(privileges: Mapping[str, str], role: str | None = None) -> None:
+    """Each tenant-owned table of ``privileges`` (table -> e.g. ``"SELECT, INSERT"``)
+    isolated by tenant and granted exactly those rights to the application role (a
+    migration's last step; the role is ``app_role()`` unless named)."""
+    role = role or app_role()
+    for table, rights in privileges.items():
+        isolate_tenant_table(table)
+        grant(role, table, rights)
 
 
 def app_role() -> str:

@@ -218,7 +218,8 @@ def nestpoint_register_migrations(registry: MigrationRegistry) -> None:
             The plugin's first revision has ``down_revision = None``, ``branch_labels =
             ("<plugin-id>",)`` and ``depends_on = "0001_foundation"``. Its tables carry
             ``tenant_id`` leading every key, and get row-level security with
-            ``rls.isolate_tenant_table`` and ``rls.grant`` from the public API.
+            ``rls.isolate_and_grant`` (or ``rls.isolate_tenant_table`` and ``rls.grant``) from
+            the public API.
 
     Returns: nothing.
 
