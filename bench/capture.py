@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import member_id, member_phone, use_app_env
+from common import MEMBER_PRICE_PERCENT, member_id, member_phone, use_app_env
 
 MARKERS = ("BEGIN", "COMMIT", "ROLLBACK")
 
@@ -74,12 +74,18 @@ CATALOGUE = {
 def order_body(
     n: int, external_id: str, *, by_phone: bool = False, quantity: int = 1
 ) -> dict[str, Any]:
-    """Two lines (the mean of the benchmark's 1-3); ``quantity=4`` makes an upgrade."""
+    """Two lines (the mean of the benchmark's 1-3), the feeding one at the member price as
+    order.lua claims it; ``quantity=4`` makes an upgrade."""
     lines = [
         {"sku": sku, "name": name, "category": category, "quantity": quantity,
          "unit_price_fen": price, "paid_fen": price * quantity}
         for sku, (name, category, price) in CATALOGUE.items()
     ]  # fmt: skip
+    for line in lines:
+        if line["category"] == "feeding":
+            off = line["paid_fen"] - line["paid_fen"] * MEMBER_PRICE_PERCENT // 100
+            line |= {"paid_fen": line["paid_fen"] - off, "benefit_code": "member-price",
+                     "discount_fen": off}  # fmt: skip
     total = sum(line["paid_fen"] for line in lines)
     member = {"phone": member_phone(n)} if by_phone else {"id": member_id(n)}
     return {

@@ -10,7 +10,8 @@ transaction a new request for a random member:
 
 * the tenant, the key's store and the key's hash: pgbench variables (``-D``);
 * the member's id: ``md5('nestpoint-bench:' || :n)::uuid`` (how the set-up made it), its
-  phone hash: pgcrypto's ``hmac()`` of its phone, with ``n`` random per transaction;
+  phone hash: pgcrypto's ``hmac()`` of its phone, with ``n`` random per transaction; its
+  entitlements to the tier's benefits likewise (``md5('<code>:' || <member id>)``);
 * the external id: ``'pgbench-' || :ext`` with ``ext`` random per transaction (and the order's
   idempotency key, ``'pos/' || <that>``);
 * every other UUID the request made (order, lots, entries, events): ``md5('<k>:' || :ext)``,
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from capture import MARKERS, Captured
-from common import PHONE_BASE, member_id
+from common import PHONE_BASE, TIER_BENEFITS, entitlement_id, member_id
 
 MEMBER = "md5('nestpoint-bench:' || :n)"
 PHONE_HASH = (
@@ -76,6 +77,8 @@ class Binder:
             member_id(n): f"{MEMBER}::uuid",
             keyring().lookup_hash(f"+86{PHONE_BASE + n}"): PHONE_HASH,
         }
+        for code in TIER_BENEFITS:  # a use names the member's entitlement (the seed's id)
+            self.known[entitlement_id(code, n)] = f"md5('{code}:' || ({MEMBER}::uuid)::text)::uuid"
         if captured.external_id:
             self.known[captured.external_id] = EXTERNAL_ID
             # The order's idempotency key is its channel and external id.

@@ -35,6 +35,10 @@ APP_ROLE = "nestpoint_app"
 HTTP_DB = os.environ.get("BENCH_HTTP_DB", "nestpoint_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 TENANT_SLUG = "bench-chain"
+# The member price (会员价) every benchmark member holds; the orders' feeding lines claim it.
+MEMBER_PRICE_PERCENT = 95
+# The entry tier's benefits: every member holds them (bench/seed.py grants them).
+TIER_BENEFITS = ["free-shipping", "birthday-gift", "member-price"]
 STORE_CODES = ("BJ-01", "SH-02", "GZ-03")
 
 # Fixed, benchmark-only PII keys, so the set-up, the server and pgbench agree on the phone
@@ -61,7 +65,17 @@ def db_url(user: str, database: str, driver: str = "postgresql+asyncpg") -> str:
 
 def member_id(n: int) -> str:
     """The id the set-up gives member ``n`` (same as ``MEMBER_ID_SQL``)."""
-    digest = hashlib.md5(f"nestpoint-bench:{n}".encode()).hexdigest()
+    return _md5_uuid(f"nestpoint-bench:{n}")
+
+
+def entitlement_id(code: str, n: int) -> str:
+    """The id the set-up gives member ``n``'s entitlement to the tier benefit ``code``
+    (``md5(code || ':' || member id)`` in bench/seed.py): the ceiling's replay names it."""
+    return _md5_uuid(f"{code}:{member_id(n)}")
+
+
+def _md5_uuid(text: str) -> str:
+    digest = hashlib.md5(text.encode()).hexdigest()
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 

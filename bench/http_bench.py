@@ -665,20 +665,25 @@ def _sessions() -> int:
 
 
 def _order_checks(prefix: str, name: str = "order") -> dict[str, Any]:
-    """What the ``name`` run wrote: orders, lots, events; and the share that upgraded a tier."""
+    """What the ``name`` run wrote: orders, lots, events, member-price uses; and the share
+    that upgraded a tier."""
     rows = admin_sync(
         f"""SELECT
               (SELECT count(*) FROM orders WHERE external_id LIKE '{prefix}-{name}-%'),
               (SELECT count(*) FROM tier_changes WHERE reason = 'upgrade'),
               (SELECT count(*) FROM orders),
               (SELECT count(*) FROM point_lots),
-              (SELECT count(*) FROM outbox_events WHERE type IN ('order.paid', 'points.earned'))
+              (SELECT count(*) FROM outbox_events WHERE type IN ('order.paid', 'points.earned')),
+              (SELECT count(*) FROM benefit_uses
+                WHERE reference LIKE 'order:pos/{prefix}-{name}-%')
         """,
         database=HTTP_DB,
     )
-    mine, upgrades, orders, lots, events = rows[0]
+    mine, upgrades, orders, lots, events, priced = rows[0]
     return {
         "orders_written_by_http_runs": mine,
+        # Orders with a feeding line at the member price: one benefit use each.
+        "member_price_uses_by_http_runs": priced,
         "orders_total": orders,
         "point_lots_total": lots,
         "order_events_total": events,

@@ -19,10 +19,12 @@ from datetime import datetime
 from typing import Any
 
 from common import (
+    MEMBER_PRICE_PERCENT,
     OWNER_ROLE,
     PII_HASH_KEY,
     STORE_CODES,
     TENANT_SLUG,
+    TIER_BENEFITS,
     admin_sync,
     member_id,
     member_phone,
@@ -59,10 +61,14 @@ def enable_pgcrypto(database: str) -> None:
         raise SystemExit("pgcrypto's hmac does not match the keyring's lookup hash")
 
 
-# The catalog of the benefits benchmark: the entry tier holds two benefits (every member
-# holds them), and one gift is on the points exchange.
-TIER_BENEFITS = ["free-shipping", "birthday-gift"]
+# The catalog of the benefits benchmark: the entry tier holds three benefits (every member
+# holds them: common.TIER_BENEFITS), and one gift is on the points exchange. The member
+# price is what the order benchmark's feeding lines claim (benefits.pricing): each order
+# records one use of it.
 BENEFITS: list[dict[str, Any]] = [
+    {"code": "member-price", "name": "会员价", "type": "core.member_price",
+     "options": {"discount_percent": MEMBER_PRICE_PERCENT, "categories": ["feeding"]},
+     "quota": 10_000, "period": "day"},
     {"code": "free-shipping", "name": "包邮", "type": "core.free_shipping", "quota": 4},
     {"code": "birthday-gift", "name": "生日礼", "type": "core.birthday_gift", "period": "year"},
     {"code": "bottle", "name": "奶瓶", "type": "core.gift", "exchange_points": 500,
@@ -325,7 +331,8 @@ async def grant_tier_benefits(database: str, tenant_id: str) -> None:
             await conn.execute(
                 "INSERT INTO entitlements (tenant_id, id, member_id, benefit_id, source,"
                 " source_ref, status, points_paid, granted_at)"
-                " SELECT m.tenant_id, gen_random_uuid(), m.id, b.id, 'tier', '', 'active', 0,"
+                " SELECT m.tenant_id, md5(b.code || ':' || m.id::text)::uuid, m.id, b.id,"
+                " 'tier', '', 'active', 0,"
                 " now() FROM members m JOIN benefits b ON b.code = ANY($1::text[])",
                 TIER_BENEFITS,
             )
