@@ -17,7 +17,9 @@ import pytest
 
 from benefits.support import benefits, held, make_gold, use
 from loyalty.helpers import order_body
-from nestpoint.benefits.pricing import is_member_day
+from nestpoint.benefits.pricing import Occasions, Standing, best_multiplier, is_member_day
+from nestpoint.benefits.schemas import BenefitSpec
+from nestpoint.benefits.service import CatalogItem
 
 TIERS = [
     {"code": "bronze", "name": "Bronze", "threshold": 0, "earn_rate_percent": 100,
@@ -305,3 +307,29 @@ def test_the_member_day_of_a_short_month_is_its_last_day() -> None:
     assert not is_member_day({"day_of_month": 31}, date(2026, 3, 30))
     assert is_member_day({"weekday": 1}, date(2026, 11, 30))  # a Monday
     assert not is_member_day({"weekday": 2}, date(2026, 11, 30))
+
+
+def _standing(code: str, kind: str, options: dict[str, Any], left: int = 1) -> Standing:
+    spec = BenefitSpec(code=code, name=code, type=kind, options=options)
+    return Standing(uuid.uuid4(), CatalogItem(uuid.uuid4(), spec), "grant", left, None)
+
+
+def test_the_largest_multiplier_of_the_day_applies_and_a_child_s_birthday_month_counts() -> None:
+    monday = date(2026, 11, 30)
+    held_now = [
+        _standing("child-double", "core.points_multiplier",
+                  {"multiplier_percent": 200, "occasion": "child_birthday_month"}),
+        _standing("member-day", "core.member_day",
+                  {"weekday": 1, "points_multiplier_percent": 300}),
+        _standing("used-up", "core.member_day",
+                  {"weekday": 1, "points_multiplier_percent": 500}, left=0),
+    ]  # fmt: skip
+    born = (date(2025, 11, 2),)
+
+    def best(day: date) -> tuple[str, int] | None:
+        found = best_multiplier(held_now, Occasions(day, None, born))
+        return None if found is None else (found[0].item.code, found[1])
+
+    assert best(monday) == ("member-day", 300)  # the largest usable one, not stacked
+    assert best(date(2026, 11, 24)) == ("child-double", 200)  # a Tuesday in the month
+    assert best(date(2026, 12, 1)) is None
