@@ -287,6 +287,8 @@ async def held(
         if r.expires_at is None or r.expires_at > now
     ]
     keys = {r.id: period_key(items[r.benefit_id].spec.period, today) for r in rows}
+    # A statement of its own, after the lock: under READ COMMITTED it sees the uses of
+    # whoever held the lock before (a count inside the locking statement would not).
     used = await net_uses(session, keys.items())
     chosen: dict[uuid.UUID, Standing] = {}
     for row in sorted(rows, key=soonest_first):
