@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import UpdateBase
 
 from conftest import BACKEND
+from nestpoint.benefits import pricing
 from nestpoint.context import TenantContext, tenant_context
 from nestpoint.db import get_database, scoped_session
 from nestpoint.db.base import tenant_owned_tables
@@ -24,7 +25,7 @@ from nestpoint.orders import service as orders
 from nestpoint.points import service as points
 from nestpoint.tiers import service as tiers
 
-MODULES: list[ModuleType] = [members, orders, idempotency, points, tiers]
+MODULES: list[ModuleType] = [members, orders, idempotency, points, tiers, pricing]
 
 
 def raw_statements() -> dict[str, Any]:
@@ -46,7 +47,8 @@ STATEMENTS = raw_statements()
 
 def test_the_hot_path_has_its_raw_statements() -> None:
     names = {name.rsplit(".", 1)[-1] for name in STATEMENTS}
-    expected = {"MEMBER_BY_PHONE", "MEMBER_PARTS", "LOCK_BY_ID", "CLAIM", "ACCOUNT_TOTALS"}
+    expected = {"MEMBER_BY_PHONE", "MEMBER_PARTS", "LOCK_BY_ID", "CLAIM", "ACCOUNT_TOTALS",
+                "LOCK_PRICING", "PRICING_USES"}  # fmt: skip
     assert expected <= names
 
 

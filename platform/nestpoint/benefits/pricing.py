@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, Uuid, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestpoint.benefits.models import PERIODS
 from nestpoint.benefits.service import (
     ENTITLEMENT_COLUMNS,
     BenefitNotHeld,
@@ -39,10 +40,10 @@ from nestpoint.benefits.service import (
     BenefitUsedUp,
     CatalogItem,
     Place,
+    catalog_rows,
     entitlements,
     event,
     get_catalog,
-    net_uses,
     period_key,
     soonest_first,
     unusable_reason,
@@ -51,6 +52,7 @@ from nestpoint.benefits.service import (
 )
 from nestpoint.context import require_tenant
 from nestpoint.db.batch import WriteBatch
+from nestpoint.db.raw import Statement
 from nestpoint.errors import FieldError, Invalid
 from nestpoint.members.models import Child, Member
 
@@ -254,6 +256,59 @@ def _claim_problem(
 # ------------------------------------------------------------------ what the member holds
 
 
+def _pricing_entitlements(*, lock: bool) -> Statement:
+    """The member's active entitlements to pricing benefits (locked: ``FOR UPDATE`` of the
+    entitlement rows only), with the benefit's type checked in SQL so that no other
+    entitlement is locked."""
+    stmt = (
+        select(*ENTITLEMENT_COLUMNS)
+        .join(
+            catalog_rows,
+            (catalog_rows.c.tenant_id == entitlements.c.tenant_id)
+            & (catalog_rows.c.id == entitlements.c.benefit_id),
+        )
+        .where(
+            entitlements.c.tenant_id == bindparam("tenant_id", type_=Uuid()),
+            entitlements.c.member_id == bindparam("member_id", type_=Uuid()),
+            entitlements.c.status == "active",
+            catalog_rows.c.tenant_id == bindparam("tenant_id", type_=Uuid()),
+            or_(*(catalog_rows.c.type_key == kind for kind in sorted(PRICING_TYPES))),
+        )
+        .order_by(entitlements.c.id)
+    )
+    return Statement(stmt.with_for_update(of=entitlements) if lock else stmt)
+
+
+# The order's statements (``nestpoint.db.raw``: compiled once, no execution layer).
+LOCK_PRICING = _pricing_entitlements(lock=True)
+READ_PRICING = _pricing_entitlements(lock=False)
+# Net uses of the member's pricing entitlements in the periods of one local day (day, ISO
+# week, month, year, and "grant"), on the uses' period index.
+PRICING_USES = Statement(
+    select(uses.c.entitlement_id, uses.c.period_key, func.sum(uses.c.amount).label("used"))
+    .join(
+        entitlements,
+        (entitlements.c.tenant_id == uses.c.tenant_id)
+        & (entitlements.c.id == uses.c.entitlement_id),
+    )
+    .join(
+        catalog_rows,
+        (catalog_rows.c.tenant_id == entitlements.c.tenant_id)
+        & (catalog_rows.c.id == entitlements.c.benefit_id),
+    )
+    .where(
+        uses.c.tenant_id == bindparam("tenant_id", type_=Uuid()),
+        entitlements.c.tenant_id == bindparam("tenant_id", type_=Uuid()),
+        catalog_rows.c.tenant_id == bindparam("tenant_id", type_=Uuid()),
+        entitlements.c.member_id == bindparam("member_id", type_=Uuid()),
+        entitlements.c.status == "active",
+        or_(*(catalog_rows.c.type_key == kind for kind in sorted(PRICING_TYPES))),
+        or_(*(uses.c.period_key == bindparam(p, type_=String()) for p in PERIODS)),
+    )
+    .group_by(uses.c.entitlement_id, uses.c.period_key)
+)
+
+
 async def held(
     session: AsyncSession,
     member_id: uuid.UUID,
@@ -271,30 +326,26 @@ async def held(
     items = {i.id: i for i in catalog.items.values() if i.spec.type in PRICING_TYPES}
     if not items:
         return []
-    stmt = (
-        select(*ENTITLEMENT_COLUMNS)
-        .where(
-            entitlements.c.tenant_id == require_tenant().tenant_id,
-            entitlements.c.member_id == member_id,
-            entitlements.c.benefit_id.in_(list(items)),
-            entitlements.c.status == "active",
-        )
-        .order_by(entitlements.c.id)
+    tenant_id = require_tenant().tenant_id
+    found = await (LOCK_PRICING if lock else READ_PRICING).rows(
+        session, tenant_id=tenant_id, member_id=member_id
     )
     rows = [
-        r
-        for r in (await session.execute(stmt.with_for_update() if lock else stmt)).all()
-        if r.expires_at is None or r.expires_at > now
+        r for r in found if r.benefit_id in items and (r.expires_at is None or r.expires_at > now)
     ]
-    keys = {r.id: period_key(items[r.benefit_id].spec.period, today) for r in rows}
+    if not rows:
+        return []
     # A statement of its own, after the lock: under READ COMMITTED it sees the uses of
     # whoever held the lock before (a count inside the locking statement would not).
-    used = await net_uses(session, keys.items())
+    keys = {p: period_key(p, today) for p in PERIODS}
+    counted = await PRICING_USES.rows(session, tenant_id=tenant_id, member_id=member_id, **keys)
+    used = {(r.entitlement_id, r.period_key): int(r.used) for r in counted}
     chosen: dict[uuid.UUID, Standing] = {}
     for row in sorted(rows, key=soonest_first):
         item = items[row.benefit_id]
-        left = item.quota_for(tier_code, row.source) - used.get((row.id, keys[row.id]), 0)
-        standing = Standing(row.id, item, keys[row.id], left, unusable_reason(item, place, today))
+        key = keys[item.spec.period]
+        left = item.quota_for(tier_code, row.source) - used.get((row.id, key), 0)
+        standing = Standing(row.id, item, key, left, unusable_reason(item, place, today))
         if item.id not in chosen or (left >= 1 and chosen[item.id].left < 1):
             chosen[item.id] = standing
     return list(chosen.values())

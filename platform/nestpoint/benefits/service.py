@@ -69,6 +69,7 @@ from nestpoint.plugins.types import BenefitType
 from nestpoint.points import service as points
 from nestpoint.tenancy.service import store_codes
 
+catalog_rows = table_of(Benefit)
 entitlements = table_of(Entitlement)
 uses = table_of(BenefitUse)
 grants = table_of(BundleGrant)
