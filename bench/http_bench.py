@@ -611,12 +611,13 @@ def measure_http(
     """wrk against one endpoint: a warm-up, then the measured window with CPU sampling."""
     _, lua = ENDPOINTS[name]
     wrk_args = [str(ids), tenant.store_key, str(args.phone_pct)]
+    claims = "0" if name == "order_hot" else "1"  # the member price: see wrk/order.lua
     print(
         f"==> {name}: warm-up {args.warmup} s, then {args.duration} s with {args.clients} clients",
         flush=True,
     )
     run_wrk(lua, server.url, clients=args.clients, threads=args.threads,
-            duration=args.warmup, args=[*wrk_args, f"{prefix}-w-{name}"])  # fmt: skip
+            duration=args.warmup, args=[*wrk_args, f"{prefix}-w-{name}", claims])  # fmt: skip
     admin_sync("CHECKPOINT")
     sessions0 = _sessions()
     profile = _start_profile(server, args.duration) if args.profile else None
@@ -624,7 +625,7 @@ def measure_http(
     with CpuMeter(server_pid=server_pid, database=HTTP_DB, client_name="wrk") as meter:
         summary, _, rusage = run_wrk(lua, server.url, clients=args.clients,
                                      threads=args.threads, duration=args.duration,
-                                     args=[*wrk_args, f"{prefix}-{name}"])  # fmt: skip
+                                     args=[*wrk_args, f"{prefix}-{name}", claims])  # fmt: skip
     if profile is not None:
         _finish_profile(profile, name)
     requests = summary["requests"]

@@ -68,7 +68,8 @@ def wrk_orders(server: Server, args: argparse.Namespace, key: str, tag: str, sec
         clients=args.clients,
         threads=args.threads,
         duration=seconds,
-        args=[str(ids), key, str(args.phone_pct), f"mixed-{tag}-{uuid.uuid4().hex[:6]}"],
+        # "0": the batch copy's members hold no member price (wrk/order.lua claims none)
+        args=[str(ids), key, str(args.phone_pct), f"mixed-{tag}-{uuid.uuid4().hex[:6]}", "0"],
     )
     return summary
 

@@ -1,7 +1,8 @@
 -- Shared by the wrk scripts: arguments, member list, and a JSON summary at the end.
 -- Arguments (after `--`): members file, API key, share of orders naming the member by
--- phone (percent), external id prefix. Member n is line n of the members file; its phone
--- is 13800000000 + n (bench/common.py).
+-- phone (percent), external id prefix, and "1" when the members hold the member price (the
+-- orders' feeding lines claim it). Member n is line n of the members file; its phone is
+-- 13800000000 + n (bench/common.py).
 
 local threads = {}
 
@@ -18,6 +19,7 @@ function load_args(args)
   key = args[2]
   phone_pct = tonumber(args[3] or "0")
   prefix = args[4] or "bench"
+  member_price = (args[5] or "0") == "1"
   counter = 0
   math.randomseed(os.time() * 1000 + tid * 7919)
   for _ = 1, 10 do math.random() end
