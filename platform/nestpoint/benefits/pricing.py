@@ -111,8 +111,6 @@ class Priced:
         return sum(fen for s, fen in self.discounts if s is not None and s.item.code == code)
 
 
-NOTHING = Priced(discounts=[])
-
 # ------------------------------------------------------------------ the rules (pure)
 
 
@@ -349,6 +347,23 @@ async def held(
         if item.id not in chosen or (left >= 1 and chosen[item.id].left < 1):
             chosen[item.id] = standing
     return list(chosen.values())
+
+
+async def holdings(
+    session: AsyncSession,
+    member_id: uuid.UUID,
+    tier_code: str | None,
+    store: tuple[uuid.UUID, str],
+    now: datetime,
+    today: date,
+    *,
+    lock: bool,
+) -> tuple[list[Standing], Occasions]:
+    """What the order or the preview prices with: the member's pricing benefits at the
+    till's store (id, code) and the birthdays their multipliers read."""
+    place = Place(store[0], store[1] or None, frozenset())  # pricing types are the core's
+    standings = await held(session, member_id, tier_code, place, now, today, lock=lock)
+    return standings, await occasions_of(session, member_id, today, standings)
 
 
 async def occasions_of(

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.benefits import pricing
 from nestpoint.benefits import service as benefits
 from nestpoint.benefits.pricing import Priced
-from nestpoint.benefits.service import Place
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
@@ -298,10 +297,10 @@ class Draft:
         if not self.per_line:
             self.per_line = [0] * len(self.data.lines)
 
-    def line_benefit(self, index: int) -> tuple[str | None, int]:
-        """The benefit code and discount of line ``index`` (0-based), as recorded."""
-        line = self.data.lines[index]
-        return line.benefit_code, line.discount_fen
+    @property
+    def discount_fen(self) -> int:
+        """What the member's benefits took off the lines, as the till recorded them."""
+        return sum(li.discount_fen for li in self.data.lines)
 
     @property
     def points_earned(self) -> int:
@@ -449,7 +448,7 @@ def order_result(program: Program, draft: Draft) -> OrderResult:
         total_fen=draft.tender.total_fen,
         points_used=data.payment.points_used,
         points_earned=draft.points_earned,
-        discount_fen=sum(li.discount_fen for li in data.lines),
+        discount_fen=draft.discount_fen,
         lines=[
             LineResult(
                 line_no=i,
@@ -522,7 +521,7 @@ def _order_row(draft: Draft, response: dict[str, Any]) -> dict[str, Any]:
         "points_value_fen": draft.tender.points_value_fen,
         "coupons": [c.model_dump() for c in pay.coupons],
         "points_earned": draft.points_earned,
-        "discount_fen": sum(li.discount_fen for li in data.lines),
+        "discount_fen": draft.discount_fen,
         "refunded_fen": 0,
         "response": response,
         "created_at": draft.now,
@@ -657,11 +656,9 @@ async def price_claims(
     (after the account): each line's claimed discount checked, and the multiplier that
     applies on the chain's local day the order was paid (``benefits.pricing``)."""
     today = data.paid_at.astimezone(program.zone).date()
-    place = Place(store_id, store_code or None, frozenset())
-    standings = await pricing.held(
-        session, member.id, member.tier_code, place, now, today, lock=True
+    standings, occasions = await pricing.holdings(
+        session, member.id, member.tier_code, (store_id, store_code), now, today, lock=True
     )
-    occasions = await pricing.occasions_of(session, member.id, today, standings)
     claims = [
         pricing.Claim(li.category, li.paid_fen, li.benefit_code, li.discount_fen)
         for li in data.lines
@@ -833,11 +830,9 @@ async def offer_benefits(
     """The preview's offer: the member's benefits synced, then the best per line."""
     await benefits.sync_member(session, member.id, now)
     today = now.astimezone(program.zone).date()
-    place = Place(store_id, store_code or None, frozenset())
-    standings = await pricing.held(
-        session, member.id, member.tier_code, place, now, today, lock=False
+    standings, occasions = await pricing.holdings(
+        session, member.id, member.tier_code, (store_id, store_code), now, today, lock=False
     )
-    occasions = await pricing.occasions_of(session, member.id, today, standings)
     return pricing.offer(standings, [(li.category, li.paid_fen) for li in data.lines], occasions)
 
 
