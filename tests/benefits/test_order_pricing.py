@@ -83,6 +83,10 @@ def line(sku: str, category: str, fen: int, **claim: Any) -> dict[str, Any]:
     } | claim
 
 
+# A formula line at 80% on member day: 100 yuan, 20 off.
+MEMBER_DAY_LINE = line("MILK", "feeding", 10_000, benefit_code="member-day", discount_fen=2_000)
+
+
 async def preview(client, headers, member_id: str, lines: list[dict[str, Any]]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     body = {"store_code": "S1", "member": {"id": member_id}, "lines": lines}
     r = await client.post("/api/v1/orders/preview", json=body, headers=headers)
@@ -155,7 +159,7 @@ async def test_member_day_gives_the_deeper_discount_once_a_month(
     offer = await preview(client, t.hq(), member_id, basket)
     assert [ln["benefit_code"] for ln in offer["lines"]] == ["member-day", "member-day"]
     assert offer["discount_fen"] == 2_000 + 1_000
-    claimed = [line("MILK", "feeding", 10_000, benefit_code="member-day", discount_fen=2_000)]
+    claimed = [MEMBER_DAY_LINE]
     assert (await record(client, t.hq(), member_id, claimed)).status_code == 201
     # Its quota (one order a month) is used: the next preview falls back to member price.
     offer = await preview(client, t.hq(), member_id, basket)
@@ -276,7 +280,7 @@ async def test_two_tills_claiming_the_last_member_day_one_wins(
     member_id = await gold_member(
         client, t, enrol, set_program, member_day=local_today().isoweekday()
     )
-    claimed = [line("MILK", "feeding", 10_000, benefit_code="member-day", discount_fen=2_000)]
+    claimed = [MEMBER_DAY_LINE]
     responses = await asyncio.gather(
         *[record(client, t.hq(), member_id, claimed) for _ in range(8)]
     )
@@ -292,7 +296,7 @@ async def test_retries_of_one_discounted_order_record_one_use(
     member_id = await gold_member(
         client, t, enrol, set_program, member_day=local_today().isoweekday()
     )
-    claimed = [line("MILK", "feeding", 10_000, benefit_code="member-day", discount_fen=2_000)]
+    claimed = [MEMBER_DAY_LINE]
     body = order_body(uuid.uuid4().hex, member={"id": member_id}, lines=claimed)
     responses = await asyncio.gather(
         *[client.post("/api/v1/orders", json=body, headers=t.hq()) for _ in range(8)]
