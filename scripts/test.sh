@@ -2,7 +2,8 @@
 # The whole check behind `make test` (and `make lint` with --lint-only).
 #
 # 1. ruff check, ruff format --check, mypy, lint-imports (the core and every plugin under
-#    plugins/, found by scripts/lint_imports.py)
+#    plugins/, found by scripts/lint_imports.py); the Dockerfile and the Helm chart
+#    (scripts/check-ops.sh)
 # 2. pytest on SQLite with the in-process broker (the suite also runs each first-party
 #    plugin's own suite, plugins/*/tests: tests/plugins/test_jobs_and_example.py)
 # 3. the same on PostgreSQL with Redis as the broker: always in CI (CI=true), where a
@@ -121,6 +122,7 @@ step "ruff check" "${run[@]}" ruff check .
 step "ruff format --check" "${run[@]}" ruff format --check .
 step "mypy" "${run[@]}" mypy
 step "lint-imports (core and plugins)" "${run[@]}" python scripts/lint_imports.py
+step "Dockerfile and Helm chart (hadolint, helm lint, kubernetes-validate)" scripts/check-ops.sh
 
 if $tests; then
     postgres=false

@@ -138,6 +138,40 @@ class Settings(BaseSettings):
         "machine; 0: no pause (a maintenance window).",
     )
 
+    # ---- operations
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Expose Prometheus metrics: the API at `/metrics` on its own port, a "
+        "worker or scheduler process on `metrics_port`.",
+    )
+    metrics_port: int = Field(
+        default=9100,
+        description="Port on which `nestpoint worker` and `nestpoint scheduler` serve "
+        "`/metrics` (0: not at all).",
+    )
+    tracing_enabled: bool = Field(
+        default=False,
+        description="OpenTelemetry tracing of HTTP requests, SQL and jobs, exported over "
+        "OTLP/HTTP to the collector the standard `OTEL_EXPORTER_OTLP_ENDPOINT` names "
+        "(`OTEL_SERVICE_NAME` and the other `OTEL_*` variables apply).",
+    )
+    rate_limit: str = Field(
+        default="100/second;3000/minute",
+        description="Requests one API key may make, in the `limits` library's notation "
+        "(`N/second;M/minute`); over it, 429 with `Retry-After`. Empty: no limit.",
+    )
+    rate_limit_storage_url: str | None = Field(
+        default=None,
+        description="Where the rate-limit counters live (`memory://`, `redis://...`). "
+        "Unset: the broker's Redis (`redis_url`), so every process shares them; in "
+        "memory (per process) without Redis.",
+    )
+    scheduler_lock_id: int = Field(
+        default=7_301_001,
+        description="PostgreSQL advisory lock the scheduler replicas elect their leader "
+        "with: only the holder enqueues periodic jobs.",
+    )
+
     @property
     def owner_database_url(self) -> str:
         return self.migration_database_url or self.database_url
