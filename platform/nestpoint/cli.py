@@ -1,4 +1,4 @@
-"""The ``nestpoint`` command: serve, worker, migrate, tenants apply, demo, plugins list."""
+"""The ``nestpoint`` command: serve, worker, scheduler, migrate, tenants apply, demo, plugins."""
 
 from __future__ import annotations
 
@@ -131,7 +131,10 @@ def _signals_end_the_server() -> Iterator[None]:
 @app.command()
 def worker(
     threads: Annotated[int, typer.Option(help="Worker threads.")] = 4,
-    scheduler: Annotated[bool, typer.Option(help="Also run the periodic job scheduler.")] = True,
+    scheduler: Annotated[
+        bool,
+        typer.Option(help="Also run a scheduler (leader-elected, as `nestpoint scheduler`)."),
+    ] = True,
 ) -> None:
     """Run a Dramatiq worker (and the periodic scheduler) until SIGINT/SIGTERM."""
     from nestpoint.jobs.worker import start_scheduler, start_worker, stop_worker
@@ -145,6 +148,24 @@ def worker(
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     stop_worker(running, sched)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the periodic job scheduler until SIGINT/SIGTERM (leader-elected: run any number)."""
+    from nestpoint.jobs.scheduler import run_scheduler
+
+    require_pii_keys()
+    _configure_logs()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_scheduler(stop)
+
+    asyncio.run(main())
 
 
 @tenants_app.command("apply")
@@ -283,11 +304,11 @@ def plugin_new(
     description: Annotated[str, typer.Option(help="One line about the plugin.")] = "",
 ) -> None:
     """Create a plugin package (nestpoint-NAME) whose own tests pass right away."""
-    from nestpoint.plugins.commands import scaffold
+    from nestpoint.plugins.commands import ScaffoldUnavailable, scaffold
 
     try:
         target = scaffold(name, directory, description)
-    except (ValueError, FileExistsError) as exc:
+    except (ValueError, FileExistsError, ScaffoldUnavailable) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=2) from exc
     typer.echo(f"created {target}")

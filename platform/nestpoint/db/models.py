@@ -11,6 +11,7 @@ from nestpoint.benefits.models import (
 from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
 from nestpoint.idempotency.models import IdempotencyKey
+from nestpoint.jobs.models import DailyRun
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
 from nestpoint.orders.models import Order, OrderLine, Refund
@@ -35,6 +36,7 @@ __all__ = [
     "BenefitUse",
     "BundleGrant",
     "Child",
+    "DailyRun",
     "Entitlement",
     "GrowthEntry",
     "IdempotencyKey",

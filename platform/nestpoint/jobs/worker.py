@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 
 import dramatiq
-from apscheduler.schedulers.background import BackgroundScheduler
 from dramatiq import Middleware, Worker
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware.asyncio import AsyncIO
 
 from nestpoint.db.session import get_database
 from nestpoint.jobs.broker import broker
-from nestpoint.jobs.registry import PERIODIC_JOBS, load_actors
-from nestpoint.plugins.jobs import periodic_jobs  # the installed plugins' periodic jobs
+from nestpoint.jobs.registry import load_actors
+from nestpoint.jobs.scheduler import SchedulerThread
 
 log = logging.getLogger("nestpoint.jobs")
 
@@ -52,42 +51,17 @@ def start_worker(threads: int = 2) -> Worker:
     return worker
 
 
-def stop_worker(worker: Worker, scheduler: BackgroundScheduler | None = None) -> None:
+def start_scheduler() -> SchedulerThread:
+    """The leader-elected scheduler, in a thread of this process (``jobs.scheduler``)."""
+    return SchedulerThread().start()
+
+
+def stop_worker(worker: Worker, scheduler: SchedulerThread | None = None) -> None:
     """Stop the scheduler (no new periodic jobs), then the worker, within a few seconds."""
-    if scheduler is not None and scheduler.running:
-        scheduler.shutdown(wait=False)
+    if scheduler is not None:
+        scheduler.stop(timeout=STOP_TIMEOUT_SECONDS)
     worker.stop(timeout=STOP_TIMEOUT_SECONDS * 1000)
     log.info("worker stopped")
-
-
-def start_scheduler() -> BackgroundScheduler:
-    """Enqueue the periodic jobs on their triggers (APScheduler, in a background thread)."""
-    load_actors()
-    scheduler = BackgroundScheduler(timezone="UTC")
-    for actor_name, trigger, trigger_args in PERIODIC_JOBS:
-        actor = broker.get_actor(actor_name)
-        scheduler.add_job(
-            actor.send, trigger, id=actor_name, coalesce=True, max_instances=1, **trigger_args
-        )
-
-    plugin_jobs = periodic_jobs()
-    fanout = broker.get_actor("plugins.periodic")
-    for job_id, trigger, trigger_args, args in plugin_jobs:
-        scheduler.add_job(
-            fanout.send,
-            trigger,
-            args=args,
-            id=job_id,
-            coalesce=True,
-            max_instances=1,
-            **trigger_args,
-        )
-    scheduler.start()
-    log.info(
-        "scheduler started",
-        extra={"jobs": [name for name, _, _ in PERIODIC_JOBS] + [j[0] for j in plugin_jobs]},
-    )
-    return scheduler
 
 
 def get_actor(name: str) -> dramatiq.Actor[..., object]:

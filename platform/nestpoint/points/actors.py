@@ -58,9 +58,3 @@ async def release_holds_all() -> None:
 async def announce(tenant_id: str) -> None:
     """Announce one tenant's points about to expire (``points.expiring``). Once a day."""
     await run_for_tenant(uuid.UUID(tenant_id), _announce, name="points.announce_expiring")
-
-
-@dramatiq.actor(actor_name="points.announce_expiring_all", queue_name="default", max_retries=0)
-async def announce_all() -> None:
-    for tenant_id in await active_tenant_ids():
-        announce.send(str(tenant_id))

@@ -1,4 +1,5 @@
-"""Dramatiq actors of the tiers context: the periodic evaluation, per tenant."""
+"""Dramatiq actors of the tiers context: the daily evaluation, per tenant (enqueued after
+each chain's local night by ``jobs.enqueue_due``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import dramatiq
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
-from nestpoint.jobs.tenants import active_tenant_ids, run_for_tenant
+from nestpoint.jobs.tenants import run_for_tenant
 from nestpoint.loyalty.service import load_program
 from nestpoint.tiers.jobs import EvaluationResult, evaluate_tiers
 
@@ -21,9 +22,3 @@ async def _evaluate(session: AsyncSession) -> EvaluationResult:
 async def evaluate(tenant_id: str) -> None:
     """Recompute growth and move members between tiers. Idempotent."""
     await run_for_tenant(uuid.UUID(tenant_id), _evaluate, name="tiers.evaluate")
-
-
-@dramatiq.actor(actor_name="tiers.evaluate_all", queue_name="default", max_retries=0)
-async def evaluate_all() -> None:
-    for tenant_id in await active_tenant_ids():
-        evaluate.send(str(tenant_id))
