@@ -48,6 +48,19 @@ def _configure_logs() -> None:
     configure_logging(settings.log_level, json=settings.log_json)
 
 
+def _serve_metrics() -> None:
+    """A worker's or scheduler's ``/metrics``, on ``NESTPOINT_METRICS_PORT``."""
+    settings = get_settings()
+    if not settings.metrics_enabled or not settings.metrics_port:
+        return
+    from prometheus_client import start_http_server
+
+    from nestpoint.observability import collectors
+
+    collectors.install()
+    start_http_server(settings.metrics_port, addr=settings.host)
+
+
 @app.command()
 def migrate(revision: str = "heads") -> None:
     """Apply database migrations (as the owner role: NESTPOINT_MIGRATION_DATABASE_URL)."""
@@ -141,6 +154,7 @@ def worker(
 
     require_pii_keys()
     _configure_logs()
+    _serve_metrics()
     running = start_worker(threads)
     sched = start_scheduler() if scheduler else None
     stop = threading.Event()
@@ -157,6 +171,7 @@ def scheduler() -> None:
 
     require_pii_keys()
     _configure_logs()
+    _serve_metrics()
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -288,6 +288,15 @@ class Database:
         """Raw statements outside a transaction, each binding its tenant itself."""
         return statement_reader(self.engine.connect)
 
+    def pool_usage(self) -> list[tuple[int, int, int]]:
+        """(size, checked out, overflow) of each event loop's pool, for the metrics."""
+        usage = []
+        for engine, _ in list(self._engines.values()):
+            pool: Any = engine.sync_engine.pool
+            if hasattr(pool, "checkedout"):  # a queue pool (not SQLite's in-memory static one)
+                usage.append((pool.size(), pool.checkedout(), max(0, pool.overflow())))
+        return usage
+
     async def dispose(self) -> None:
         loop_id = id(asyncio.get_running_loop())
         entry = self._engines.pop(loop_id, None)
@@ -347,6 +356,11 @@ def get_database(settings: Settings | None = None) -> Database:
             pool_size=settings.database_pool_size,
             echo=settings.database_echo,
         )
+    return _database
+
+
+def current_database() -> Database | None:
+    """The process-wide database if one was made (the metrics never make one)."""
     return _database
 
 

@@ -27,9 +27,11 @@ from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import TenantSession, on_commit
 from nestpoint.events.models import OutboxEvent
 from nestpoint.jobs.broker import JobRef, enqueue_best_effort
+from nestpoint.observability.counters import count_committed_events
 from nestpoint.settings import get_settings
 
 OUTBOX = table_of(OutboxEvent)
+EMITTED_KEY = "nestpoint.outbox_emitted"  # (type, payload) of the events, for the counters
 PENDING_TENANTS_KEY = "nestpoint.outbox_tenants"
 # The relay's actor (``nestpoint.plugins.actors``), addressed by name so the outbox never
 # imports its consumer.
@@ -100,6 +102,7 @@ def emit(
     else:
         session.add(OutboxEvent(**row))
     session.info.setdefault(PENDING_TENANTS_KEY, set()).add(ctx.tenant_id)
+    session.info.setdefault(EMITTED_KEY, []).append((type, payload))
     return event_id
 
 
@@ -125,8 +128,14 @@ def enqueue_relay_after_commit(session: Session) -> None:
         enqueue_best_effort(RELAY, str(tenant_id))
 
 
+def count_events_after_commit(session: Session) -> None:
+    """Session hook: the business counters (orders, points...) of what was committed."""
+    count_committed_events(session.info.pop(EMITTED_KEY, ()))
+
+
 def forget_pending_after_rollback(session: Session) -> None:
     session.info.pop(PENDING_TENANTS_KEY, None)
+    session.info.pop(EMITTED_KEY, None)
 
 
 async def list_events(
@@ -142,5 +151,6 @@ async def list_events(
 
 def install_session_hooks() -> None:
     on_commit(enqueue_relay_after_commit)
+    on_commit(count_events_after_commit)
     if not event.contains(TenantSession, "after_rollback", forget_pending_after_rollback):
         event.listen(TenantSession, "after_rollback", forget_pending_after_rollback)

@@ -16,12 +16,15 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
 from dramatiq.middleware.asyncio import AsyncIO
 
+from nestpoint.observability.jobs import JobMetrics
 from nestpoint.settings import get_settings
 
 log = logging.getLogger("nestpoint.jobs")
@@ -38,6 +41,7 @@ def make_broker(redis_url: str | None) -> dramatiq.Broker:
     else:
         new_broker = StubBroker()
     new_broker.add_middleware(AsyncIO())
+    new_broker.add_middleware(JobMetrics())
     for queue_name in QUEUES:  # so a job sent by name finds its queue before its actor is declared
         new_broker.declare_queue(queue_name)
     return new_broker
@@ -180,3 +184,61 @@ def enqueue_best_effort(actor: Sendable, *args: Any) -> None:
         _send_logged(actor, args)  # in memory: nothing to wait for
     else:
         _sender.submit(actor, args)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue's backlog, for the metrics: waiting, delayed (a retry's back-off), dead
+    (retries exhausted: kept for the operator), and the age of the oldest waiting one."""
+
+    queue: str
+    waiting: int
+    delayed: int
+    dead: int
+    oldest_age_seconds: float
+
+
+def queue_stats() -> list[QueueStats]:
+    """Each queue's backlog, read from the broker (Redis, or the in-process queues)."""
+    now_ms = time.time() * 1000
+    if is_in_process():
+        return [_stub_stats(queue_name, now_ms) for queue_name in QUEUES]
+    return [_redis_stats(queue_name, now_ms) for queue_name in QUEUES]
+
+
+def _stub_stats(queue_name: str, now_ms: float) -> QueueStats:
+    stub: Any = broker
+    waiting = stub.queues[queue_name]
+    delayed = stub.queues.get(dq_name(queue_name))
+    oldest = waiting.queue[0] if waiting.qsize() else None
+    return QueueStats(
+        queue_name,
+        waiting.qsize(),
+        delayed.qsize() if delayed is not None else 0,
+        len(stub.dead_letters_by_queue[queue_name]),
+        _age(oldest, now_ms),
+    )
+
+
+def _redis_stats(queue_name: str, now_ms: float) -> QueueStats:
+    # The Redis broker's layout (dramatiq/brokers/redis/dispatch.lua): a list of waiting
+    # message ids, oldest first, and a hash of the messages; ".DQ" delayed, ".XQ" dead.
+    client = broker.client  # type: ignore[attr-defined]
+    key = f"{broker.namespace}:{queue_name}"  # type: ignore[attr-defined]
+    delayed_key = f"{broker.namespace}:{dq_name(queue_name)}"  # type: ignore[attr-defined]
+    pipe = client.pipeline()
+    pipe.llen(key)
+    pipe.llen(delayed_key)
+    pipe.zcard(f"{key}.XQ")
+    pipe.lindex(key, 0)
+    waiting, delayed, dead, oldest_id = pipe.execute()
+    oldest = client.hget(f"{key}.msgs", oldest_id) if oldest_id else None
+    return QueueStats(queue_name, waiting, delayed, dead, _age(oldest, now_ms))
+
+
+def _age(encoded: bytes | None, now_ms: float) -> float:
+    """Seconds since an encoded message was enqueued (0 for none)."""
+    if not encoded:
+        return 0.0
+    message = dramatiq.Message.decode(encoded)
+    return max(0.0, (now_ms - message.message_timestamp) / 1000)

@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from nestpoint.jobs.broker import broker
 from nestpoint.jobs.leader import Leadership, leadership_for
 from nestpoint.jobs.registry import PERIODIC_JOBS, load_actors
+from nestpoint.observability.counters import SCHEDULER_LEADER
 from nestpoint.plugins.jobs import periodic_jobs  # the installed plugins' periodic jobs
 from nestpoint.settings import get_settings
 
@@ -53,6 +54,7 @@ async def run_scheduler(stop: asyncio.Event, leadership: Leadership | None = Non
     try:
         while not stop.is_set():
             now_leading = await leadership.hold()
+            SCHEDULER_LEADER.set(1 if now_leading else 0)
             if now_leading and not leading:
                 scheduler.resume()
                 log.info("scheduler leads", extra={"jobs": [j.id for j in scheduler.get_jobs()]})
@@ -65,6 +67,7 @@ async def run_scheduler(stop: asyncio.Event, leadership: Leadership | None = Non
     finally:
         scheduler.shutdown(wait=False)
         await leadership.release()
+        SCHEDULER_LEADER.set(0)
         log.info("scheduler stopped")
 
 

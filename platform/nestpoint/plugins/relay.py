@@ -14,13 +14,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, select, tuple_
+from sqlalchemy import ColumnElement, bindparam, func, select, tuple_
 
 from nestpoint.context import tenant_context
 from nestpoint.db import Database, scoped_session, utcnow
 from nestpoint.events.models import OutboxEvent
 from nestpoint.events.service import Event
 from nestpoint.jobs.tenants import active_tenant_ids
+from nestpoint.observability import backlog
 from nestpoint.plugins.delivery import delivered_hooks, record_outcomes
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.settings import get_settings
@@ -137,7 +138,28 @@ async def drain_pending(
 
 
 async def relay_all(database: Database | None = None) -> int:
-    total = 0
+    """Drain every tenant's due events, then publish the backlog left (the metrics)."""
+    total, pending, oldest = 0, 0, None
     for tenant_id in await active_tenant_ids(database):  # RLS hides other tenants' rows
         total += await drain_pending(tenant_id, database)
+        count, first = await pending_events(tenant_id, database)
+        pending += count
+        oldest = first if oldest is None or (first is not None and first < oldest) else oldest
+    backlog.publish(pending, oldest.timestamp() if oldest is not None else None)
     return total
+
+
+async def pending_events(
+    tenant_id: uuid.UUID, database: Database | None = None
+) -> tuple[int, datetime | None]:
+    """How many of one tenant's events wait to be published, and the oldest one's time."""
+    with tenant_context(tenant_id):
+        async with scoped_session(database) as session:
+            row = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxEvent.occurred_at)).where(
+                        OutboxEvent.published_at.is_(None)
+                    )
+                )
+            ).one()
+    return int(row[0]), row[1]

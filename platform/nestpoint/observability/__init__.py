@@ -1,0 +1,1 @@
+"""Metrics and tracing (docs/operations.md, "Metrics, tracing and rate limits")."""
