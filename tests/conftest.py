@@ -90,6 +90,9 @@ def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         raise pytest.UsageError(f"unknown NESTPOINT_TEST_DATABASE={BACKEND!r}")
     # Every job test runs a job over its members in several chunks (members/jobs.py).
     env["NESTPOINT_JOB_CHUNK_MEMBERS"] = "2"
+    # Counted on every request, as in production, but far above what one test's key sends
+    # (tests/test_rate_limit.py sets its own).
+    env["NESTPOINT_RATE_LIMIT"] = "100000/second"
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()

@@ -52,6 +52,18 @@ class Unauthorized(NestpointError):
     slug = "unauthorized"
 
 
+class RateLimited(NestpointError):
+    """Over the rate limit of the API key (``Retry-After`` says when to try again)."""
+
+    status = 429
+    title = "Too many requests"
+    slug = "rate-limited"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Forbidden(NestpointError):
     status = 403
     title = "Forbidden"

@@ -2,7 +2,8 @@
 
 For each HTTP request: take a sane ``X-Request-ID`` or make one, echo it on the response,
 resolve the API key (``Authorization: Bearer <key>`` or ``X-API-Key``) into the tenant
-context and actor for the rest of the request, and log one line when the response starts.
+context and actor for the rest of the request, count it against the key's rate limit
+(``nestpoint.api.ratelimit``), and log one line when the response starts.
 Paths outside ``/api/`` (health, OpenAPI) need no key.
 
 Two layers: :class:`RequestIdMiddleware` wraps the whole application (route middleware
@@ -24,9 +25,10 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Sc
 
 from nestpoint.api.input import query_problem
 from nestpoint.api.problems import PROBLEM_BASE, PROBLEM_JSON
+from nestpoint.api.ratelimit import rate_limit
 from nestpoint.context import _actor, _tenant, request_id
 from nestpoint.db import get_database
-from nestpoint.errors import NestpointError, Unauthorized
+from nestpoint.errors import NestpointError, RateLimited, Unauthorized
 from nestpoint.tenancy.auth import authenticate
 
 log = logging.getLogger("nestpoint.access")
@@ -104,7 +106,8 @@ class RequestContextMiddleware:
         if scope["type"] == ScopeType.HTTP and scope["path"].startswith("/api/"):
             try:
                 await self._authenticate(scope)
-            except Unauthorized as exc:
+                await rate_limit().check(scope["auth"].actor)
+            except (Unauthorized, RateLimited) as exc:
                 await _send_problem(send, scope, exc)
                 return
             if bad_query := query_problem(scope.get("query_string", b"")):
@@ -142,6 +145,8 @@ async def _send_problem(send: Send, scope: Scope, exc: NestpointError) -> None:
     ]
     if isinstance(exc, Unauthorized):
         headers.append((b"www-authenticate", b'Bearer realm="nestpoint"'))
+    if isinstance(exc, RateLimited):
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": exc.status,

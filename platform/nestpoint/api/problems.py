@@ -230,15 +230,17 @@ _DESCRIPTIONS = {
     409: "Conflicts with an existing resource.",
     422: "The request matches the schema but breaks a rule (of the API or of the tenant's "
     "data and configuration); `errors` names each field.",
+    429: "Over this API key's rate limit (`NESTPOINT_RATE_LIMIT`): retry after `Retry-After` "
+    "seconds.",
     503: "The database does not answer: retry after `Retry-After` seconds, with the same "
     "idempotency key.",
 }
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI responses for a route's error statuses (400, 401, 403 and 503 are always
-    possible)."""
-    codes = sorted({400, 401, 403, 503, *statuses})
+    """OpenAPI responses for a route's error statuses (400, 401, 403, 429 and 503 are
+    always possible)."""
+    codes = sorted({400, 401, 403, 429, 503, *statuses})
     return {
         code: ResponseSpec(
             data_container=ProblemDetails,
