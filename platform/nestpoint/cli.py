@@ -61,6 +61,13 @@ def _serve_metrics() -> None:
     start_http_server(settings.metrics_port, addr=settings.host)
 
 
+def _trace(role: str) -> None:
+    """Tracing on for this process when NESTPOINT_TRACING_ENABLED says so."""
+    from nestpoint.observability import tracing
+
+    tracing.configure(role)
+
+
 @app.command()
 def migrate(revision: str = "heads") -> None:
     """Apply database migrations (as the owner role: NESTPOINT_MIGRATION_DATABASE_URL)."""
@@ -155,6 +162,7 @@ def worker(
     require_pii_keys()
     _configure_logs()
     _serve_metrics()
+    _trace("worker")
     running = start_worker(threads)
     sched = start_scheduler() if scheduler else None
     stop = threading.Event()
@@ -172,6 +180,7 @@ def scheduler() -> None:
     require_pii_keys()
     _configure_logs()
     _serve_metrics()
+    _trace("scheduler")
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -19,6 +19,7 @@ from nestpoint.api.metrics import MetricsController, http_metrics
 from nestpoint.api.middleware import RequestContextMiddleware, RequestIdMiddleware
 from nestpoint.api.openapi import PydanticConstraintsSchemaPlugin
 from nestpoint.api.problems import EXCEPTION_HANDLERS
+from nestpoint.api.tracing import http_tracing
 from nestpoint.audit.routes import AuditController
 from nestpoint.benefits.routes import (
     BenefitCatalogController,
@@ -36,6 +37,7 @@ from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
 from nestpoint.members import pii
 from nestpoint.members.routes import MemberController
+from nestpoint.observability import tracing
 from nestpoint.orders.routes import OrderController
 from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
 from nestpoint.plugins.manager import get_plugin_host
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         security=[{"ApiKey": []}],
     )
     metrics = [http_metrics()] if settings.metrics_enabled else []
+    traced = [http_tracing(provider)] if (provider := tracing.configure("api")) else []
     app = Litestar(
         route_handlers=[
             healthz,
@@ -103,8 +106,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             api,
         ],
         dependencies={"db": Provide(provide_session)},
-        # Metrics outermost: requests refused for their key are counted too.
-        middleware=[*metrics, RequestContextMiddleware],
+        # Tracing and metrics outermost: requests refused for their key are seen too.
+        middleware=[*traced, *metrics, RequestContextMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JsonRequest,
         request_max_body_size=MAX_BODY_BYTES,

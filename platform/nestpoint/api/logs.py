@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, each with the request id and tenant.
+"""Structured logs: one JSON object per line, each with the request id and tenant (and the
+trace id when tracing is on).
 
 Standard-library loggers are routed through structlog's formatter, so ``log.info("msg",
 extra={...})`` anywhere in the code comes out as JSON with its extra fields.
@@ -13,12 +14,16 @@ from typing import Any
 import structlog
 
 from nestpoint.context import current_tenant, request_id
+from nestpoint.observability.tracing import current_trace_id
 
 
 def _add_context(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     rid = request_id.get()
     if rid:
         event_dict.setdefault("request_id", rid)
+    trace_id = current_trace_id()
+    if trace_id:
+        event_dict.setdefault("trace_id", trace_id)
     ctx = current_tenant()
     if ctx is not None:
         event_dict.setdefault("tenant_id", str(ctx.tenant_id))

@@ -20,13 +20,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import msgspec
+import sqlalchemy.ext.asyncio
 from sqlalchemy import Join, Table, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import StaticPool
@@ -249,7 +249,8 @@ class Database:
             kwargs |= {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
         if self.is_postgres:
             kwargs["isolation_level"] = "AUTOCOMMIT"  # the events below open transactions
-        engine = create_async_engine(self.url, **kwargs)
+        # Looked up at each call: tracing (``nestpoint.observability.tracing``) wraps it.
+        engine = sqlalchemy.ext.asyncio.create_async_engine(self.url, **kwargs)
         if engine.dialect.name == "postgresql":
             event.listen(engine.sync_engine, "begin", _pg_begin)
             event.listen(engine.sync_engine, "commit", _pg_commit)

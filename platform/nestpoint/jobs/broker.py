@@ -12,6 +12,7 @@ outbox sweep and the periodic jobs find whatever a lost message would have trigg
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -24,7 +25,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
 from dramatiq.middleware.asyncio import AsyncIO
 
-from nestpoint.observability.jobs import JobMetrics
+from nestpoint.observability.jobs import JobContext, JobMetrics
 from nestpoint.settings import get_settings
 
 log = logging.getLogger("nestpoint.jobs")
@@ -42,6 +43,7 @@ def make_broker(redis_url: str | None) -> dramatiq.Broker:
         new_broker = StubBroker()
     new_broker.add_middleware(AsyncIO())
     new_broker.add_middleware(JobMetrics())
+    new_broker.add_middleware(JobContext())
     for queue_name in QUEUES:  # so a job sent by name finds its queue before its actor is declared
         new_broker.declare_queue(queue_name)
     return new_broker
@@ -116,7 +118,11 @@ class _Sender:
     a message already waiting to be sent is not queued twice."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Sendable, tuple[Any, ...]]] = queue.SimpleQueue()
+        # Each message with a copy of its sender's context: the request id and the trace
+        # travel with it (``JobContext``), though another thread sends it.
+        self._queue: queue.SimpleQueue[tuple[Sendable, tuple[Any, ...], contextvars.Context]] = (
+            queue.SimpleQueue()
+        )
         self._waiting: set[tuple[str, tuple[Any, ...]]] = set()
         self._unsent = 0  # submitted and not sent yet (flush waits for none)
         self._lock = threading.Lock()
@@ -133,7 +139,7 @@ class _Sender:
                     target=self._run, name="nestpoint-enqueue", daemon=True
                 )
                 self._thread.start()
-        self._queue.put((actor, args))
+        self._queue.put((actor, args, contextvars.copy_context()))
 
     def _run(self) -> None:
         while True:
@@ -148,10 +154,10 @@ class _Sender:
                 except queue.Empty:
                     break
             with self._lock:
-                for actor, args in batch:
+                for actor, args, _ in batch:
                     self._waiting.discard((actor.actor_name, args))
-            for actor, args in batch:
-                _send_logged(actor, args)
+            for actor, args, context in batch:
+                context.run(_send_logged, actor, args)
             with self._lock:
                 self._unsent -= len(batch)
 
