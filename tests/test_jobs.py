@@ -22,9 +22,11 @@ import pytest
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from typer.testing import CliRunner
 
+from nestpoint.cli import app as cli_app
 from nestpoint.db import get_database
-from nestpoint.jobs.broker import broker
+from nestpoint.jobs.broker import DeadLetter, broker, dead_letters
 from nestpoint.jobs.worker import start_worker
 
 REDIS_URL = os.environ.get("NESTPOINT_REDIS_URL")
@@ -132,3 +134,56 @@ async def test_readyz_reports_broker(client: Any) -> None:
     r = await client.get("/readyz")
     assert r.status_code == 200, r.text
     assert r.json()["checks"]["broker"] == "ok"
+
+
+# A job that always fails: after its one retry it is dead, kept for the operator.
+poison_calls: list[str] = []
+
+
+@dramatiq.actor(
+    actor_name="tests.poison", queue_name="default", max_retries=1, min_backoff=10, max_backoff=20
+)
+def poison(tag: str) -> None:
+    poison_calls.append(tag)
+    raise ValueError(f"poison {tag}")
+
+
+def _dead_with(tag: str, timeout: float = RELAY_TIMEOUT_SECONDS) -> DeadLetter:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [d for d in dead_letters() if d.args == (tag,)]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no dead job for {tag} within {timeout} s")
+
+
+async def test_a_poison_job_is_dead_lettered_listed_and_requeued(
+    client: Any, worker: dramatiq.Worker
+) -> None:
+    tag = uuid.uuid4().hex
+    poison.send(tag)
+
+    dead = await asyncio.to_thread(_dead_with, tag)
+    assert (dead.queue, dead.actor) == ("default", "tests.poison")
+    assert dead.error == f"ValueError: poison {tag}"
+    assert poison_calls.count(tag) == 2  # the first run and its one retry
+
+    # The operator sees it: in the metrics and through the CLI.
+    metrics = (await client.get("/metrics")).text
+    assert 'nestpoint_queue_dead_messages{queue="default"} 1.0' in metrics
+    listed = CliRunner().invoke(cli_app, ["jobs", "dead-letters"])
+    assert listed.exit_code == 0, listed.output
+    assert f"{dead.message_id}\ttests.poison\t" in listed.output
+    assert f'["{tag}"]' in listed.output
+
+    requeued = CliRunner().invoke(
+        cli_app, ["jobs", "dead-letters", "--requeue", "--id", dead.message_id]
+    )
+    assert requeued.exit_code == 0, requeued.output
+    assert "1 dead jobs requeued" in requeued.output
+    # Run again with fresh retries (twice more), and dead again.
+    again = await asyncio.to_thread(_dead_with, tag)
+    assert poison_calls.count(tag) == 4
+    assert len([d for d in dead_letters() if d.args == (tag,)]) == 1
+    assert again.actor == "tests.poison"

@@ -248,3 +248,85 @@ def _age(encoded: bytes | None, now_ms: float) -> float:
         return 0.0
     message = dramatiq.Message.decode(encoded)
     return max(0.0, (now_ms - message.message_timestamp) / 1000)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A job that exhausted its retries, kept by the broker for the operator (Redis keeps
+    them seven days: Dramatiq's ``dead_message_ttl``)."""
+
+    queue: str
+    message_id: str  # the broker's id of the message (what ``requeue_dead`` takes)
+    actor: str
+    died_at: float | None  # Unix time
+    args: tuple[Any, ...]
+    error: str  # the last line of the last failure's traceback, when one was kept
+
+
+def dead_letters() -> list[DeadLetter]:
+    """Every dead job, oldest first."""
+    if is_in_process():
+        stub: Any = broker
+        return [
+            _dead(queue_name, proxy.message_id, proxy, None)
+            for queue_name in QUEUES
+            for proxy in stub.dead_letters_by_queue[queue_name]
+        ]
+    found = []
+    client = broker.client  # type: ignore[attr-defined]
+    for queue_name in QUEUES:
+        key = f"{broker.namespace}:{queue_name}.XQ"  # type: ignore[attr-defined]
+        for raw_id, score in client.zrange(key, 0, -1, withscores=True):
+            encoded = client.hget(f"{key}.msgs", raw_id)
+            if encoded:
+                message = dramatiq.Message.decode(encoded)
+                found.append(_dead(queue_name, raw_id.decode(), message, score / 1000))
+    return found
+
+
+def _dead(queue_name: str, message_id: str, message: Any, died_at: float | None) -> DeadLetter:
+    """From a message, or the in-process broker's proxy of one."""
+    lines = str(message.options.get("traceback") or "").strip().splitlines()
+    return DeadLetter(
+        queue_name,
+        message_id,
+        message.actor_name,
+        died_at,
+        message.args,
+        lines[-1] if lines else "",
+    )
+
+
+def requeue_dead(message_ids: set[str] | None = None) -> int:
+    """Send dead jobs (all, or those named) to their queues again with fresh retries; the
+    number requeued."""
+    if is_in_process():
+        return _requeue_stub(message_ids)
+    client = broker.client  # type: ignore[attr-defined]
+    requeued = 0
+    for queue_name in QUEUES:
+        key = f"{broker.namespace}:{queue_name}.XQ"  # type: ignore[attr-defined]
+        for raw_id in client.zrange(key, 0, -1):
+            if message_ids is not None and raw_id.decode() not in message_ids:
+                continue
+            encoded = client.hget(f"{key}.msgs", raw_id)
+            if encoded:
+                message = dramatiq.Message.decode(encoded)
+                broker.enqueue(message.copy(options={"retries": 0, "traceback": None}))
+                requeued += 1
+            client.zrem(key, raw_id)
+            client.hdel(f"{key}.msgs", raw_id)
+    return requeued
+
+
+def _requeue_stub(message_ids: set[str] | None) -> int:
+    stub: Any = broker
+    requeued = 0
+    for queue_name in QUEUES:
+        dead = stub.dead_letters_by_queue[queue_name]
+        for proxy in list(dead):
+            if message_ids is None or proxy.message_id in message_ids:
+                dead.remove(proxy)
+                broker.enqueue(proxy.copy(options={"retries": 0, "traceback": None}))
+                requeued += 1
+    return requeued

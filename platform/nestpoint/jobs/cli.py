@@ -4,16 +4,20 @@ benchmarks). The same functions the actors run, called directly, not through the
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-jobs_app = typer.Typer(help="Run periodic jobs now.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Run periodic jobs now; see and requeue dead jobs.", no_args_is_help=True
+)
 members_app = typer.Typer(help="Member data maintenance.", no_args_is_help=True)
 
 # As in ``nestpoint.cli``, each command imports the jobs it runs inside its function, so the
@@ -79,6 +83,31 @@ def run(
             await get_database().dispose()
 
     asyncio.run(main())
+
+
+@jobs_app.command("dead-letters")
+def dead_letters(
+    requeue: Annotated[
+        bool, typer.Option(help="Send them to their queues again, with fresh retries.")
+    ] = False,
+    message_id: Annotated[
+        list[str] | None, typer.Option("--id", help="Only this message (repeatable).")
+    ] = None,
+) -> None:
+    """List the jobs that exhausted their retries (the dead-letter queues), or requeue them."""
+    from nestpoint.jobs.broker import dead_letters as listed
+    from nestpoint.jobs.broker import requeue_dead
+
+    if requeue:
+        count = requeue_dead(set(message_id) if message_id else None)
+        typer.echo(f"{count} dead jobs requeued")
+        return
+    letters = [d for d in listed() if not message_id or d.message_id in message_id]
+    for dead in letters:
+        died = datetime.fromtimestamp(dead.died_at, UTC).isoformat() if dead.died_at else "-"
+        args = json.dumps(list(dead.args), ensure_ascii=False)
+        typer.echo(f"{dead.queue}\t{dead.message_id}\t{dead.actor}\t{died}\t{args}\t{dead.error}")
+    typer.echo(f"{len(letters)} dead jobs", err=True)
 
 
 def require_pii_keys() -> None:
