@@ -1,42 +1,47 @@
-"""Imports every actor module so a worker knows every actor, and lists periodic jobs.
+"""Every actor a worker runs, and the periodic jobs, in one place.
 
-A new context with actors adds its module to ``ACTOR_MODULES``; a periodic job adds a line
-to ``PERIODIC_JOBS`` (actor name, APScheduler trigger and its arguments, in UTC); a job due
-once a day at each chain's local time, to ``DAILY_JOBS`` in ``nestpoint.jobs.daily``.
+The core's actors are imported here by name (each module declares its actors on
+``nestpoint.jobs.broker.broker`` explicitly); the installed plugins' actors are declared
+from the plugin host when a worker starts (``declare_actors``). A new context with actors
+adds its module to ``ACTOR_MODULES``; a periodic job adds a line to ``PERIODIC_JOBS``
+(actor, APScheduler trigger and its arguments, in UTC); a job due once a day at each
+chain's local time, to ``DAILY_JOBS`` in ``nestpoint.jobs.daily``.
 """
 
 from __future__ import annotations
 
-import importlib
+from types import ModuleType
 from typing import Any
 
-from nestpoint.plugins.jobs import declare_actors  # the installed plugins' actors
+import dramatiq
 
-ACTOR_MODULES = (
-    "nestpoint.benefits.actors",
-    "nestpoint.jobs.actors",
-    "nestpoint.plugins.actors",
-    "nestpoint.plugins.jobs",
-    "nestpoint.points.actors",
-    "nestpoint.tiers.actors",
-)
+from nestpoint.benefits import actors as benefits
+from nestpoint.db import models
+from nestpoint.jobs import actors as jobs
+from nestpoint.plugins import actors as outbox
+from nestpoint.plugins import jobs as plugin_jobs
+from nestpoint.points import actors as points
+from nestpoint.tiers import actors as tiers
 
-# (actor name, trigger, trigger arguments). One scheduler enqueues them (the elected leader,
+ACTOR_MODULES: tuple[ModuleType, ...] = (benefits, jobs, outbox, plugin_jobs, points, tiers)
+
+# (actor, trigger, trigger arguments). One scheduler enqueues them (the elected leader,
 # ``nestpoint.jobs.scheduler``); each job is idempotent besides.
-PERIODIC_JOBS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("events.sweep", "interval", {"seconds": 30}),
-    ("points.release_holds_all", "interval", {"minutes": 1}),
-    ("points.expire_all", "interval", {"hours": 1}),
-    ("jobs.enqueue_due", "interval", {"minutes": 1}),  # the daily jobs, at local times
-    ("benefits.expire_all", "interval", {"hours": 1}),
-    ("benefits.sync_recent_all", "interval", {"minutes": 5}),
+PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] = (
+    (outbox.sweep, "interval", {"seconds": 30}),
+    (points.release_holds_all, "interval", {"minutes": 1}),
+    (points.expire_all, "interval", {"hours": 1}),
+    (jobs.enqueue_due, "interval", {"minutes": 1}),  # the daily jobs, at local times
+    (benefits.expire_all, "interval", {"hours": 1}),
+    (benefits.sync_recent_all, "interval", {"minutes": 5}),
 )
 
 
 def load_actors() -> None:
-    # Every model first: a worker process imports no routes, and the ORM can flush a row
-    # (an outbox event) only once the tables its foreign keys name (tenants) are known.
-    importlib.import_module("nestpoint.db.models")
-    for module in ACTOR_MODULES:
-        importlib.import_module(module)
-    declare_actors()
+    """Declare the installed plugins' actors too (the core's are declared on import).
+
+    Every table is known by now (``nestpoint.db.models``): a worker imports no routes, and
+    the ORM can flush a row (an outbox event) only once the tables its foreign keys name
+    (tenants) are known."""
+    assert models.metadata.tables
+    plugin_jobs.declare_actors()

@@ -19,11 +19,10 @@ from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from nestpoint.jobs.broker import broker
 from nestpoint.jobs.leader import Leadership, leadership_for
 from nestpoint.jobs.registry import PERIODIC_JOBS, load_actors
 from nestpoint.observability.counters import SCHEDULER_LEADER
-from nestpoint.plugins.jobs import periodic_jobs  # the installed plugins' periodic jobs
+from nestpoint.plugins.jobs import periodic, periodic_jobs  # the plugins' periodic jobs
 from nestpoint.settings import get_settings
 
 log = logging.getLogger("nestpoint.scheduler")
@@ -36,10 +35,9 @@ def _periodic_scheduler() -> AsyncIOScheduler:
     load_actors()
     scheduler = AsyncIOScheduler(timezone=UTC)
     options = {"coalesce": True, "max_instances": 1}
-    for actor_name, trigger, trigger_args in PERIODIC_JOBS:
-        actor = broker.get_actor(actor_name)
-        scheduler.add_job(actor.send, trigger, id=actor_name, **options, **trigger_args)
-    fanout = broker.get_actor("plugins.periodic")
+    for actor, trigger, trigger_args in PERIODIC_JOBS:
+        scheduler.add_job(actor.send, trigger, id=actor.actor_name, **options, **trigger_args)
+    fanout = periodic
     for job_id, trigger, trigger_args, args in periodic_jobs():
         scheduler.add_job(fanout.send, trigger, args=args, id=job_id, **options, **trigger_args)
     return scheduler

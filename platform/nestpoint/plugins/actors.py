@@ -10,18 +10,18 @@ import uuid
 
 import dramatiq
 
-from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
+from nestpoint.jobs.broker import broker
 from nestpoint.plugins.relay import drain_pending, relay_all
 
 
-@dramatiq.actor(actor_name="events.relay", queue_name="events", max_retries=5)
+@dramatiq.actor(broker=broker, actor_name="events.relay", queue_name="events", max_retries=5)
 async def relay(tenant_id: str) -> None:
     """Deliver a tenant's due outbox events (enqueued after each commit that wrote some),
     batch after batch until none is due."""
     await drain_pending(uuid.UUID(tenant_id))
 
 
-@dramatiq.actor(actor_name="events.sweep", queue_name="events", max_retries=0)
+@dramatiq.actor(broker=broker, actor_name="events.sweep", queue_name="events", max_retries=0)
 async def sweep() -> None:
     """Periodic safety net: relay every tenant's due events, including retries."""
     await relay_all()

@@ -90,7 +90,7 @@ async def _tenants_enabled(host: PluginHost, plugin_id: str) -> list[uuid.UUID]:
     return found
 
 
-@dramatiq.actor(actor_name="plugins.periodic", queue_name="default", max_retries=0)
+@dramatiq.actor(broker=broker, actor_name="plugins.periodic", queue_name="default", max_retries=0)
 async def periodic(actor_name: str) -> None:
     """Fan a plugin's periodic job out to every tenant where the plugin is enabled."""
     host = get_plugin_host()

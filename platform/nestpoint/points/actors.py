@@ -7,7 +7,7 @@ import uuid
 import dramatiq
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
+from nestpoint.jobs.broker import broker
 from nestpoint.jobs.tenants import active_tenant_ids, run_for_tenant
 from nestpoint.points.jobs import (
     JobResult,
@@ -29,32 +29,38 @@ async def _announce(session: AsyncSession) -> JobResult:
     return await announce_expiring(session)
 
 
-@dramatiq.actor(actor_name="points.expire", queue_name="default", max_retries=3)
+@dramatiq.actor(broker=broker, actor_name="points.expire", queue_name="default", max_retries=3)
 async def expire(tenant_id: str) -> None:
     """Expire one tenant's due lots (积分清零). Idempotent: safe twice or concurrently."""
     await run_for_tenant(uuid.UUID(tenant_id), _expire, name="points.expire")
 
 
-@dramatiq.actor(actor_name="points.expire_all", queue_name="default", max_retries=0)
+@dramatiq.actor(broker=broker, actor_name="points.expire_all", queue_name="default", max_retries=0)
 async def expire_all() -> None:
     """Periodic: fan out ``points.expire`` to every active tenant."""
     for tenant_id in await active_tenant_ids():
         expire.send(str(tenant_id))
 
 
-@dramatiq.actor(actor_name="points.release_holds", queue_name="default", max_retries=3)
+@dramatiq.actor(
+    broker=broker, actor_name="points.release_holds", queue_name="default", max_retries=3
+)
 async def release_holds(tenant_id: str) -> None:
     """Release one tenant's timed-out holds. Idempotent."""
     await run_for_tenant(uuid.UUID(tenant_id), _release, name="points.release_holds")
 
 
-@dramatiq.actor(actor_name="points.release_holds_all", queue_name="default", max_retries=0)
+@dramatiq.actor(
+    broker=broker, actor_name="points.release_holds_all", queue_name="default", max_retries=0
+)
 async def release_holds_all() -> None:
     for tenant_id in await active_tenant_ids():
         release_holds.send(str(tenant_id))
 
 
-@dramatiq.actor(actor_name="points.announce_expiring", queue_name="default", max_retries=3)
+@dramatiq.actor(
+    broker=broker, actor_name="points.announce_expiring", queue_name="default", max_retries=3
+)
 async def announce(tenant_id: str) -> None:
     """Announce one tenant's points about to expire (``points.expiring``). Once a day."""
     await run_for_tenant(uuid.UUID(tenant_id), _announce, name="points.announce_expiring")

@@ -8,7 +8,7 @@ import uuid
 import dramatiq
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestpoint.jobs.broker import broker as _broker  # noqa: F401 - binds actors to our broker
+from nestpoint.jobs.broker import broker
 from nestpoint.jobs.tenants import run_for_tenant
 from nestpoint.loyalty.service import load_program
 from nestpoint.tiers.jobs import EvaluationResult, evaluate_tiers
@@ -18,7 +18,7 @@ async def _evaluate(session: AsyncSession) -> EvaluationResult:
     return await evaluate_tiers(session, await load_program(session))
 
 
-@dramatiq.actor(actor_name="tiers.evaluate", queue_name="default", max_retries=3)
+@dramatiq.actor(broker=broker, actor_name="tiers.evaluate", queue_name="default", max_retries=3)
 async def evaluate(tenant_id: str) -> None:
     """Recompute growth and move members between tiers. Idempotent."""
     await run_for_tenant(uuid.UUID(tenant_id), _evaluate, name="tiers.evaluate")
