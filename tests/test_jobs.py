@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from nestpoint.cli import app as cli_app
 from nestpoint.db import get_database
+from nestpoint.jobs import broker as jobs_broker
 from nestpoint.jobs.broker import DeadLetter, broker, dead_letters
 from nestpoint.jobs.worker import start_worker
 
@@ -187,3 +188,18 @@ async def test_a_poison_job_is_dead_lettered_listed_and_requeued(
     assert poison_calls.count(tag) == 4
     assert len([d for d in dead_letters() if d.args == (tag,)]) == 1
     assert again.actor == "tests.poison"
+
+
+async def test_a_broker_down_leaves_the_api_ready_but_degraded(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down() -> bool:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(jobs_broker, "ping", down)
+    r = await client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "status": "degraded",
+        "checks": {"database": "ok", "broker": "unavailable"},
+    }
