@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -20,7 +21,7 @@ from nestpoint.jobs.broker import broker
 from nestpoint.observability import backlog
 from nestpoint.plugins.relay import drain_pending, pending_events
 from nestpoint.testing import enable_plugin
-from served import free_port
+from served import ServedNestpoint, free_port
 
 
 async def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -192,3 +193,37 @@ def _scrape_until(url: str, expected: str, timeout: float = 30.0) -> str:
             return text
         time.sleep(0.2)
     raise AssertionError(f"{expected!r} not served at {url} within {timeout} s:\n{text[:2000]}")
+
+
+def test_several_server_processes_count_together(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, whichever process answers the scrape reports what
+    all of them counted."""
+    served = ServedNestpoint(tmp_path / "server").prepare()
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = served.env | {"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, "-m", "nestpoint.cli", "serve", "--port", str(served.port)],
+        env=env | {"NESTPOINT_WORKERS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _scrape_until(f"{served.url}/metrics", "nestpoint_queue_messages", timeout=60)
+        headers = {"Authorization": f"Bearer {served.platform_key}"}
+        for _ in range(20):
+            assert httpx.get(f"{served.url}/api/v1/tenants", headers=headers).status_code == 200
+        labels = 'method="GET",path="/api/v1/tenants",status_code="200"'
+        text = httpx.get(f"{served.url}/metrics").text
+        counted = [
+            float(li.rsplit(" ", 1)[1])
+            for li in text.splitlines()
+            if li.startswith("nestpoint_http_requests_total{") and labels in li
+        ]
+        assert counted == [20.0], text[:3000]
+        # One file per process: the two servers, and the parent with its in-process worker.
+        assert len(list(shared.glob("counter_*.db"))) == 3
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=30)

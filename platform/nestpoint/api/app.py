@@ -15,7 +15,7 @@ from nestpoint.api.deps import provide_session
 from nestpoint.api.health import cachez, healthz, readyz
 from nestpoint.api.input import JsonRequest, StrictJsonBodies
 from nestpoint.api.logs import configure_logging
-from nestpoint.api.metrics import MetricsController, http_metrics
+from nestpoint.api.metrics import http_metrics, metrics
 from nestpoint.api.middleware import RequestContextMiddleware, RequestIdMiddleware
 from nestpoint.api.openapi import PydanticConstraintsSchemaPlugin
 from nestpoint.api.problems import EXCEPTION_HANDLERS
@@ -95,19 +95,19 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         route_handlers=[*API_CONTROLLERS, *plugin_routers(get_plugin_host())],
         security=[{"ApiKey": []}],
     )
-    metrics = [http_metrics()] if settings.metrics_enabled else []
+    counted = [http_metrics()] if settings.metrics_enabled else []
     traced = [http_tracing(provider)] if (provider := tracing.configure("api")) else []
     app = Litestar(
         route_handlers=[
             healthz,
             readyz,
             cachez,
-            *([MetricsController] if settings.metrics_enabled else []),
+            *([metrics] if settings.metrics_enabled else []),
             api,
         ],
         dependencies={"db": Provide(provide_session)},
         # Tracing and metrics outermost: requests refused for their key are seen too.
-        middleware=[*traced, *metrics, RequestContextMiddleware],
+        middleware=[*traced, *counted, RequestContextMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JsonRequest,
         request_max_body_size=MAX_BODY_BYTES,

@@ -10,17 +10,29 @@ per pod, as the chart does.
 
 from __future__ import annotations
 
+import os
+
+from litestar import Response, get
 from litestar.middleware.base import DefineMiddleware
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from nestpoint.observability import collectors
 
 PATH = "/metrics"
 
 
-class MetricsController(PrometheusController):
-    path = PATH
-    include_in_schema = False
+@get(PATH, include_in_schema=False, sync_to_thread=False)
+def metrics() -> Response[bytes]:
+    """The text exposition of this process's metrics (every server process's counters,
+    summed, in multiprocess mode; the collectors' readings are this process's)."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        collectors.register(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def http_metrics() -> DefineMiddleware:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -150,14 +150,8 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return family
 
 
-_installed = False
-
-
-def install() -> None:
-    """Register the collectors with the default registry, once per process."""
-    global _installed
-    if _installed:
-        return
+def register(registry: CollectorRegistry) -> None:
+    """Register every collector with ``registry``."""
     for collector in (
         DatabasePoolCollector(),
         QueueCollector(),
@@ -165,5 +159,15 @@ def install() -> None:
         PluginHookCollector(),
         CacheCollector(),
     ):
-        REGISTRY.register(collector)
-    _installed = True
+        registry.register(collector)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Register the collectors with the default registry, once per process."""
+    global _installed
+    if not _installed:
+        register(REGISTRY)
+        _installed = True
