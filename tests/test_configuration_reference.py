@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from nestpoint.settings import PROJECT_ROOT, Settings, reference
+from nestpoint.settings import Settings, reference
+from source_tree import REPO_ROOT
 
-REFERENCE = PROJECT_ROOT / "docs" / "configuration.md"
+REFERENCE = REPO_ROOT / "docs" / "configuration.md"
 
 
 def test_every_setting_says_what_it_is_for() -> None:

@@ -20,11 +20,11 @@ from nestpoint.cli import app as cli_app
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.errors import Invalid
-from nestpoint.settings import PROJECT_ROOT
 from nestpoint.tenancy import manifest as manifests
 from nestpoint.tenancy.models import Store, Tenant
+from source_tree import REPO_ROOT
 
-EXAMPLES = PROJECT_ROOT / "tenants"
+EXAMPLES = REPO_ROOT / "tenants"
 EXAMPLE_FILES = ("bloom-premium.toml", "nest-community.toml")
 STORE_FIELDS = ("name", "kind", "format", "region", "address")
 

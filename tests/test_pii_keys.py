@@ -46,10 +46,11 @@ def names_both_variables(message: str) -> None:
 # ------------------------------------------------------------------ refusing to start
 
 
-def test_a_server_database_without_keys_refuses_to_start(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(pii, "DEV_KEY_FILE", tmp_path / "pii-keys.json")
+def test_a_server_database_without_keys_refuses_to_start(tmp_path) -> None:
     for keys, hash_key in ((None, None), (f"k1:{pii.new_key()}", None), (None, pii.new_key())):
-        settings = Settings(database_url=SERVER_URL, pii_keys=keys, pii_hash_key=hash_key)
+        settings = Settings(
+            database_url=SERVER_URL, data_dir=tmp_path, pii_keys=keys, pii_hash_key=hash_key
+        )
         with pytest.raises(pii.PiiKeyError) as refused:
             create_app(settings, configure_logs=False)
         names_both_variables(str(refused.value))
@@ -97,6 +98,17 @@ def test_the_command_refuses_to_start_without_keys(command: str) -> None:
 
 
 # ------------------------------------------------------------------ the embedded key file
+
+
+def test_the_embedded_default_lives_in_the_data_dir(tmp_path, monkeypatch) -> None:
+    for variable in ("NESTPOINT_DATABASE_URL", "NESTPOINT_DATA_DIR", *VARIABLES):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)  # the default data_dir is var/ of the working directory
+    settings = Settings()
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'var' / 'nestpoint.db'}"
+    ring = pii.keyring(settings)
+    data = json.loads((tmp_path / "var" / "pii-keys.json").read_text())
+    assert ring.active_id == data["pii_keys"].split(":")[0]
 
 
 RACE = """

@@ -1,7 +1,8 @@
 """The demo: a ready-to-explore Nestpoint on the embedded default.
 
-Migrates, applies the example manifests under ``tenants/``, and creates fresh demo keys
-(revoking the previous run's, since a key is shown only once) so the printed keys work.
+Migrates, applies the example manifests of ``tenants/`` (carried inside the package as
+``nestpoint/demo_tenants``), and creates fresh demo keys (revoking the previous run's,
+since a key is shown only once) so the printed keys work.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -22,7 +24,6 @@ from nestpoint.members.models import Member
 from nestpoint.migrate import upgrade
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.relay import drain_pending
-from nestpoint.settings import PROJECT_ROOT
 from nestpoint.tenancy import manifest as manifests
 from nestpoint.tenancy import service
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store
@@ -31,6 +32,8 @@ from nestpoint.tenancy.schemas import ApiKeyCreate
 log = logging.getLogger("nestpoint.demo")
 
 DEMO_KEY_NAME = "demo"
+# The top-level tenants/ folder: a symlink to it in the source tree, a copy in the wheel.
+EXAMPLE_DIR = Path(__file__).parent / "demo_tenants"
 EXAMPLE_MANIFESTS = ("bloom-premium.toml", "nest-community.toml")
 # Members per example chain, each with children and a few orders (enough that lists,
 # lookups and tier histories mean something; seeded once).
@@ -76,6 +79,18 @@ class DemoInfo:
         return "\n".join(lines)
 
 
+def _example_manifest(path: Path) -> manifests.TenantManifest:
+    """An example manifest without the plugins this installation lacks: the example plugin
+    lives in the source tree only, and the demo runs from an installed wheel too."""
+    raw = manifests.read_manifest(path)
+    loaded = get_plugin_host().loaded
+    missing = [p.get("id") for p in raw.get("plugins", []) if p.get("id") not in loaded]
+    if missing:
+        log.warning("demo: plugins not installed, left out", extra={"plugins": missing})
+        raw["plugins"] = [p for p in raw.get("plugins", []) if p.get("id") in loaded]
+    return manifests.validate_manifest(raw, str(path))
+
+
 async def _seed() -> DemoInfo:
     install_session_hooks()
     info = DemoInfo()
@@ -88,7 +103,7 @@ async def _seed() -> DemoInfo:
             )
             _, info.platform_key = await service.create_platform_key(session, DEMO_KEY_NAME)
         for filename in EXAMPLE_MANIFESTS:
-            manifest = manifests.load_manifest(PROJECT_ROOT / "tenants" / filename)
+            manifest = _example_manifest(EXAMPLE_DIR / filename)
             async with scoped_session() as session:
                 tenant, _ = await manifests.apply(session, manifest)
             with tenant_context(tenant.id):

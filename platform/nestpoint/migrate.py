@@ -14,11 +14,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from nestpoint.plugins.manager import get_plugin_host
-from nestpoint.settings import PROJECT_ROOT, get_settings
+from nestpoint.settings import get_settings
+
+# Inside the package: in the source tree a symlink to the top-level migrations/, in a built
+# wheel a copy of it, so an installed service migrates without the source tree.
+PACKAGED_MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def migrations_dir() -> Path:
-    return Path(os.environ.get("NESTPOINT_MIGRATIONS_DIR", PROJECT_ROOT / "migrations"))
+    return Path(os.environ.get("NESTPOINT_MIGRATIONS_DIR", PACKAGED_MIGRATIONS))
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -1,19 +1,24 @@
 """Typed settings, read once from the environment (``NESTPOINT_*``).
 
-The defaults are the embedded set-up: a SQLite file under ``var/`` and an in-process
-Dramatiq broker, so a newcomer runs everything with no server. Production points
-``NESTPOINT_DATABASE_URL`` at PostgreSQL (asyncpg) and ``NESTPOINT_REDIS_URL`` at Redis.
+The defaults are the embedded set-up: a SQLite file under ``var/`` of the working
+directory and an in-process Dramatiq broker, so a newcomer runs everything with no server.
+Production points ``NESTPOINT_DATABASE_URL`` at PostgreSQL (asyncpg) and
+``NESTPOINT_REDIS_URL`` at Redis. No default depends on where the package is installed.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+def _embedded_database_url(data: dict[str, Any]) -> str:
+    """The SQLite file in ``data_dir`` (made absolute once, at start-up)."""
+    return f"sqlite+aiosqlite:///{Path(data['data_dir']).absolute() / 'nestpoint.db'}"
 
 
 class Settings(BaseSettings):
@@ -23,11 +28,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NESTPOINT_", extra="ignore")
 
     # ---- database
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Folder of the embedded default's files: the SQLite database "
+        "(`nestpoint.db`) and, on SQLite without configured keys, the development "
+        "personal-data keys (`pii-keys.json`). Relative: to the working directory.",
+    )
     database_url: str = Field(
-        default=f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'nestpoint.db'}",
+        default_factory=_embedded_database_url,
         description="SQLAlchemy URL the API and workers use. On PostgreSQL (asyncpg), a role "
-        "that owns no table, so row-level security applies. Default: a SQLite file under "
-        "`var/` of the source tree (the embedded demo).",
+        "that owns no table, so row-level security applies. Default: the SQLite file "
+        "`nestpoint.db` in `data_dir` (the embedded demo).",
     )
     migration_database_url: str | None = Field(
         default=None,
@@ -103,7 +114,7 @@ class Settings(BaseSettings):
         "the new key first, run `nestpoint members rotate-keys`). Every process sharing a "
         "database needs the same; outside the SQLite default a process without them "
         "refuses to start (`nestpoint members new-key` makes them). On SQLite, unset: a "
-        "key file under `var/`.",
+        "key file in `data_dir`.",
     )
     pii_hash_key: str | None = Field(
         default=None,
@@ -204,12 +215,14 @@ def reference() -> str:
         "|---|---|---|---|",
     ]
     for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        if name == "database_url":
-            default = "sqlite+aiosqlite:///<source tree>/var/nestpoint.db"
+        if name == "database_url":  # derived from data_dir when the settings are read
+            default: object = "sqlite+aiosqlite:///<data_dir>/nestpoint.db"
+        else:
+            default = field.get_default(call_default_factory=True)
         shown = "unset" if default is None else f"`{default}`"
         kind = str(field.annotation).replace("typing.", "").replace("<class '", "")
         kind = kind.replace("'>", "").replace(" | None", " (optional)")
+        kind = kind.replace("pathlib.Path", "path")
         lines.append(f"| `NESTPOINT_{name.upper()}` | {kind} | {shown} | {field.description} |")
     lines += [
         "",
@@ -217,8 +230,8 @@ def reference() -> str:
         "",
         "| variable | meaning |",
         "|---|---|",
-        "| `NESTPOINT_MIGRATIONS_DIR` | the core's Alembic folder (default: `migrations/` "
-        "of the source tree) |",
+        "| `NESTPOINT_MIGRATIONS_DIR` | the core's Alembic folder (default: the one "
+        "inside the installed package, `nestpoint/migrations`) |",
         "| `NESTPOINT_DEMO_MEMBERS` | members `nestpoint demo` seeds per example chain (1000) |",
         "| `NESTPOINT_TEST_DATABASE` | the tests' backend: `sqlite` (default) or "
         "`postgresql` (README.md) |",

@@ -248,7 +248,7 @@ def new_active_key(database_env: dict[str, str]) -> Iterator[Rotation]:
     settings = get_settings()
     spec, hash_key = settings.pii_keys, settings.pii_hash_key
     if not spec or not hash_key:
-        spec, hash_key = pii._dev_keys(pii.DEV_KEY_FILE)
+        spec, hash_key = pii._dev_keys(pii.dev_key_file(settings))
     key_id = f"rot{secrets.token_hex(3)}"
     fresh = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
     saved = {k: os.environ.get(k) for k in ("NESTPOINT_PII_KEYS", "NESTPOINT_PII_HASH_KEY")}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from nestpoint.plugins.api import JobRegistry, PluginContext, hookimpl
-from nestpoint.settings import PROJECT_ROOT
 from nestpoint.testing import enable_plugin, run_jobs
+from source_tree import REPO_ROOT
 
 
 class Nightly:
@@ -44,7 +44,7 @@ async def test_periodic_jobs_run_where_the_plugin_is_enabled(
 
 # Every first-party plugin's own suite (plugins/*/tests), found here: a new plugin's tests
 # run in CI on both backends without any change to this repository's configuration.
-PLUGIN_SUITES = sorted(path.parent for path in (PROJECT_ROOT / "plugins").glob("*/tests"))
+PLUGIN_SUITES = sorted(path.parent for path in (REPO_ROOT / "plugins").glob("*/tests"))
 
 
 def test_every_first_party_plugin_has_a_suite() -> None:

@@ -10,9 +10,9 @@ from nestpoint.cli import app
 from nestpoint.plugins import hookspecs
 from nestpoint.plugins.manager import PluginHost
 from nestpoint.plugins.reference import check_hook, hookspec_functions, parse, render
-from nestpoint.settings import PROJECT_ROOT
+from source_tree import REPO_ROOT
 
-REFERENCE = PROJECT_ROOT / "docs" / "plugins" / "reference.md"
+REFERENCE = REPO_ROOT / "docs" / "plugins" / "reference.md"
 
 
 def test_every_hook_is_a_specification_of_the_host() -> None:

@@ -27,11 +27,11 @@ from pathlib import Path
 import phonenumbers
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from nestpoint.settings import PROJECT_ROOT, Settings, get_settings
+from nestpoint.settings import Settings, get_settings
 
 log = logging.getLogger("nestpoint.pii")
 
-DEV_KEY_FILE = PROJECT_ROOT / "var" / "pii-keys.json"
+DEV_KEY_FILE_NAME = "pii-keys.json"
 
 
 class InvalidPhone(ValueError):
@@ -71,17 +71,18 @@ class PiiKeyError(RuntimeError):
     """Personal-data keys are missing or malformed: the process must not start."""
 
 
-def _missing_message(key_file_allowed: bool) -> str:
-    if key_file_allowed:
+def _missing_message(key_file: Path | None) -> str:
+    if key_file is not None:
         return (
             f"set both {KEYS_VARIABLE} and {HASH_KEY_VARIABLE}, or neither (the embedded"
-            f" default then keeps development keys in {DEV_KEY_FILE})"
+            f" default then keeps development keys in {key_file})"
         )
     return (
         f"personal-data keys are not configured: set {KEYS_VARIABLE} and {HASH_KEY_VARIABLE}"
         " to the same values in every API and worker process sharing the database"
         " (`nestpoint members new-key` generates them; see docs/members.md)."
-        f" Only the embedded SQLite default may keep development keys in {DEV_KEY_FILE}."
+        f" Only the embedded SQLite default may keep development keys (in {DEV_KEY_FILE_NAME}"
+        " of NESTPOINT_DATA_DIR)."
     )
 
 
@@ -90,6 +91,15 @@ def uses_key_file(settings: Settings) -> bool:
     shared server database each process would make different ones and could not read, find or
     deduplicate the others' members."""
     return settings.database_url.startswith("sqlite")
+
+
+def dev_key_file(settings: Settings) -> Path:
+    """Where the embedded default keeps its development keys: in ``data_dir``."""
+    return settings.data_dir.absolute() / DEV_KEY_FILE_NAME
+
+
+def _allowed_key_file(settings: Settings) -> Path | None:
+    return dev_key_file(settings) if uses_key_file(settings) else None
 
 
 def _decode_key(value: str, what: str) -> bytes:
@@ -121,7 +131,7 @@ def new_key() -> str:
 
 
 def _dev_keys(path: Path) -> tuple[str, str]:
-    """Embedded default only: keys kept in a file under var/ (never in the repository).
+    """Embedded default only: keys kept in a file in ``data_dir`` (never in the repository).
 
     Two processes starting at once must end with the same keys: each writes its candidate to
     a private file and links it into place, which fails if another process got there first;
@@ -157,15 +167,15 @@ def keyring(settings: Settings | None = None) -> Keyring:
     """The process's keys: from settings, or (embedded default only) the development file.
     Raises :class:`PiiKeyError` saying what to set; processes call it at start-up."""
     settings = settings or get_settings()
-    return _keyring(settings.pii_keys, settings.pii_hash_key, uses_key_file(settings))
+    return _keyring(settings.pii_keys, settings.pii_hash_key, _allowed_key_file(settings))
 
 
 @lru_cache(maxsize=8)
-def _keyring(spec: str | None, hash_b64: str | None, key_file_allowed: bool) -> Keyring:
-    if not spec and not hash_b64 and key_file_allowed:
-        spec, hash_b64 = _dev_keys(DEV_KEY_FILE)
+def _keyring(spec: str | None, hash_b64: str | None, key_file: Path | None) -> Keyring:
+    if not spec and not hash_b64 and key_file is not None:
+        spec, hash_b64 = _dev_keys(key_file)
     if not spec or not hash_b64:
-        raise PiiKeyError(_missing_message(key_file_allowed))
+        raise PiiKeyError(_missing_message(key_file))
     keys = parse_keys(spec)
     active = spec.split(",")[0].split(":")[0].strip()
     hash_key = _decode_key(hash_b64.strip(), HASH_KEY_VARIABLE)
@@ -180,7 +190,7 @@ def new_key_plan(settings: Settings, key_id: str | None = None) -> list[str]:
     no process ever meets a ciphertext under a key it does not hold.
     """
     if bool(settings.pii_keys) != bool(settings.pii_hash_key):
-        raise PiiKeyError(_missing_message(True))
+        raise PiiKeyError(_missing_message(dev_key_file(settings)))
     current = parse_keys(settings.pii_keys) if settings.pii_keys else {}
     key_id = key_id or _free_key_id(current)
     if not KEY_ID_PATTERN.match(key_id) or key_id in current:
@@ -194,10 +204,11 @@ def new_key_plan(settings: Settings, key_id: str | None = None) -> list[str]:
             f"{KEYS_VARIABLE}={entry}",
             f"{HASH_KEY_VARIABLE}={new_key()}",
         ]
-        if uses_key_file(settings) and DEV_KEY_FILE.exists():
+        key_file = _allowed_key_file(settings)
+        if key_file is not None and key_file.exists():
             lines.insert(
                 0,
-                f"# Members already in the embedded database are encrypted under {DEV_KEY_FILE}:"
+                f"# Members already in the embedded database are encrypted under {key_file}:"
                 " to keep them readable, set that file's two values instead.",
             )
         return lines

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import inspect, select
 
@@ -17,6 +19,10 @@ from nestpoint.tenancy.models import Store, Tenant
 
 TEMPLATE_DIR = Path(__file__).parent / "scaffold"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+class ScaffoldUnavailable(RuntimeError):
+    """copier (the extra ``nestpoint[scaffold]``) is not installed: one line to show."""
 
 
 # ---------------------------------------------------------------------------- list
@@ -100,13 +106,24 @@ def _workspace_root(directory: Path) -> Path | None:
     return None
 
 
+def _copier() -> Callable[..., Any]:
+    """copier's ``run_copy``: an optional extra, since a served instance never scaffolds."""
+    try:
+        from copier import run_copy
+    except ModuleNotFoundError as exc:
+        raise ScaffoldUnavailable(
+            "nestpoint plugin new needs copier: install nestpoint[scaffold] "
+            "(pip install 'nestpoint[scaffold]')"
+        ) from exc
+    return run_copy
+
+
 def scaffold(name: str, directory: Path, description: str = "") -> Path:
     """Render the plugin template into ``directory/nestpoint-<name>``; returns that folder.
 
     The package is ``nestpoint_<name with underscores>``, the plugin id is ``name``.
     """
-    from copier import run_copy
-
+    run_copy = _copier()
     if not NAME_RE.match(name):
         raise ValueError(
             f"plugin name {name!r}: lower-case letters, digits and single dashes, "

@@ -94,14 +94,23 @@ def _duplicate_store_codes(raw: Any) -> list[FieldError]:
     return errors
 
 
-def load_manifest(path: Path) -> TenantManifest:
-    """Parse and validate a manifest; every problem becomes one ``FieldError``."""
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A manifest file's TOML, not yet validated."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise Invalid(
             f"{path}: not valid TOML: {exc}", errors=[FieldError("(file)", str(exc))]
         ) from exc
+
+
+def load_manifest(path: Path) -> TenantManifest:
+    """Parse and validate a manifest; every problem becomes one ``FieldError``."""
+    return validate_manifest(read_manifest(path), str(path))
+
+
+def validate_manifest(raw: dict[str, Any], source: str) -> TenantManifest:
+    """Validate a manifest's TOML (``source`` names it in the error)."""
     errors: list[FieldError] = []
     try:
         manifest = TenantManifest.model_validate(raw)
@@ -115,7 +124,7 @@ def load_manifest(path: Path) -> TenantManifest:
     if not errors:
         errors += plugin_manifest.check(manifest.plugins, {s.code for s in manifest.stores})
     if errors:
-        raise Invalid(f"{path}: {len(errors)} error(s) in the manifest", errors=errors)
+        raise Invalid(f"{source}: {len(errors)} error(s) in the manifest", errors=errors)
     return manifest
 
 
