@@ -48,6 +48,7 @@ from common import (
     write_result,
 )
 from cpu import CpuMeter
+from prometheus_client.parser import text_string_to_metric_families
 
 # The hot path's targets (issue 8): a share of the same statements' pgbench ceiling, p99 at
 # 32 clients, and the server's CPU per request. A hot member (32 clients ordering for one
@@ -485,6 +486,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             time.sleep(32)
         else:
             time.sleep(2)
+        after_load = scrape_metrics(server, args.workers)
     errors = server.errors()
     if BARE & set(names):
         with BareServer(args.workers, args.port, tenant) as bare:
@@ -504,6 +506,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     flush_redis()
 
     checks = _order_checks(prefix) if "order" in names else {}
+    if checks:
+        checks["metrics_after_load"] = after_load
     hot_checks = _order_checks(prefix, "order_hot") if "order_hot" in names else {}
     ceilings: dict[str, dict[str, Any]] = {}
     refresh_statistics()
@@ -654,6 +658,48 @@ def measure_http(
         flush=True,
     )
     return result
+
+
+# What /metrics said after the load: the series an operator would watch (docs/operations.md).
+WATCHED = (
+    "nestpoint_orders_total",
+    "nestpoint_points_earned_total",
+    "nestpoint_points_redeemed_total",
+    "nestpoint_http_requests_total",
+    "nestpoint_http_request_duration_seconds_count",
+    "nestpoint_db_pool_checked_out",
+    "nestpoint_queue_lag_seconds",
+    "nestpoint_plugin_hook_calls_total",
+    "nestpoint_cache_hits_total",
+    "nestpoint_cache_misses_total",
+)
+
+
+def scrape_metrics(server: Server, processes: int) -> dict[str, Any]:
+    """``/metrics`` of each server process (told apart by its start time: each answers for
+    itself), summed: the counters of the whole load, and the series count."""
+    seen: dict[float, dict[str, float]] = {}
+    for _ in range(50):
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        started = samples.get(("process_start_time_seconds", ()), 0.0)
+        this_process: dict[str, float] = {}  # each series summed over its labels
+        for (name, _), value in samples.items():
+            if name in WATCHED:
+                this_process[name] = this_process.get(name, 0.0) + value
+        seen[started] = this_process  # the latest scrape of that process
+        if len(seen) >= processes:
+            break
+    totals: dict[str, float] = {}
+    for per_process in seen.values():
+        for name, value in per_process.items():
+            totals[name] = round(totals.get(name, 0.0) + value, 3)
+    return {"processes_scraped": len(seen), "series_summed": totals}
 
 
 def summary_table(results: dict[str, dict[str, Any]]) -> str:
