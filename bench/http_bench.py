@@ -688,17 +688,23 @@ def scrape_metrics(server: Server, processes: int) -> dict[str, Any]:
             for s in family.samples
         }
         started = samples.get(("process_start_time_seconds", ()), 0.0)
-        this_process: dict[str, float] = {}  # each series summed over its labels
+        this_process: dict[str, float] = {}  # each series over its labels: summed, or the max
         for (name, _), value in samples.items():
             if name in WATCHED:
-                this_process[name] = this_process.get(name, 0.0) + value
+                before = this_process.get(name, 0.0)
+                lag = name == "nestpoint_queue_lag_seconds"
+                this_process[name] = max(before, value) if lag else before + value
         seen[started] = this_process  # the latest scrape of that process
         if len(seen) >= processes:
             break
     totals: dict[str, float] = {}
     for per_process in seen.values():
         for name, value in per_process.items():
-            totals[name] = round(totals.get(name, 0.0) + value, 3)
+            # The queue's lag is Redis's, the same in every process: not a sum.
+            both = (max if name == "nestpoint_queue_lag_seconds" else sum)(
+                (totals.get(name, 0.0), value)
+            )
+            totals[name] = round(both, 3)
     return {"processes_scraped": len(seen), "series_summed": totals}
 
 
