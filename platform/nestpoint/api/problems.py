@@ -22,10 +22,10 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 
 from nestpoint.context import TenantContextMissing, request_id
+from nestpoint.db.outage import database_unavailable
 from nestpoint.db.pagination import InvalidCursor
 from nestpoint.errors import Invalid, Malformed, NestpointError
 from nestpoint.limits import MAX_BODY_BYTES
@@ -158,6 +158,8 @@ def handle_invalid_cursor(request: Request[Any, Any, Any], exc: InvalidCursor) -
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if database_unavailable(exc):  # an outage in a shape SQLAlchemy did not wrap
+        return handle_database_error(request, exc)
     if isinstance(exc, TenantContextMissing):
         log.error("tenant context missing", exc_info=exc)
     else:
@@ -178,7 +180,7 @@ def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Re
     """The database does not answer (refused, dropped, pool exhausted): 503 with
     ``Retry-After``, so a till retries (with the same key: idempotent) rather than giving up.
     Any other database error is a defect: 500."""
-    if not _database_unavailable(exc):
+    if not database_unavailable(exc):
         return handle_unexpected(request, exc)
     log.error("database unavailable", exc_info=exc)
     return problem_response(
@@ -189,17 +191,6 @@ def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Re
         instance=request.url.path,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
-
-
-def _database_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, PoolTimeout | OSError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        cause = exc.orig.__cause__ if exc.orig is not None else None
-        return isinstance(exc.orig, OSError) or isinstance(cause, OSError)
-    return False
 
 
 def _title(status: int) -> str:

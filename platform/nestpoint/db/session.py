@@ -23,6 +23,7 @@ import msgspec
 import sqlalchemy.ext.asyncio
 from sqlalchemy import Join, Table, event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -77,6 +78,15 @@ def _pg_commit(connection: Connection) -> None:
 
 def _pg_rollback(connection: Connection) -> None:
     _rollback_if_open(_driver(connection))
+
+
+def _pg_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A connection the server dropped (a restart, a failover) is never handed out again:
+    the pool discards it and opens a new one. Only SQLAlchemy's own statements would
+    notice otherwise; the hooks above and ``nestpoint.db.raw`` talk to asyncpg directly,
+    so a dead connection went back to the pool and failed every request after a restart."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the connection was closed by the server")
 
 
 def _pg_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
@@ -256,6 +266,7 @@ class Database:
             event.listen(engine.sync_engine, "commit", _pg_commit)
             event.listen(engine.sync_engine, "rollback", _pg_rollback)
             event.listen(engine.sync_engine.pool, "reset", _pg_reset)
+            event.listen(engine.sync_engine.pool, "checkout", _pg_checkout)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             if ":memory:" not in self.url:
