@@ -22,12 +22,13 @@ import pytest
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from nestpoint.cli import app as cli_app
 from nestpoint.db import get_database
 from nestpoint.jobs import broker as jobs_broker
-from nestpoint.jobs.broker import DeadLetter, broker, dead_letters
+from nestpoint.jobs.broker import DeadLetter, broker, dead_letters, periodic_actor
 from nestpoint.jobs.worker import start_worker
 
 REDIS_URL = os.environ.get("NESTPOINT_REDIS_URL")
@@ -163,7 +164,7 @@ async def test_a_poison_job_is_dead_lettered_listed_and_requeued(
     client: Any, worker: dramatiq.Worker
 ) -> None:
     tag = uuid.uuid4().hex
-    poison.send(tag)
+    message = poison.send(tag)
 
     dead = await asyncio.to_thread(_dead_with, tag)
     assert (dead.queue, dead.actor) == ("default", "tests.poison")
@@ -176,6 +177,7 @@ async def test_a_poison_job_is_dead_lettered_listed_and_requeued(
     listed = CliRunner().invoke(cli_app, ["jobs", "dead-letters"])
     assert listed.exit_code == 0, listed.output
     assert f"{dead.message_id}\ttests.poison\t" in listed.output
+    assert dead.message_id == message.message_id  # the id the worker's log names
     assert f'["{tag}"]' in listed.output
 
     requeued = CliRunner().invoke(
@@ -203,3 +205,31 @@ async def test_a_broker_down_leaves_the_api_ready_but_degraded(
         "status": "degraded",
         "checks": {"database": "ok", "broker": "unavailable"},
     }
+
+
+periodic_runs: list[str] = []
+
+
+@periodic_actor("tests.periodic_boom")
+async def periodic_boom(tag: str) -> None:
+    periodic_runs.append(tag)
+    raise RuntimeError(f"boom {tag}")
+
+
+def test_a_failing_periodic_job_is_counted_not_dead_lettered(worker: dramatiq.Worker) -> None:
+    tag = uuid.uuid4().hex
+    labels = {"actor": "tests.periodic_boom"}
+
+    def failures() -> float:
+        counted = REGISTRY.get_sample_value("nestpoint_periodic_job_failures_total", labels)
+        return counted or 0.0
+
+    before = failures()
+    periodic_boom.send(tag)
+    deadline = time.monotonic() + RELAY_TIMEOUT_SECONDS
+    while failures() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert failures() == before + 1
+    assert periodic_runs.count(tag) == 1  # not retried: the scheduler sends it again
+    assert [d for d in dead_letters() if d.args == (tag,)] == []

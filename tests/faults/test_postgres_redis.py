@@ -439,8 +439,9 @@ def _dead_metric(url: str) -> float:
 
 
 def _dead_letter(client: redis.Redis, message_id: str) -> tuple[str, float] | None:
-    """The Redis id (the broker's, new at each retry; what the operator's command shows and
-    takes) and the time of death of a dead message, found by its Dramatiq message id."""
+    """The Redis id (the broker's own, new at each retry) and the time of death of a dead
+    message, found by its Dramatiq message id (what the operator's command shows and takes,
+    as the worker's log lines name it)."""
     key = f"{NAMESPACE}:events.XQ"
     for raw_id, score in client.zrange(key, 0, -1, withscores=True):
         encoded = client.hget(f"{key}.msgs", raw_id)
@@ -479,15 +480,17 @@ def test_a_poison_message_ends_in_the_dead_letters_the_operator_sees_and_requeue
             assert _dead_metric(stack.url) == before + 1
 
             listed = nestpoint_cli(stack.env, "jobs", "dead-letters")
-            [line] = [row for row in listed.splitlines() if died_id in row]
+            [line] = [row for row in listed.splitlines() if message.message_id in row]
             queue, message_id, actor, when, args, error = line.split("\t")
-            assert (queue, message_id, actor) == ("events", died_id, "events.relay")
+            assert (queue, message_id, actor) == ("events", message.message_id, "events.relay")
             assert json.loads(args) == ["not-a-tenant"]
             assert sent_at - 5 <= datetime.fromisoformat(when).timestamp() <= time.time() + 5
             assert "ValueError" in error, error
 
             # Requeued by the operator: it runs again (and, still poison, dies again).
-            out = nestpoint_cli(stack.env, "jobs", "dead-letters", "--requeue", "--id", died_id)
+            out = nestpoint_cli(
+                stack.env, "jobs", "dead-letters", "--requeue", "--id", message.message_id
+            )
             assert out.strip() == "1 dead jobs requeued", out
             wait_until(
                 lambda: (_dead_letter(client, message.message_id) or ("", 0.0))[1] > died,

@@ -8,7 +8,7 @@ import dramatiq
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.benefits.jobs import BenefitJobResult, expire_entitlements, sync_recent_members
-from nestpoint.jobs.broker import broker
+from nestpoint.jobs.broker import broker, periodic_actor
 from nestpoint.jobs.tenants import active_tenant_ids, run_for_tenant
 
 
@@ -26,9 +26,7 @@ async def expire(tenant_id: str) -> None:
     await run_for_tenant(uuid.UUID(tenant_id), _expire, name="benefits.expire")
 
 
-@dramatiq.actor(
-    broker=broker, actor_name="benefits.expire_all", queue_name="default", max_retries=0
-)
+@periodic_actor("benefits.expire_all")
 async def expire_all() -> None:
     """Periodic: fan out ``benefits.expire`` to every active tenant."""
     for tenant_id in await active_tenant_ids():
@@ -43,9 +41,7 @@ async def sync_recent(tenant_id: str) -> None:
     await run_for_tenant(uuid.UUID(tenant_id), _sync, name="benefits.sync_recent")
 
 
-@dramatiq.actor(
-    broker=broker, actor_name="benefits.sync_recent_all", queue_name="default", max_retries=0
-)
+@periodic_actor("benefits.sync_recent_all")
 async def sync_recent_all() -> None:
     """Periodic: fan out ``benefits.sync_recent`` to every active tenant."""
     for tenant_id in await active_tenant_ids():

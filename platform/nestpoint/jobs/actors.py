@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dramatiq
-
-from nestpoint.jobs.broker import broker
+from nestpoint.jobs.broker import periodic_actor
 from nestpoint.jobs.daily import enqueue_due as enqueue_due_runs
 
 
-@dramatiq.actor(broker=broker, actor_name="jobs.enqueue_due", queue_name="default", max_retries=0)
+@periodic_actor("jobs.enqueue_due")
 async def enqueue_due() -> None:
     """Periodic: enqueue each tenant's daily jobs whose local time has come (once a day)."""
     await enqueue_due_runs()

@@ -13,10 +13,12 @@ outbox sweep and the periodic jobs find whatever a lost message would have trigg
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import queue
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
 from dramatiq.middleware.asyncio import AsyncIO
 
+from nestpoint.observability.counters import PERIODIC_FAILURES
 from nestpoint.observability.jobs import JobContext, JobMetrics
 from nestpoint.settings import get_settings
 
@@ -51,8 +54,40 @@ def make_broker(redis_url: str | None) -> dramatiq.Broker:
 
 QUEUES = ("events", "default")
 
+
 broker = make_broker(get_settings().redis_url)
 dramatiq.set_broker(broker)
+
+
+PeriodicJob = Callable[..., Awaitable[None]]
+
+
+def periodic_actor(
+    actor_name: str, queue_name: str = "default"
+) -> Callable[[PeriodicJob], dramatiq.Actor[..., None]]:
+    """Declare a periodic job's actor (what the scheduler sends on its triggers).
+
+    It is neither retried nor dead-lettered: the scheduler sends it again at its next tick,
+    so a failure (a database restart, say) is logged and counted
+    (``nestpoint_periodic_job_failures_total``) and the dead-letter queues keep only the
+    jobs that nothing would run again, the ones an operator must look at.
+    """
+
+    def declare(job: PeriodicJob) -> dramatiq.Actor[..., None]:
+        @functools.wraps(job)
+        async def run(*args: Any) -> None:
+            try:
+                await job(*args)
+            except Exception:
+                log.exception("periodic job failed; it runs again at its next tick")
+                PERIODIC_FAILURES.labels(actor_name).inc()
+
+        declared: dramatiq.Actor[..., None] = dramatiq.actor(
+            broker=broker, actor_name=actor_name, queue_name=queue_name, max_retries=0
+        )(run)
+        return declared
+
+    return declare
 
 
 class JobRef:
@@ -256,19 +291,26 @@ class DeadLetter:
     them seven days: Dramatiq's ``dead_message_ttl``)."""
 
     queue: str
-    message_id: str  # the broker's id of the message (what ``requeue_dead`` takes)
+    message_id: str  # Dramatiq's id, as the worker's log lines name it
     actor: str
     died_at: float | None  # Unix time
     args: tuple[Any, ...]
-    error: str  # the last line of the last failure's traceback, when one was kept
+    # The error of the last attempt that was retried (Dramatiq keeps no error for a job
+    # that dies at its first failure: then empty; the worker's log has it).
+    error: str
 
 
 def dead_letters() -> list[DeadLetter]:
     """Every dead job, oldest first."""
+    return [dead for dead, _ in _dead_entries()]
+
+
+def _dead_entries() -> list[tuple[DeadLetter, Any]]:
+    """Each dead job with the broker's handle on it (its Redis key, or the stub's proxy)."""
     if is_in_process():
         stub: Any = broker
         return [
-            _dead(queue_name, proxy.message_id, proxy, None)
+            (_dead(queue_name, proxy, None), proxy)
             for queue_name in QUEUES
             for proxy in stub.dead_letters_by_queue[queue_name]
         ]
@@ -280,20 +322,16 @@ def dead_letters() -> list[DeadLetter]:
             encoded = client.hget(f"{key}.msgs", raw_id)
             if encoded:
                 message = dramatiq.Message.decode(encoded)
-                found.append(_dead(queue_name, raw_id.decode(), message, score / 1000))
+                found.append((_dead(queue_name, message, score / 1000), (key, raw_id, message)))
     return found
 
 
-def _dead(queue_name: str, message_id: str, message: Any, died_at: float | None) -> DeadLetter:
+def _dead(queue_name: str, message: Any, died_at: float | None) -> DeadLetter:
     """From a message, or the in-process broker's proxy of one."""
     lines = str(message.options.get("traceback") or "").strip().splitlines()
+    error = lines[-1] if lines else ""
     return DeadLetter(
-        queue_name,
-        message_id,
-        message.actor_name,
-        died_at,
-        message.args,
-        lines[-1] if lines else "",
+        queue_name, message.message_id, message.actor_name, died_at, message.args, error
     )
 
 
@@ -304,18 +342,13 @@ def requeue_dead(message_ids: set[str] | None = None) -> int:
         return _requeue_stub(message_ids)
     client = broker.client  # type: ignore[attr-defined]
     requeued = 0
-    for queue_name in QUEUES:
-        key = f"{broker.namespace}:{queue_name}.XQ"  # type: ignore[attr-defined]
-        for raw_id in client.zrange(key, 0, -1):
-            if message_ids is not None and raw_id.decode() not in message_ids:
-                continue
-            encoded = client.hget(f"{key}.msgs", raw_id)
-            if encoded:
-                message = dramatiq.Message.decode(encoded)
-                broker.enqueue(message.copy(options={"retries": 0, "traceback": None}))
-                requeued += 1
-            client.zrem(key, raw_id)
-            client.hdel(f"{key}.msgs", raw_id)
+    for dead, (key, raw_id, message) in _dead_entries():
+        if message_ids is not None and dead.message_id not in message_ids:
+            continue
+        broker.enqueue(message.copy(options={"retries": 0, "traceback": None}))
+        client.zrem(key, raw_id)
+        client.hdel(f"{key}.msgs", raw_id)
+        requeued += 1
     return requeued
 
 

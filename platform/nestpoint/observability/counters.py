@@ -56,3 +56,11 @@ def count_committed_events(events: Iterable[tuple[str, Mapping[str, Any]]]) -> N
         amount = payload.get("points")
         if points is not None and isinstance(amount, int) and amount > 0:
             points.inc(amount)
+
+
+PERIODIC_FAILURES = Counter(
+    "nestpoint_periodic_job_failures_total",
+    "Runs of a periodic job that failed (logged; the scheduler sends it again at its next "
+    "tick, so it is neither retried nor dead-lettered).",
+    ["actor"],
+)

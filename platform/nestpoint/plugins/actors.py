@@ -10,7 +10,7 @@ import uuid
 
 import dramatiq
 
-from nestpoint.jobs.broker import broker
+from nestpoint.jobs.broker import broker, periodic_actor
 from nestpoint.plugins.relay import drain_pending, relay_all
 
 
@@ -21,7 +21,7 @@ async def relay(tenant_id: str) -> None:
     await drain_pending(uuid.UUID(tenant_id))
 
 
-@dramatiq.actor(broker=broker, actor_name="events.sweep", queue_name="events", max_retries=0)
+@periodic_actor("events.sweep", queue_name="events")
 async def sweep() -> None:
     """Periodic safety net: relay every tenant's due events, including retries."""
     await relay_all()

@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 
 from nestpoint.context import tenant_context
-from nestpoint.jobs.broker import broker
+from nestpoint.jobs.broker import broker, periodic_actor
 from nestpoint.jobs.tenants import active_tenant_ids
 from nestpoint.plugins.manager import PluginHost, get_plugin_host
 from nestpoint.plugins.registries import PluginJob
@@ -90,7 +90,7 @@ async def _tenants_enabled(host: PluginHost, plugin_id: str) -> list[uuid.UUID]:
     return found
 
 
-@dramatiq.actor(broker=broker, actor_name="plugins.periodic", queue_name="default", max_retries=0)
+@periodic_actor("plugins.periodic")
 async def periodic(actor_name: str) -> None:
     """Fan a plugin's periodic job out to every tenant where the plugin is enabled."""
     host = get_plugin_host()

@@ -7,7 +7,7 @@ import uuid
 import dramatiq
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestpoint.jobs.broker import broker
+from nestpoint.jobs.broker import broker, periodic_actor
 from nestpoint.jobs.tenants import active_tenant_ids, run_for_tenant
 from nestpoint.points.jobs import (
     JobResult,
@@ -35,7 +35,7 @@ async def expire(tenant_id: str) -> None:
     await run_for_tenant(uuid.UUID(tenant_id), _expire, name="points.expire")
 
 
-@dramatiq.actor(broker=broker, actor_name="points.expire_all", queue_name="default", max_retries=0)
+@periodic_actor("points.expire_all")
 async def expire_all() -> None:
     """Periodic: fan out ``points.expire`` to every active tenant."""
     for tenant_id in await active_tenant_ids():
@@ -50,9 +50,7 @@ async def release_holds(tenant_id: str) -> None:
     await run_for_tenant(uuid.UUID(tenant_id), _release, name="points.release_holds")
 
 
-@dramatiq.actor(
-    broker=broker, actor_name="points.release_holds_all", queue_name="default", max_retries=0
-)
+@periodic_actor("points.release_holds_all")
 async def release_holds_all() -> None:
     for tenant_id in await active_tenant_ids():
         release_holds.send(str(tenant_id))
