@@ -55,6 +55,7 @@ class DemoInfo:
             f"  API docs (Swagger UI): {url}/schema/swagger",
             f"  API docs (Scalar):     {url}/schema",
             f"  Health:                {url}/readyz",
+            f"  Metrics (Prometheus):  {url}/metrics",
             "",
             *[f"  {slug}: seeded {m} members and {o} orders" for slug, m, o in self.seeded if m],
             *([f"  relayed the {self.relayed} events they raised"] if self.relayed else []),

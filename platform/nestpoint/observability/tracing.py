@@ -68,10 +68,6 @@ def _new_provider(role: str, exporter: SpanExporter) -> TracerProvider:
     return provider
 
 
-def provider() -> TracerProvider | None:
-    return _provider
-
-
 def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME, tracer_provider=_provider)
 
