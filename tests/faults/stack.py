@@ -557,13 +557,10 @@ def postgres_stack() -> Stack:
             "NESTPOINT_APP_ROLE": APP_ROLE,
             "NESTPOINT_REDIS_URL": stack.redis.url,
         }
-        nestpoint_cli(env, "migrate")
-        stack.platform_key = nestpoint_cli(env, "keys", "create-platform", "--name", "faults")
-        stack.platform_key = stack.platform_key.strip()
     except BaseException:
         stack.close()
         raise
-    return stack
+    return _prepared(stack, env)
 
 
 def sqlite_stack() -> Stack:
@@ -577,6 +574,11 @@ def sqlite_stack() -> Stack:
     stack = Stack(
         directory, env, Database(f"sqlite+aiosqlite:///{db_file}"), free_port(), probe_log
     )
+    return _prepared(stack, env)
+
+
+def _prepared(stack: Stack, env: dict[str, str]) -> Stack:
+    """Migrate the stack's database and make its platform key (stopping it on failure)."""
     try:
         nestpoint_cli(env, "migrate")
         stack.platform_key = nestpoint_cli(env, "keys", "create-platform", "--name", "faults")

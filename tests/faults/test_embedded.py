@@ -12,13 +12,13 @@ Only the SQLite run (``NESTPOINT_TEST_DATABASE=sqlite``, the default) runs it.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 import httpx
 import pytest
 
+from conftest import BACKEND
 from faults.checks import (
     Faults,
     check_answers,
@@ -39,7 +39,7 @@ from faults.stack import (
 from loyalty.helpers import new_phone
 
 pytestmark = pytest.mark.skipif(
-    os.environ.get("NESTPOINT_TEST_DATABASE", "sqlite") != "sqlite",
+    BACKEND != "sqlite",
     reason="the embedded set-up (SQLite, serve with its in-process worker) is the SQLite "
     "run's; the PostgreSQL run kills serve and worker processes on Redis instead "
     "(test_postgres_redis.py)",

@@ -30,7 +30,6 @@ Only the PostgreSQL run (``NESTPOINT_TEST_DATABASE=postgresql``) runs them.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections import Counter
@@ -48,6 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from conftest import BACKEND
 from faults.checks import (
     Faults,
     check_answers,
@@ -76,7 +76,7 @@ from nestpoint.events.models import OutboxEvent
 from nestpoint.points.models import PointEntry, PointLot
 
 pytestmark = pytest.mark.skipif(
-    os.environ.get("NESTPOINT_TEST_DATABASE", "sqlite") != "postgresql",
+    BACKEND != "postgresql",
     reason="needs PostgreSQL and Redis (run with NESTPOINT_TEST_DATABASE=postgresql); the "
     "SQLite run covers the embedded server in test_embedded.py",
 )
