@@ -89,10 +89,19 @@ async def test_an_order_committed_while_redis_is_down_answers_201_and_waits_in_t
         if line.get("event") == "could not enqueue a job; the outbox sweep will deliver"
     ]
     assert failures, output[-3000:]
-    # The broker's own words: refused on a new connection, closed on a pooled one (which of
-    # the two depends on whether the pool still held a connection when Redis stopped).
+    # The broker's own words: refused on a new connection; closed or reset on a pooled one
+    # (which depends on whether the pool still held a connection when Redis stopped, and on
+    # how far the server got in closing it).
     error = str(failures[0]["error"])
-    assert "Connection refused" in error or "Connection closed by server" in error, failures[0]
+    assert error.startswith("ConnectionError"), failures[0]
+    assert any(
+        words in error
+        for words in (
+            "Connection refused",
+            "Connection closed by server",
+            "Connection reset by peer",
+        )
+    ), failures[0]
 
 
 async def _events(client: httpx.AsyncClient, headers: dict[str, str], type_: str) -> list[dict]:  # type: ignore[type-arg]
