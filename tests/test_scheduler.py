@@ -130,10 +130,12 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
             ("tiers.evaluate", str(shanghai)),
             ("tiers.evaluate", str(new_york)),
             ("points.announce_expiring", str(new_york)),
+            ("messaging.birthdays", str(new_york)),
         ]
     )
     assert await _claimed_dates(shanghai) == [("tiers.evaluate", date(2027, 12, 2))]
     assert await _claimed_dates(new_york) == [
+        ("messaging.birthdays", date(2027, 12, 1)),
         ("points.announce_expiring", date(2027, 12, 1)),
         ("tiers.evaluate", date(2027, 12, 1)),
     ]
@@ -151,6 +153,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
         [
             *first,
             ("points.announce_expiring", str(shanghai)),
+            ("messaging.birthdays", str(shanghai)),
             ("tiers.evaluate", str(new_york)),
         ]
     )
@@ -166,6 +169,7 @@ async def test_concurrent_checks_enqueue_each_run_once(
     await asyncio.gather(*(enqueue_due(morning) for _ in range(4)))
 
     assert sent.to({tenant}) == [
+        ("messaging.birthdays", str(tenant)),
         ("points.announce_expiring", str(tenant)),
         ("tiers.evaluate", str(tenant)),
     ]
@@ -184,10 +188,11 @@ async def test_a_send_that_fails_leaves_the_run_to_the_next_check(
     sent.fail = False
     await enqueue_due(morning)
     assert sent.to({tenant}) == [
+        ("messaging.birthdays", str(tenant)),
         ("points.announce_expiring", str(tenant)),
         ("tiers.evaluate", str(tenant)),
     ]
-    assert len(await _claimed_dates(tenant)) == 2
+    assert len(await _claimed_dates(tenant)) == 3
 
 
 # ---- leader election

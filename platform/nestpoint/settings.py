@@ -171,6 +171,12 @@ class Settings(BaseSettings):
         description="Requests one API key may make, in the `limits` library's notation "
         "(`N/second;M/minute`); over it, 429 with `Retry-After`. Empty: no limit.",
     )
+    public_rate_limit: str = Field(
+        default="60/minute;1000/hour",
+        description="Requests one client address may make to the public routes of plugins "
+        "(`/public/...`, no API key: a product's scan-code lookup), in the same notation; "
+        "over it, 429 with `Retry-After`. Empty: no limit.",
+    )
     rate_limit_storage_url: str | None = Field(
         default=None,
         description="Where the rate-limit counters live (`memory://`, `redis://...`). "

@@ -39,6 +39,9 @@ Fixtures (all prefixed ``nestpoint_``, so they never clash with a project's own)
     Ask the enabled plugins for earn-rule adjustments, as the order service does: for one
     line earning ``base_points`` or for ``lines=[EarnLine(...), ...]``, paid at ``paid_at``
     in the chain's ``time_zone``.
+``nestpoint_public_rate_limit``
+    ``nestpoint_public_rate_limit("3/minute")`` sets the limit per client address of the
+    plugins' public routes (``/public/...``) for one test, with fresh counters in memory.
 
 The same helpers exist as plain functions (:func:`enable_plugin`, :func:`emit_event`...)
 for suites that bring their own client.
@@ -565,3 +568,23 @@ def nestpoint_adjust_points(
         return await adjust_points(nestpoint_host, tenant, store, **kwargs)
 
     return adjust
+
+
+@pytest.fixture
+def nestpoint_public_rate_limit(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """``nestpoint_public_rate_limit("3/minute")``: the public routes' limit per client
+    address for this test (counters in memory, fresh for each call); the settings' limit
+    (``NESTPOINT_PUBLIC_RATE_LIMIT``) again after it. Every request of a test client comes
+    from the same address, so a suite that makes many public requests sets a high one."""
+
+    def install(spec: str) -> None:
+        from nestpoint.api import middleware
+        from nestpoint.api.ratelimit import make_public_rate_limit
+        from nestpoint.settings import Settings
+
+        made = make_public_rate_limit(
+            Settings(public_rate_limit=spec, rate_limit_storage_url="memory://")
+        )
+        monkeypatch.setattr(middleware, "public_rate_limit", lambda: made)
+
+    return install

@@ -37,12 +37,13 @@ from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
 from nestpoint.members import pii
 from nestpoint.members.routes import MemberController
+from nestpoint.messaging.routes import MessageController, MessagingController, receive_receipts
 from nestpoint.observability import tracing
 from nestpoint.orders.routes import OrderController
 from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.routes import PluginFailureController, TenantPluginController
-from nestpoint.plugins.routing import plugin_routers
+from nestpoint.plugins.routing import plugin_routers, public_plugin_routers
 from nestpoint.points.routes import HoldController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
@@ -70,6 +71,8 @@ API_CONTROLLERS = [
     BenefitReversalController,
     TenantPluginController,
     PluginFailureController,
+    MessagingController,
+    MessageController,
 ]
 
 
@@ -95,6 +98,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         route_handlers=[*API_CONTROLLERS, *plugin_routers(get_plugin_host())],
         security=[{"ApiKey": []}],
     )
+    # Plugins' public routes (no key; per-client-address limit), at /public/<slug>/<id>/.
+    public = public_plugin_routers(get_plugin_host())
     counted = [http_metrics()] if settings.metrics_enabled else []
     traced = [http_tracing(provider)] if (provider := tracing.configure("api")) else []
     app = Litestar(
@@ -104,6 +109,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             cachez,
             *([metrics] if settings.metrics_enabled else []),
             api,
+            *public,
+            receive_receipts,
         ],
         dependencies={"db": Provide(provide_session)},
         # Tracing and metrics outermost: requests refused for their key are seen too.

@@ -56,3 +56,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root.setLevel(level.upper())
     # uvicorn's access log duplicates our request line (which carries the request id).
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs each request's URL at INFO: a provider's URL may carry a token or a secret
+    # in its query (WeCom's ``access_token=``), and a log line must never hold one.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

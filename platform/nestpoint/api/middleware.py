@@ -4,7 +4,8 @@ For each HTTP request: take a sane ``X-Request-ID`` or make one, echo it on the 
 resolve the API key (``Authorization: Bearer <key>`` or ``X-API-Key``) into the tenant
 context and actor for the rest of the request, count it against the key's rate limit
 (``nestpoint.api.ratelimit``), and log one line when the response starts.
-Paths outside ``/api/`` (health, OpenAPI) need no key.
+Paths outside ``/api/`` (health, OpenAPI) need no key; the public routes of plugins
+(``/public/...``) need none either, and count against a limit per client address instead.
 
 Two layers: :class:`RequestIdMiddleware` wraps the whole application (route middleware
 never sees the router's own 404 and 405, and those responses need a request id too), and
@@ -25,7 +26,7 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Sc
 
 from nestpoint.api.input import query_problem
 from nestpoint.api.problems import PROBLEM_BASE, PROBLEM_JSON
-from nestpoint.api.ratelimit import rate_limit
+from nestpoint.api.ratelimit import PUBLIC_PATH_PREFIX, public_rate_limit, rate_limit
 from nestpoint.context import _actor, _tenant, request_id
 from nestpoint.db import get_database
 from nestpoint.errors import NestpointError, RateLimited, Unauthorized
@@ -108,6 +109,16 @@ class RequestContextMiddleware:
                 await self._authenticate(scope)
                 await rate_limit().check(scope["auth"].actor)
             except (Unauthorized, RateLimited) as exc:
+                await _send_problem(send, scope, exc)
+                return
+            if bad_query := query_problem(scope.get("query_string", b"")):
+                await _send_problem(send, scope, bad_query)
+                return
+        elif scope["type"] == ScopeType.HTTP and scope["path"].startswith(PUBLIC_PATH_PREFIX):
+            # No key: the plugin's public router finds the tenant by its slug.
+            try:
+                await public_rate_limit().check_client(scope)
+            except RateLimited as exc:
                 await _send_problem(send, scope, exc)
                 return
             if bad_query := query_problem(scope.get("query_string", b"")):

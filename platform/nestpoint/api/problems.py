@@ -120,7 +120,8 @@ def handle_nestpoint_error(request: Request[Any, Any, Any], exc: NestpointError)
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, RequestEntityTooLarge):  # a limit, like a string's length: a 400
-        too_large = Malformed.field("body", f"larger than {MAX_BODY_BYTES} bytes")
+        limit = _body_limit(request)
+        too_large = Malformed.field("body", f"larger than {limit} bytes")
         return handle_nestpoint_error(request, too_large)
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
@@ -144,6 +145,14 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         instance=request.url.path,
         headers=dict(exc.headers or {}),
     )
+
+
+def _body_limit(request: Request[Any, Any, Any]) -> int:
+    """The body limit of the request's route (a plugin's upload may allow more)."""
+    try:
+        return request.route_handler.resolve_request_max_body_size() or MAX_BODY_BYTES
+    except (KeyError, AttributeError):  # no route matched: the application's limit
+        return MAX_BODY_BYTES
 
 
 def handle_invalid_cursor(request: Request[Any, Any, Any], exc: InvalidCursor) -> Response[Any]:

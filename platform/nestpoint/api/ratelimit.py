@@ -1,4 +1,6 @@
-"""Rate limits per API key (``NESTPOINT_RATE_LIMIT``), with the ``limits`` library.
+"""Rate limits per API key (``NESTPOINT_RATE_LIMIT``) and, on the public routes plugins
+add (``/public/...``, no key), per client address (``NESTPOINT_PUBLIC_RATE_LIMIT``), with
+the ``limits`` library.
 
 Fixed windows (one counter per key and window: one Redis round trip per request and
 limit), kept where ``rate_limit_storage_url`` says: by default the broker's Redis, so every
@@ -19,6 +21,7 @@ from functools import lru_cache
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from litestar.types import Scope
 
 from nestpoint.context import Actor
 from nestpoint.errors import RateLimited
@@ -27,21 +30,47 @@ from nestpoint.settings import Settings, get_settings
 log = logging.getLogger("nestpoint.access")
 
 
+# Where the public routes of plugins are mounted: no API key, limited per client address.
+PUBLIC_PATH_PREFIX = "/public/"
+
+
 class KeyRateLimit:
-    def __init__(self, limits: list[RateLimitItem], storage: Storage) -> None:
+    """Fixed-window limits on one kind of caller: API keys (``namespace`` ``key``) or
+    client addresses on the public routes (``public-ip``)."""
+
+    def __init__(
+        self,
+        limits: list[RateLimitItem],
+        storage: Storage,
+        *,
+        namespace: str = "key",
+        whose: str = "this API key",
+    ) -> None:
         self.limits = limits
         self.limiter = FixedWindowRateLimiter(storage)
+        self.namespace = namespace
+        self.whose = whose
 
     async def check(self, actor: Actor) -> None:
         """Count one request of the actor's key; raise :class:`RateLimited` when over."""
-        if not self.limits or actor.key_id is None:
+        if actor.key_id is not None:
+            await self.hit(actor.key_id.hex)
+
+    async def check_client(self, scope: Scope) -> None:
+        """Count one request of the client's address (the ASGI ``client``: behind a proxy,
+        let the server take it from ``X-Forwarded-For``, see docs/operations.md)."""
+        client = scope.get("client")
+        await self.hit(str(client[0]) if client else "unknown")
+
+    async def hit(self, key: str) -> None:
+        """Count one request of ``key``; raise :class:`RateLimited` when over a limit."""
+        if not self.limits:
             return
-        key = actor.key_id.hex
         try:
             for item in self.limits:
-                if not await self.limiter.hit(item, "key", key):
+                if not await self.limiter.hit(item, self.namespace, key):
                     raise RateLimited(
-                        f"over the rate limit of this API key ({item})",
+                        f"over the rate limit of {self.whose} ({item})",
                         retry_after=await self._retry_after(item, key),
                     )
         except RateLimited:
@@ -50,7 +79,7 @@ class KeyRateLimit:
             log.warning("rate limit not checked", extra={"error": f"{type(exc).__name__}"})
 
     async def _retry_after(self, item: RateLimitItem, key: str) -> int:
-        stats = await self.limiter.get_window_stats(item, "key", key)
+        stats = await self.limiter.get_window_stats(item, self.namespace, key)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
 
@@ -67,7 +96,24 @@ def make_rate_limit(settings: Settings) -> KeyRateLimit:
     return KeyRateLimit(parse_many(spec) if spec else [], storage_for(url))
 
 
+def make_public_rate_limit(settings: Settings) -> KeyRateLimit:
+    spec = settings.public_rate_limit.strip()
+    url = settings.rate_limit_storage_url or settings.redis_url or "memory://"
+    return KeyRateLimit(
+        parse_many(spec) if spec else [],
+        storage_for(url),
+        namespace="public-ip",
+        whose="this client address on the public routes",
+    )
+
+
 @lru_cache
 def rate_limit() -> KeyRateLimit:
     """This process's rate limit, from the settings (once)."""
     return make_rate_limit(get_settings())
+
+
+@lru_cache
+def public_rate_limit() -> KeyRateLimit:
+    """This process's limit per client address on the public routes (once)."""
+    return make_public_rate_limit(get_settings())

@@ -14,8 +14,14 @@ from nestpoint.idempotency.models import IdempotencyKey
 from nestpoint.jobs.models import DailyRun
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
+from nestpoint.messaging.models import (
+    Message,
+    MessageAttempt,
+    MessageTemplate,
+    MessagingSettingsRow,
+)
 from nestpoint.orders.models import Order, OrderLine, Refund
-from nestpoint.plugins.models import PluginDelivery, PluginEnablement, PluginFailure
+from nestpoint.plugins.models import PluginDelivery, PluginEnablement, PluginFailure, PluginSecret
 from nestpoint.points.models import (
     PointAccount,
     PointEntry,
@@ -44,6 +50,10 @@ __all__ = [
     "Member",
     "MemberConsent",
     "MemberIdentity",
+    "Message",
+    "MessageAttempt",
+    "MessageTemplate",
+    "MessagingSettingsRow",
     "Order",
     "OrderLine",
     "OutboxEvent",
@@ -51,6 +61,7 @@ __all__ = [
     "PluginDelivery",
     "PluginEnablement",
     "PluginFailure",
+    "PluginSecret",
     "PointAccount",
     "PointEntry",
     "PointHold",

@@ -46,6 +46,9 @@ DAILY_JOBS = (
     DailyJob("tiers.evaluate", time(3, 30)),
     # In the morning, when a member reads a message.
     DailyJob("points.announce_expiring", time(9, 0)),
+    # Birthday greetings in the morning too (a member born on 29 February: on 28 February
+    # in other years).
+    DailyJob("messaging.birthdays", time(9, 30)),
 )
 
 

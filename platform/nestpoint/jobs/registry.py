@@ -18,12 +18,21 @@ import dramatiq
 from nestpoint.benefits import actors as benefits
 from nestpoint.db import models
 from nestpoint.jobs import actors as jobs
+from nestpoint.messaging import actors as messaging
 from nestpoint.plugins import actors as outbox
 from nestpoint.plugins import jobs as plugin_jobs
 from nestpoint.points import actors as points
 from nestpoint.tiers import actors as tiers
 
-ACTOR_MODULES: tuple[ModuleType, ...] = (benefits, jobs, outbox, plugin_jobs, points, tiers)
+ACTOR_MODULES: tuple[ModuleType, ...] = (
+    benefits,
+    jobs,
+    messaging,
+    outbox,
+    plugin_jobs,
+    points,
+    tiers,
+)
 
 # (actor, trigger, trigger arguments). One scheduler enqueues them (the elected leader,
 # ``nestpoint.jobs.scheduler``); each job is idempotent besides.
@@ -34,6 +43,7 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (jobs.enqueue_due, "interval", {"minutes": 1}),  # the daily jobs, at local times
     (benefits.expire_all, "interval", {"hours": 1}),
     (benefits.sync_recent_all, "interval", {"minutes": 5}),
+    (messaging.sweep_all, "interval", {"minutes": 1}),
 )
 
 

@@ -29,7 +29,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from nestpoint.db.base import Base, TenantOwned, utcnow
 
 CHANNELS = ("sms", "wecom", "mini_program", "email")
-IDENTITY_KINDS = ("pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user")
+IDENTITY_KINDS = (
+    "pos_card",
+    "mall_user",
+    "mp_openid",
+    "mp_unionid",
+    "app_user",
+    "email",
+    "wecom_userid",
+)
 JOIN_CHANNELS = ("pos", "mall", "mini_program", "app", "import", "api")
 
 

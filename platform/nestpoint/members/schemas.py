@@ -20,7 +20,9 @@ from nestpoint.text import NOT_BLANK, optional, required
 
 Gender = Literal["female", "male", "unknown"]
 Channel = Literal["sms", "wecom", "mini_program", "email"]
-IdentityKind = Literal["pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user"]
+IdentityKind = Literal[
+    "pos_card", "mall_user", "mp_openid", "mp_unionid", "app_user", "email", "wecom_userid"
+]
 JoinChannel = Literal["pos", "mall", "mini_program", "app", "import", "api"]
 Stage = Literal["pregnant", "birth_overdue", "0-6m", "6-12m", "1-3y", "3-6y", "older"]
 # The schema's part of a phone (trimmed, no NUL, not blank); whether it is a number is the

@@ -18,6 +18,7 @@ See ``docs/plugins/`` for the tutorial, the how-tos and the reference of every h
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.api.problems import problems
 from nestpoint.benefits import service as _benefits
 from nestpoint.benefits.schemas import EntitlementRead, MemberBenefits, UseIn, UseRead
-from nestpoint.context import require_tenant
-from nestpoint.db import rls
+from nestpoint.context import require_tenant, tenant_context
+from nestpoint.db import rls, scoped_session
 from nestpoint.db.base import Base, TenantOwned, UTCDateTime, new_id, utcnow
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import Event
@@ -40,7 +41,10 @@ from nestpoint.members import pii as _pii
 from nestpoint.members.models import Child as _Child
 from nestpoint.members.service import get_active_member as _get_active_member
 from nestpoint.members.service import stage_of as _stage_of
+from nestpoint.messaging import service as _messaging
 from nestpoint.plugins import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl
+from nestpoint.plugins import secrets as _secrets
+from nestpoint.plugins import shared as _shared
 from nestpoint.plugins.registries import (
     BenefitTypeRegistry,
     ChannelRegistry,
@@ -54,13 +58,16 @@ from nestpoint.plugins.registries import (
     RouteRegistry,
     SurveyTypeRegistry,
 )
+from nestpoint.plugins.routing import public_path as _public_path
 from nestpoint.plugins.types import (
     BenefitType,
+    CallbackRequest,
     ChannelChoice,
     ChannelConnector,
     ChildFacts,
     ConsolePanel,
     DeliveryReceipt,
+    DeliveryReport,
     EarnAdjustment,
     EarnContext,
     EarnLine,
@@ -71,6 +78,7 @@ from nestpoint.plugins.types import (
 )
 from nestpoint.points import service as _points
 from nestpoint.points.schemas import EntryRead
+from nestpoint.tenancy.models import Tenant as _Tenant
 
 # Parameter types for a plugin's route handlers: ``async def h(plugin: Plugin, db: Db)``.
 Plugin = NamedDependency[PluginContext]
@@ -225,6 +233,96 @@ def emit_event(
     _emit(db, f"{plugin.plugin_id}.{name}", subject_type, subject_id, payload)
 
 
+# ---- public routes (``RouteRegistry.add_public``): links anyone may open
+
+
+async def public_path(db: AsyncSession, plugin: PluginContext, path: str = "") -> str:
+    """The path at which the plugin's public route ``path`` answers for the plugin's chain:
+    ``/public/<tenant-slug>/<plugin-id><path>`` (e.g. for a QR code printed on a product;
+    put the service's public address in front of it, from your configuration)."""
+    slug = await db.scalar(select(_Tenant.slug).where(_Tenant.id == plugin.tenant_id))
+    if slug is None:
+        raise NotFound("no such tenant")
+    return _public_path(slug, plugin.plugin_id, path)
+
+
+# ---- credentials the chain set for the plugin (write-only through the API)
+
+
+async def plugin_secret(plugin: PluginContext, name: str) -> str | None:
+    """The chain's value of a secret the plugin declared (``registry.secret(name, ...)`` in
+    ``nestpoint_register_config_schema``), or ``None`` when HQ has not set it. Never log it,
+    put it in an event or answer it: the core keeps it sealed for exactly that reason."""
+    with tenant_context(plugin.tenant_id, plugin.store_id):
+        async with scoped_session() as session:
+            return await _secrets.reveal(session, plugin.plugin_id, name)
+
+
+# ---- messages to members (the core's pipeline: consent, quiet hours, cap, fallback)
+
+
+async def send_message(
+    db: AsyncSession,
+    plugin: PluginContext,
+    member_id: uuid.UUID,
+    *,
+    key: str,
+    purpose: str,
+    template: str,
+    params: dict[str, Any] | None = None,
+) -> uuid.UUID | None:
+    """Queue a message to a member in the caller's transaction (sent by the workers after
+    the commit, through the chain's channels and rules: ``docs/messaging.md``). Idempotent
+    by ``key`` (derive it from your own id or the event's: ``f"{event.id}"``; the plugin's
+    id is prefixed). ``params`` add to the template's variables (``booking_time``...).
+    Returns the message's id, or ``None`` when the chain switched this transactional
+    ``purpose`` off. Raises 404 for a member the chain does not have."""
+    settings = await _messaging.get_messaging_settings(db)
+    if not _messaging.transactional_enabled(settings, purpose):
+        return None
+    member = await _get_active_member(db, member_id)
+    message = await _messaging.queue_message(
+        db,
+        member_id=member.id,
+        key=f"{plugin.plugin_id}:{key}",
+        purpose=purpose,
+        template=template,
+        params=dict(params or {}),
+        store_id=plugin.store_id,
+    )
+    return message.id
+
+
+# ---- state shared by every worker: a provider's access token, per-recipient counters
+
+
+async def cached_token(
+    plugin: PluginContext, name: str, fetch: Callable[[], Awaitable[tuple[str, int]]]
+) -> str:
+    """A provider's access token shared by every worker of the chain: the cached one, or
+    ``await fetch()``'s ``(token, lifetime_seconds)`` kept until five minutes before it
+    expires (sealed, in the broker's Redis when there is one). Key it by what the token is
+    for (``name``: e.g. the WeCom corp and agent); call :func:`forget_token` when the
+    provider says the token expired, then fetch again."""
+    return await _shared.cached_credential(_token_key(plugin, name), fetch)
+
+
+async def forget_token(plugin: PluginContext, name: str) -> None:
+    """Drop the cached token ``name`` (the provider refused it as expired or invalid)."""
+    await _shared.forget_credential(_token_key(plugin, name))
+
+
+def _token_key(plugin: PluginContext, name: str) -> str:
+    return f"{plugin.plugin_id}:{plugin.tenant_id}:{name}"
+
+
+async def within_rate_limit(plugin: PluginContext, key: str, limits: str) -> bool:
+    """Count one use of ``key`` (a phone number, a destination) for the chain against
+    ``limits`` (``"1/minute;5/hour;10/day"``, the ``limits`` library's notation), shared by
+    every worker; ``False`` when a limit is used up (do not send)."""
+    return await _shared.within_limits(f"{plugin.plugin_id}:{plugin.tenant_id}", key, limits)
+
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",
@@ -232,6 +330,7 @@ __all__ = [
     "BenefitType",
     "BenefitTypeRegistry",
     "BenefitUse",
+    "CallbackRequest",
     "ChannelChoice",
     "ChannelConnector",
     "ChannelRegistry",
@@ -242,6 +341,7 @@ __all__ = [
     "ConsolePanelRegistry",
     "Db",
     "DeliveryReceipt",
+    "DeliveryReport",
     "EarnAdjustment",
     "EarnContext",
     "EarnLine",
@@ -266,19 +366,25 @@ __all__ = [
     "TenantOwned",
     "UTCDateTime",
     "award_points",
+    "cached_token",
     "chain_now",
     "emit_event",
+    "forget_token",
     "hookimpl",
     "member_benefits",
     "member_facts",
     "new_id",
+    "plugin_secret",
     "problems",
+    "public_path",
     "remember",
     "replayed",
     "reverse_benefit_use",
     "rls",
     "seal",
+    "send_message",
     "unseal",
     "use_benefit",
     "utcnow",
+    "within_rate_limit",
 ]

@@ -171,6 +171,12 @@ def nestpoint_register_routes(registry: RouteRegistry) -> None:
             Give each handler an ``operation_id`` unique across the whole API (camelCase,
             with the plugin's name in it, e.g. ``getBirthdayBonusHello``) and a
             ``description``, as the core routes have.
+            ``registry.add_public(*handlers)`` adds public routes, which take no API key
+            (a page a QR code on a product opens): mounted under
+            ``/public/<tenant-slug>/<plugin-id>/``, limited per client address
+            (``NESTPOINT_PUBLIC_RATE_LIMIT``, 429 over it), run in the chain's tenant
+            context with ``plugin.store_id`` ``None``; ``public_path(db, plugin, path)``
+            from the public API gives a route's path for the plugin's chain.
 
     Returns: nothing.
 
@@ -179,7 +185,9 @@ def nestpoint_register_routes(registry: RouteRegistry) -> None:
     Results: called for every plugin; each plugin gets its own prefix.
 
     Scope: global; a request reaches the routes only when the plugin is enabled for the
-        caller's tenant and, for a store key, for its store; otherwise it gets 404.
+        caller's tenant and, for a store key, for its store; otherwise it gets 404. A
+        public route answers for a chain (found by its slug, active) where the plugin is
+        enabled for the chain or any of its stores; elsewhere 404.
     """
 
 
@@ -261,12 +269,16 @@ def nestpoint_register_benefit_types(registry: BenefitTypeRegistry) -> None:
 def nestpoint_register_channel_connectors(registry: ChannelRegistry) -> None:
     """Add channel connectors: ways to reach members (SMS, WeCom, e-mail...).
 
-    When: once at start-up. (The messaging core arrives later; the shape is settled now.)
+    When: once at start-up. The message pipeline (``docs/messaging.md``) calls ``send``
+    from its workers, one message and one attempt at a time, after it checked the member's
+    consent for the connector's ``consent`` channel, quiet hours and the frequency cap.
 
     Arguments:
-        registry: ``registry.add(ChannelConnector(key, title, send=...))``; ``send`` is
-            ``async def send(message: OutboundMessage, plugin: PluginContext) ->
-            DeliveryReceipt``.
+        registry: ``registry.add(ChannelConnector(key, title, send=..., address="phone",
+            consent="sms", receipts=...))``; ``send`` is ``async def send(message:
+            OutboundMessage, plugin: PluginContext) -> DeliveryReceipt`` (see
+            :class:`ChannelConnector` for the retry, idempotency and receipt rules).
+            Credentials come from ``plugin_secret(plugin, name)``, never from the config.
 
     Returns: nothing.
 
@@ -363,15 +375,16 @@ def nestpoint_adjust_earned_points(context: EarnContext) -> EarnAdjustment | Non
 def nestpoint_choose_channel(choice: ChannelChoice) -> str | None:
     """Choose the channel that reaches a member for a purpose (WeCom first, then SMS...).
 
-    When: before the core sends a member a message. (The messaging core arrives later; the
-    shape is settled now.)
+    When: before the pipeline sends a member a message, once per message.
 
     Arguments:
         choice: a :class:`ChannelChoice`: tenant, store, member, the message's purpose and
-            the keys of the connectors enabled there.
+            the keys of the connectors that may reach this member now (enabled, consented,
+            with an address), in the tenant's fallback order.
 
-    Returns: one of ``choice.available``, or ``None`` to leave the choice to others (the
-        core then uses the tenant's default order).
+    Returns: one of ``choice.available`` to try first (the rest follow in the tenant's
+        order if it fails), or ``None`` to leave the choice to others (the core then uses
+        the tenant's order).
 
     Async: may be async.
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nestpoint.db.base import Base, TenantOwned, utcnow
+from nestpoint.db.base import Base, TenantOwned, TenantScoped, utcnow
 
 
 class PluginEnablement(TenantOwned, Base):
@@ -117,3 +117,21 @@ class PluginFailure(TenantOwned, Base):
     # True when the event will not be retried for this plugin any more.
     final: Mapped[bool] = mapped_column(Boolean, default=False)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PluginSecret(TenantScoped, Base):
+    """A chain's credential for one plugin (an SMTP password, an SMS gateway's key).
+
+    Write-only through the API: ``value_enc`` is sealed with the core's keys, bound to the
+    tenant, the plugin and the secret's name (``pii.row_context``), and no answer, log or
+    event ever carries the value; the plugin reads it with
+    :func:`nestpoint.plugins.api.plugin_secret`.
+    """
+
+    __tablename__ = "plugin_secrets"
+
+    plugin_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value_enc: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100), default="")

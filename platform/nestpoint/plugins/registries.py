@@ -84,10 +84,12 @@ class Contributions:
 
     plugin_id: str
     routes: list[Any] = field(default_factory=list)
+    public_routes: list[Any] = field(default_factory=list)
     jobs: list[PluginJob] = field(default_factory=list)
     periodic: list[PeriodicJob] = field(default_factory=list)
     migrations: list[Path] = field(default_factory=list)
     config_schema: type[BaseModel] | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
     benefit_types: dict[str, BenefitType] = field(default_factory=dict)
     channels: dict[str, ChannelConnector] = field(default_factory=dict)
     question_types: dict[str, QuestionType] = field(default_factory=dict)
@@ -110,6 +112,17 @@ class RouteRegistry(_Registry):
 
     def add(self, *handlers: Any) -> None:
         self._contributions.routes.extend(handlers)
+
+    def add_public(self, *handlers: Any) -> None:
+        """Public routes: no API key, for anyone who has the link (a QR code on a product,
+        a page a member opens). Mounted under ``/public/<tenant-slug>/<plugin-id>/``: the
+        core finds the chain by its slug (404 for an unknown or inactive one, or where the
+        plugin is not enabled anywhere in the chain), sets the tenant's context (so ``db``
+        is scoped to it; ``plugin.store_id`` is ``None`` and ``plugin.config`` the
+        chain's), and counts every request against the per-client-address limit
+        ``NESTPOINT_PUBLIC_RATE_LIMIT`` (429 with ``Retry-After`` over it). Answer nothing
+        a stranger may not see: no member's data, no staff-only fields."""
+        self._contributions.public_routes.extend(handlers)
 
 
 class JobRegistry(_Registry):
@@ -161,6 +174,18 @@ class ConfigSchemaRegistry(_Registry):
                 f"before it is configured: {exc}"
             ) from exc
         self._contributions.config_schema = model
+
+    def secret(self, name: str, description: str) -> None:
+        """Declare a write-only credential (an SMTP password, a gateway's signing key).
+
+        HQ sets it with ``PUT /api/v1/tenant/plugins/<id>/secrets/<name>``; it is stored
+        encrypted, never answered back nor logged, and the plugin reads it with
+        :func:`nestpoint.plugins.api.plugin_secret`. Keep credentials out of the
+        configuration schema, which every ``plugins:read`` key can see."""
+        key = _check_key("secret", name)
+        if len(key) > 64:
+            raise RegistrationError("a secret's name has at most 64 characters")
+        self._contributions.secrets[key] = description
 
 
 class BenefitTypeRegistry(_Registry):

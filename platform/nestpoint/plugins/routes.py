@@ -16,7 +16,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_only, requires
 from nestpoint.api.problems import problems
 from nestpoint.errors import NotFound
-from nestpoint.plugins import service
+from nestpoint.plugins import secrets, service
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.schemas import (
     ChainSettingUpdate,
@@ -24,10 +24,15 @@ from nestpoint.plugins.schemas import (
     FailureRead,
     PluginList,
     PluginRead,
+    SecretList,
+    SecretWrite,
     StoreSettingUpdate,
 )
 from nestpoint.tenancy.routes import StoreCodePath
 
+SecretNamePath = Annotated[
+    str, PathParameter(name="name", pattern=r"^[a-z][a-z0-9_]{0,63}$", max_length=64)
+]
 PluginIdPath = Annotated[
     str, PathParameter(name="plugin_id", pattern=r"^[A-Za-z0-9_.-]{1,100}$", max_length=100)
 ]
@@ -147,6 +152,51 @@ class TenantPluginController(Controller):
         host = get_plugin_host()
         await service.clear_store(db, host, plugin_id, code)
         return (await service.describe(db, host, plugin_id))[0]
+
+    @get(
+        "/{plugin_id:str}/secrets",
+        guards=[requires("plugins:read"), hq_only],
+        responses=problems(404),
+        summary="The plugin's credentials: which the chain has set (never their values)",
+        operation_id="listPluginSecrets",
+        description="HQ key with `plugins:read`. Values are write-only: no answer carries one.",
+    )
+    async def list_secrets(self, db: Db, plugin_id: PluginIdPath) -> SecretList:
+        return SecretList(items=await secrets.describe(db, get_plugin_host(), plugin_id))
+
+    @put(
+        "/{plugin_id:str}/secrets/{name:str}",
+        guards=[requires("plugins:write"), hq_only],
+        responses=problems(404, 422),
+        summary="Set a plugin's credential for the chain (HQ; write-only)",
+        operation_id="setPluginSecret",
+        description=(
+            "HQ key with `plugins:write`. Stored encrypted; audited without the value; 404 "
+            "naming `name` for a secret the plugin does not declare."
+        ),
+    )
+    async def set_secret(
+        self, db: Db, plugin_id: PluginIdPath, name: SecretNamePath, data: JSONBody[SecretWrite]
+    ) -> SecretList:
+        host = get_plugin_host()
+        await secrets.put(db, host, plugin_id, name, data.value)
+        return SecretList(items=await secrets.describe(db, host, plugin_id))
+
+    @delete(
+        "/{plugin_id:str}/secrets/{name:str}",
+        guards=[requires("plugins:write"), hq_only],
+        responses=problems(404),
+        status_code=200,
+        summary="Clear a plugin's credential (HQ)",
+        operation_id="clearPluginSecret",
+        description="HQ key with `plugins:write`; clearing an unset secret changes nothing.",
+    )
+    async def clear_secret(
+        self, db: Db, plugin_id: PluginIdPath, name: SecretNamePath
+    ) -> SecretList:
+        host = get_plugin_host()
+        await secrets.clear(db, host, plugin_id, name)
+        return SecretList(items=await secrets.describe(db, host, plugin_id))
 
     @get(
         "/{plugin_id:str}/failures",

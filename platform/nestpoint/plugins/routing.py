@@ -4,11 +4,20 @@ A request reaches a plugin's route only when the plugin is enabled for the calle
 store key, for its store; for an HQ key, for the chain or any of its stores. Otherwise the
 answer is 404, as if the route did not exist (other stores and tenants learn nothing). The
 route's handlers may take ``plugin: PluginContext`` (tenant, store and merged config).
+
+Public routes (``RouteRegistry.add_public``) are mounted under
+``/public/<tenant-slug>/<plugin-id>/`` and take no key: the chain is found by its slug and
+must be active with the plugin enabled somewhere (else 404); the request runs in the
+chain's tenant context (``plugin.store_id`` is ``None``, ``plugin.config`` the chain's);
+the middleware counts it against the per-client-address limit (``api/ratelimit.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import re
+import uuid
 from typing import Any
 
 from litestar import Request, Router
@@ -16,12 +25,23 @@ from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
+from sqlalchemy import select
 
 from nestpoint.api.problems import problems
-from nestpoint.context import current_actor, current_tenant
+from nestpoint.api.ratelimit import PUBLIC_PATH_PREFIX
+from nestpoint.cache import BoundedCache
+from nestpoint.context import (
+    Actor,
+    TenantContext,
+    current_actor,
+    current_tenant,
+    set_request_context,
+)
+from nestpoint.db import scoped_session
 from nestpoint.errors import NotFound
 from nestpoint.plugins.manager import PluginHost
 from nestpoint.plugins.types import PluginContext
+from nestpoint.tenancy.models import Tenant
 
 PLUGIN_ROUTE_SCOPE_NOTE = "Plugin routes answer 404 where the plugin is not enabled."
 
@@ -75,4 +95,92 @@ def plugin_routers(host: PluginHost) -> list[Router]:
         plugin_router(host, pid, host.contributions[pid].routes)
         for pid in sorted(host.loaded)
         if host.contributions[pid].routes
+    ]
+
+
+# ---------------------------------------------------------------------------- public routes
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Active tenants by slug, for the public routes (a miss is looked up again: it may be new;
+# a deactivated chain stops answering within the cache's TTL).
+_public_tenants: BoundedCache[str, uuid.UUID] = BoundedCache(
+    "plugins.public_tenants", max_size=10_000
+)
+PUBLIC_429 = (
+    "Over the rate limit of this client address on the public routes "
+    "(`NESTPOINT_PUBLIC_RATE_LIMIT`): retry after `Retry-After` seconds."
+)
+
+
+def public_path(tenant_slug: str, plugin_id: str, path: str = "") -> str:
+    """Where a plugin's public route ``path`` answers for a chain."""
+    return f"{PUBLIC_PATH_PREFIX}{tenant_slug}/{plugin_id}{path}"
+
+
+async def public_tenant(slug: str) -> uuid.UUID | None:
+    """The id of the active tenant with this slug, or ``None``."""
+    if not _SLUG.match(slug):
+        return None
+    found = _public_tenants.get(slug)
+    if found is not None:
+        return found
+    async with scoped_session() as session:  # tenants carry no tenant_id: no context needed
+        tenant_id = await session.scalar(
+            select(Tenant.id).where(Tenant.slug == slug, Tenant.active.is_(True))
+        )
+    return None if tenant_id is None else _public_tenants.put(slug, tenant_id)
+
+
+def _document_public(handlers: list[Any]) -> None:
+    """A public route answers 404 (no such chain, or the plugin is off there), 429 (over
+    the client's limit), 400 and 503; 422 when it takes a body. Never 401 or 403."""
+    for handler in handlers:
+        if isinstance(handler, HTTPRouteHandler):
+            takes_body = "data" in inspect.signature(handler.fn).parameters
+            statuses = (404, 422) if takes_body else (404,)
+            specs = {k: v for k, v in problems(*statuses).items() if k not in (401, 403)}
+            specs[429] = dataclasses.replace(specs[429], description=PUBLIC_429)
+            handler.responses = {**specs, **(handler.responses or {})}
+
+
+def public_plugin_router(host: PluginHost, plugin_id: str, handlers: list[Any]) -> Router:
+    _document_public(handlers)
+    actor = Actor("system", name=f"public:{plugin_id}")
+
+    async def public_guard(
+        connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        tenant_id = await public_tenant(str(connection.path_params.get("tenant_slug", "")))
+        if tenant_id is None:
+            raise NotFound("no such page")
+        # For the rest of the request (reset by the request id middleware when it ends).
+        set_request_context(TenantContext(tenant_id), actor)
+        enabled = await host.enabled_plugins(tenant_id, None, anywhere=True)
+        if plugin_id not in enabled:
+            raise NotFound("no such page")
+        connection.state["nestpoint_plugin"] = PluginContext(
+            plugin_id, tenant_id, None, enabled[plugin_id]
+        )
+
+    async def provide_plugin(request: Request[Any, Any, Any]) -> PluginContext:
+        context = request.state.get("nestpoint_plugin")
+        if isinstance(context, PluginContext):
+            return context
+        raise NotFound("no such page")
+
+    return Router(
+        path=f"{PUBLIC_PATH_PREFIX}{{tenant_slug:str}}/{plugin_id}",
+        route_handlers=handlers,
+        guards=[public_guard],
+        dependencies={"plugin": Provide(provide_plugin)},
+        tags=[f"plugin: {plugin_id}"],
+    )
+
+
+def public_plugin_routers(host: PluginHost) -> list[Router]:
+    """One router per loaded plugin with public routes, at ``/public/{tenant_slug}/<id>``."""
+    return [
+        public_plugin_router(host, pid, host.contributions[pid].public_routes)
+        for pid in sorted(host.loaded)
+        if host.contributions[pid].public_routes
     ]

@@ -112,3 +112,23 @@ class PluginManifest(Strict):
     allow_store_opt_in: bool = False
     config: Config = {}
     stores: list[StorePluginManifest] = Field([], max_length=MAX_STORE_SETTINGS)
+
+
+class SecretRead(BaseModel):
+    """A credential the plugin declares: whether the chain has set it, never its value."""
+
+    name: str
+    description: str
+    set: bool
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class SecretList(BaseModel):
+    items: list[SecretRead]
+
+
+class SecretWrite(Strict):
+    """A credential's new value: stored encrypted, never answered back."""
+
+    value: str = Field(min_length=1, max_length=4096, description="The value (write-only).")

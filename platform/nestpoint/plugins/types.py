@@ -137,29 +137,83 @@ class PluginContext:
                 yield session
 
 
-# ------------------------------------------------------------------ channels (core side later)
+# ------------------------------------------------------------------ channels
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """A message for one member, rendered by the core, handed to a channel connector."""
+    """One message for one member on one channel, rendered by the core for a connector.
 
+    - ``message_id``: stable for this message on this channel (the same on every retry):
+      give it to a provider that deduplicates or correlates by an id of yours;
+    - ``channel``: the connector's key; ``to``: the member's address there (the phone in
+      E.164, the e-mail address, the mini-program openid, the WeCom user id: whatever the
+      connector's ``address`` asks for);
+    - ``purpose``: why it is sent (``points_expiring``, ``birthday``, ``campaign``...);
+      ``template`` the template's key, ``locale`` its language (``zh-CN``, ``en``);
+    - ``subject``, ``body`` (plain text) and ``html`` (empty when the template has no HTML
+      part): the rendered template;
+    - ``params``: the template's variables as strings, for channels that send a provider's
+      template id with parameters (SMS, WeChat subscribe messages) instead of a body.
+    """
+
+    message_id: str
     tenant_id: str
     store_id: str | None
     member_id: str
+    channel: str
+    to: str
+    purpose: str
     template: str
     locale: str
     subject: str
     body: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    html: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReceipt:
-    """What a connector reports after sending: accepted or not, and its own message id."""
+    """What a connector reports after one send.
+
+    - ``accepted``: the provider took the message (``provider_message_id`` is its id);
+    - ``delivered``: the provider also confirmed it reached the member (a webhook's 2xx);
+      otherwise a later :class:`DeliveryReport` may say so;
+    - ``retry``: not accepted, but worth trying this channel again later (a timeout, a 5xx,
+      the provider's rate limit): the core retries with back-off up to the connector's
+      ``max_attempts`` before it falls back to the next channel. Not accepted and not
+      ``retry`` (a bad number, no subscription) falls back at once.
+    - ``detail``: a short reason, kept on the delivery record: never a credential.
+
+    A connector that raises is treated as ``retry`` with the exception's class name as the
+    detail (the message is not recorded: it may carry a URL with a token).
+    """
 
     accepted: bool
     provider_message_id: str = ""
+    detail: str = ""
+    retry: bool = False
+    delivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    """A provider's call to ``POST /callbacks/{tenant}/channels/{channel}`` (delivery
+    receipts): the raw request, for the connector to verify its signature and parse."""
+
+    method: str
+    headers: Mapping[str, str]  # lower-case names
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """One receipt from a provider: the message it sent (its ``provider_message_id``) did
+    or did not reach the member."""
+
+    provider_message_id: str
+    delivered: bool
     detail: str = ""
 
 
@@ -171,17 +225,42 @@ class ChannelChoice:
     store_id: str | None
     member_id: str
     purpose: str  # e.g. "birthday", "points_expiring", "campaign"
-    available: tuple[str, ...]  # keys of the connectors enabled here
+    available: tuple[str, ...]  # keys of the connectors that may reach this member now
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelConnector:
-    """A way to reach members (SMS, WeCom, mini-program messages, e-mail...)."""
+    """A way to reach members (SMS, WeCom, mini-program messages, e-mail...).
+
+    - ``send``: ``async def send(message, plugin) -> DeliveryReceipt``, called from a worker
+      (never in a request), outside any transaction, at most once per attempt;
+    - ``address``: the member's address the channel needs: ``phone`` (the member's phone,
+      E.164), or an identity kind the member holds (``email``, ``mp_openid``,
+      ``wecom_userid``); a member without one is skipped for this channel;
+    - ``consent``: the consent channel a member must have granted (``sms``, ``email``,
+      ``wecom``, ``mini_program``; see the member API's ``consents``);
+    - ``max_attempts`` and ``retry_seconds``: retries of this channel after a ``retry``
+      receipt, waiting ``retry_seconds`` doubled each time;
+    - ``idempotent``: the provider drops a second send with the same ``message_id``, so the
+      core may send again after a worker died mid-send (otherwise it records the message as
+      failed with reason ``interrupted`` rather than risk sending it twice);
+    - ``receipts``: parses a provider's delivery callback (see :class:`CallbackRequest`):
+      returns the reports, or ``None`` when the request is not genuine (bad signature,
+      stale timestamp), which the core answers 401.
+    """
 
     key: str
     title: str
     send: Callable[[OutboundMessage, PluginContext], Awaitable[DeliveryReceipt]]
     description: str = ""
+    address: str = "phone"
+    consent: str = "sms"
+    max_attempts: int = 3
+    retry_seconds: int = 30
+    idempotent: bool = False
+    receipts: (
+        Callable[[CallbackRequest, PluginContext], Awaitable[list[DeliveryReport] | None]] | None
+    ) = None
 
 
 # ------------------------------------------------------------------ benefits

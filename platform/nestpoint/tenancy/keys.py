@@ -46,6 +46,8 @@ TENANT_SCOPES = frozenset(
         "benefits:read",
         "benefits:use",
         "benefits:write",
+        "messages:read",
+        "messages:write",
     }
 )
 STORE_SCOPES = frozenset(

@@ -1,0 +1,410 @@
+"""Rules of messaging that answer the API: settings, templates, sending, records, reach.
+
+The pipeline that decides and sends (consent, quiet hours, cap, fallback) is
+``nestpoint.messaging.pipeline``; this module creates the messages it works through.
+"""
+
+from __future__ import annotations
+
+import calendar
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import extract, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from nestpoint.audit.service import record
+from nestpoint.context import require_tenant
+from nestpoint.db.base import utcnow
+from nestpoint.db.pagination import Page, paginate
+from nestpoint.db.session import on_commit
+from nestpoint.errors import FieldError, Invalid, NotFound
+from nestpoint.jobs.broker import JobRef, enqueue_best_effort
+from nestpoint.members.models import Member
+from nestpoint.members.service import get_active_member
+from nestpoint.messaging import templates
+from nestpoint.messaging.models import (
+    Message,
+    MessageAttempt,
+    MessageTemplate,
+    MessagingSettingsRow,
+)
+from nestpoint.messaging.schemas import (
+    TRANSACTIONAL,
+    MessagingSettings,
+    PreviewIn,
+    ReachReport,
+    ReachRow,
+    Rendered,
+    SendIn,
+    TemplateIn,
+    TemplateRead,
+)
+from nestpoint.messaging.variables import member_variables, sample_variables
+from nestpoint.plugins.types import DeliveryReport
+from nestpoint.tenancy.models import Store
+
+DELIVER = JobRef("messaging.deliver", queue_name="default")
+_NEW_KEY = "nestpoint.messaging.new"
+FINAL = frozenset({"sent", "delivered", "failed", "suppressed"})
+
+# ---------------------------------------------------------------------------- settings
+
+
+async def get_messaging_settings(session: AsyncSession) -> MessagingSettings:
+    row = await session.get(MessagingSettingsRow, require_tenant().tenant_id)
+    return MessagingSettings.model_validate(row.settings if row else {})
+
+
+async def put_messaging_settings(
+    session: AsyncSession, data: MessagingSettings
+) -> MessagingSettings:
+    tenant_id = require_tenant().tenant_id
+    row = await session.get(MessagingSettingsRow, tenant_id)
+    before = row.settings if row else {}
+    after = data.model_dump(mode="json")
+    if row is None:
+        session.add(MessagingSettingsRow(settings=after))
+    else:
+        row.settings = after
+    record(
+        session, "messaging.settings_changed", "tenant", tenant_id, {"settings": [before, after]}
+    )
+    return data
+
+
+# ---------------------------------------------------------------------------- templates
+
+
+async def _custom(session: AsyncSession, key: str | None = None) -> list[MessageTemplate]:
+    stmt = select(MessageTemplate).order_by(MessageTemplate.key, MessageTemplate.locale)
+    if key is not None:
+        stmt = stmt.where(MessageTemplate.key == key)
+    return list((await session.scalars(stmt)).all())
+
+
+async def list_templates(session: AsyncSession) -> list[TemplateRead]:
+    """Every template the chain can send: built-in wording, overridden by the chain's."""
+    custom = {(t.key, t.locale): t for t in await _custom(session)}
+    keys = sorted(set(templates.BUILT_IN) | {k for k, _ in custom})
+    out: list[TemplateRead] = []
+    for key in keys:
+        for locale in ("zh-CN", "en"):
+            own = custom.get((key, locale))
+            if own is not None:
+                out.append(
+                    TemplateRead(
+                        key=key,
+                        locale=locale,
+                        subject=own.subject,
+                        body=own.body,
+                        html=own.html,
+                        custom=True,
+                    )
+                )
+            elif (built := templates.BUILT_IN.get(key, {}).get(locale)) is not None:
+                out.append(
+                    TemplateRead(
+                        key=key,
+                        locale=locale,
+                        subject=built.subject,
+                        body=built.body,
+                        html=built.html,
+                        custom=False,
+                    )
+                )
+    return out
+
+
+async def put_template(
+    session: AsyncSession, key: str, locale: str, data: TemplateIn
+) -> TemplateRead:
+    templates.check("subject", data.subject)
+    templates.check("body", data.body)
+    templates.check("html", data.html, html=True)
+    row = await session.scalar(
+        select(MessageTemplate).where(MessageTemplate.key == key, MessageTemplate.locale == locale)
+    )
+    if row is None:
+        row = MessageTemplate(key=key, locale=locale, subject="", body="", html="")
+        session.add(row)
+    before = {"subject": row.subject, "body": row.body, "html": row.html}
+    row.subject, row.body, row.html = data.subject, data.body, data.html
+    record(
+        session,
+        "messaging.template_set",
+        "template",
+        f"{key}/{locale}",
+        {"before": before, "after": data.model_dump()},
+    )
+    return TemplateRead(
+        key=key, locale=locale, subject=row.subject, body=row.body, html=row.html, custom=True
+    )
+
+
+async def delete_template(session: AsyncSession, key: str, locale: str) -> None:
+    """Back to the built-in wording (for a key without one, the template is gone)."""
+    row = await session.scalar(
+        select(MessageTemplate).where(MessageTemplate.key == key, MessageTemplate.locale == locale)
+    )
+    if row is not None:
+        await session.delete(row)
+        record(session, "messaging.template_cleared", "template", f"{key}/{locale}")
+
+
+async def wording(session: AsyncSession, key: str, locale: str) -> templates.Wording | None:
+    """The chain's wording of ``key`` in ``locale`` (or in the other locale when only
+    that one exists), else the built-in one; ``None`` when there is none at all."""
+    custom = {t.locale: t for t in await _custom(session, key)}
+    built = templates.BUILT_IN.get(key, {})
+    for candidate in (locale, "zh-CN", "en"):
+        if (own := custom.get(candidate)) is not None:
+            return templates.Wording(own.subject, own.body, own.html)
+        if (found := built.get(candidate)) is not None:
+            return found
+    return None
+
+
+def render(wording: templates.Wording, variables: dict[str, Any]) -> Rendered:
+    return Rendered(
+        subject=templates.render(wording.subject, variables),
+        body=templates.render(wording.body, variables),
+        html=templates.render(wording.html, variables, html=True),
+        variables={k: "" if v is None else str(v) for k, v in variables.items()},
+    )
+
+
+async def preview(session: AsyncSession, data: PreviewIn) -> Rendered:
+    """Render a stored template or the given text, for a member or with sample values."""
+    stored = await wording(session, data.key, data.locale) if data.key else None
+    if data.key and stored is None and data.body is None:
+        raise NotFound(f"no template {data.key!r}", errors=[FieldError("key", "no such template")])
+    base = stored or templates.Wording("", "")
+    chosen = templates.Wording(
+        data.subject if data.subject is not None else base.subject,
+        data.body if data.body is not None else base.body,
+        data.html if data.html is not None else base.html,
+    )
+    for field, source, html in (
+        ("subject", chosen.subject, False),
+        ("body", chosen.body, False),
+        ("html", chosen.html, True),
+    ):
+        templates.check(field, source, html=html)
+    if data.member_id is not None:
+        variables = await member_variables(session, data.member_id, None, data.locale)
+    else:
+        variables = sample_variables(data.locale)
+    return render(chosen, {**variables, **data.params})
+
+
+# ---------------------------------------------------------------------------- sending
+
+
+async def send(session: AsyncSession, data: SendIn, *, key_prefix: str = "api") -> list[Message]:
+    """One message per member, idempotent by ``message_key`` + member: a key sent before
+    answers its existing messages and queues nothing new."""
+    if await wording(session, data.template, "zh-CN") is None:
+        raise Invalid.field("template", f"no template {data.template!r}")
+    store_id = await _store_id(session, data.store_code)
+    messages: list[Message] = []
+    for index, member_id in enumerate(data.member_ids):
+        try:
+            member = await get_active_member(session, member_id)
+        except NotFound as exc:
+            raise NotFound(
+                f"no member {member_id}",
+                errors=[FieldError(f"member_ids.{index}", "no such member")],
+            ) from exc
+        messages.append(
+            await queue_message(
+                session,
+                member_id=member.id,
+                key=f"{key_prefix}:{data.message_key}:{member_id}",
+                purpose=data.purpose,
+                template=data.template,
+                params=data.params,
+                store_id=store_id,
+            )
+        )
+    return messages
+
+
+async def queue_message(
+    session: AsyncSession,
+    *,
+    member_id: uuid.UUID,
+    key: str,
+    purpose: str,
+    template: str,
+    params: dict[str, Any],
+    store_id: uuid.UUID | None = None,
+) -> Message:
+    """The message for ``key`` (created and queued after the commit when new)."""
+    found = await session.scalar(select(Message).where(Message.message_key == key))
+    if found is not None:
+        return found
+    message = Message(
+        message_key=key,
+        member_id=member_id,
+        store_id=store_id,
+        purpose=purpose,
+        template=template,
+        params=params,
+        tried=[],
+    )
+    session.add(message)
+    await session.flush()
+    session.info.setdefault(_NEW_KEY, []).append((require_tenant().tenant_id, message.id))
+    return message
+
+
+def transactional_enabled(settings: MessagingSettings, purpose: str) -> bool:
+    return purpose not in TRANSACTIONAL or settings.transactional.get(purpose, False)
+
+
+def enqueue_new_after_commit(session: Session) -> None:
+    """Session hook: hand the messages this commit created to the workers (best effort:
+    the sweep finds any a lost enqueue missed)."""
+    for tenant_id, message_id in session.info.pop(_NEW_KEY, []):
+        enqueue_best_effort(DELIVER, str(tenant_id), str(message_id))
+
+
+on_commit(enqueue_new_after_commit)
+
+
+async def _store_id(session: AsyncSession, code: str | None) -> uuid.UUID | None:
+    if code is None:
+        return None
+    store = await session.scalar(select(Store).where(Store.code == code))
+    if store is None:
+        raise NotFound(f"no store {code!r}", errors=[FieldError("store_code", "no such store")])
+    return store.id
+
+
+# ---------------------------------------------------------------------------- records
+
+
+async def list_messages(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    member_id: uuid.UUID | None,
+    status: str | None,
+    purpose: str | None,
+) -> Page[Message]:
+    stmt = select(Message)
+    if member_id is not None:
+        stmt = stmt.where(Message.member_id == member_id)
+    if status is not None:
+        stmt = stmt.where(Message.status == status)
+    if purpose is not None:
+        stmt = stmt.where(Message.purpose == purpose)
+    return await paginate(
+        session, stmt, (Message.created_at, Message.id), cursor=cursor, limit=limit
+    )
+
+
+async def get_message(
+    session: AsyncSession, message_id: uuid.UUID
+) -> tuple[Message, list[MessageAttempt]]:
+    message = await session.get(Message, (require_tenant().tenant_id, message_id))
+    if message is None:
+        raise NotFound("no such message")
+    attempts = (
+        await session.scalars(
+            select(MessageAttempt)
+            .where(MessageAttempt.message_id == message_id)
+            .order_by(MessageAttempt.number)
+        )
+    ).all()
+    return message, list(attempts)
+
+
+async def reach(session: AsyncSession, since: datetime, until: datetime) -> ReachReport:
+    """Counts by channel, status and reason of the messages created in ``[since, until)``."""
+    if until <= since:
+        raise Invalid.field("until", "must be after since")
+    rows = (
+        await session.execute(
+            select(Message.channel, Message.status, Message.reason, func.count())
+            .where(Message.created_at >= since, Message.created_at < until)
+            .group_by(Message.channel, Message.status, Message.reason)
+            .order_by(Message.channel, Message.status, Message.reason)
+        )
+    ).all()
+    out = [ReachRow(channel=c, status=s, reason=r, count=int(n)) for c, s, r, n in rows]
+    settled = [r for r in out if r.status in FINAL]
+    total = sum(r.count for r in settled)
+    reached = sum(r.count for r in settled if r.status in ("sent", "delivered"))
+    return ReachReport(
+        since=since,
+        until=until,
+        total=total,
+        reached=reached,
+        reach_rate=round(reached / total, 4) if total else None,
+        rows=out,
+    )
+
+
+async def apply_reports(session: AsyncSession, channel: str, reports: list[DeliveryReport]) -> int:
+    """A provider's receipts: sent messages become delivered, or failed (``undelivered``).
+    A receipt for a message already settled by another receipt changes nothing."""
+    applied = 0
+    for report in reports:
+        message = await session.scalar(
+            select(Message)
+            .where(
+                Message.provider_message_id == report.provider_message_id,
+                Message.channel == channel,
+            )
+            .with_for_update()
+        )
+        if message is None or message.status != "sent":
+            continue
+        if report.delivered:
+            message.status, message.delivered_at = "delivered", utcnow()
+        else:
+            message.status, message.reason = "failed", "undelivered"
+        applied += 1
+    return applied
+
+
+# ---------------------------------------------------------------------------- birthdays
+
+
+async def queue_birthdays(session: AsyncSession, today: date) -> int:
+    """Queue the birthday message for every active member born on ``today``'s month and
+    day (the chain's date; 29 February counts on 28 February in other years), once per
+    member and year; nothing when the chain switched ``birthday`` off. Returns how many
+    were new."""
+    if not transactional_enabled(await get_messaging_settings(session), "birthday"):
+        return 0
+    days = [today.day]
+    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
+        days.append(29)
+    born = await session.scalars(
+        select(Member.id).where(
+            Member.status == "active",
+            Member.birthday.is_not(None),
+            extract("month", Member.birthday) == today.month,
+            extract("day", Member.birthday).in_(days),
+        )
+    )
+    new = 0
+    for member_id in born.all():
+        key = f"birthday:{today.year}:{member_id}"
+        before = len(session.info.get(_NEW_KEY, []))
+        await queue_message(
+            session,
+            member_id=member_id,
+            key=key,
+            purpose="birthday",
+            template="birthday",
+            params={},
+        )
+        new += len(session.info.get(_NEW_KEY, [])) - before
+    return new

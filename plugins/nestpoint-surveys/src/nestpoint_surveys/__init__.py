@@ -1,0 +1,1 @@
+"""Nestpoint plugin ``surveys``: the needs survey and its results."""
