@@ -1,0 +1,1 @@
+"""Nestpoint plugin ``miniprogram``: channel connector: WeChat mini-program subscribe messages."""

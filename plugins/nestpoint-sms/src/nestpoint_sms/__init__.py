@@ -1,0 +1,2 @@
+"""Nestpoint plugin ``sms``: channel connector: SMS through a signed HTTP gateway with
+delivery receipts."""

@@ -1,0 +1,2 @@
+"""Nestpoint plugin ``wecom``: channel connector: messages through the chain's WeCom
+(企业微信) application."""
