@@ -1,0 +1,1 @@
+"""Nestpoint plugin ``notifications``: transactional messages from domain events."""
