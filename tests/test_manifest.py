@@ -109,6 +109,8 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     expected += plugin_settings(spec)
     if "program" in spec:
         expected.append(("create", "loyalty program", {}))
+    if "messaging" in spec:
+        expected.append(("create", "messaging settings", {}))
     catalog = [("create", f"benefit {b['code']}", {}) for b in spec.get("benefits", [])]
     catalog += [("create", f"bundle {b['code']}", {}) for b in spec.get("bundles", [])]
     expected += catalog
@@ -129,11 +131,12 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     counts = await row_counts(tenant_id)
     assert counts["stores"] == len(spec["stores"])
     # The tenant, every store and the loyalty programme are recorded and announced; each
-    # benefit and bundle is recorded.
+    # benefit and bundle, and the messaging settings, are recorded.
     programs = 1 if "program" in spec else 0
+    messaging = 1 if "messaging" in spec else 0
     assert counts["outbox_events"] == 1 + len(spec["stores"]) + programs
     assert counts["audit_entries"] == (
-        1 + len(spec["stores"]) + len(plugin_settings(spec)) + programs + len(catalog)
+        1 + len(spec["stores"]) + len(plugin_settings(spec)) + programs + len(catalog) + messaging
     )
 
 
@@ -188,6 +191,27 @@ async def test_tenant_field_change_is_one_tenant_update(tmp_path: Path) -> None:
     assert tenant is not None
     assert tenant.timezone == "Asia/Chongqing"
     assert await plan_file(path) == []
+
+
+async def test_changing_the_quiet_hours_is_one_messaging_update(tmp_path: Path) -> None:
+    path, _ = copy_example(tmp_path, "nest-community.toml")
+    tenant_id, _ = await apply_file(path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace('start = "21:00", end = "08:00"', 'start = "22:00", end = "08:00"')
+    )
+    planned = described(await plan_file(path))
+    assert [(action, subject) for action, subject, _ in planned] == [
+        ("update", "messaging settings")
+    ]
+    assert planned[0][2]["quiet_hours"][1]["start"] == "22:00"
+    await apply_file(path)
+    assert await plan_file(path) == []
+    bad = path.read_text(encoding="utf-8").replace('start = "22:00"', 'start = "25:00"')
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(Invalid) as caught:
+        manifests.load_manifest(path)
+    assert [e.field for e in caught.value.errors] == ["messaging.quiet_hours.start"]
 
 
 async def test_removing_a_store_deactivates_it(tmp_path: Path) -> None:

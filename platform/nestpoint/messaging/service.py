@@ -54,8 +54,14 @@ FINAL = frozenset({"sent", "delivered", "failed", "suppressed"})
 
 
 async def get_messaging_settings(session: AsyncSession) -> MessagingSettings:
+    """The chain's settings (the defaults until HQ sets them)."""
+    return await stored_messaging_settings(session) or MessagingSettings()
+
+
+async def stored_messaging_settings(session: AsyncSession) -> MessagingSettings | None:
+    """The settings HQ stored, or ``None`` when the chain never set any."""
     row = await session.get(MessagingSettingsRow, require_tenant().tenant_id)
-    return MessagingSettings.model_validate(row.settings if row else {})
+    return MessagingSettings.model_validate(row.settings) if row else None
 
 
 async def put_messaging_settings(

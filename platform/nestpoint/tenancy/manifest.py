@@ -26,6 +26,8 @@ from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Invalid
 from nestpoint.loyalty import service as loyalty
 from nestpoint.loyalty.schemas import ProgramSpec
+from nestpoint.messaging import service as messaging
+from nestpoint.messaging.schemas import MessagingSettings
 from nestpoint.plugins import manifest as plugin_manifest
 from nestpoint.plugins.schemas import MAX_PLUGINS, PluginManifest
 from nestpoint.schemas import Strict
@@ -52,6 +54,9 @@ class TenantManifest(Strict):
     # not in the manifest are deactivated, never deleted (members' history refers to them).
     benefits: list[BenefitSpec] | None = Field(None, max_length=MAX_CATALOG)
     bundles: list[BundleSpec] = Field([], max_length=MAX_CATALOG)
+    # How the chain reaches its members: channel order, quiet hours, frequency cap and the
+    # transactional messages it sends (see docs/messaging.md).
+    messaging: MessagingSettings | None = None
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -141,6 +146,8 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         changes += await plugin_manifest.plan(None, manifest.plugins)
         if manifest.program is not None:
             changes.append(Change("create", "loyalty program"))
+        if manifest.messaging is not None:
+            changes.append(Change("create", "messaging settings"))
         changes += [Change("create", f"benefit {b.code}") for b in manifest.benefits or []]
         changes += [Change("create", f"bundle {b.code}") for b in manifest.bundles]
         return changes
@@ -153,6 +160,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         plugin_changes = await plugin_manifest.plan(session, manifest.plugins)
         plugin_changes += await _plan_program(session, manifest.program)
         plugin_changes += await _plan_benefits(session, manifest)
+        plugin_changes += await _plan_messaging(session, manifest.messaging)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -194,10 +202,26 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
         await plugin_manifest.apply(session, manifest.plugins)
         if manifest.program is not None:
             await loyalty.put_program(session, manifest.program)
+        if manifest.messaging is not None:
+            if await messaging.stored_messaging_settings(session) != manifest.messaging:
+                await messaging.put_messaging_settings(session, manifest.messaging)
         await session.flush()
         await _apply_benefits(session, manifest)
     await rebind_tenant(session)
     return tenant, changes
+
+
+async def _plan_messaging(
+    session: AsyncSession, settings: MessagingSettings | None
+) -> list[Change]:
+    if settings is None:
+        return []
+    stored = await messaging.stored_messaging_settings(session)
+    if stored is None:
+        return [Change("create", "messaging settings")]
+    before, after = stored.model_dump(mode="json"), settings.model_dump(mode="json")
+    diff = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    return [Change("update", "messaging settings", diff)] if diff else []
 
 
 async def _plan_program(session: AsyncSession, program: ProgramSpec | None) -> list[Change]:
