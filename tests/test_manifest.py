@@ -195,7 +195,7 @@ async def test_tenant_field_change_is_one_tenant_update(tmp_path: Path) -> None:
 
 async def test_changing_the_quiet_hours_is_one_messaging_update(tmp_path: Path) -> None:
     path, _ = copy_example(tmp_path, "nest-community.toml")
-    tenant_id, _ = await apply_file(path)
+    await apply_file(path)
     text = path.read_text(encoding="utf-8")
     path.write_text(
         text.replace('start = "21:00", end = "08:00"', 'start = "22:00", end = "08:00"')

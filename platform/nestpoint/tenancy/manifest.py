@@ -202,9 +202,10 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
         await plugin_manifest.apply(session, manifest.plugins)
         if manifest.program is not None:
             await loyalty.put_program(session, manifest.program)
-        if manifest.messaging is not None:
-            if await messaging.stored_messaging_settings(session) != manifest.messaging:
-                await messaging.put_messaging_settings(session, manifest.messaging)
+        if manifest.messaging is not None and manifest.messaging != (
+            await messaging.stored_messaging_settings(session)
+        ):
+            await messaging.put_messaging_settings(session, manifest.messaging)
         await session.flush()
         await _apply_benefits(session, manifest)
     await rebind_tenant(session)
