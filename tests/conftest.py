@@ -17,13 +17,19 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dramatiq
 import httpx
 import pytest
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from nestpoint.context import Actor, acting_as
 from nestpoint.db.session import get_database, reset_database
+from nestpoint.jobs.broker import broker
+from nestpoint.jobs.worker import start_worker
 from nestpoint.members.pii import new_key
 from nestpoint.settings import get_settings
 
@@ -252,3 +258,34 @@ def row_counts(database_env: dict[str, str]):  # type: ignore[no-untyped-def]
         return counts
 
     return count
+
+
+# ---------------------------------------------------------------------------- a real worker
+
+_REDIS_URL = os.environ.get("NESTPOINT_REDIS_URL")
+
+
+def flush_test_redis() -> None:
+    """Drop messages of earlier runs (they name tenants of databases that are gone), and the
+    in-process broker's backlog of earlier tests (a relay per commit of every test before:
+    the worker would work through all of them before this test's event)."""
+    # Only the dedicated test database is ever flushed, never a developer's own Redis data.
+    if isinstance(broker, RedisBroker) and _REDIS_URL and _REDIS_URL.endswith("/15"):
+        broker.client.flushdb()
+    if isinstance(broker, StubBroker):
+        broker.flush_all()
+
+
+@pytest.fixture
+def worker(database_env: dict[str, str]) -> Iterator[dramatiq.Worker]:
+    """A real worker on the configured broker, started on a clean queue and stopped after."""
+    flush_test_redis()
+    running = start_worker(threads=2)
+    try:
+        yield running
+    finally:
+        # Close the worker loop's connection pool before that loop stops.
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(get_database().dispose())
+        running.stop()

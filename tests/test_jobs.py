@@ -14,58 +14,28 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
 import pytest
-from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
+from conftest import flush_test_redis
 from nestpoint.cli import app as cli_app
-from nestpoint.db import get_database
 from nestpoint.jobs import broker as jobs_broker
 from nestpoint.jobs.broker import DeadLetter, broker, dead_letters, periodic_actor
-from nestpoint.jobs.worker import start_worker
 
 REDIS_URL = os.environ.get("NESTPOINT_REDIS_URL")
-# Only the dedicated test database is ever flushed, never a developer's own Redis data.
-TEST_REDIS_DB = "/15"
 RELAY_TIMEOUT_SECONDS = 10.0
 # A worker process imports the whole application before it consumes; allow for that.
 PROCESS_TIMEOUT_SECONDS = 30.0
 
 
-def _flush_test_redis() -> None:
-    """Drop messages of earlier runs (they name tenants of databases that are gone), and the
-    in-process broker's backlog of earlier tests (a relay per commit of every test before:
-    the worker would work through all of them before this test's event)."""
-    if isinstance(broker, RedisBroker) and REDIS_URL and REDIS_URL.endswith(TEST_REDIS_DB):
-        broker.client.flushdb()
-    if isinstance(broker, StubBroker):
-        broker.flush_all()
-
-
 def test_broker_follows_settings() -> None:
     assert isinstance(broker, RedisBroker if REDIS_URL else StubBroker)
-
-
-@pytest.fixture
-def worker(database_env: dict[str, str]) -> Iterator[dramatiq.Worker]:
-    """A real worker on the configured broker, started on a clean queue and stopped after."""
-    _flush_test_redis()
-    running = start_worker(threads=2)
-    try:
-        yield running
-    finally:
-        # Close the worker loop's connection pool before that loop stops.
-        loop_thread = get_event_loop_thread()
-        if loop_thread is not None:
-            loop_thread.run_coroutine(get_database().dispose())
-        running.stop()
 
 
 async def _store_created_event(client: Any, headers: dict[str, str], code: str) -> dict[str, Any]:
@@ -111,7 +81,7 @@ async def test_worker_relays_outbox_event(
 async def test_worker_process_relays_outbox_event(
     client: Any, make_tenant: Any, database_env: dict[str, str]
 ) -> None:
-    _flush_test_redis()
+    flush_test_redis()
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "nestpoint.cli", "worker", "--threads", "1", "--no-scheduler"),
         env={**os.environ, **database_env},

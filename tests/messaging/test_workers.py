@@ -9,45 +9,18 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import dramatiq
 import pytest
-from dramatiq.asyncio import get_event_loop_thread
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.brokers.stub import StubBroker
 from nestpoint_sms.fake import FakeSmsGateway
 
+from conftest import flush_test_redis
 from loyalty.helpers import new_phone
-from nestpoint.db import get_database
 from nestpoint.db.base import utcnow
-from nestpoint.jobs.broker import broker
-from nestpoint.jobs.worker import start_worker
 from nestpoint.messaging import pipeline
 
 REDIS_URL = os.environ.get("NESTPOINT_REDIS_URL")
-
-
-def _flush() -> None:
-    if isinstance(broker, RedisBroker) and REDIS_URL and REDIS_URL.endswith("/15"):
-        broker.client.flushdb()
-    if isinstance(broker, StubBroker):
-        broker.flush_all()
-
-
-@pytest.fixture
-def worker(database_env: dict[str, str]) -> Iterator[dramatiq.Worker]:
-    _flush()
-    running = start_worker(threads=2)
-    try:
-        yield running
-    finally:
-        loop_thread = get_event_loop_thread()
-        if loop_thread is not None:
-            loop_thread.run_coroutine(get_database().dispose())
-        running.stop()
 
 
 async def _chain_with_sms(
@@ -110,7 +83,7 @@ async def test_a_worker_sends_the_queued_message_once(client, make_tenant, worke
 async def test_a_worker_killed_mid_send_never_leads_to_a_second_send(
     client, make_tenant, database_env
 ) -> None:  # type: ignore[no-untyped-def]
-    _flush()
+    flush_test_redis()
     # The gateway takes 3 s to answer: the worker is killed while it waits.
     with FakeSmsGateway(delay_seconds=3) as gateway:
         tenant, member_id = await _chain_with_sms(client, make_tenant, gateway)

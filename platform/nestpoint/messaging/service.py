@@ -93,35 +93,31 @@ async def _custom(session: AsyncSession, key: str | None = None) -> list[Message
 
 async def list_templates(session: AsyncSession) -> list[TemplateRead]:
     """Every template the chain can send: built-in wording, overridden by the chain's."""
-    custom = {(t.key, t.locale): t for t in await _custom(session)}
-    keys = sorted(set(templates.BUILT_IN) | {k for k, _ in custom})
+    custom = {
+        (t.key, t.locale): templates.Wording(t.subject, t.body, t.html)
+        for t in await _custom(session)
+    }
     out: list[TemplateRead] = []
-    for key in keys:
+    for key in sorted(set(templates.BUILT_IN) | {k for k, _ in custom}):
         for locale in ("zh-CN", "en"):
             own = custom.get((key, locale))
-            if own is not None:
-                out.append(
-                    TemplateRead(
-                        key=key,
-                        locale=locale,
-                        subject=own.subject,
-                        body=own.body,
-                        html=own.html,
-                        custom=True,
-                    )
-                )
-            elif (built := templates.BUILT_IN.get(key, {}).get(locale)) is not None:
-                out.append(
-                    TemplateRead(
-                        key=key,
-                        locale=locale,
-                        subject=built.subject,
-                        body=built.body,
-                        html=built.html,
-                        custom=False,
-                    )
-                )
+            wording = own or templates.BUILT_IN.get(key, {}).get(locale)
+            if wording is not None:
+                out.append(_template_read(key, locale, wording, custom=own is not None))
     return out
+
+
+def _template_read(
+    key: str, locale: str, wording: templates.Wording, *, custom: bool
+) -> TemplateRead:
+    return TemplateRead(
+        key=key,
+        locale=locale,
+        subject=wording.subject,
+        body=wording.body,
+        html=wording.html,
+        custom=custom,
+    )
 
 
 async def put_template(
@@ -145,8 +141,8 @@ async def put_template(
         f"{key}/{locale}",
         {"before": before, "after": data.model_dump()},
     )
-    return TemplateRead(
-        key=key, locale=locale, subject=row.subject, body=row.body, html=row.html, custom=True
+    return _template_read(
+        key, locale, templates.Wording(data.subject, data.body, data.html), custom=True
     )
 
 
