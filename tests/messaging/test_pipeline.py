@@ -381,3 +381,43 @@ async def test_birthday_greetings_are_queued_once_a_year_for_the_members_born_th
     )
     assert r.status_code == 200, r.text
     assert await queue(date(2028, 3, 14)) == 0
+
+
+async def test_an_operator_requeues_what_failed_before_any_provider_took_it(
+    client, make_tenant, channels
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from nestpoint.cli import app as cli_app
+
+    def cli(*args: str) -> Any:  # its own event loop: a thread without one
+        return CliRunner().invoke(cli_app, list(args), catch_exceptions=False)
+
+    tenant, sms, mail = await _chain(client, make_tenant, channels)
+    sms.script = [DeliveryReceipt(False, detail="outage")] * 2
+    mail.script = [DeliveryReceipt(False, detail="outage")] * 2
+    outage = await _send(client, tenant, await _member(client, tenant), "a")
+    lost = await _send(client, tenant, await _member(client, tenant), "b")
+    assert await _run(tenant, outage) is None
+    sms.script, mail.script = [WorkerLost], []
+    with pytest.raises(WorkerLost):
+        await pipeline.step(tenant.id, uuid.UUID(lost["id"]), DAY)
+    assert await _run(tenant, lost, DAY + timedelta(minutes=5)) is None  # interrupted
+
+    result = await asyncio.to_thread(
+        cli, "messages", "requeue", "--tenant", tenant.slug, "--since", "2020-01-01T00:00:00"
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 messages queued again" in result.stdout
+    assert await _run(tenant, outage) is None
+    assert (await _record(client, tenant, outage))["status"] == "sent"
+    assert (await _record(client, tenant, lost))["reason"] == "interrupted"  # left alone
+
+    result = await asyncio.to_thread(cli, "messages", "reach", "--tenant", tenant.slug)
+    assert result.exit_code == 0, result.output
+    assert "fsms\tsent\t-\t1" in result.stdout
+    assert "reached 1 of 2 settled: 50.0%" in result.stdout
+    result = await asyncio.to_thread(cli, "messages", "reach", "--tenant", "no-such-chain")
+    assert result.exit_code == 2

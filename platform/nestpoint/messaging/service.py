@@ -410,3 +410,39 @@ async def queue_birthdays(session: AsyncSession, today: date) -> int:
         )
         new += len(session.info.get(_NEW_KEY, [])) - before
     return new
+
+
+# ---------------------------------------------------------------------------- operators
+
+# Failures that are safe to try again: no provider took the message. ``interrupted`` (a
+# provider may have it) and ``undelivered`` (a provider sent it) never are.
+REQUEUEABLE = ("all_channels_failed", "no_template")
+
+
+async def requeue_failed(session: AsyncSession, since: datetime) -> list[uuid.UUID]:
+    """Queue again the messages created since ``since`` that failed before any provider
+    took them (after a provider's outage), with every channel to try afresh; audited."""
+    rows = (
+        await session.scalars(
+            select(Message)
+            .where(
+                Message.status == "failed",
+                Message.reason.in_(REQUEUEABLE),
+                Message.created_at >= since,
+            )
+            .with_for_update()
+        )
+    ).all()
+    for message in rows:
+        message.status, message.reason, message.tried = "queued", None, []
+        message.not_before = utcnow()
+        session.info.setdefault(_NEW_KEY, []).append((message.tenant_id, message.id))
+    if rows:
+        record(
+            session,
+            "messaging.requeued",
+            "tenant",
+            require_tenant().tenant_id,
+            {"messages": len(rows), "since": since.isoformat()},
+        )
+    return [m.id for m in rows]

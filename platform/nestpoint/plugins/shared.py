@@ -26,8 +26,14 @@ _local: dict[str, tuple[str, float]] = {}
 _locks: dict[str, asyncio.Lock] = {}
 
 
-@lru_cache
 def _redis() -> aioredis.Redis | None:
+    return _redis_for(asyncio.get_running_loop())
+
+
+# One client per event loop: an asyncio connection belongs to the loop that opened it (a
+# worker runs its jobs on one loop, the API on another; the tests use several).
+@lru_cache(maxsize=8)
+def _redis_for(loop: asyncio.AbstractEventLoop) -> aioredis.Redis | None:
     url = get_settings().redis_url
     return aioredis.Redis.from_url(url) if url else None
 
@@ -81,8 +87,12 @@ async def _put(key: str, value: str, seconds: int) -> None:
     await client.set(f"nestpoint-cred:{key}", sealed, ex=seconds)
 
 
-@lru_cache
 def _limiter() -> FixedWindowRateLimiter:
+    return _limiter_for(asyncio.get_running_loop())
+
+
+@lru_cache(maxsize=8)
+def _limiter_for(loop: asyncio.AbstractEventLoop) -> FixedWindowRateLimiter:
     settings = get_settings()
     url = settings.rate_limit_storage_url or settings.redis_url or "memory://"
     return FixedWindowRateLimiter(storage_for(url))
