@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+import msgspec
 from dateutil.relativedelta import relativedelta
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     union_all,
 )
@@ -39,6 +42,7 @@ from nestpoint.loyalty.service import get_program
 from nestpoint.members import dates, pii
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
 from nestpoint.members.schemas import (
+    MAX_TAGS,
     BirthIn,
     ChildIn,
     ChildRead,
@@ -53,6 +57,7 @@ from nestpoint.members.schemas import (
     MemberSummary,
     MemberUpdate,
     Stage,
+    Tag,
 )
 from nestpoint.points.models import PointAccount
 from nestpoint.tenancy.models import Store
@@ -993,3 +998,56 @@ async def _rotate_identities(
         context = pii.row_context(tenant_id, "member_identities", identity.id)
         identity.value_enc = _reseal(ring, identity.value_enc, context)
     return len(rows)
+
+
+# ------------------------------------------------------------------ for plugins (plugins/api.py)
+
+TAG: TypeAdapter[str] = TypeAdapter(Tag)
+
+
+def has_tag(tag: str) -> Any:
+    """Members whose tags hold ``tag`` exactly: a LIKE on the list's JSON text (both
+    databases), the tag written as the list stores it and LIKE's wildcards escaped."""
+    encoded = msgspec.json.encode(tag).decode()
+    escaped = encoded.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return cast(Member.tags, String).like(f"%{escaped}%", escape="!")
+
+
+async def active_member_ids(
+    session: AsyncSession, *, tags: list[str], after: uuid.UUID | None, limit: int
+) -> list[uuid.UUID]:
+    """Active members' ids in id order after ``after``; with ``tags``, those holding any."""
+    stmt = select(Member.id).where(Member.status == "active")
+    if tags:
+        stmt = stmt.where(or_(*(has_tag(tag) for tag in tags)))
+    if after is not None:
+        stmt = stmt.where(Member.id > after)
+    return list((await session.scalars(stmt.order_by(Member.id).limit(limit))).all())
+
+
+async def add_tags(session: AsyncSession, member_id: uuid.UUID, tags: list[str]) -> Member:
+    """Add ``tags`` to the member (a merged one's survivor), keeping those it has: audited
+    and announced (``member.updated``) when something was added, a no-op otherwise. A tag
+    is checked like the API's (``tags.<i>``); more than ``MAX_TAGS`` in all is refused."""
+    wanted: list[str] = []
+    for i, tag in enumerate(tags):
+        try:
+            wanted.append(TAG.validate_python(tag))
+        except ValidationError as exc:
+            raise Invalid.field(f"tags.{i}", exc.errors()[0]["msg"]) from exc
+    member = await get_active_member(session, member_id, for_update=True)
+    added = sorted(set(wanted) - set(member.tags))
+    if not added:
+        return member
+    if len(member.tags) + len(added) > MAX_TAGS:
+        raise Invalid.field("tags", f"a member has at most {MAX_TAGS} tags")
+    member.tags = sorted(set(member.tags) | set(added))
+    record(session, "member.tags_added", "member", member.id, {"tags": added})
+    emit(
+        session,
+        "member.updated",
+        "member",
+        member.id,
+        {"member_id": str(member.id), "fields": ["tags"]},
+    )
+    return member

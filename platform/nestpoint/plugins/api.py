@@ -18,7 +18,7 @@ See ``docs/plugins/`` for the tutorial, the how-tos and the reference of every h
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.api.problems import problems
 from nestpoint.benefits import service as _benefits
 from nestpoint.benefits.schemas import EntitlementRead, MemberBenefits, UseIn, UseRead
+from nestpoint.context import Actor as _Actor
+from nestpoint.context import acting_as as _acting_as
 from nestpoint.context import require_tenant, tenant_context
 from nestpoint.db import rls, scoped_session
 from nestpoint.db.base import Base, TenantOwned, UTCDateTime, new_id, utcnow
@@ -39,12 +41,15 @@ from nestpoint.idempotency import service as _idempotency
 from nestpoint.loyalty.service import get_program as _get_program
 from nestpoint.members import pii as _pii
 from nestpoint.members.models import Child as _Child
+from nestpoint.members.service import active_member_ids as _active_member_ids
+from nestpoint.members.service import add_tags as _add_tags
 from nestpoint.members.service import get_active_member as _get_active_member
 from nestpoint.members.service import stage_of as _stage_of
 from nestpoint.messaging import service as _messaging
 from nestpoint.plugins import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl
 from nestpoint.plugins import secrets as _secrets
 from nestpoint.plugins import shared as _shared
+from nestpoint.plugins.manager import get_plugin_host as _get_plugin_host
 from nestpoint.plugins.registries import (
     BenefitTypeRegistry,
     ChannelRegistry,
@@ -293,6 +298,59 @@ async def send_message(
     return message.id
 
 
+# ---- members as a plugin reaches them: an audience, and tags learnt from them
+
+MAX_MEMBER_IDS = 1000
+
+
+async def member_ids(
+    db: AsyncSession,
+    *,
+    tags: Sequence[str] | None = None,
+    after: uuid.UUID | None = None,
+    limit: int = 500,
+) -> list[uuid.UUID]:
+    """The chain's active members' ids (an audience), in id order: with ``tags``, only the
+    members holding at least one of them. A page at a time: pass the last id of a page as
+    ``after`` for the next (``limit`` 1-1000); an empty list is the end. No personal data."""
+    if not 1 <= limit <= MAX_MEMBER_IDS:
+        raise ValueError(f"limit must be 1-{MAX_MEMBER_IDS}")
+    return await _active_member_ids(db, tags=list(tags or ()), after=after, limit=limit)
+
+
+async def add_member_tags(
+    db: AsyncSession, plugin: PluginContext, member_id: uuid.UUID, tags: Sequence[str]
+) -> list[str]:
+    """Add ``tags`` to a member (a merged member's survivor) in the caller's transaction,
+    keeping the tags it has; returns the member's tags after. Idempotent: tags it holds
+    already change nothing. A change is audited with the plugin as actor (``plugin:<id>``)
+    and raises ``member.updated``. Tags are checked like the members API's (at most 32
+    characters, not blank: a 422 naming ``tags.<i>``); a member holds at most 50 tags (a
+    422 naming ``tags`` when these would make more); 404 for a member the chain does not
+    have."""
+    with _acting_as(_Actor("system", name=f"plugin:{plugin.plugin_id}")):
+        member = await _add_tags(db, member_id, list(tags))
+    return list(member.tags)
+
+
+# ---- survey question types (``nestpoint_register_survey_types``)
+
+
+async def question_types(plugin: PluginContext) -> dict[str, QuestionType]:
+    """The survey question types the plugins enabled here registered, by
+    ``<plugin-id>.<key>`` (``surveys.nps``, ``my-plugin.baby_stage``): for a store's
+    context the plugins enabled at that store; for the chain's (an HQ key, a public route,
+    a periodic job) the plugins enabled for the chain or any of its stores. It may read the
+    chain's plugin settings through a session of its own (a few seconds' cache): call it
+    before your transaction's first statement, not while it holds locks (SQLite has one
+    writer at a time)."""
+    host = _get_plugin_host()
+    found = await host.contributed(
+        "question_types", plugin.tenant_id, plugin.store_id, anywhere=plugin.store_id is None
+    )
+    return {key: item for key, item in found.items() if isinstance(item, QuestionType)}
+
+
 # ---- state shared by every worker: a provider's access token, per-recipient counters
 
 
@@ -365,6 +423,7 @@ __all__ = [
     "SurveyTypeRegistry",
     "TenantOwned",
     "UTCDateTime",
+    "add_member_tags",
     "award_points",
     "cached_token",
     "chain_now",
@@ -373,10 +432,12 @@ __all__ = [
     "hookimpl",
     "member_benefits",
     "member_facts",
+    "member_ids",
     "new_id",
     "plugin_secret",
     "problems",
     "public_path",
+    "question_types",
     "remember",
     "replayed",
     "reverse_benefit_use",

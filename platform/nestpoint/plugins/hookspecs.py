@@ -294,11 +294,16 @@ def nestpoint_register_channel_connectors(registry: ChannelRegistry) -> None:
 def nestpoint_register_survey_types(registry: SurveyTypeRegistry) -> None:
     """Add survey question types (a rating, a baby-stage picker, an NPS question...).
 
-    When: once at start-up. (The survey core arrives later; the shape is settled now.)
+    When: once at start-up. The surveys plugin (``docs/plugins/surveys.md``) offers a type,
+    as ``<plugin-id>.<key>``, in the surveys of a chain where its plugin is enabled (its own
+    built-in types come through this hook too); ``question_types(plugin)`` lists them.
 
     Arguments:
         registry: ``registry.add(QuestionType(key, title, settings=Model, answer=Model,
-            score=...))``.
+            score=...))``: HQ's settings of a question are validated by ``settings``, a
+            member's answer by ``answer`` with the question's settings in the validation
+            context (``info.context["settings"]``); ``score(answer, settings)`` is a number
+            for averages and tag rules, or ``None`` (see :class:`QuestionType`).
 
     Returns: nothing.
 

@@ -555,16 +555,23 @@ class PluginHost:
     # ------------------------------------------------------------------ contributions
 
     async def contributed(
-        self, kind: str, tenant_id: uuid.UUID, store_id: uuid.UUID | None
+        self,
+        kind: str,
+        tenant_id: uuid.UUID,
+        store_id: uuid.UUID | None,
+        *,
+        anywhere: bool = False,
     ) -> dict[str, Any]:
         """What the plugins enabled here registered, by ``<plugin-id>.<key>``.
 
         ``kind`` is ``benefit_types``, ``channels``, ``question_types`` or
-        ``console_panels``: the core features that offer them ask through this.
+        ``console_panels``: the core features that offer them ask through this. With
+        ``anywhere``, the plugins enabled for the chain or any of its stores (what a
+        chain-level feature, such as a survey, may use).
         """
         if kind not in ("benefit_types", "channels", "question_types", "console_panels"):
             raise ValueError(f"unknown contribution kind {kind!r}")
-        enabled = await self.enabled_plugins(tenant_id, store_id)
+        enabled = await self.enabled_plugins(tenant_id, store_id, anywhere=anywhere)
         return {
             f"{pid}.{key}": item
             for pid in sorted(enabled)

@@ -284,15 +284,21 @@ class BenefitType:
     description: str = ""
 
 
-# ------------------------------------------------------------------ surveys (core side later)
+# ------------------------------------------------------------------ surveys (the surveys plugin)
 
 
 @dataclass(frozen=True, slots=True)
 class QuestionType:
     """A survey question type: the shape of its settings and answers, and how to score one.
 
-    ``settings`` and ``answer`` are pydantic models; ``score`` turns a valid answer into a
-    number for analytics (``None`` when the question is not scored).
+    ``settings`` and ``answer`` are pydantic models (``None``: no settings; any JSON object
+    as the answer). HQ's settings of a question are validated by ``settings`` (strictly, as
+    JSON); a member's answer by ``answer``, with the question's validated settings as a dict
+    in the validation context (``info.context["settings"]``: check a choice against the
+    question's choices there). ``score(answer, settings)`` turns a valid answer (the
+    ``answer`` model) into a number for averages, distributions and tag rules, or is
+    ``None`` when the type is not scored. An unscored answer model with one field is
+    counted by that field's value in the results.
     """
 
     key: str
