@@ -421,3 +421,42 @@ async def test_an_operator_requeues_what_failed_before_any_provider_took_it(
     assert "reached 1 of 2 settled: 50.0%" in result.stdout
     result = await asyncio.to_thread(cli, "messages", "reach", "--tenant", "no-such-chain")
     assert result.exit_code == 2
+
+
+async def test_sending_is_idempotent_by_message_key_even_for_concurrent_retries(
+    client, concurrent_client, make_tenant, channels
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    tenant, _, _ = await _chain(client, make_tenant, channels)
+    members = [await _member(client, tenant) for _ in range(3)]
+    body = {"message_key": "week-48", "template": "points_expiring", "member_ids": members}
+    answers = await asyncio.gather(
+        *(
+            concurrent_client.post("/api/v1/messages", json=body, headers=tenant.hq())
+            for _ in range(8)
+        )
+    )
+    assert [r.status_code for r in answers] == [202] * 8
+    assert len({r.text for r in answers}) == 1  # the same answer, first or replayed
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 7
+    r = await client.get("/api/v1/messages", params={"limit": 200}, headers=tenant.hq())
+    assert len(r.json()["items"]) == 3
+
+    other = body | {"template": "birthday"}
+    r = await client.post("/api/v1/messages", json=other, headers=tenant.hq())
+    assert r.status_code == 409, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["message_key"]
+    twice = body | {"message_key": "dup", "member_ids": [members[0], members[0]]}
+    r = await client.post("/api/v1/messages", json=twice, headers=tenant.hq())
+    assert r.status_code == 202, r.text
+    assert len(r.json()["items"]) == 1
+    r = await client.post(
+        "/api/v1/messages",
+        json=body | {"message_key": "gone", "member_ids": [members[0], str(uuid.uuid4())]},
+        headers=tenant.hq(),
+    )
+    assert r.status_code == 404, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["member_ids.1"]
+    r = await client.get("/api/v1/messages", params={"limit": 200}, headers=tenant.hq())
+    assert len(r.json()["items"]) == 4  # nothing of the refused request

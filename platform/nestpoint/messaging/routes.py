@@ -11,9 +11,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from nestpoint.api.answers import answered
 from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_only, requires
 from nestpoint.api.problems import problems
 from nestpoint.api.ratelimit import PUBLIC_PATH_PREFIX
@@ -158,19 +159,19 @@ class MessageController(Controller):
     @post(
         "/",
         guards=[requires("messages:write"), hq_only],
-        responses=problems(404, 422),
+        responses=problems(404, 409, 422),
         status_code=202,
         summary="Send a template to members (queued; sent by workers)",
         operation_id="sendMessages",
         description=(
-            "One message per member, idempotent by `message_key` + member: the same key "
-            "answers the same messages and sends nothing new. Consent, quiet hours, the "
-            "frequency cap and the channel order apply in the workers (see the records)."
+            "One message per member (a member named twice gets one). Idempotent by "
+            "`message_key`: a retry replays the first 202 (`Idempotent-Replayed: true`) and "
+            "queues nothing new; the key with another request is 409. Consent, quiet hours, "
+            "the frequency cap and the channel order apply in the workers (see the records)."
         ),
     )
-    async def send(self, db: Db, data: JSONBody[SendIn]) -> MessageList:
-        messages = await service.send(db, data)
-        return MessageList(items=[MessageRead.model_validate(m) for m in messages])
+    async def send(self, db: Db, data: JSONBody[SendIn]) -> Response[MessageList]:
+        return answered(await service.send(db, data), MessageList)
 
     @get(
         "/",

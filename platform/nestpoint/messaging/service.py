@@ -12,15 +12,18 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import extract, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from nestpoint.audit.service import record
 from nestpoint.context import require_tenant
-from nestpoint.db.base import utcnow
+from nestpoint.db.base import new_id, utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import on_commit
 from nestpoint.errors import FieldError, Invalid, NotFound
+from nestpoint.idempotency import service as idempotency
+from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.jobs.broker import JobRef, enqueue_best_effort
 from nestpoint.members.models import Member
 from nestpoint.members.service import get_active_member
@@ -33,6 +36,8 @@ from nestpoint.messaging.models import (
 )
 from nestpoint.messaging.schemas import (
     TRANSACTIONAL,
+    MessageList,
+    MessageRead,
     MessagingSettings,
     PreviewIn,
     ReachReport,
@@ -205,33 +210,85 @@ async def preview(session: AsyncSession, data: PreviewIn) -> Rendered:
 # ---------------------------------------------------------------------------- sending
 
 
-async def send(session: AsyncSession, data: SendIn, *, key_prefix: str = "api") -> list[Message]:
-    """One message per member, idempotent by ``message_key`` + member: a key sent before
-    answers its existing messages and queues nothing new."""
+SEND_SCOPE = "message"  # idempotency keys of POST /messages: the request's message_key
+
+
+async def send(session: AsyncSession, data: SendIn) -> Answer[MessageList]:
+    """One message per member, queued; idempotent by ``message_key`` through the
+    idempotency keys: a retry answers the first 202 (nothing new queued), the same key with
+    another request is a 409 naming ``message_key``. Claimed before anything is written, so
+    two identical requests at once queue the messages once."""
     if await wording(session, data.template, "zh-CN") is None:
         raise Invalid.field("template", f"no template {data.template!r}")
     store_id = await _store_id(session, data.store_code)
-    messages: list[Message] = []
-    for index, member_id in enumerate(data.member_ids):
-        try:
-            member = await get_active_member(session, member_id)
-        except NotFound as exc:
-            raise NotFound(
-                f"no member {member_id}",
-                errors=[FieldError(f"member_ids.{index}", "no such member")],
-            ) from exc
-        messages.append(
-            await queue_message(
-                session,
-                member_id=member.id,
-                key=f"{key_prefix}:{data.message_key}:{member_id}",
-                purpose=data.purpose,
-                template=data.template,
-                params=data.params,
-                store_id=store_id,
-            )
+    now = utcnow()
+    messages = [
+        _new_message(
+            member_id=await _member_of(session, index, member_id),
+            key=f"api:{data.message_key}:{member_id}",
+            purpose=data.purpose,
+            template=data.template,
+            params=data.params,
+            store_id=store_id,
+            now=now,
         )
-    return messages
+        for index, member_id in enumerate(dict.fromkeys(data.member_ids))
+    ]
+    body = MessageList(items=[MessageRead.model_validate(m) for m in messages])
+    answer = Answer(202, body.model_dump(mode="json"), result=body)
+    earlier = await idempotency.claim(
+        session, SEND_SCOPE, data.message_key, fingerprint(data), answer, field="message_key"
+    )
+    if earlier is not None:
+        return earlier
+    session.add_all(messages)
+    await session.flush()
+    _enqueue_after_commit(session, messages)
+    return answer
+
+
+async def _member_of(session: AsyncSession, index: int, member_id: uuid.UUID) -> uuid.UUID:
+    """The member (a merged one's survivor), or 404 naming ``member_ids.<index>``."""
+    try:
+        return (await get_active_member(session, member_id)).id
+    except NotFound as exc:
+        raise NotFound(
+            f"no member {member_id}", errors=[FieldError(f"member_ids.{index}", "no such member")]
+        ) from exc
+
+
+def _new_message(
+    *,
+    member_id: uuid.UUID,
+    key: str,
+    purpose: str,
+    template: str,
+    params: dict[str, Any],
+    store_id: uuid.UUID | None,
+    now: datetime,
+) -> Message:
+    """A queued message with every column set (its answer is made before it is written)."""
+    return Message(
+        id=new_id(),
+        message_key=key,
+        member_id=member_id,
+        store_id=store_id,
+        purpose=purpose,
+        template=template,
+        params=params,
+        status="queued",
+        reason=None,
+        channel=None,
+        tried=[],
+        attempts=0,
+        provider_message_id=None,
+        not_before=now,
+        lease_until=None,
+        created_at=now,
+        updated_at=now,
+        sent_at=None,
+        delivered_at=None,
+    )
 
 
 async def queue_message(
@@ -244,23 +301,40 @@ async def queue_message(
     params: dict[str, Any],
     store_id: uuid.UUID | None = None,
 ) -> Message:
-    """The message for ``key`` (created and queued after the commit when new)."""
-    found = await session.scalar(select(Message).where(Message.message_key == key))
+    """The message for ``key``: queued now (sent after the commit) unless it exists. Two
+    callers with the same key at once get the one message (the loser of the unique key
+    finds the winner's)."""
+    found = await _by_key(session, key)
     if found is not None:
         return found
-    message = Message(
-        message_key=key,
+    message = _new_message(
         member_id=member_id,
-        store_id=store_id,
+        key=key,
         purpose=purpose,
         template=template,
         params=params,
-        tried=[],
+        store_id=store_id,
+        now=utcnow(),
     )
-    session.add(message)
-    await session.flush()
-    session.info.setdefault(_NEW_KEY, []).append((require_tenant().tenant_id, message.id))
+    try:
+        async with session.begin_nested():
+            session.add(message)
+    except IntegrityError:
+        winner = await _by_key(session, key)
+        if winner is None:
+            raise
+        return winner
+    _enqueue_after_commit(session, [message])
     return message
+
+
+async def _by_key(session: AsyncSession, key: str) -> Message | None:
+    return await session.scalar(select(Message).where(Message.message_key == key))
+
+
+def _enqueue_after_commit(session: AsyncSession, messages: list[Message]) -> None:
+    tenant_id = require_tenant().tenant_id
+    session.info.setdefault(_NEW_KEY, []).extend((tenant_id, m.id) for m in messages)
 
 
 def transactional_enabled(settings: MessagingSettings, purpose: str) -> bool:
