@@ -31,7 +31,7 @@ async def test_periodic_jobs_run_where_the_plugin_is_enabled(
     client, make_tenant, host, register_plugin
 ):
     nightly = register_plugin(Nightly(), "nightly")
-    (job,) = host.periodic_jobs()[-1:]
+    (job,) = [p for p in host.periodic_jobs() if p.job.plugin_id == "nightly"]
     assert job.job.actor_name == "plugins.nightly.tidy"
     assert job.seconds == 3600
     a = await make_tenant()
