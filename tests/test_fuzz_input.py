@@ -175,6 +175,10 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
     r = await client.post("/api/v1/messages", json=message, headers=hq)
     assert r.status_code == 202, r.text
     message_id = r.json()["items"][0]["id"]
+    export = {"kind": "members", "format": "csv", "idempotency_key": "fuzz"}
+    r = await client.post("/api/v1/exports", json=export, headers=hq)
+    assert r.status_code == 202, r.text
+    export_id = r.json()["id"]
     path = {
         "tenant_id": str(t.id),
         "member_id": members[0],
@@ -188,6 +192,7 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
         "use_id": str(uuid.uuid4()),
         "entitlement_id": str(uuid.uuid4()),
         "message_id": message_id,
+        "export_id": export_id,
         "key": "points_expiring",
         "locale": "zh-CN",
         "name": "password",
@@ -291,6 +296,7 @@ def _base_body(op: Operation, w: World) -> Any:
             "params": {"extra": 1},
         },
         ("PUT", "/api/v1/tenant/plugins/{plugin_id}/secrets/{name}"): {"value": "s3cr3t"},
+        ("POST", "/api/v1/exports"): {"kind": "members", "format": "xlsx", "idempotency_key": key},
     }
     return bodies.get((op.method, op.template), {})
 

@@ -360,12 +360,14 @@ def demo(
 
 
 def _add_loyalty_commands() -> None:
+    from nestpoint.exports.cli import exports_app
     from nestpoint.jobs.cli import jobs_app, members_app
     from nestpoint.messaging.cli import messages_app
 
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(members_app, name="members")
     app.add_typer(messages_app, name="messages")
+    app.add_typer(exports_app, name="export")
 
 
 _add_loyalty_commands()

@@ -10,6 +10,7 @@ from nestpoint.benefits.models import (
 )
 from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
+from nestpoint.exports.models import Export, ExportChunk
 from nestpoint.idempotency.models import IdempotencyKey
 from nestpoint.jobs.models import DailyRun
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
@@ -44,6 +45,8 @@ __all__ = [
     "Child",
     "DailyRun",
     "Entitlement",
+    "Export",
+    "ExportChunk",
     "GrowthEntry",
     "IdempotencyKey",
     "LoyaltyProgram",

@@ -17,6 +17,7 @@ import dramatiq
 
 from nestpoint.benefits import actors as benefits
 from nestpoint.db import models
+from nestpoint.exports import actors as exports
 from nestpoint.jobs import actors as jobs
 from nestpoint.messaging import actors as messaging
 from nestpoint.plugins import actors as outbox
@@ -26,6 +27,7 @@ from nestpoint.tiers import actors as tiers
 
 ACTOR_MODULES: tuple[ModuleType, ...] = (
     benefits,
+    exports,
     jobs,
     messaging,
     outbox,
@@ -44,6 +46,7 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (benefits.expire_all, "interval", {"hours": 1}),
     (benefits.sync_recent_all, "interval", {"minutes": 5}),
     (messaging.sweep_all, "interval", {"minutes": 1}),
+    (exports.sweep_all, "interval", {"minutes": 5}),
 )
 
 

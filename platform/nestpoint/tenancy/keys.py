@@ -48,6 +48,8 @@ TENANT_SCOPES = frozenset(
         "benefits:write",
         "messages:read",
         "messages:write",
+        "exports:read",
+        "exports:write",
     }
 )
 STORE_SCOPES = frozenset(

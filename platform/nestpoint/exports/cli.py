@@ -1,0 +1,90 @@
+"""``nestpoint export``: write an export to a file, run here (not through the broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+exports_app = typer.Typer(
+    help="Export members, children, points ledgers or orders to CSV or XLSX.",
+    no_args_is_help=True,
+)
+
+Tenant = Annotated[str, typer.Option(help="The chain's slug.")]
+FormatOption = Annotated[str, typer.Option("--format", help="csv or xlsx.", case_sensitive=False)]
+Output = Annotated[Path, typer.Option(help="The file to write.", dir_okay=False)]
+Pii = Annotated[
+    bool, typer.Option("--pii", help="Full phones, names, birthdays and nicknames (else masked).")
+]
+
+
+@exports_app.command("members")
+def members(tenant: Tenant, output: Output, fmt: FormatOption = "csv", pii: Pii = False) -> None:
+    """Every member: phone and name (masked without --pii), tier, points, status."""
+    _export("members", tenant, fmt, output, pii)
+
+
+@exports_app.command("children")
+def children(tenant: Tenant, output: Output, fmt: FormatOption = "csv", pii: Pii = False) -> None:
+    """Every child: stage; dates and nickname only with --pii."""
+    _export("children", tenant, fmt, output, pii)
+
+
+@exports_app.command("points-ledger")
+def points_ledger(tenant: Tenant, output: Output, fmt: FormatOption = "csv") -> None:
+    """Every points entry: member, kind, amount, balance after, cause, time."""
+    _export("points_ledger", tenant, fmt, output, False)
+
+
+@exports_app.command("orders")
+def orders(tenant: Tenant, output: Output, fmt: FormatOption = "csv") -> None:
+    """Every order: external id, store, member, totals, points earned and used, paid at."""
+    _export("orders", tenant, fmt, output, False)
+
+
+Kind = Literal["members", "children", "points_ledger", "orders"]
+
+
+def _export(kind: Kind, slug: str, fmt: str, output: Path, full: bool) -> None:
+    fmt = fmt.lower()
+    if fmt not in ("csv", "xlsx"):
+        raise typer.BadParameter("csv or xlsx", param_hint="--format")
+    rows = asyncio.run(_run(kind, slug, fmt, output, full))
+    typer.echo(f"{rows} rows written to {output}")
+
+
+async def _run(kind: Kind, slug: str, fmt: str, output: Path, full: bool) -> int:
+    from rich.progress import Progress
+
+    from nestpoint.context import Actor, acting_as, tenant_context
+    from nestpoint.db import get_database, scoped_session
+    from nestpoint.exports import service
+    from nestpoint.jobs.cli import _tenant_ids
+
+    try:
+        [tenant_id] = await _tenant_ids(slug)
+        with acting_as(Actor("system", name="nestpoint export")), tenant_context(tenant_id):
+            job = service.new_export(
+                kind, fmt, masked=kind in service.PERSONAL and not full, requested_by="cli"
+            )
+            async with scoped_session() as session:
+                service.add_export(session, job)
+            with Progress(transient=True) as bar:
+                task = bar.add_task(f"export {kind}", total=None)
+
+                def advance(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                await service.run_export(job.id, progress=advance)
+            async with scoped_session() as session:
+                finished = await service.get_export(session, job.id)
+                chunks, rows = finished.chunks, finished.rows_done
+            with output.open("wb") as out:
+                async for data in service.read_file(tenant_id, job.id, chunks):
+                    out.write(data)
+            return rows
+    finally:
+        await get_database().dispose()
