@@ -297,6 +297,10 @@ def _base_body(op: Operation, w: World) -> Any:
         },
         ("PUT", "/api/v1/tenant/plugins/{plugin_id}/secrets/{name}"): {"value": "s3cr3t"},
         ("POST", "/api/v1/exports"): {"kind": "members", "format": "xlsx", "idempotency_key": key},
+        ("POST", "/api/v1/members/{member_id}/data-exports"): {
+            "reason": "PIPL access request #1",
+            "idempotency_key": key,
+        },
     }
     return bodies.get((op.method, op.template), {})
 

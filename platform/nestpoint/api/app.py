@@ -32,7 +32,7 @@ from nestpoint.db import get_database
 from nestpoint.db.pagination import use_signing_key
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
-from nestpoint.exports.routes import ExportController
+from nestpoint.exports.routes import ExportController, MemberDataExportController
 from nestpoint.jobs.broker import flush_enqueued
 from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
@@ -75,6 +75,7 @@ API_CONTROLLERS = [
     MessagingController,
     MessageController,
     ExportController,
+    MemberDataExportController,
 ]
 
 

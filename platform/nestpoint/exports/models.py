@@ -45,6 +45,9 @@ class Export(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A ``member_data`` export (right of access and copy): whose data, and why it was asked.
+    member_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    reason: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class ExportChunk(TenantScoped, Base):

@@ -15,9 +15,10 @@ from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_on
 from nestpoint.api.problems import problems
 from nestpoint.context import require_tenant
 from nestpoint.exports import service
-from nestpoint.exports.schemas import ExportIn, ExportList, ExportRead
+from nestpoint.exports.schemas import ExportIn, ExportList, ExportRead, MemberDataExportIn
 
 ExportIdPath = Annotated[uuid.UUID, PathParameter(name="export_id")]
+MemberIdPath = Annotated[uuid.UUID, PathParameter(name="member_id")]
 
 
 class ExportController(Controller):
@@ -77,7 +78,7 @@ class ExportController(Controller):
             200: ResponseSpec(
                 data_container=bytes,
                 media_type="application/octet-stream",
-                description="The file (text/csv or XLSX), streamed.",
+                description="The file (text/csv, XLSX or, for `member_data`, JSON), streamed.",
                 generate_examples=False,
             ),
             **problems(404, 409),
@@ -86,7 +87,8 @@ class ExportController(Controller):
         operation_id="downloadExport",
         description=(
             "Streamed chunk by chunk with a `Content-Disposition` file name; 409 before it is "
-            "done. An unmasked export needs `members:pii`. Audited."
+            "done. An unmasked export, and any `member_data` export, needs `members:pii`. "
+            "Audited (a `member_data` download also on the member, with the reason)."
         ),
     )
     async def file(self, db: Db, export_id: ExportIdPath) -> Stream:
@@ -111,3 +113,31 @@ class ExportController(Controller):
     )
     async def remove(self, db: Db, export_id: ExportIdPath) -> None:
         await service.delete_export(db, export_id)
+
+
+class MemberDataExportController(Controller):
+    """A member's right of access and copy: all their data as one JSON file (HQ)."""
+
+    path = "/members/{member_id:uuid}/data-exports"
+    tags = ["exports", "members"]
+
+    @post(
+        "/",
+        guards=[requires("exports:write"), requires("members:pii"), hq_only],
+        responses=problems(403, 404, 409, 422),
+        status_code=202,
+        summary="Export one member's data as JSON (access and copy; queued, run by workers)",
+        operation_id="requestMemberDataExport",
+        description=(
+            "HQ key with `exports:write` and `members:pii`. `reason` (1-500 characters, e.g. "
+            "`PIPL access request #123`) is required and audited with the request and every "
+            "download. The job is an export of kind `member_data`, format `json`: follow it "
+            "and download it through `/exports/{export_id}` and `/exports/{export_id}/file`. "
+            "404 for a member the chain does not have. Idempotent by `idempotency_key`, like "
+            "`POST /exports`."
+        ),
+    )
+    async def request(
+        self, db: Db, member_id: MemberIdPath, data: JSONBody[MemberDataExportIn]
+    ) -> Response[ExportRead]:
+        return answered(await service.request_member_data(db, member_id, data), ExportRead)

@@ -13,6 +13,9 @@ from nestpoint.text import required
 
 Kind = Literal["members", "children", "points_ledger", "orders"]
 Format = Literal["csv", "xlsx"]
+# Every kind of job: the tables above, and one member's data (POST /members/{id}/data-exports).
+JobKind = Literal["members", "children", "points_ledger", "orders", "member_data"]
+JobFormat = Literal["csv", "xlsx", "json"]
 Status = Literal["queued", "running", "done", "failed"]
 
 
@@ -29,8 +32,8 @@ class ExportRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    kind: Kind
-    format: Format
+    kind: JobKind
+    format: JobFormat
     status: Status
     masked: bool = Field(description="Personal data masked (the requester lacked members:pii).")
     requested_by: str
@@ -42,6 +45,22 @@ class ExportRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    member_id: uuid.UUID | None = Field(
+        default=None, description="Whose data a `member_data` export holds (else null)."
+    )
+    reason: str | None = Field(
+        default=None, description="Why a `member_data` export was requested (else null)."
+    )
+
+
+class MemberDataExportIn(Strict):
+    """A copy of one member's data as a JSON file (right of access and copy, PIPL art. 45);
+    idempotent by ``idempotency_key``."""
+
+    reason: Annotated[str, required(500)] = Field(
+        description="Why: the request it answers, e.g. `PIPL access request #123` (audited)."
+    )
+    idempotency_key: Annotated[str, required(120)]
 
 
 class ExportList(BaseModel):

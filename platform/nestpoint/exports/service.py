@@ -6,6 +6,11 @@ writes them through a CSV or XLSX writer whose output is cut into chunks of
 :data:`CHUNK_SIZE` bytes in ``export_chunks``: memory stays bounded by one batch and one
 chunk whatever the row count. The API process only creates the job; a worker
 (``exports.run``) or the CLI runs it.
+
+A ``member_data`` export (one member's right of access and copy) is the same job with
+another body: one JSON document of everything kept about the member
+(:mod:`nestpoint.exports.member_data`, the plugins' parts through the host), cut into chunks
+the same way.
 """
 
 from __future__ import annotations
@@ -33,15 +38,23 @@ from nestpoint.db.base import new_id, utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import on_commit
 from nestpoint.errors import Conflict, FieldError, Forbidden, NotFound
+from nestpoint.exports import member_data
 from nestpoint.exports.models import Export, ExportChunk
-from nestpoint.exports.schemas import ExportIn, ExportRead
+from nestpoint.exports.schemas import ExportIn, ExportRead, MemberDataExportIn
 from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.jobs.broker import JobRef, enqueue_best_effort
 from nestpoint.members import pii
 from nestpoint.members.models import Child, Member
-from nestpoint.members.service import decrypt_name, decrypt_phone, local_today, stage_of
+from nestpoint.members.service import (
+    decrypt_name,
+    decrypt_phone,
+    get_member,
+    local_today,
+    stage_of,
+)
 from nestpoint.orders.models import Order
+from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.points.models import PointAccount, PointEntry
 from nestpoint.tenancy.models import Store
 
@@ -49,6 +62,8 @@ CHUNK_SIZE = 1024 * 1024  # bytes of one export_chunks row (the last one may be 
 BATCH_SIZE = 1000  # rows read per transaction; progress is stored after each batch
 RUN = JobRef("exports.run", queue_name="default")
 REQUEST_SCOPE = "export"  # idempotency keys of POST /exports: the body's idempotency_key
+MEMBER_DATA_SCOPE = "member_data_export"  # those of POST /members/{id}/data-exports
+MEMBER_DATA = "member_data"
 _NEW_KEY = "nestpoint.exports.new"
 
 KINDS = ("members", "children", "points_ledger", "orders")
@@ -59,9 +74,11 @@ NEEDS = {
     "children": "members:read",
     "points_ledger": "members:read",
     "orders": "orders:read",
+    MEMBER_DATA: "members:pii",  # one member's data in full
 }
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 BOM = "\ufeff".encode()  # so Excel reads the CSV as UTF-8 (Chinese names)
@@ -133,6 +150,42 @@ async def request_export(session: AsyncSession, data: ExportIn) -> Answer[Export
     return answer
 
 
+async def request_member_data(
+    session: AsyncSession, member_id: uuid.UUID, data: MemberDataExportIn
+) -> Answer[ExportRead]:
+    """Queue a copy of one member's data (JSON) for a worker: 404 for a member the chain
+    does not have; idempotent by ``idempotency_key`` like :func:`request_export`. Audited
+    on the member (``members.data_export_requested``, with the reason) and as an export."""
+    actor = current_actor()
+    check_allowed(actor, MEMBER_DATA)
+    await get_member(session, member_id)
+    job = new_export(MEMBER_DATA, "json", masked=False, requested_by=requester(actor))
+    job.member_id, job.reason = member_id, data.reason
+    body = ExportRead.model_validate(job)
+    answer = Answer(202, body.model_dump(mode="json"), result=body)
+    earlier = await idempotency.claim(
+        session,
+        MEMBER_DATA_SCOPE,
+        data.idempotency_key,
+        fingerprint({"member_id": str(member_id), "reason": data.reason}),
+        answer,
+        field="idempotency_key",
+    )
+    if earlier is not None:
+        return earlier
+    add_export(session, job)
+    record(
+        session,
+        "members.data_export_requested",
+        "member",
+        member_id,
+        {"export_id": str(job.id), "reason": data.reason},
+    )
+    await session.flush()
+    session.info.setdefault(_NEW_KEY, []).append((require_tenant().tenant_id, job.id))
+    return answer
+
+
 def add_export(session: AsyncSession, job: Export) -> None:
     session.add(job)
     record(
@@ -178,6 +231,14 @@ async def downloadable(session: AsyncSession, export_id: uuid.UUID) -> Export:
     if job.status != "done":
         raise Conflict(f"export {export_id} is {job.status}, not done")
     record(session, "exports.downloaded", "export", job.id, {"kind": job.kind})
+    if job.kind == MEMBER_DATA and job.member_id is not None:
+        record(
+            session,
+            "members.data_export_downloaded",
+            "member",
+            job.member_id,
+            {"export_id": str(job.id), "reason": job.reason},
+        )
     return job
 
 
@@ -562,8 +623,11 @@ async def _start(export_id: uuid.UUID, database: Database | None) -> tuple[Expor
         if job is None or job.status == "done":
             return None
         await session.execute(delete(ExportChunk).where(ExportChunk.export_id == export_id))
-        source = SOURCES[job.kind]
-        total = await session.scalar(select(func.count()).select_from(source.model)) or 0
+        if job.kind == MEMBER_DATA:
+            total = 1  # one document
+        else:
+            model = SOURCES[job.kind].model
+            total = await session.scalar(select(func.count()).select_from(model)) or 0
         stores = dict((await session.execute(select(Store.id, Store.code))).all())
         facts = Facts(require_tenant().tenant_id, job.masked, await local_today(session), stores)
         job.status, job.rows_total, job.rows_done = "running", total, 0
@@ -595,6 +659,9 @@ async def run_export(
     if started is None:
         return
     job, facts = started
+    if job.kind == MEMBER_DATA:
+        await _run_member_data(job, facts, database, progress)
+        return
     source = SOURCES[job.kind]
     writer = make_writer(job.format, job.kind, source.columns)
     done, seq, after = 0, 0, None
@@ -640,6 +707,66 @@ async def run_export(
         raise
     finally:
         writer.close()
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    for start in range(0, len(data), CHUNK_SIZE):
+        yield data[start : start + CHUNK_SIZE]
+
+
+async def _run_member_data(
+    job: Export, facts: Facts, database: Database | None, progress: Progress | None
+) -> None:
+    """One member's data as one JSON document: the core's sections in one transaction, then
+    the plugins' parts (each plugin in its own session, isolated by the host), then the
+    file's chunks and the job's end in a last transaction."""
+    export_id, member_id = job.id, job.member_id
+    try:
+        if member_id is None:
+            raise ValueError("a member_data export names no member")
+        async with scoped_session(database) as session:
+            core = await member_data.core_sections(session, facts.tenant_id, member_id, facts.today)
+        plugins = await get_plugin_host().collect_member_data(
+            facts.tenant_id, member_id, jsonable=member_data.is_jsonable
+        )
+        document: dict[str, Any] = {
+            "format_version": member_data.FORMAT_VERSION,
+            "generated_at": utcnow(),
+            "tenant_id": facts.tenant_id,
+            **core,
+            "plugins": plugins,
+        }
+        data = member_data.encode({key: document[key] for key in member_data.SECTIONS})
+        async with scoped_session(database) as session:
+            chunks = await _store_chunks(session, export_id, _pieces(data), 0)
+            row = await get_export(session, export_id)
+            row.status, row.rows_done, row.rows_total = "done", 1, 1
+            row.size_bytes, row.chunks = len(data), chunks
+            row.sha256 = hashlib.sha256(data).hexdigest()
+            row.finished_at = utcnow()
+            record(
+                session,
+                "exports.done",
+                "export",
+                export_id,
+                {
+                    "kind": row.kind,
+                    "format": row.format,
+                    "masked": False,
+                    "rows": 1,
+                    "bytes": len(data),
+                    "requested_by": row.requested_by,
+                    "member_id": str(member_id),
+                    "plugins_unavailable": sorted(
+                        pid for pid, part in plugins.items() if part == {"error": "unavailable"}
+                    ),
+                },
+            )
+        if progress is not None:
+            progress(1, 1)
+    except Exception as exc:
+        await _fail(export_id, f"{type(exc).__name__}: {exc}", database)
+        raise
 
 
 async def _fail(export_id: uuid.UUID, error: str, database: Database | None) -> None:

@@ -424,6 +424,44 @@ def nestpoint_seed_demo(plugin: PluginContext, member_ids: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# Members' rights: the core asks each plugin for what it keeps about one member.
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def nestpoint_collect_member_data(member_id: str, plugin: PluginContext) -> dict[str, Any] | None:
+    """Contribute what the plugin keeps about one member to their data export (the right of
+    access and copy: PIPL art. 45; ``docs/exports.md``).
+
+    When: while a worker writes a ``member_data`` export, which HQ requested with
+    ``POST /api/v1/members/{member_id}/data-exports``, once per export, after the core read
+    its own sections.
+
+    Arguments:
+        member_id: the member's id (a string).
+        plugin: the plugin's :class:`PluginContext` for the member's chain (``store_id``
+            ``None``, the chain's merged ``config``; ``session()`` is bound to the tenant).
+
+    Returns: a JSON-serialisable ``dict`` of everything the plugin stores about this
+        member and no one else (str, numbers, booleans, ``None``, lists and dicts; dates,
+        times and UUIDs are written as ISO 8601 text and strings). Personal data in full:
+        the file is the member's copy. Leave out what cannot be linked to the member (an
+        anonymous answer) and say so in the plugin's documentation. ``None`` when the
+        plugin keeps nothing about members: the plugin is then left out of the file.
+
+    Async: may be async (awaited within 60 seconds).
+
+    Results: collected from every implementation into the file's ``plugins`` section as
+        ``{plugin id: result}``. A plugin that raises, times out or returns something that
+        is not a JSON-serialisable dict is recorded (``GET /api/v1/tenant/plugin-failures``)
+        and its part reads ``{"error": "unavailable"}``: the export still completes.
+
+    Scope: per tenant: plugins enabled for the chain or for any of its stores are asked,
+        with the tenant's context set.
+    """
+
+
+# ---------------------------------------------------------------------------------------
 # Events: every domain event, delivered from the outbox after its change committed.
 # ---------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nestpoint.plugins")
 DEMO_SEED_SECONDS = 60.0
+MEMBER_DATA_SECONDS = 60.0  # per plugin, for one member's data export
+UNAVAILABLE: dict[str, str] = {"error": "unavailable"}  # a failed plugin's part of an export
 
 # Registration hooks, in the order the host calls them, with the registry each gets.
 REGISTRATION_HOOKS: tuple[tuple[str, type[Any]], ...] = (
@@ -462,6 +464,48 @@ class PluginHost:
                     kwargs = {"plugin": plugin, "member_ids": member_ids}
                     await self._call(impl, hook, kwargs, DEMO_SEED_SECONDS, failures)
         return failures
+
+    # ---- members' rights
+
+    async def collect_member_data(
+        self,
+        tenant_id: uuid.UUID,
+        member_id: uuid.UUID,
+        *,
+        jsonable: Callable[[Any], bool],
+    ) -> dict[str, Any]:
+        """``{plugin id: data}`` from every plugin enabled for the chain or any of its stores
+        (a member's data export). A plugin answering ``None`` is left out; one that raises,
+        times out or answers something that is not a dict ``jsonable`` accepts is recorded
+        as a failure and its part is :data:`UNAVAILABLE`: the export never fails for it."""
+        hook = "nestpoint_collect_member_data"
+        collected: dict[str, Any] = {}
+        if not self._implemented(hook):
+            return collected
+        enabled = await self.enabled_plugins(tenant_id, None, anywhere=True)
+        if not enabled:
+            return collected
+        failures: list[HookFailure] = []
+        with tenant_context(tenant_id):
+            for impl in reversed(self._caller(hook, enabled).get_hookimpls()):
+                plugin_id = impl.plugin_name
+                plugin = PluginContext(plugin_id, tenant_id, None, enabled[plugin_id])
+                kwargs = {"member_id": str(member_id), "plugin": plugin}
+                result = await self._call(impl, hook, kwargs, MEMBER_DATA_SECONDS, failures)
+                if result is None:
+                    continue
+                if result is not FAILED and not (isinstance(result, dict) and jsonable(result)):
+                    self._stats(plugin_id, hook).failures += 1
+                    failures.append(
+                        HookFailure(
+                            plugin_id, hook, "error", f"returned {type(result).__name__}: not JSON"
+                        )
+                    )
+                    result = FAILED
+                collected[plugin_id] = dict(UNAVAILABLE) if result is FAILED else result
+        if failures:
+            self.record_failures(tenant_id, None, failures)
+        return dict(sorted(collected.items()))
 
     # ---- events
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from nestpoint.plugins import PROJECT_NAME, hookspecs
 
+MEMBER_RIGHTS = frozenset({"nestpoint_collect_member_data"})
 GROUPS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     (
         "Registration hooks",
@@ -25,7 +26,16 @@ GROUPS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     (
         "Points and channels",
         "Asked by the core inside a request, for the tenant and store at hand.",
-        lambda name: not name.startswith(("nestpoint_register_", "nestpoint_on_")),
+        lambda name: (
+            not name.startswith(("nestpoint_register_", "nestpoint_on_"))
+            and name not in MEMBER_RIGHTS
+        ),
+    ),
+    (
+        "Members' rights",
+        "Asked by a worker for one member's data export (the right of access and copy), "
+        "for the member's chain.",
+        lambda name: name in MEMBER_RIGHTS,
     ),
     (
         "Event hooks",

@@ -16,6 +16,8 @@ from nestpoint_surveys import service
 from nestpoint_surveys.models import Survey, SurveyResponse, SurveyRound
 from sqlalchemy import select, update
 
+from nestpoint.context import Actor, acting_as, tenant_context
+from nestpoint.exports.service import run_export
 from nestpoint.messaging import pipeline
 from nestpoint.plugins.api import PluginContext
 
@@ -645,3 +647,57 @@ async def test_answers_sent_at_once_through_one_link_record_one_response(
     assert sorted(r.status_code for r in replies) == [201, 409, 409, 409, 409]
     r = await client.get(f"{BASE}/surveys/needs/rounds/1/results", headers=t.hq())
     assert (r.json()["responded"], r.json()["questions"][3]["nps"]["promoters"]) == (1, 1)
+
+
+# ------------------------------------------------------------------ a member's data export
+
+
+async def _member_data(client: Any, t: Any, member: str) -> dict[str, Any]:
+    """The member's data export, run as the worker runs it; the file parsed."""
+    body = {"reason": "PIPL access request #7", "idempotency_key": uuid.uuid4().hex}
+    r = await client.post(f"/api/v1/members/{member}/data-exports", json=body, headers=t.hq())
+    assert r.status_code == 202, r.text
+    export_id = r.json()["id"]
+    with acting_as(Actor("system", name="tests")), tenant_context(t.id):
+        await run_export(uuid.UUID(export_id))
+    r = await client.get(f"/api/v1/exports/{export_id}/file", headers=t.hq())
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def test_a_members_data_export_holds_their_responses_but_no_anonymous_one(
+    nestpoint_tenant, nestpoint_client, nestpoint_enable_plugin, outbox
+):
+    t, client = nestpoint_tenant, nestpoint_client
+    await _set_up(client, t, nestpoint_enable_plugin)
+    member = await _member(client, t)
+    other = await _member(client, t)
+    questions = [{**q, "tags": []} for q in _questions()]
+    assert (await _put(client, t, "needs", _survey())).status_code == 200
+    assert (
+        await _put(client, t, "anon", _survey(anonymous=True, questions=questions))
+    ).status_code == 200
+    answers = {"q1": {"choice": "a"}, "q2": {"choices": ["x"]}, "q3": {"choice": "yes"},
+               "q4": {"score": 10}, "q5": {"score": 5}, "q6": {"text": "夜间配送"}}  # fmt: skip
+    assert (await _open(client, t, "needs")).status_code == 201
+    links = await _links(client, t, outbox)
+    for who in (member, other):
+        r = await client.post(links[who], json={"answers": answers})
+        assert r.status_code == 201, r.text
+    assert (await _open(client, t, "anon")).status_code == 201
+    links = await _links(client, t, outbox)
+    anonymous = {**answers, "q6": {"text": "匿名的话"}}
+    r = await client.post(links[member], json={"answers": anonymous})
+    assert r.status_code == 201, r.text
+
+    part = (await _member_data(client, t, member))["plugins"]["surveys"]
+    invited = sorted(
+        (i["survey_code"], i["anonymous"], i["responded"]) for i in part["invitations"]
+    )
+    assert invited == [("anon", True, True), ("needs", False, True)]
+    [response] = part["responses"]
+    assert (response["survey_code"], response["round"]) == ("needs", 1)
+    assert response["answers"]["q6"] == {"text": "夜间配送"}
+    assert sorted(response["tags"]) == ["interested_early_education", "promoter"]
+    assert "匿名的话" not in str(part)  # an anonymous answer is nobody's
+    assert "anonymous" in part["note"]

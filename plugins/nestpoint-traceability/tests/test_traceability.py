@@ -12,6 +12,9 @@ from nestpoint_traceability import csvfile
 from nestpoint_traceability.schemas import TraceabilityConfig
 from nestpoint_traceability.service import authenticity
 
+from nestpoint.context import Actor, acting_as, tenant_context
+from nestpoint.exports.service import run_export
+
 PLUGIN = "traceability"
 BASE = "/api/v1/plugins/traceability"
 HEADER = "sku,batch_no,product_name,production_date,expiry_date,origin"
@@ -590,3 +593,38 @@ async def test_scans_at_the_same_moment_are_counted_one_after_the_other(
     assert [r.status_code for r in responses] == [200] * 8
     before = sorted(r.json()["authenticity"]["scans_before"] for r in responses)
     assert before == list(range(8))  # one first scan, never two
+
+
+# ------------------------------------------------------------------ a member's data export
+
+
+async def test_a_members_data_export_holds_their_scans_and_nobody_elses(
+    nestpoint_tenant, nestpoint_client, nestpoint_enable_plugin
+):
+    t, client = nestpoint_tenant, nestpoint_client
+    await nestpoint_enable_plugin(t, PLUGIN)
+    batch = (await _import(client, t)).json()["batches"][0]
+    codes = await _unit_codes(client, t, batch["id"], 2)
+    member, other = await _member(client, t), await _member(client, t)
+    for who, code, headers in ((member, codes[0], t.store("S1")), (member, codes[1], t.hq())):
+        body = {"idempotency_key": _key(), "member_id": who, "code": code}
+        assert (await client.post(f"{BASE}/scans", json=body, headers=headers)).status_code == 201
+    body = {"idempotency_key": _key(), "member_id": other, "code": codes[0]}
+    assert (await client.post(f"{BASE}/scans", json=body, headers=t.hq())).status_code == 201
+    assert (await client.get(_public(t, codes[1]))).status_code == 200  # nobody's scan
+
+    body = {"reason": "PIPL access request #9", "idempotency_key": _key()}
+    r = await client.post(f"/api/v1/members/{member}/data-exports", json=body, headers=t.hq())
+    assert r.status_code == 202, r.text
+    export_id = r.json()["id"]
+    with acting_as(Actor("system", name="tests")), tenant_context(t.id):
+        await run_export(uuid.UUID(export_id))
+    r = await client.get(f"/api/v1/exports/{export_id}/file", headers=t.hq())
+    assert r.status_code == 200, r.text
+    scans = r.json()["plugins"]["traceability"]["scans"]
+    assert [(s["code"], s["sku"], s["batch_no"]) for s in scans] == [
+        (codes[0], batch["sku"], batch["batch_no"]),
+        (codes[1], batch["sku"], batch["batch_no"]),
+    ]
+    assert [s["store_id"] for s in scans] == [str(t.stores["S1"]), None]
+    assert other not in r.text

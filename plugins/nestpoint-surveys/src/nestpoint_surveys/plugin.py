@@ -53,6 +53,13 @@ def nestpoint_register_survey_types(registry: SurveyTypeRegistry) -> None:
         registry.add(question_type)
 
 
+@hookimpl
+async def nestpoint_collect_member_data(member_id: str, plugin: PluginContext) -> dict[str, Any]:
+    """The member's survey invitations and responses (anonymous responses excluded)."""
+    async with plugin.session() as db:
+        return await service.member_data(db, uuid.UUID(member_id))
+
+
 async def schedule(plugin: PluginContext, **_: Any) -> None:
     """Periodic, per chain: close the rounds whose time is over, open the month's round of
     each scheduled survey once its day and hour have come (the chain's clock), and finish

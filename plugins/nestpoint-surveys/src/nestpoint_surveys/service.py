@@ -843,3 +843,72 @@ async def text_export(
 def _cell(value: str) -> str:
     """A cell a spreadsheet shows as text, never runs as a formula."""
     return "'" + value if value.startswith(FORMULA_START) else value
+
+
+# ------------------------------------------------------------------ a member's data export
+
+
+async def member_data(db: AsyncSession, member_id: uuid.UUID) -> dict[str, Any]:
+    """What the plugin keeps about one member, for their data export: the invitations they
+    got (round, survey, whether answered; never the link's token, whose hash only is kept)
+    and their responses with the answers and the tags they set. An anonymous round's
+    response keeps no member: it cannot be told apart from the others' and is not included
+    (its invitation is, with ``responded``)."""
+    rounds = {
+        row.id: row
+        for row in (
+            await db.scalars(
+                select(SurveyRound).where(
+                    SurveyRound.id.in_(
+                        select(SurveyInvitation.round_id).where(
+                            SurveyInvitation.member_id == member_id
+                        )
+                    )
+                    | SurveyRound.id.in_(
+                        select(SurveyResponse.round_id).where(SurveyResponse.member_id == member_id)
+                    )
+                )
+            )
+        ).all()
+    }
+    codes = dict((await db.execute(select(Survey.id, Survey.code))).all())
+
+    def round_of(round_id: uuid.UUID) -> dict[str, Any]:
+        row = rounds[round_id]
+        return {
+            "survey_code": codes.get(row.survey_id),
+            "round": row.number,
+            "title": row.title,
+            "anonymous": row.anonymous,
+        }
+
+    invitations = (
+        await db.scalars(
+            select(SurveyInvitation)
+            .where(SurveyInvitation.member_id == member_id)
+            .order_by(SurveyInvitation.created_at, SurveyInvitation.id)
+        )
+    ).all()
+    responses = (
+        await db.scalars(
+            select(SurveyResponse)
+            .where(SurveyResponse.member_id == member_id)
+            .order_by(SurveyResponse.submitted_at, SurveyResponse.id)
+        )
+    ).all()
+    return {
+        "invitations": [
+            {**round_of(i.round_id), "responded": i.responded, "invited_at": i.created_at}
+            for i in invitations
+        ],
+        "responses": [
+            {
+                **round_of(r.round_id),
+                "answers": r.answers,
+                "tags": list(r.tags),
+                "submitted_at": r.submitted_at,
+            }
+            for r in responses
+        ],
+        "note": "Answers to anonymous surveys keep no member and are not included.",
+    }

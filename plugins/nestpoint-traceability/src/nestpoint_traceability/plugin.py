@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from nestpoint.plugins.api import (
     ConfigSchemaRegistry,
@@ -52,6 +53,13 @@ def nestpoint_register_migrations(registry: MigrationRegistry) -> None:
 def nestpoint_register_routes(registry: RouteRegistry) -> None:
     registry.add(*HANDLERS)
     registry.add_public(*PUBLIC_HANDLERS)
+
+
+@hookimpl
+async def nestpoint_collect_member_data(member_id: str, plugin: PluginContext) -> dict[str, Any]:
+    """The member's scans, for their data export."""
+    async with plugin.session() as db:
+        return await service.member_data(db, uuid.UUID(member_id))
 
 
 @hookimpl

@@ -730,3 +730,32 @@ async def code_scans(
         )
         for s in rows.all()
     ]
+
+
+async def member_data(db: AsyncSession, member_id: uuid.UUID) -> dict[str, Any]:
+    """What the plugin keeps about one member, for their data export: their scans (the
+    mini-program's, recorded with the member), oldest first, with the product scanned.
+    Public look-ups carry no member and are not theirs to list."""
+    rows = (
+        await db.execute(
+            select(TraceScan, TraceBatch)
+            .join(TraceBatch, TraceBatch.id == TraceScan.batch_id)
+            .where(TraceScan.member_id == member_id)
+            .order_by(TraceScan.scanned_at, TraceScan.id)
+        )
+    ).all()
+    return {
+        "scans": [
+            {
+                "id": scan.id,
+                "code": scan.code,
+                "kind": scan.kind,
+                "sku": batch.sku,
+                "batch_no": batch.batch_no,
+                "product_name": batch.product_name,
+                "store_id": scan.store_id,
+                "scanned_at": scan.scanned_at,
+            }
+            for scan, batch in rows
+        ]
+    }
