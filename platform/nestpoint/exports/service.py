@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -84,6 +85,7 @@ MEDIA_TYPES = {
 BOM = "\ufeff".encode()  # so Excel reads the CSV as UTF-8 (Chinese names)
 # A cell starting with one of these is a formula to a spreadsheet: it gets a quote first.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-][0-9]{1,20}")
 
 
 # ---------------------------------------------------------------------------- requests
@@ -278,7 +280,11 @@ async def read_file(
 
 
 def _text(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """Text a spreadsheet would run as a formula gets a leading quote; a plain signed number
+    (a phone in E.164, ``+8613912345678``) is no formula and stays as it is."""
+    if value.startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def csv_cell(value: Any) -> Any:
