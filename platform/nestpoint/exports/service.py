@@ -55,7 +55,7 @@ from nestpoint.members.service import (
     stage_of,
 )
 from nestpoint.orders.models import Order
-from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.plugins.manager import UNAVAILABLE, get_plugin_host
 from nestpoint.points.models import PointAccount, PointEntry
 from nestpoint.tenancy.models import Store
 
@@ -690,24 +690,7 @@ async def run_export(
             after = (last[0] if isinstance(last, tuple) else last).id
         async with scoped_session(database) as session:
             seq = await _store_chunks(session, export_id, writer.finish(), seq)
-            row = await get_export(session, export_id)
-            row.status, row.rows_done, row.rows_total = "done", done, done
-            row.size_bytes, row.chunks, row.sha256 = writer.size, seq, writer.digest.hexdigest()
-            row.finished_at = utcnow()
-            record(
-                session,
-                "exports.done",
-                "export",
-                export_id,
-                {
-                    "kind": row.kind,
-                    "format": row.format,
-                    "masked": row.masked,
-                    "rows": done,
-                    "bytes": writer.size,
-                    "requested_by": row.requested_by,
-                },
-            )
+            await _finish(session, export_id, done, writer.size, seq, writer.digest.hexdigest())
     except Exception as exc:
         await _fail(export_id, f"{type(exc).__name__}: {exc}", database)
         raise
@@ -745,34 +728,41 @@ async def _run_member_data(
         data = member_data.encode({key: document[key] for key in member_data.SECTIONS})
         async with scoped_session(database) as session:
             chunks = await _store_chunks(session, export_id, _pieces(data), 0)
-            row = await get_export(session, export_id)
-            row.status, row.rows_done, row.rows_total = "done", 1, 1
-            row.size_bytes, row.chunks = len(data), chunks
-            row.sha256 = hashlib.sha256(data).hexdigest()
-            row.finished_at = utcnow()
-            record(
+            unavailable = sorted(pid for pid, part in plugins.items() if part == UNAVAILABLE)
+            await _finish(
                 session,
-                "exports.done",
-                "export",
                 export_id,
-                {
-                    "kind": row.kind,
-                    "format": row.format,
-                    "masked": False,
-                    "rows": 1,
-                    "bytes": len(data),
-                    "requested_by": row.requested_by,
-                    "member_id": str(member_id),
-                    "plugins_unavailable": sorted(
-                        pid for pid, part in plugins.items() if part == {"error": "unavailable"}
-                    ),
-                },
+                1,
+                len(data),
+                chunks,
+                hashlib.sha256(data).hexdigest(),
+                member_id=str(member_id),
+                plugins_unavailable=unavailable,
             )
         if progress is not None:
             progress(1, 1)
     except Exception as exc:
         await _fail(export_id, f"{type(exc).__name__}: {exc}", database)
         raise
+
+
+async def _finish(
+    session: AsyncSession,
+    export_id: uuid.UUID,
+    rows: int,
+    size: int,
+    chunks: int,
+    sha256: str,
+    **audited: Any,
+) -> None:
+    """The job is done: its file's size, chunks and digest recorded, and audited."""
+    row = await get_export(session, export_id)
+    row.status, row.rows_done, row.rows_total = "done", rows, rows
+    row.size_bytes, row.chunks, row.sha256 = size, chunks, sha256
+    row.finished_at = utcnow()
+    done = {"kind": row.kind, "format": row.format, "masked": row.masked, "rows": rows}
+    done |= {"bytes": size, "requested_by": row.requested_by, **audited}
+    record(session, "exports.done", "export", export_id, done)
 
 
 async def _fail(export_id: uuid.UUID, error: str, database: Database | None) -> None:
