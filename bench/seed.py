@@ -3,8 +3,8 @@
 The tenant, its stores, its API keys and its loyalty programme go through the same service
 functions the API calls. Members are written in bulk, as the owner role inside a transaction
 bound to the tenant (so row-level security checks every row), producing the rows
-``members.service.create_member`` would: the phone encrypted with ``pii.keyring()`` and bound
-to tenant and member, the keyed phone hash, the entry tier, a ``point_accounts`` row and the
+``members.service.create_member`` would: the phone sealed under the member's own data key
+(wrapped by ``pii.keyring()``) and bound to tenant and member, the keyed phone hash, the entry tier, a ``point_accounts`` row and the
 ``join`` tier change.
 """
 
@@ -185,13 +185,14 @@ def new_store_key(database: str) -> str:
 # ------------------------------------------------------------------ members in bulk
 
 MEMBER_COLUMNS = {
-    # column: SQL over the staging row s (n, phone_hash, phone_enc, name_enc) and the
+    # column: SQL over the staging row s (n, phone_hash, phone_enc, name_enc, data_key) and the
     # parameters p (tenant, stores, now, entry_tier)
     "tenant_id": "p.tenant",
     "id": "md5('nestpoint-bench:' || s.n)::uuid",
     "phone_hash": "s.phone_hash",
     "phone_enc": "s.phone_enc",
     "name_enc": "s.name_enc",
+    "data_key": "s.data_key",
     "gender": "'unknown'",
     "birthday": "NULL",
     "home_store_id": "p.stores[1 + s.n % array_length(p.stores, 1)]",
@@ -215,7 +216,8 @@ MEMBER_COLUMNS = {
 
 
 def _pii_rows(tenant_id: uuid.UUID, start: int, stop: int, names: bool) -> list[tuple[Any, ...]]:
-    """(n, phone_hash, phone_enc, name_enc) as ``create_member`` computes them."""
+    """(n, phone_hash, phone_enc, name_enc, data_key) as ``create_member`` computes them:
+    the phone and name sealed under the member's own data key, wrapped by the keyring."""
     from nestpoint.members import pii
 
     ring = pii.keyring()
@@ -227,12 +229,15 @@ def _pii_rows(tenant_id: uuid.UUID, start: int, stop: int, names: bool) -> list[
         e164 = "+86" + member_phone(n)
         member = uuid.UUID(member_id(n))
         context = f"{tenant_id}:{member}".encode()
+        data_key = pii.new_data_key(tenant_id, member)
+        cipher = pii.member_cipher(tenant_id, member, data_key)
         rows.append(
             (
                 n,
                 ring.lookup_hash(e164),
-                ring.encrypt(e164, context=context),
-                ring.encrypt(f"会员{n}", context=context) if names else None,
+                cipher.encrypt(e164, context=context),
+                cipher.encrypt(f"会员{n}", context=context) if names else None,
+                data_key,
             )
         )
     return rows
@@ -269,7 +274,7 @@ async def insert_members(
     try:
         await conn.execute(
             "CREATE TEMP TABLE bench_pii (n int PRIMARY KEY, phone_hash text, phone_enc text,"
-            " name_enc text)"
+            " name_enc text, data_key text)"
         )
         # Encryption is the slow part: batches in worker processes, copied in order.
         loop = asyncio.get_running_loop()

@@ -280,17 +280,20 @@ async def test_rotate_keys_covers_children_and_identities(client, make_tenant, e
     rewritten = 0
     while done := await run_for_tenant(t.id, lambda s: rotate_keys(s, 1), name="test.rotate"):
         rewritten += done
-    assert rewritten == 3  # the member (phone and name), the child, the identity
+    # One row: the member's data key, wrapped again; what it seals stays as it is.
+    assert rewritten == 1
     with tenant_context(t.id):
         async with scoped_session() as session:
+            wrapped = (await session.scalars(select(Member.data_key))).all()
             tokens = [
                 *(await session.scalars(select(Member.phone_enc))).all(),
                 *(await session.scalars(select(Member.name_enc))).all(),
                 *(await session.scalars(select(Child.nickname_enc))).all(),
                 *(await session.scalars(select(MemberIdentity.value_enc))).all(),
             ]
+    assert [k for k in wrapped if not k.startswith(f"{key_id}:")] == []
     assert len(tokens) == 4
-    assert [t for t in tokens if not t.startswith(f"{key_id}:")] == []
+    assert [t for t in tokens if not t.startswith("@m:")] == []
     shown = await member(client, t.hq(), created["id"])
     assert [c["nickname"] for c in shown["children"]] == ["糖糖"]
     assert shown["identities"] == [{"kind": "pos_card", "value": card}]
@@ -302,3 +305,70 @@ async def test_rotate_keys_covers_children_and_identities(client, make_tenant, e
     assert r.json()["id"] == created["id"]
     assert await run_for_tenant(t.id, lambda s: rotate_keys(s), name="test.rotate") == 0
     await rotation.undo(t.id)
+
+
+async def test_members_from_before_data_keys_get_one(client, make_tenant, enrol):
+    """A member written before migration 0019 (no data key; phone, name, nickname and card
+    sealed under the keyring itself) reads as before, and rotate-keys gives it a key and
+    seals its data under it."""
+    t = await make_tenant()
+    card = f"6222{uuid.uuid4().hex[:12]}"
+    created = await enrol(
+        t.hq(),
+        name="旧会员",
+        guardian_consent=CONSENT,
+        children=[{"nickname": "旧旧", "birth_date": _today().date().isoformat()}],
+        identities=[{"kind": "pos_card", "value": card}],
+    )
+    member_id = uuid.UUID(created["id"])
+    ring = pii.keyring()
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            row = await session.scalar(select(Member).where(Member.id == member_id))
+            child = await session.scalar(select(Child).where(Child.member_id == member_id))
+            identity = await session.scalar(
+                select(MemberIdentity).where(MemberIdentity.member_id == member_id)
+            )
+            assert row is not None and child is not None and identity is not None
+            old = pii.member_cipher(t.id, member_id, row.data_key)
+            context = f"{t.id}:{member_id}".encode()
+            row.phone_enc = ring.encrypt(
+                old.decrypt(row.phone_enc, context=context), context=context
+            )
+            assert row.name_enc is not None and child.nickname_enc is not None
+            row.name_enc = ring.encrypt(old.decrypt(row.name_enc, context=context), context=context)
+            for table, sealed in (("children", child), ("member_identities", identity)):
+                ctx = pii.row_context(t.id, table, sealed.id)
+                attr = "nickname_enc" if table == "children" else "value_enc"
+                plain = old.decrypt(getattr(sealed, attr), context=ctx)
+                setattr(sealed, attr, ring.encrypt(plain, context=ctx))
+            row.data_key = None
+            await session.commit()
+    before = await member(client, t.hq(), created["id"])
+    assert (before["name"], before["children"][0]["nickname"]) == ("旧会员", "旧旧")
+    assert before["identities"] == [{"kind": "pos_card", "value": card}]
+    rewritten = await run_for_tenant(t.id, lambda s: rotate_keys(s), name="test.rotate")
+    assert rewritten == 3  # the member (key, phone, name), the child, the identity
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            row = await session.scalar(select(Member).where(Member.id == member_id))
+            assert row is not None and row.data_key is not None
+            tokens = [
+                row.phone_enc,
+                row.name_enc,
+                *(
+                    await session.scalars(
+                        select(Child.nickname_enc).where(Child.member_id == member_id)
+                    )
+                ),
+                *(
+                    await session.scalars(
+                        select(MemberIdentity.value_enc).where(
+                            MemberIdentity.member_id == member_id
+                        )
+                    )
+                ),
+            ]
+    assert [token for token in tokens if not str(token).startswith("@m:")] == []
+    assert await member(client, t.hq(), created["id"]) == before
+    assert await run_for_tenant(t.id, lambda s: rotate_keys(s), name="test.rotate") == 0

@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.benefits.models import Benefit, BenefitUse, Entitlement
 from nestpoint.members import pii
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
-from nestpoint.members.service import decrypt_name, decrypt_phone, get_member, stage_of
+from nestpoint.members.service import (
+    cipher_of,
+    decrypt_name,
+    decrypt_phone,
+    get_member,
+    stage_of,
+    unseal,
+)
 from nestpoint.messaging.models import Message
 from nestpoint.orders.models import Order, OrderLine, Refund
 from nestpoint.points.models import PointAccount, PointEntry, PointLot
@@ -72,11 +79,8 @@ def is_jsonable(value: Any) -> bool:
     return True
 
 
-def _open(tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, token: str | None) -> str | None:
-    if token is None:
-        return None
-    context = pii.row_context(tenant_id, table, row_id)
-    return pii.keyring().decrypt(token, context=context)
+def _open(cipher: pii.MemberCipher, table: str, row_id: uuid.UUID, token: str | None) -> str | None:
+    return None if token is None else unseal(cipher, table, row_id, token)
 
 
 async def core_sections(
@@ -84,6 +88,7 @@ async def core_sections(
 ) -> dict[str, Any]:
     """Every section the core keeps (all but ``plugins``), for one member of the tenant."""
     member = await get_member(session, member_id)
+    cipher = cipher_of(member)
     stores = dict((await session.execute(select(Store.id, Store.code))).all())
 
     def code(store_id: uuid.UUID | None) -> str | None:
@@ -113,7 +118,7 @@ async def core_sections(
         "children": [
             {
                 "id": c.id,
-                "nickname": _open(tenant_id, "children", c.id, c.nickname_enc),
+                "nickname": _open(cipher, "children", c.id, c.nickname_enc),
                 "gender": c.gender,
                 "birth_date": c.birth_date,
                 "due_date": c.due_date,
@@ -142,7 +147,7 @@ async def core_sections(
             {
                 "id": i.id,
                 "kind": i.kind,
-                "value": _open(tenant_id, "member_identities", i.id, i.value_enc),
+                "value": _open(cipher, "member_identities", i.id, i.value_enc),
                 "created_at": i.created_at,
             }
             for i in identities

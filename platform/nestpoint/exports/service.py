@@ -475,14 +475,20 @@ def _member_cells(row: tuple[Member, int], facts: Facts) -> list[Any]:
 
 
 async def _children(session: AsyncSession, after: uuid.UUID | None, limit: int) -> list[Any]:
-    return list((await session.scalars(_after(select(Child), Child.id, after, limit))).all())
+    """Children with their member's id and data key (their nicknames are sealed under it)."""
+    with_key = select(Child, Member.id, Member.data_key).join(
+        Member, (Member.tenant_id == Child.tenant_id) & (Member.id == Child.member_id)
+    )
+    return [tuple(row) for row in await session.execute(_after(with_key, Child.id, after, limit))]
 
 
-def _child_cells(child: Child, facts: Facts) -> list[Any]:
+def _child_cells(row: tuple[Child, uuid.UUID, str | None], facts: Facts) -> list[Any]:
+    child, member_id, data_key = row
     nickname = None
     if not facts.masked and child.nickname_enc is not None:
+        cipher = pii.member_cipher(facts.tenant_id, member_id, data_key)
         context = pii.row_context(facts.tenant_id, "children", child.id)
-        nickname = pii.keyring().decrypt(child.nickname_enc, context=context)
+        nickname = cipher.decrypt(child.nickname_enc, context=context)
     return [
         child.id,
         child.member_id,

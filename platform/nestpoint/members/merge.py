@@ -18,7 +18,7 @@ from nestpoint.benefits import service as benefits
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.members.models import Child, Member, MemberIdentity
-from nestpoint.members.service import get_member
+from nestpoint.members.service import get_member, reseal_moved
 from nestpoint.orders.models import Order
 from nestpoint.points import jobs as points_jobs
 from nestpoint.points import service as points
@@ -61,6 +61,8 @@ async def merge_members(
     if target.status != "active":
         raise NotFound("no such member")
     moved = await points.move_all(session, accounts[source.id], accounts[target.id])
+    await reseal_moved(session, source, target)
+    await session.flush()  # the resealed rows are written before they move below
     await session.execute(
         update(Order).where(Order.member_id == source.id).values(member_id=target.id)
     )

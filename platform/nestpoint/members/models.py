@@ -54,6 +54,10 @@ class Member(TenantOwned, Base):
     phone_hash: Mapped[str] = mapped_column(String(64))
     phone_enc: Mapped[str] = mapped_column(Text)
     name_enc: Mapped[str | None] = mapped_column(Text, default=None)
+    # The member's own data key, wrapped by the keyring (pii.MemberCipher): phone, name,
+    # children's nicknames and identity values are sealed under it. None once erased (the
+    # key is shredded) and on rows from before migration 0019 until rotate-keys runs.
+    data_key: Mapped[str | None] = mapped_column(Text, default=None)
     gender: Mapped[str] = mapped_column(String(8), default="unknown")
     birthday: Mapped[date | None] = mapped_column(Date, default=None)
     home_store_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)

@@ -2,8 +2,12 @@
 
 Ciphertexts are ``<key id>:<base64(nonce || ciphertext)>``, so rows written under an old key
 stay readable after a new key is put first; ``nestpoint members rotate-keys`` re-encrypts
-them. The phone's lookup hash is an HMAC-SHA256 under a separate key: equal phones give equal
-hashes (exact lookup, uniqueness per tenant) while a dump reveals neither phone nor name.
+them. A member's own data (phone, name, children's nicknames, identity values) is sealed
+under the member's *data key* instead (``@m:<base64>``, see :class:`MemberCipher`): a random
+key kept on the member row wrapped by the keyring, so erasing a member deletes that one key
+and every ciphertext sealed with it becomes noise (crypto-shredding). The phone's lookup
+hash is an HMAC-SHA256 under a separate key: equal phones give equal hashes (exact lookup,
+uniqueness per tenant) while a dump reveals neither phone nor name.
 
 Every process sharing a database must hold the same keys, so outside the embedded SQLite
 default they come only from settings, and a process without them refuses to start.
@@ -155,6 +159,61 @@ def _dev_keys(path: Path) -> tuple[str, str]:
             candidate.unlink()
     data = json.loads(path.read_text())
     return data["pii_keys"], data["pii_hash_key"]
+
+
+MEMBER_SEALED = "@m"  # never a keyring key id (KEY_ID_PATTERN has no "@")
+
+
+class KeyShredded(LookupError):
+    """The member's data key was deleted (the member was erased): nothing of theirs opens."""
+
+
+@dataclass(frozen=True)
+class MemberCipher:
+    """Seals and opens one member's personal data under the member's data key.
+
+    Ciphertexts written before members had data keys (``<key id>:...``, under the keyring
+    itself) still open; ``nestpoint members rotate-keys`` reseals them under the member's key.
+    """
+
+    ring: Keyring
+    data_key: AESGCM | None  # None: the member has no key (yet, or no more: erased)
+
+    def encrypt(self, plaintext: str, *, context: bytes) -> str:
+        if self.data_key is None:
+            raise KeyShredded("the member has no data key")
+        nonce = os.urandom(12)
+        sealed = self.data_key.encrypt(nonce, plaintext.encode(), context)
+        return f"{MEMBER_SEALED}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, token: str, *, context: bytes) -> str:
+        key_id, _, payload = token.partition(":")
+        if key_id != MEMBER_SEALED:
+            return self.ring.decrypt(token, context=context)
+        if self.data_key is None:
+            raise KeyShredded("the member's data key was deleted")
+        raw = base64.b64decode(payload)
+        return self.data_key.decrypt(raw[:12], raw[12:], context).decode()
+
+
+def data_key_context(tenant_id: object, member_id: object) -> bytes:
+    """Associated data of a wrapped data key: bound to its tenant and member."""
+    return row_context(tenant_id, "members", member_id)
+
+
+def new_data_key(tenant_id: object, member_id: object) -> str:
+    """A fresh random data key for a member, wrapped by the keyring (for ``members.data_key``)."""
+    key = base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+    return keyring().encrypt(key, context=data_key_context(tenant_id, member_id))
+
+
+def member_cipher(tenant_id: object, member_id: object, wrapped: str | None) -> MemberCipher:
+    """The cipher of one member's data, from the wrapped key on the member row."""
+    ring = keyring()
+    if wrapped is None:
+        return MemberCipher(ring, None)
+    key = ring.decrypt(wrapped, context=data_key_context(tenant_id, member_id))
+    return MemberCipher(ring, AESGCM(base64.b64decode(key)))
 
 
 def derived_key(purpose: bytes, settings: Settings | None = None) -> bytes:

@@ -114,32 +114,59 @@ def _context(member_id: uuid.UUID) -> bytes:
     return f"{require_tenant().tenant_id}:{member_id}".encode()
 
 
-def decrypt_phone(member: MemberFacts) -> str:
-    return pii.keyring().decrypt(member.phone_enc, context=_context(member.id))
+class Keyed(Protocol):
+    """A member row, or any row with its id and wrapped data key."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def data_key(self) -> str | None: ...
 
 
-def decrypt_name(member: MemberFacts) -> str | None:
+def cipher_of(member: Keyed) -> pii.MemberCipher:
+    """The cipher of this member's personal data (its data key, unwrapped)."""
+    return pii.member_cipher(require_tenant().tenant_id, member.id, member.data_key)
+
+
+def writing_cipher(member: Member) -> pii.MemberCipher:
+    """The cipher to seal new data of ``member`` with: a member from before data keys
+    (migration 0019) is given its key here."""
+    if member.data_key is None:
+        member.data_key = pii.new_data_key(require_tenant().tenant_id, member.id)
+    return cipher_of(member)
+
+
+def decrypt_phone(member: MemberFacts, cipher: pii.MemberCipher | None = None) -> str:
+    cipher = cipher or cipher_of(member)
+    return cipher.decrypt(member.phone_enc, context=_context(member.id))
+
+
+def decrypt_name(member: MemberFacts, cipher: pii.MemberCipher | None = None) -> str | None:
     if member.name_enc is None:
         return None
-    return pii.keyring().decrypt(member.name_enc, context=_context(member.id))
+    cipher = cipher or cipher_of(member)
+    return cipher.decrypt(member.name_enc, context=_context(member.id))
 
 
-def shown_phone(member: MemberFacts, full: bool) -> str:
-    phone = decrypt_phone(member)
+def shown_phone(member: MemberFacts, full: bool, cipher: pii.MemberCipher | None = None) -> str:
+    phone = decrypt_phone(member, cipher)
     return phone if full else pii.mask_phone(phone)
 
 
-def _seal(table: str, row_id: uuid.UUID, plaintext: str) -> str:
-    """Encrypt a child's or an identity's text, bound to its tenant, table and row."""
+def seal(cipher: pii.MemberCipher, table: str, row_id: uuid.UUID, plaintext: str) -> str:
+    """Encrypt a child's or an identity's text under its member's key, bound to its tenant,
+    table and row."""
     context = pii.row_context(require_tenant().tenant_id, table, row_id)
-    return pii.keyring().encrypt(plaintext, context=context)
+    return cipher.encrypt(plaintext, context=context)
 
 
-def _open(table: str, row_id: uuid.UUID, token: str | None) -> str:
+def unseal(cipher: pii.MemberCipher, table: str, row_id: uuid.UUID, token: str | None) -> str:
+    """The text :func:`seal` sealed ("" for none)."""
     if token is None:
         return ""
     context = pii.row_context(require_tenant().tenant_id, table, row_id)
-    return pii.keyring().decrypt(token, context=context)
+    return cipher.decrypt(token, context=context)
 
 
 # ------------------------------------------------------------------ reach: who sees whom
@@ -295,6 +322,9 @@ class MemberFacts(Protocol):
     @property
     def child_data_consent_at(self) -> datetime | None: ...
 
+    @property
+    def data_key(self) -> str | None: ...
+
 
 MEMBER_FACTS = tuple(
     name for name, value in vars(MemberFacts).items() if isinstance(value, property)
@@ -353,9 +383,10 @@ async def lookup_by_phone(raw_phone: str) -> MemberRead | None:
 
 def member_view(member: MemberFacts, parts: list[Any], view: View, today: date) -> MemberRead:
     """The member as ``view`` shows it, from its row and the rows of :data:`MEMBER_PARTS`."""
+    cipher = cipher_of(member)
     children = sorted((r for r in parts if r.part == "child"), key=lambda r: (r.at, r.ref))
     identities = sorted(
-        (r.text_1, _open("member_identities", r.ref, r.text_2))
+        (r.text_1, unseal(cipher, "member_identities", r.ref, r.text_2))
         for r in parts
         if r.part == "identity"
     )
@@ -363,8 +394,8 @@ def member_view(member: MemberFacts, parts: list[Any], view: View, today: date) 
     balance = next((r.number for r in parts if r.part == "balance"), 0)
     return MemberRead(
         id=member.id,
-        phone=shown_phone(member, view.pii),
-        name=shown_name(member, view),
+        phone=shown_phone(member, view.pii, cipher),
+        name=shown_name(member, view, cipher),
         gender=member.gender,
         birthday=member.birthday if view.pii else None,
         birthday_month=member.birthday.month if member.birthday else None,
@@ -382,7 +413,7 @@ def member_view(member: MemberFacts, parts: list[Any], view: View, today: date) 
         children=[
             ChildRead(
                 id=c.ref,
-                nickname=_open("children", c.ref, c.text_1) if view.profile else "",
+                nickname=unseal(cipher, "children", c.ref, c.text_1) if view.profile else "",
                 gender=c.text_2,
                 birth_date=c.date_1 if view.pii else None,
                 due_date=c.date_2 if view.pii else None,
@@ -496,17 +527,20 @@ def _lookup_function() -> Any:
 MEMBER_LOOKUP = Statement(_lookup_function())
 
 
-def shown_name(member: MemberFacts, view: View) -> str | None:
-    name = decrypt_name(member)
+def shown_name(
+    member: MemberFacts, view: View, cipher: pii.MemberCipher | None = None
+) -> str | None:
+    name = decrypt_name(member, cipher)
     return name if name is None or view.profile else pii.mask_name(name)
 
 
 async def child_read(session: AsyncSession, child: Child) -> ChildRead:
     """A child as the key may see it (only routes of members in reach write children)."""
     pii_scope = (await caller_reach(session)).pii
+    member = await get_member(session, child.member_id)
     return ChildRead(
         id=child.id,
-        nickname=_open("children", child.id, child.nickname_enc),
+        nickname=unseal(cipher_of(member), "children", child.id, child.nickname_enc),
         gender=child.gender,
         birth_date=child.birth_date if pii_scope else None,
         due_date=child.due_date if pii_scope else None,
@@ -515,10 +549,11 @@ async def child_read(session: AsyncSession, child: Child) -> ChildRead:
 
 
 def member_summary(member: Member, view: View) -> MemberSummary:
+    cipher = cipher_of(member)
     return MemberSummary(
         id=member.id,
-        phone=shown_phone(member, view.pii),
-        name=shown_name(member, view),
+        phone=shown_phone(member, view.pii, cipher),
+        name=shown_name(member, view, cipher),
         tier_code=member.tier_code,
         home_store_id=member.home_store_id,
         joined_at=member.joined_at,
@@ -614,12 +649,12 @@ def _check_child_dates(data: ChildIn, today: date, prefix: str = "") -> None:
         dates.check_due_date(data.due_date, today, f"{prefix}due_date")
 
 
-def _new_child(member_id: uuid.UUID, data: ChildIn) -> Child:
+def _new_child(cipher: pii.MemberCipher, member_id: uuid.UUID, data: ChildIn) -> Child:
     child_id = uuid.uuid4()
     return Child(
         id=child_id,
         member_id=member_id,
-        nickname_enc=_seal("children", child_id, data.nickname) if data.nickname else None,
+        nickname_enc=seal(cipher, "children", child_id, data.nickname) if data.nickname else None,
         gender=data.gender,
         birth_date=data.birth_date,
         due_date=data.due_date,
@@ -642,14 +677,16 @@ async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
         await ensure_store_trading(session, home_store_id, "home_store_code")
     join_store_id = ctx.store_id or home_store_id
     member_id = uuid.uuid4()
-    ring = pii.keyring()
+    data_key = pii.new_data_key(ctx.tenant_id, member_id)
+    cipher = pii.member_cipher(ctx.tenant_id, member_id, data_key)
     program = await get_program(session)
     now = utcnow()
     member = Member(
         id=member_id,
+        data_key=data_key,
         phone_hash=digest,
-        phone_enc=ring.encrypt(e164, context=_context(member_id)),
-        name_enc=ring.encrypt(data.name, context=_context(member_id)) if data.name else None,
+        phone_enc=cipher.encrypt(e164, context=_context(member_id)),
+        name_enc=cipher.encrypt(data.name, context=_context(member_id)) if data.name else None,
         gender=data.gender,
         birthday=data.birthday,
         home_store_id=home_store_id or join_store_id,
@@ -684,7 +721,7 @@ async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
         )
     )
     for child in data.children:
-        session.add(_new_child(member_id, child))
+        session.add(_new_child(cipher, member_id, child))
     for consent in data.consents:
         session.add(
             MemberConsent(
@@ -694,7 +731,7 @@ async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
                 source=consent.source,
             )
         )
-    await _add_identities(session, member_id, data.identities)
+    await _add_identities(session, cipher, member_id, data.identities)
     try:
         await session.flush()
     except IntegrityError as exc:
@@ -726,7 +763,10 @@ async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
 
 
 async def _add_identities(
-    session: AsyncSession, member_id: uuid.UUID, identities: list[IdentityIn]
+    session: AsyncSession,
+    cipher: pii.MemberCipher,
+    member_id: uuid.UUID,
+    identities: list[IdentityIn],
 ) -> None:
     for i, identity in enumerate(identities):
         digest = pii.identity_hash(identity.kind, identity.value)
@@ -748,7 +788,7 @@ async def _add_identities(
                     member_id=member_id,
                     kind=identity.kind,
                     value_hash=digest,
-                    value_enc=_seal("member_identities", row_id, identity.value),
+                    value_enc=seal(cipher, "member_identities", row_id, identity.value),
                 )
             )
 
@@ -757,7 +797,7 @@ async def update_member(session: AsyncSession, member_id: uuid.UUID, data: Membe
     member = await get_member_in_reach(session, member_id)
     changes: dict[str, Any] = {}
     if data.name is not None:
-        member.name_enc = pii.keyring().encrypt(data.name, context=_context(member.id))
+        member.name_enc = writing_cipher(member).encrypt(data.name, context=_context(member.id))
         changes["name"] = "changed"
     if data.gender is not None and member.gender != data.gender:
         changes["gender"] = [member.gender, data.gender]
@@ -793,7 +833,7 @@ async def add_child(session: AsyncSession, member_id: uuid.UUID, data: ChildIn) 
     member = await get_member_in_reach(session, member_id)
     _require_guardian_consent(member, "guardian_consent")
     _check_child_dates(data, await local_today(session))
-    child = _new_child(member.id, data)
+    child = _new_child(writing_cipher(member), member.id, data)
     session.add(child)
     await session.flush()
     record(session, "child.added", "child", child.id, {"member_id": str(member.id)})
@@ -817,7 +857,11 @@ async def update_child(
     child = await _get_child(session, member_id, child_id)
     changed = sorted(data.model_dump(exclude_none=True))
     if data.nickname is not None:
-        child.nickname_enc = _seal("children", child.id, data.nickname) if data.nickname else None
+        child.nickname_enc = (
+            seal(writing_cipher(member), "children", child.id, data.nickname)
+            if data.nickname
+            else None
+        )
     if data.gender is not None:
         child.gender = data.gender
     # Field names only: a child's nickname is personal data, kept out of the audit trail.
@@ -845,7 +889,11 @@ async def record_birth(
     if data.gender:
         child.gender = data.gender
     if data.nickname is not None:
-        child.nickname_enc = _seal("children", child.id, data.nickname) if data.nickname else None
+        child.nickname_enc = (
+            seal(writing_cipher(member), "children", child.id, data.nickname)
+            if data.nickname
+            else None
+        )
     record(session, "child.born", "child", child.id, {"member_id": str(member.id)})
     emit(
         session,
@@ -892,7 +940,7 @@ async def set_consents(
 
 async def add_identity(session: AsyncSession, member_id: uuid.UUID, data: IdentityIn) -> None:
     member = await get_member_in_reach(session, member_id)
-    await _add_identities(session, member.id, [data])
+    await _add_identities(session, writing_cipher(member), member.id, [data])
     # The kind only: the value (a card number, an openid) is personal data.
     record(session, "identity.added", "member", member.id, {"kind": data.kind})
 
@@ -920,17 +968,20 @@ def current_store_id() -> uuid.UUID | None:
 
 
 async def rotate_keys(session: AsyncSession, batch_size: int = 1000) -> int:
-    """Re-encrypt personal data written under an older key (members' phones and names,
-    children's nicknames, identity values); returns the rows rewritten.
+    """Bring personal data under the current keys; returns the rows rewritten.
+
+    Members' data keys wrapped under an older keyring key are wrapped again under the active
+    one (the data they seal stays as it is: that is what makes a rotation cheap); members
+    from before data keys (migration 0019) are given one, and their phone, name, children's
+    nicknames and identity values written under the keyring itself are sealed again under it.
 
     Runs for the current tenant; repeat until it returns 0 (each call takes one batch of each
     table).
     """
     ring = pii.keyring()
-    prefix = f"{ring.active_id}:"
-    rows = await _rotate_members(session, ring, prefix, batch_size)
-    rows += await _rotate_children(session, ring, prefix, batch_size)
-    rows += await _rotate_identities(session, ring, prefix, batch_size)
+    rows = await _rotate_members(session, ring, batch_size)
+    rows += await _reseal_children(session, batch_size)
+    rows += await _reseal_identities(session, batch_size)
     if rows:
         record(
             session,
@@ -942,62 +993,99 @@ async def rotate_keys(session: AsyncSession, batch_size: int = 1000) -> int:
     return rows
 
 
-def _reseal(ring: pii.Keyring, token: str, context: bytes) -> str:
-    return ring.encrypt(ring.decrypt(token, context=context), context=context)
+SEALED_BY_MEMBER = f"{pii.MEMBER_SEALED}:"
 
 
-async def _rotate_members(
-    session: AsyncSession, ring: pii.Keyring, prefix: str, batch_size: int
-) -> int:
-    stale = ~Member.phone_enc.startswith(prefix) | (
-        Member.name_enc.is_not(None) & ~Member.name_enc.startswith(prefix)
+def _by_keyring(column: Any) -> Any:
+    """Rows whose ``column`` holds a ciphertext under the keyring, not a member's key."""
+    return column.is_not(None) & (column != "") & ~column.startswith(SEALED_BY_MEMBER)
+
+
+async def _rotate_members(session: AsyncSession, ring: pii.Keyring, batch_size: int) -> int:
+    stale = (
+        (Member.data_key.is_(None) & (Member.status != "erased"))
+        | (Member.data_key.is_not(None) & ~Member.data_key.startswith(f"{ring.active_id}:"))
+        | _by_keyring(Member.phone_enc)
+        | _by_keyring(Member.name_enc)
     )
     rows = (
         await session.scalars(select(Member).where(stale).limit(batch_size).with_for_update())
     ).all()
+    tenant_id = require_tenant().tenant_id
     for member in rows:
+        if member.data_key is not None:  # wrapped again under the active key
+            context = pii.data_key_context(tenant_id, member.id)
+            member.data_key = ring.encrypt(
+                ring.decrypt(member.data_key, context=context), context=context
+            )
+        cipher = writing_cipher(member)
         context = _context(member.id)
-        member.phone_enc = _reseal(ring, member.phone_enc, context)
-        if member.name_enc is not None:
-            member.name_enc = _reseal(ring, member.name_enc, context)
+        if not member.phone_enc.startswith(SEALED_BY_MEMBER) and member.phone_enc:
+            member.phone_enc = cipher.encrypt(
+                cipher.decrypt(member.phone_enc, context=context), context=context
+            )
+        if member.name_enc is not None and not member.name_enc.startswith(SEALED_BY_MEMBER):
+            member.name_enc = cipher.encrypt(
+                cipher.decrypt(member.name_enc, context=context), context=context
+            )
     return len(rows)
 
 
-async def _rotate_children(
-    session: AsyncSession, ring: pii.Keyring, prefix: str, batch_size: int
-) -> int:
-    tenant_id = require_tenant().tenant_id
+async def _reseal_children(session: AsyncSession, batch_size: int) -> int:
+    """Nicknames still under the keyring, of members who have their key (see above)."""
     rows = (
-        await session.scalars(
-            select(Child)
-            .where(Child.nickname_enc.is_not(None), ~Child.nickname_enc.startswith(prefix))
+        await session.execute(
+            select(Child, Member.id, Member.data_key)
+            .join(Member, (Member.tenant_id == Child.tenant_id) & (Member.id == Child.member_id))
+            .where(_by_keyring(Child.nickname_enc), Member.data_key.is_not(None))
             .limit(batch_size)
             .with_for_update()
         )
     ).all()
-    for child in rows:
-        assert child.nickname_enc is not None
-        context = pii.row_context(tenant_id, "children", child.id)
-        child.nickname_enc = _reseal(ring, child.nickname_enc, context)
+    for child, member_id, data_key in rows:
+        cipher = pii.member_cipher(require_tenant().tenant_id, member_id, data_key)
+        nickname = unseal(cipher, "children", child.id, child.nickname_enc)
+        child.nickname_enc = seal(cipher, "children", child.id, nickname)
     return len(rows)
 
 
-async def _rotate_identities(
-    session: AsyncSession, ring: pii.Keyring, prefix: str, batch_size: int
-) -> int:
-    tenant_id = require_tenant().tenant_id
+async def _reseal_identities(session: AsyncSession, batch_size: int) -> int:
     rows = (
-        await session.scalars(
-            select(MemberIdentity)
-            .where(~MemberIdentity.value_enc.startswith(prefix))
+        await session.execute(
+            select(MemberIdentity, Member.id, Member.data_key)
+            .join(
+                Member,
+                (Member.tenant_id == MemberIdentity.tenant_id)
+                & (Member.id == MemberIdentity.member_id),
+            )
+            .where(_by_keyring(MemberIdentity.value_enc), Member.data_key.is_not(None))
             .limit(batch_size)
             .with_for_update()
         )
     ).all()
-    for identity in rows:
-        context = pii.row_context(tenant_id, "member_identities", identity.id)
-        identity.value_enc = _reseal(ring, identity.value_enc, context)
+    for identity, member_id, data_key in rows:
+        cipher = pii.member_cipher(require_tenant().tenant_id, member_id, data_key)
+        value = unseal(cipher, "member_identities", identity.id, identity.value_enc)
+        identity.value_enc = seal(cipher, "member_identities", identity.id, value)
     return len(rows)
+
+
+async def reseal_moved(session: AsyncSession, source: Member, target: Member) -> None:
+    """Children and identities moving from ``source`` to ``target`` (a merge): opened with
+    the source's key and sealed with the target's, so each member's data stays under its
+    own key (erasing the target shreds them too)."""
+    old, new = cipher_of(source), writing_cipher(target)
+    children = await session.scalars(select(Child).where(Child.member_id == source.id))
+    for child in children:
+        if child.nickname_enc is not None:
+            nickname = unseal(old, "children", child.id, child.nickname_enc)
+            child.nickname_enc = seal(new, "children", child.id, nickname)
+    identities = await session.scalars(
+        select(MemberIdentity).where(MemberIdentity.member_id == source.id)
+    )
+    for identity in identities:
+        value = unseal(old, "member_identities", identity.id, identity.value_enc)
+        identity.value_enc = seal(new, "member_identities", identity.id, value)
 
 
 # ------------------------------------------------------------------ for plugins (plugins/api.py)

@@ -13,9 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.context import require_tenant
 from nestpoint.db.base import utcnow
 from nestpoint.loyalty.service import get_program
-from nestpoint.members import pii
 from nestpoint.members.models import Child, Member, MemberIdentity
-from nestpoint.members.service import decrypt_name, decrypt_phone, get_active_member, stage_of
+from nestpoint.members.service import (
+    cipher_of,
+    decrypt_name,
+    decrypt_phone,
+    get_active_member,
+    stage_of,
+    unseal,
+)
 from nestpoint.points.service import balances
 from nestpoint.tenancy.models import Store, Tenant
 
@@ -93,5 +99,4 @@ async def member_address(session: AsyncSession, member: Member, kind: str) -> st
     )
     if identity is None:
         return None
-    context = pii.row_context(require_tenant().tenant_id, "member_identities", identity.id)
-    return pii.keyring().decrypt(identity.value_enc, context=context)
+    return unseal(cipher_of(member), "member_identities", identity.id, identity.value_enc)
