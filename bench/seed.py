@@ -4,8 +4,8 @@ The tenant, its stores, its API keys and its loyalty programme go through the sa
 functions the API calls. Members are written in bulk, as the owner role inside a transaction
 bound to the tenant (so row-level security checks every row), producing the rows
 ``members.service.create_member`` would: the phone sealed under the member's own data key
-(wrapped by ``pii.keyring()``) and bound to tenant and member, the keyed phone hash, the entry tier, a ``point_accounts`` row and the
-``join`` tier change.
+(wrapped by ``pii.keyring()``) and bound to tenant and member, the keyed phone hash, the
+entry tier, a ``point_accounts`` row and the ``join`` tier change.
 """
 
 from __future__ import annotations

@@ -193,6 +193,7 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
         "entitlement_id": str(uuid.uuid4()),
         "message_id": message_id,
         "export_id": export_id,
+        "run_id": str(uuid.uuid4()),
         "key": "points_expiring",
         "locale": "zh-CN",
         "name": "password",

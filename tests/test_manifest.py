@@ -111,6 +111,8 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
         expected.append(("create", "loyalty program", {}))
     if "messaging" in spec:
         expected.append(("create", "messaging settings", {}))
+    if "privacy" in spec:
+        expected.append(("create", "privacy policy", {}))
     catalog = [("create", f"benefit {b['code']}", {}) for b in spec.get("benefits", [])]
     catalog += [("create", f"bundle {b['code']}", {}) for b in spec.get("bundles", [])]
     expected += catalog
@@ -131,12 +133,19 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     counts = await row_counts(tenant_id)
     assert counts["stores"] == len(spec["stores"])
     # The tenant, every store and the loyalty programme are recorded and announced; each
-    # benefit and bundle, and the messaging settings, are recorded.
+    # benefit and bundle, the messaging settings and the privacy policy, are recorded.
     programs = 1 if "program" in spec else 0
     messaging = 1 if "messaging" in spec else 0
+    privacy = 1 if "privacy" in spec else 0
     assert counts["outbox_events"] == 1 + len(spec["stores"]) + programs
     assert counts["audit_entries"] == (
-        1 + len(spec["stores"]) + len(plugin_settings(spec)) + programs + len(catalog) + messaging
+        1
+        + len(spec["stores"])
+        + len(plugin_settings(spec))
+        + programs
+        + len(catalog)
+        + messaging
+        + privacy
     )
 
 
@@ -351,3 +360,20 @@ async def test_cli_invalid_manifest_exits_nonzero_listing_errors(tmp_path: Path)
     # One bad manifest stops the whole run: the good one was not applied either.
     assert await tenant_count() == before
     assert await tenant_by_slug(good_slug) is None
+
+
+async def test_changing_the_retention_rules_is_one_privacy_update(tmp_path: Path) -> None:
+    path, _ = copy_example(tmp_path, "nest-community.toml")
+    tenant_id, _ = await apply_file(path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("inactive_member_years = 2", "inactive_member_years = 5"))
+    assert described(await plan_file(path)) == [
+        ("update", "privacy policy", {"inactive_member_years": [2, 5]})
+    ]
+    await apply_file(path)
+    assert await plan_file(path) == []
+    bad = path.read_text(encoding="utf-8").replace("member_years = 5", "member_years = 0")
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(Invalid) as caught:
+        manifests.load_manifest(path)
+    assert [e.field for e in caught.value.errors] == ["privacy.inactive_member_years"]

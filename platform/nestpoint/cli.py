@@ -363,11 +363,13 @@ def _add_loyalty_commands() -> None:
     from nestpoint.exports.cli import exports_app
     from nestpoint.jobs.cli import jobs_app, members_app
     from nestpoint.messaging.cli import messages_app
+    from nestpoint.privacy.cli import privacy_app
 
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(members_app, name="members")
     app.add_typer(messages_app, name="messages")
     app.add_typer(exports_app, name="export")
+    app.add_typer(privacy_app, name="privacy")
 
 
 _add_loyalty_commands()

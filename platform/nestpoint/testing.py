@@ -35,6 +35,9 @@ Fixtures (all prefixed ``nestpoint_``, so they never clash with a project's own)
 ``nestpoint_run_jobs``
     Run what is due for a tenant: relay its outbox, run the plugins' periodic jobs;
     ``skip_backoff=True`` retries failed deliveries without waiting out their back-off.
+``nestpoint_erase_member``
+    Erase a member as HQ does and have the plugins erase theirs at once (the
+    ``nestpoint_erase_member_data`` hook); returns the erasure with each plugin's answer.
 ``nestpoint_adjust_points``
     Ask the enabled plugins for earn-rule adjustments, as the order service does: for one
     line earning ``base_points`` or for ``lines=[EarnLine(...), ...]``, paid at ``paid_at``
@@ -288,6 +291,20 @@ async def run_jobs(
     ran = await run_periodic_jobs_now(host, tenant_id)
     await host.drain()
     return ran
+
+
+async def erase_member(
+    client: Any, tenant: TenantHandle, member_id: str, reason: str = "test erasure"
+) -> dict[str, Any]:
+    """Erase a member as HQ does (``POST /api/v1/members/{id}/erasure``), then ask the
+    plugins to erase theirs now, as the ``privacy.erase_in_plugins`` job does. Returns the
+    erasure (``plugins``: each plugin's answer; ``plugins_erased_at`` set when all did)."""
+    from nestpoint.privacy.actors import ask_plugins_to_erase
+
+    path = f"/api/v1/members/{member_id}/erasure"
+    _ok(await client.post(path, json={"reason": reason}, headers=tenant.hq()), 200)
+    await ask_plugins_to_erase(tenant.id, uuid.UUID(member_id))
+    return dict(_ok(await client.get(path, headers=tenant.hq()), 200))
 
 
 async def adjust_points(
@@ -554,6 +571,19 @@ def nestpoint_run_jobs(
         return await run_jobs(nestpoint_host, tenant, skip_backoff=skip_backoff)
 
     return run
+
+
+@pytest.fixture
+def nestpoint_erase_member(
+    nestpoint_client: Client,
+) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """``await nestpoint_erase_member(tenant, member_id)``: erase a member and have the
+    plugins erase theirs at once (see :func:`erase_member`); returns the erasure."""
+
+    async def erase(tenant: TenantHandle, member_id: str, **kwargs: Any) -> dict[str, Any]:
+        return await erase_member(nestpoint_client, tenant, member_id, **kwargs)
+
+    return erase
 
 
 @pytest.fixture

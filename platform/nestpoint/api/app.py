@@ -46,6 +46,7 @@ from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.routes import PluginFailureController, TenantPluginController
 from nestpoint.plugins.routing import plugin_routers, public_plugin_routers
 from nestpoint.points.routes import HoldController
+from nestpoint.privacy.routes import ErasureController, PrivacyController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
     ApiKeyController,
@@ -76,6 +77,8 @@ API_CONTROLLERS = [
     MessageController,
     ExportController,
     MemberDataExportController,
+    ErasureController,
+    PrivacyController,
 ]
 
 

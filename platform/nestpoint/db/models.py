@@ -30,6 +30,7 @@ from nestpoint.points.models import (
     PointHoldAllocation,
     PointLot,
 )
+from nestpoint.privacy.models import MemberErasure, PrivacyPolicy, RetentionRun
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
 from nestpoint.tiers.models import GrowthEntry, TierChange
 
@@ -52,6 +53,7 @@ __all__ = [
     "LoyaltyProgram",
     "Member",
     "MemberConsent",
+    "MemberErasure",
     "MemberIdentity",
     "Message",
     "MessageAttempt",
@@ -70,7 +72,9 @@ __all__ = [
     "PointHold",
     "PointHoldAllocation",
     "PointLot",
+    "PrivacyPolicy",
     "Refund",
+    "RetentionRun",
     "Store",
     "Tenant",
     "TierChange",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -43,6 +44,18 @@ def points_ledger(tenant: Tenant, output: Output, fmt: FormatOption = "csv") -> 
 def orders(tenant: Tenant, output: Output, fmt: FormatOption = "csv") -> None:
     """Every order: external id, store, member, totals, points earned and used, paid at."""
     _export("orders", tenant, fmt, output, False)
+
+
+@exports_app.command("member-data")
+def member_data(
+    member_id: Annotated[uuid.UUID, typer.Argument(help="The member's id.")],
+    tenant: Tenant,
+    output: Output,
+    reason: Annotated[str, typer.Option(help="Why: the request it answers (audited).")],
+) -> None:
+    """One member's data as JSON (a PIPL access and copy request), audited with --reason."""
+    rows = asyncio.run(_run_member_data(member_id, tenant, reason.strip()[:500], output))
+    typer.echo(f"{rows} member's data written to {output}")
 
 
 Kind = Literal["members", "children", "points_ledger", "orders"]
@@ -86,5 +99,34 @@ async def _run(kind: Kind, slug: str, fmt: str, output: Path, full: bool) -> int
                 async for data in service.read_file(tenant_id, job.id, chunks):
                     out.write(data)
             return rows
+    finally:
+        await get_database().dispose()
+
+
+async def _run_member_data(member_id: uuid.UUID, slug: str, reason: str, output: Path) -> int:
+    from nestpoint.context import Actor, acting_as, tenant_context
+    from nestpoint.db import get_database, scoped_session
+    from nestpoint.errors import NestpointError
+    from nestpoint.exports import service
+    from nestpoint.jobs.cli import _tenant_ids
+
+    if not reason:
+        raise typer.BadParameter("give the request it answers", param_hint="--reason")
+    try:
+        [tenant_id] = await _tenant_ids(slug)
+        with acting_as(Actor("system", name="nestpoint export")), tenant_context(tenant_id):
+            async with scoped_session() as session:
+                job = await service.member_data_job(session, member_id, reason, "cli")
+                await service.add_member_data_job(session, job)
+            await service.run_export(job.id)
+            async with scoped_session() as session:
+                finished = await service.get_export(session, job.id)
+                chunks, rows = finished.chunks, finished.rows_done
+            with output.open("wb") as out:
+                async for data in service.read_file(tenant_id, job.id, chunks):
+                    out.write(data)
+            return rows
+    except NestpointError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     finally:
         await get_database().dispose()

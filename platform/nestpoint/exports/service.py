@@ -160,9 +160,7 @@ async def request_member_data(
     on the member (``members.data_export_requested``, with the reason) and as an export."""
     actor = current_actor()
     check_allowed(actor, MEMBER_DATA)
-    await get_member(session, member_id)
-    job = new_export(MEMBER_DATA, "json", masked=False, requested_by=requester(actor))
-    job.member_id, job.reason = member_id, data.reason
+    job = await member_data_job(session, member_id, data.reason, requester(actor))
     body = ExportRead.model_validate(job)
     answer = Answer(202, body.model_dump(mode="json"), result=body)
     earlier = await idempotency.claim(
@@ -175,17 +173,35 @@ async def request_member_data(
     )
     if earlier is not None:
         return earlier
+    await add_member_data_job(session, job)
+    session.info.setdefault(_NEW_KEY, []).append((require_tenant().tenant_id, job.id))
+    return answer
+
+
+async def member_data_job(
+    session: AsyncSession, member_id: uuid.UUID, reason: str, requested_by: str
+) -> Export:
+    """A queued ``member_data`` job (not yet added): 404 for a member the chain does not
+    have, or no longer has (erased: there is nothing personal left to copy)."""
+    member = await get_member(session, member_id)
+    if member.status == "erased":
+        raise NotFound("no such member")
+    job = new_export(MEMBER_DATA, "json", masked=False, requested_by=requested_by)
+    job.member_id, job.reason = member_id, reason
+    return job
+
+
+async def add_member_data_job(session: AsyncSession, job: Export) -> None:
+    """Add the job, audited on the member with the reason."""
     add_export(session, job)
     record(
         session,
         "members.data_export_requested",
         "member",
-        member_id,
-        {"export_id": str(job.id), "reason": data.reason},
+        job.member_id,
+        {"export_id": str(job.id), "reason": job.reason},
     )
     await session.flush()
-    session.info.setdefault(_NEW_KEY, []).append((require_tenant().tenant_id, job.id))
-    return answer
 
 
 def add_export(session: AsyncSession, job: Export) -> None:

@@ -49,6 +49,8 @@ DAILY_JOBS = (
     # Birthday greetings in the morning too (a member born on 29 February: on 28 February
     # in other years).
     DailyJob("messaging.birthdays", time(9, 30)),
+    # The retention rules, in the chain's quiet hours (a no-op for a chain without rules).
+    DailyJob("privacy.retention", time(4, 0)),
 )
 
 

@@ -23,6 +23,7 @@ from nestpoint.messaging import actors as messaging
 from nestpoint.plugins import actors as outbox
 from nestpoint.plugins import jobs as plugin_jobs
 from nestpoint.points import actors as points
+from nestpoint.privacy import actors as privacy
 from nestpoint.tiers import actors as tiers
 
 ACTOR_MODULES: tuple[ModuleType, ...] = (
@@ -33,6 +34,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     outbox,
     plugin_jobs,
     points,
+    privacy,
     tiers,
 )
 
@@ -47,6 +49,7 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (benefits.sync_recent_all, "interval", {"minutes": 5}),
     (messaging.sweep_all, "interval", {"minutes": 1}),
     (exports.sweep_all, "interval", {"minutes": 5}),
+    (privacy.sweep_all, "interval", {"minutes": 5}),
 )
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 from litestar import Controller, Response, get, patch, post, put
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from nestpoint.api.answers import answered, created_spec
@@ -55,6 +55,18 @@ STAGE_PATTERN = literal_pattern(Stage)
 IDENTITY_KIND_PATTERN = literal_pattern(IdentityKind)
 
 
+# Why the caller reads members' personal data (e.g. `PIPL access request #12`, `delivery`):
+# kept in the audit trail with every unmasked read.
+Purpose = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Nestpoint-Purpose",
+        max_length=200,
+        description="Why personal data is read: audited with every unmasked read.",
+    ),
+]
+
+
 class MemberController(Controller):
     path = "/members"
     tags = ["members"]
@@ -82,7 +94,8 @@ class MemberController(Controller):
         operation_id="listMembers",
         description=(
             "Needs `members:read`; cursor-paginated, filtered by tag, tier, home store and child "
-            "stage. Lists only the members in the caller's reach, masked without `members:pii`."
+            "stage. Lists only the members in the caller's reach, masked without `members:pii`; "
+            "an unmasked page is audited per member with the `Nestpoint-Purpose` header."
         ),
     )
     async def list_members(
@@ -97,6 +110,7 @@ class MemberController(Controller):
             str | None,
             QueryParameter(name="stage", pattern=STAGE_PATTERN),
         ] = None,
+        purpose: Purpose = None,
     ) -> MemberList:
         page = await service.list_members(
             db,
@@ -107,6 +121,7 @@ class MemberController(Controller):
             home_store_code=home_store,
             stage=stage,
         )
+        await service.audit_unmasked(db, page.items, purpose, "listMembers")
         reach = await service.caller_reach(db)
         return MemberList(
             items=[service.member_summary(m, reach.view(m)) for m in page.items],
@@ -121,7 +136,8 @@ class MemberController(Controller):
         operation_id="lookupMember",
         description=(
             "Needs `members:read`; give `phone`, or `identity_kind` and `identity_value`. A member "
-            "outside the caller's reach is answered in the masked view."
+            "outside the caller's reach is answered in the masked view. An unmasked answer is "
+            "audited with the `Nestpoint-Purpose` header."
         ),
     )
     async def lookup(
@@ -137,6 +153,7 @@ class MemberController(Controller):
         identity_value: Annotated[
             str | None, QueryParameter(name="identity_value", max_length=128)
         ] = None,
+        purpose: Purpose = None,
     ) -> MemberRead:
         if phone:
             try:
@@ -145,6 +162,9 @@ class MemberController(Controller):
                 raise Invalid.field("query.phone", exc.errors[0].message) from exc
             if found is None:
                 raise NotFound("no such member")
+            if current_actor().has("members:pii"):  # the till's keys have not: no session
+                async with scoped_session() as db:
+                    await service.audit_unmasked(db, [found], purpose, "lookupMember")
             return found
         if not (identity_kind and identity_value):
             raise Invalid.field("query.phone", "give phone, or identity_kind and identity_value")
@@ -153,6 +173,7 @@ class MemberController(Controller):
             member = await service.find_by_identity(db, identity_kind, identity_value)
             if member is None:
                 raise NotFound("no such member")
+            await service.audit_unmasked(db, [member], purpose, "lookupMember")
             return await service.member_read(db, member)
 
     @get(
@@ -163,11 +184,13 @@ class MemberController(Controller):
         operation_id="getMember",
         description=(
             "Needs `members:read`. A member outside a store key's reach is 404, as if it did not "
-            "exist; without `members:pii` the view is masked."
+            "exist; without `members:pii` the view is masked. An unmasked read is audited with "
+            "the `Nestpoint-Purpose` header (docs/privacy.md)."
         ),
     )
-    async def get_member(self, db: Db, member_id: MemberId) -> MemberRead:
+    async def get_member(self, db: Db, member_id: MemberId, purpose: Purpose = None) -> MemberRead:
         member = await service.get_member_in_reach(db, member_id)
+        await service.audit_unmasked(db, [member], purpose, "getMember")
         return await service.member_read(db, member)
 
     @patch(

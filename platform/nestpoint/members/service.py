@@ -138,6 +138,8 @@ def writing_cipher(member: Member) -> pii.MemberCipher:
 
 
 def decrypt_phone(member: MemberFacts, cipher: pii.MemberCipher | None = None) -> str:
+    if not member.phone_enc:
+        return ""  # erased
     cipher = cipher or cipher_of(member)
     return cipher.decrypt(member.phone_enc, context=_context(member.id))
 
@@ -151,7 +153,7 @@ def decrypt_name(member: MemberFacts, cipher: pii.MemberCipher | None = None) ->
 
 def shown_phone(member: MemberFacts, full: bool, cipher: pii.MemberCipher | None = None) -> str:
     phone = decrypt_phone(member, cipher)
-    return phone if full else pii.mask_phone(phone)
+    return phone if full or not phone else pii.mask_phone(phone)
 
 
 def seal(cipher: pii.MemberCipher, table: str, row_id: uuid.UUID, plaintext: str) -> str:
@@ -240,10 +242,12 @@ async def get_member(
 async def get_active_member(
     session: AsyncSession, member_id: uuid.UUID, *, for_update: bool = False
 ) -> Member:
-    """The member, or the one it was merged into."""
+    """The member, or the one it was merged into; an erased member is not found."""
     member = await get_member(session, member_id, for_update=for_update)
     if member.status == "merged" and member.merged_into_id is not None:
         return await get_active_member(session, member.merged_into_id, for_update=for_update)
+    if member.status == "erased":
+        raise NotFound("no such member")
     return member
 
 
@@ -256,7 +260,7 @@ async def get_member_in_reach(
         member = await get_active_member(session, member_id)
     else:
         member = await get_member(session, member_id)
-    if not (await caller_reach(session)).covers(member):
+    if member.status == "erased" or not (await caller_reach(session)).covers(member):
         raise NotFound("no such member")
     return member
 
@@ -271,6 +275,43 @@ async def find_by_identity(session: AsyncSession, kind: str, value: str) -> Memb
 
 
 # ------------------------------------------------------------------ reading
+
+
+class Placed(Protocol):
+    """A member as read (a row or a view): its id and home store."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def home_store_id(self) -> uuid.UUID | None: ...
+
+
+async def audit_unmasked(
+    session: AsyncSession, shown: list[Any], purpose: str | None, via: str
+) -> None:
+    """Audit the members of ``shown`` the caller saw unmasked (a key with ``members:pii``,
+    within its reach): :func:`record_unmasked_reads`."""
+    reach = await caller_reach(session)
+    if not reach.pii:
+        return
+    seen = [m.id for m in shown if reach.home_store_id in (None, m.home_store_id)]
+    record_unmasked_reads(session, seen, purpose, via)
+
+
+def record_unmasked_reads(
+    session: AsyncSession, member_ids: list[uuid.UUID], purpose: str | None, via: str
+) -> None:
+    """Every read of a member's unmasked personal data is in the audit trail: who (the
+    key), which member, why (the caller's ``Nestpoint-Purpose``) and through what."""
+    for member_id in member_ids:
+        record(
+            session,
+            "member.personal_data_read",
+            "member",
+            member_id,
+            {"purpose": purpose, "via": via},
+        )
 
 
 class MemberFacts(Protocol):

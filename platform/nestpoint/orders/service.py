@@ -129,6 +129,7 @@ def _locked_member(*where: Any) -> Statement:
             accounts.c.earned_day,
             accounts.c.earned_today,
             accounts.c.merged_into_id,
+            accounts.c.closed_at,
         )
         .join(
             accounts,
@@ -177,6 +178,8 @@ async def lock_member(session: AsyncSession, ref: MemberRef, field: str = "membe
     # this waited for the merge to commit (the member columns may predate it).
     if row.merged_into_id is not None:
         return await lock_member(session, MemberRef(id=row.merged_into_id), field)
+    if row.closed_at is not None:  # erased (perhaps while this waited for the lock)
+        raise Invalid.field(field, "no such member")
     account = points.Account(
         tenant_id,
         row.id,

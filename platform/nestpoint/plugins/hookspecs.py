@@ -461,6 +461,39 @@ def nestpoint_collect_member_data(member_id: str, plugin: PluginContext) -> dict
     """
 
 
+@hookspec
+def nestpoint_erase_member_data(member_id: str, plugin: PluginContext) -> dict[str, int] | None:
+    """Erase what the plugin keeps about one member whose personal data the chain erased
+    (the right of deletion: PIPL art. 47; ``docs/privacy.md``).
+
+    When: in a worker after the erasure committed (the member row is already pseudonymous:
+    status ``erased``, no phone, name or data key), once per erasure and again until every
+    plugin answered: a plugin that raises or times out is asked again later, with back-off.
+
+    Arguments:
+        member_id: the erased member's id (a string). Members merged into it were erased
+            with it; a plugin that keeps data under a merged-away id moved it on
+            ``member.merged``.
+        plugin: the plugin's :class:`PluginContext` for the member's chain (``store_id``
+            ``None``, the chain's merged ``config``; ``session()`` is bound to the tenant).
+
+    Returns: a ``dict`` counting what was erased (e.g. ``{"answers": 3}``) for the
+        erasure's record, or ``None`` when the plugin keeps nothing about members. Delete
+        or blank personal data (free text, contact details, anything identifying); keep
+        what the books need under the member's id (amounts, dates). Idempotent: asked again,
+        erase what is left and answer the same way.
+
+    Async: may be async (awaited within 60 seconds).
+
+    Results: every answer is kept in the erasure's ``plugins``
+        (``GET /api/v1/members/{member_id}/erasure``); failures are recorded
+        (``GET /api/v1/tenant/plugin-failures``) and the plugin is asked again.
+
+    Scope: per tenant: plugins enabled for the chain or for any of its stores are asked,
+        with the tenant's context set.
+    """
+
+
 # ---------------------------------------------------------------------------------------
 # Events: every domain event, delivered from the outbox after its change committed.
 # ---------------------------------------------------------------------------------------
@@ -547,6 +580,14 @@ def nestpoint_on_member_merged(event: Event, plugin: PluginContext) -> None:
     """Two members were merged. Payload: ``member_id`` (the surviving member, also
     ``subject_id``), ``source_member_id`` (merged away: move anything the plugin keeps under
     it) and ``points_moved``."""
+
+
+@_event("member.erased", "a member's personal data was erased (deletion request or retention).")
+def nestpoint_on_member_erased(event: Event, plugin: PluginContext) -> None:
+    """A member's personal data was erased. Payload: ``member_id`` (also ``subject_id``)
+    and ``source`` (``request`` or ``retention``). Plugins erase their own data through
+    ``nestpoint_erase_member_data``; this event is for systems outside (a webhook tells the
+    chain's CRM to erase too)."""
 
 
 @_event("child.born", "a member's child was recorded as born (or a due date became a birth).")

@@ -507,6 +507,35 @@ class PluginHost:
             self.record_failures(tenant_id, None, failures)
         return dict(sorted(collected.items()))
 
+    async def erase_member_data(
+        self, tenant_id: uuid.UUID, member_id: uuid.UUID
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Ask every plugin enabled for the chain or any of its stores to erase what it
+        keeps about an erased member: ``({plugin id: its answer}, [plugins that failed])``.
+        A failure is recorded as any hook's is; the caller asks again later."""
+        hook = "nestpoint_erase_member_data"
+        answers: dict[str, Any] = {}
+        failed: list[str] = []
+        if not self._implemented(hook):
+            return answers, failed
+        enabled = await self.enabled_plugins(tenant_id, None, anywhere=True)
+        if not enabled:
+            return answers, failed
+        failures: list[HookFailure] = []
+        with tenant_context(tenant_id):
+            for impl in reversed(self._caller(hook, enabled).get_hookimpls()):
+                plugin_id = impl.plugin_name
+                plugin = PluginContext(plugin_id, tenant_id, None, enabled[plugin_id])
+                kwargs = {"member_id": str(member_id), "plugin": plugin}
+                result = await self._call(impl, hook, kwargs, MEMBER_DATA_SECONDS, failures)
+                if result is FAILED:
+                    failed.append(plugin_id)
+                else:
+                    answers[plugin_id] = result if isinstance(result, dict) else {}
+        if failures:
+            self.record_failures(tenant_id, None, failures)
+        return dict(sorted(answers.items())), failed
+
     # ---- events
 
     def event_hooks(self, event_type: str) -> list[str]:

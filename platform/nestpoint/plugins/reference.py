@@ -14,7 +14,7 @@ from typing import Any
 
 from nestpoint.plugins import PROJECT_NAME, hookspecs
 
-MEMBER_RIGHTS = frozenset({"nestpoint_collect_member_data"})
+MEMBER_RIGHTS = frozenset({"nestpoint_collect_member_data", "nestpoint_erase_member_data"})
 GROUPS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     (
         "Registration hooks",
@@ -33,8 +33,8 @@ GROUPS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     ),
     (
         "Members' rights",
-        "Asked by a worker for one member's data export (the right of access and copy), "
-        "for the member's chain.",
+        "Asked by a worker for one member's data export (the right of access and copy) "
+        "and after a member's erasure (the right of deletion), for the member's chain.",
         lambda name: name in MEMBER_RIGHTS,
     ),
     (

@@ -72,6 +72,10 @@ class PointAccount(TenantScoped, Base):
     earned_day: Mapped[str] = mapped_column(String(10), default="")
     earned_today: Mapped[int] = mapped_column(BigInteger, default=0)
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    # Set when the member was erased (migration 0020): the account takes no new business.
+    # On the account row, which every till transaction locks first, so a sale racing the
+    # erasure sees it once the erasure commits.
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

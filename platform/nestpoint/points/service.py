@@ -171,6 +171,7 @@ async def lock_account(
                 accounts.c.earned_day,
                 accounts.c.earned_today,
                 accounts.c.merged_into_id,
+                accounts.c.closed_at,
             )
             .where(accounts.c.tenant_id == tenant_id, accounts.c.member_id == member_id)
             .with_for_update()
@@ -180,6 +181,8 @@ async def lock_account(
         raise NotFound("no points account for this member")
     if row.merged_into_id is not None and follow_merge:
         return await lock_account(session, row.merged_into_id)
+    if row.closed_at is not None and follow_merge:  # the member was erased
+        raise NotFound("no such member")
     return Account(tenant_id, member_id, *row[:6])
 
 

@@ -50,6 +50,8 @@ TENANT_SCOPES = frozenset(
         "messages:write",
         "exports:read",
         "exports:write",
+        "privacy:read",
+        "privacy:write",
     }
 )
 STORE_SCOPES = frozenset(

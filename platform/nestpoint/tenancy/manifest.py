@@ -28,6 +28,8 @@ from nestpoint.loyalty import service as loyalty
 from nestpoint.loyalty.schemas import ProgramSpec
 from nestpoint.messaging import service as messaging
 from nestpoint.messaging.schemas import MessagingSettings
+from nestpoint.privacy import service as privacy
+from nestpoint.privacy.schemas import PolicyIn
 from nestpoint.plugins import manifest as plugin_manifest
 from nestpoint.plugins.schemas import MAX_PLUGINS, PluginManifest
 from nestpoint.schemas import Strict
@@ -57,6 +59,8 @@ class TenantManifest(Strict):
     # How the chain reaches its members: channel order, quiet hours, frequency cap and the
     # transactional messages it sends (see docs/messaging.md).
     messaging: MessagingSettings | None = None
+    # The chain's retention rules (see docs/privacy.md); absent: left as they are.
+    privacy: PolicyIn | None = None
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -148,6 +152,8 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
             changes.append(Change("create", "loyalty program"))
         if manifest.messaging is not None:
             changes.append(Change("create", "messaging settings"))
+        if manifest.privacy is not None:
+            changes.append(Change("create", "privacy policy"))
         changes += [Change("create", f"benefit {b.code}") for b in manifest.benefits or []]
         changes += [Change("create", f"bundle {b.code}") for b in manifest.bundles]
         return changes
@@ -161,6 +167,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         plugin_changes += await _plan_program(session, manifest.program)
         plugin_changes += await _plan_benefits(session, manifest)
         plugin_changes += await _plan_messaging(session, manifest.messaging)
+        plugin_changes += await _plan_privacy(session, manifest.privacy)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -206,6 +213,8 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
             await messaging.stored_messaging_settings(session)
         ):
             await messaging.put_messaging_settings(session, manifest.messaging)
+        if manifest.privacy is not None:
+            await privacy.set_policy(session, manifest.privacy)  # audited when it changes
         await session.flush()
         await _apply_benefits(session, manifest)
     await rebind_tenant(session)
@@ -223,6 +232,15 @@ async def _plan_messaging(
     before, after = stored.model_dump(mode="json"), settings.model_dump(mode="json")
     diff = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
     return [Change("update", "messaging settings", diff)] if diff else []
+
+
+async def _plan_privacy(session: AsyncSession, policy: PolicyIn | None) -> list[Change]:
+    if policy is None:
+        return []
+    stored = await privacy.get_policy(session)
+    after = policy.model_dump()
+    diff = {k: [getattr(stored, k), v] for k, v in after.items() if getattr(stored, k) != v}
+    return [Change("update", "privacy policy", diff)] if diff else []
 
 
 async def _plan_program(session: AsyncSession, program: ProgramSpec | None) -> list[Change]:

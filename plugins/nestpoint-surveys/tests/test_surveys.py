@@ -17,6 +17,7 @@ from nestpoint_surveys.models import Survey, SurveyResponse, SurveyRound
 from sqlalchemy import select, update
 
 from nestpoint.context import Actor, acting_as, tenant_context
+from nestpoint.db import scoped_session
 from nestpoint.exports.service import run_export
 from nestpoint.messaging import pipeline
 from nestpoint.plugins.api import PluginContext
@@ -701,3 +702,28 @@ async def test_a_members_data_export_holds_their_responses_but_no_anonymous_one(
     assert sorted(response["tags"]) == ["interested_early_education", "promoter"]
     assert "匿名的话" not in str(part)  # an anonymous answer is nobody's
     assert "anonymous" in part["note"]
+
+
+async def test_an_erased_members_invitations_and_responses_go(
+    nestpoint_tenant, nestpoint_client, nestpoint_enable_plugin, nestpoint_erase_member, outbox
+):
+    t, client = nestpoint_tenant, nestpoint_client
+    await _set_up(client, t, nestpoint_enable_plugin)
+    member, other = await _member(client, t), await _member(client, t)
+    assert (await _put(client, t, "needs", _survey())).status_code == 200
+    answers = {"q1": {"choice": "a"}, "q2": {"choices": ["x"]}, "q3": {"choice": "yes"},
+               "q4": {"score": 10}, "q5": {"score": 5}, "q6": {"text": "我叫王小芳"}}  # fmt: skip
+    assert (await _open(client, t, "needs")).status_code == 201
+    links = await _links(client, t, outbox)
+    for who in (member, other):
+        assert (await client.post(links[who], json={"answers": answers})).status_code == 201
+
+    erasure = await nestpoint_erase_member(t, member)
+    assert erasure["plugins"]["surveys"] == {"responses": 1, "invitations": 1}
+    assert erasure["plugins_erased_at"] is not None
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            left = (await session.scalars(select(SurveyResponse.member_id))).all()
+    assert [str(m) for m in left] == [other]  # the other member's answer stays
+    r = await client.get(f"{BASE}/surveys/needs/rounds/1/results", headers=t.hq())
+    assert r.json()["responded"] == 1

@@ -9,10 +9,13 @@ from datetime import date, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nestpoint_traceability import csvfile
+from nestpoint_traceability.models import TraceScan
 from nestpoint_traceability.schemas import TraceabilityConfig
 from nestpoint_traceability.service import authenticity
+from sqlalchemy import select
 
 from nestpoint.context import Actor, acting_as, tenant_context
+from nestpoint.db import scoped_session
 from nestpoint.exports.service import run_export
 
 PLUGIN = "traceability"
@@ -628,3 +631,27 @@ async def test_a_members_data_export_holds_their_scans_and_nobody_elses(
     ]
     assert [s["store_id"] for s in scans] == [str(t.stores["S1"]), None]
     assert other not in r.text
+
+
+async def test_an_erased_members_scans_keep_the_product_and_lose_the_member(
+    nestpoint_tenant, nestpoint_client, nestpoint_enable_plugin, nestpoint_erase_member
+):
+    t, client = nestpoint_tenant, nestpoint_client
+    await nestpoint_enable_plugin(t, PLUGIN)
+    batch = (await _import(client, t)).json()["batches"][0]
+    codes = await _unit_codes(client, t, batch["id"], 2)
+    member, other = await _member(client, t), await _member(client, t)
+    for who, code in ((member, codes[0]), (other, codes[1])):
+        body = {"idempotency_key": _key(), "member_id": who, "code": code}
+        assert (await client.post(f"{BASE}/scans", json=body, headers=t.hq())).status_code == 201
+
+    erasure = await nestpoint_erase_member(t, member)
+    assert erasure["plugins"]["traceability"] == {"scans": 1}
+    again = await nestpoint_erase_member(t, member)  # asked again: nothing left
+    assert again["plugins"]["traceability"] == {"scans": 0}
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            scans = (await session.execute(select(TraceScan.code, TraceScan.member_id))).all()
+    assert sorted((code, str(who) if who else None) for code, who in scans) == sorted(
+        [(codes[0], None), (codes[1], other)]
+    )

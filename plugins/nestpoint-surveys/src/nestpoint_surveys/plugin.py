@@ -60,6 +60,13 @@ async def nestpoint_collect_member_data(member_id: str, plugin: PluginContext) -
         return await service.member_data(db, uuid.UUID(member_id))
 
 
+@hookimpl
+async def nestpoint_erase_member_data(member_id: str, plugin: PluginContext) -> dict[str, int]:
+    """The member's invitations and named responses are deleted."""
+    async with plugin.session() as db:
+        return await service.erase_member(db, uuid.UUID(member_id))
+
+
 async def schedule(plugin: PluginContext, **_: Any) -> None:
     """Periodic, per chain: close the rounds whose time is over, open the month's round of
     each scheduled survey once its day and hour have come (the chain's clock), and finish

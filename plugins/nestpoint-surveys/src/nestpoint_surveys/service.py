@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -911,4 +911,19 @@ async def member_data(db: AsyncSession, member_id: uuid.UUID) -> dict[str, Any]:
             for r in responses
         ],
         "note": "Answers to anonymous surveys keep no member and are not included.",
+    }
+
+
+async def erase_member(db: AsyncSession, member_id: uuid.UUID) -> dict[str, int]:
+    """An erased member: their invitations and named responses are deleted (answers may be
+    free text that identifies them). Anonymous responses never carried the member."""
+    responses = await db.execute(
+        delete(SurveyResponse).where(SurveyResponse.member_id == member_id)
+    )
+    invitations = await db.execute(
+        delete(SurveyInvitation).where(SurveyInvitation.member_id == member_id)
+    )
+    return {
+        "responses": int(getattr(responses, "rowcount", 0) or 0),
+        "invitations": int(getattr(invitations, "rowcount", 0) or 0),
     }

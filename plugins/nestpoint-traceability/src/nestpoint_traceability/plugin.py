@@ -63,6 +63,13 @@ async def nestpoint_collect_member_data(member_id: str, plugin: PluginContext) -
 
 
 @hookimpl
+async def nestpoint_erase_member_data(member_id: str, plugin: PluginContext) -> dict[str, int]:
+    """The member's scans lose the member (they stay as anonymous look-ups)."""
+    async with plugin.session() as db:
+        return await service.erase_member(db, uuid.UUID(member_id))
+
+
+@hookimpl
 async def nestpoint_seed_demo(plugin: PluginContext, member_ids: list[str]) -> None:
     """Four batches (one expired), a report, five unit codes of the first batch, and the
     first members' scans of one code: scanned often enough to show the warning. Every step

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
@@ -759,3 +759,12 @@ async def member_data(db: AsyncSession, member_id: uuid.UUID) -> dict[str, Any]:
             for scan, batch in rows
         ]
     }
+
+
+async def erase_member(db: AsyncSession, member_id: uuid.UUID) -> dict[str, int]:
+    """An erased member: their scans keep product, store and time, and lose the member (as
+    a public look-up has none)."""
+    result = await db.execute(
+        update(TraceScan).where(TraceScan.member_id == member_id).values(member_id=None)
+    )
+    return {"scans": int(getattr(result, "rowcount", 0) or 0)}

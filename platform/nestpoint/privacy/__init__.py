@@ -1,0 +1,1 @@
+"""Members' rights beyond access: erasure (crypto-shredding) and retention."""
