@@ -70,6 +70,20 @@ async def test_query_text_is_utf8_without_nul(client, make_tenant, row_counts, p
     assert await row_counts(t.id) == before
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/benefits/a%00b",
+        "/api/v1/stores/S%001",
+    ],
+)
+async def test_a_path_holding_nul_is_400_naming_the_path(client, make_tenant, path) -> None:
+    """Found by the fuzz test: a NUL in a text path parameter reached PostgreSQL (a 500)."""
+    t = await make_tenant(("S1",))
+    body = assert_problem(await client.get(path, headers=t.hq()), 400)
+    only(body, "path")
+
+
 # ------------------------------------------------------------------ JSON bodies
 
 

@@ -364,7 +364,7 @@ async def test_cli_invalid_manifest_exits_nonzero_listing_errors(tmp_path: Path)
 
 async def test_changing_the_retention_rules_is_one_privacy_update(tmp_path: Path) -> None:
     path, _ = copy_example(tmp_path, "nest-community.toml")
-    tenant_id, _ = await apply_file(path)
+    await apply_file(path)
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace("inactive_member_years = 2", "inactive_member_years = 5"))
     assert described(await plan_file(path)) == [

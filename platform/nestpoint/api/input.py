@@ -109,6 +109,12 @@ class StrictJsonBodies(PydanticInitPlugin):
         ]
 
 
+def path_problem(path: str) -> Malformed | None:
+    """A 400 for a path holding NUL (``%00``, decoded by the server): no database takes it
+    as text, so it must never reach one as a path parameter."""
+    return Malformed.field("path", "holds NUL") if "\x00" in path else None
+
+
 def query_problem(query_string: bytes) -> Malformed | None:
     """A 400 for the first query parameter that is not valid UTF-8 or holds NUL."""
     for pair in query_string.split(b"&"):

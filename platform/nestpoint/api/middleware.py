@@ -24,7 +24,7 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
-from nestpoint.api.input import query_problem
+from nestpoint.api.input import path_problem, query_problem
 from nestpoint.api.problems import PROBLEM_BASE, PROBLEM_JSON
 from nestpoint.api.ratelimit import PUBLIC_PATH_PREFIX, public_rate_limit, rate_limit
 from nestpoint.context import _actor, _tenant, request_id
@@ -111,8 +111,8 @@ class RequestContextMiddleware:
             except (Unauthorized, RateLimited) as exc:
                 await _send_problem(send, scope, exc)
                 return
-            if bad_query := query_problem(scope.get("query_string", b"")):
-                await _send_problem(send, scope, bad_query)
+            if bad := path_problem(scope["path"]) or query_problem(scope.get("query_string", b"")):
+                await _send_problem(send, scope, bad)
                 return
         elif scope["type"] == ScopeType.HTTP and scope["path"].startswith(PUBLIC_PATH_PREFIX):
             # No key: the plugin's public router finds the tenant by its slug.
@@ -121,8 +121,8 @@ class RequestContextMiddleware:
             except RateLimited as exc:
                 await _send_problem(send, scope, exc)
                 return
-            if bad_query := query_problem(scope.get("query_string", b"")):
-                await _send_problem(send, scope, bad_query)
+            if bad := path_problem(scope["path"]) or query_problem(scope.get("query_string", b"")):
+                await _send_problem(send, scope, bad)
                 return
         await self.app(scope, receive, send)
 

@@ -28,10 +28,10 @@ from nestpoint.loyalty import service as loyalty
 from nestpoint.loyalty.schemas import ProgramSpec
 from nestpoint.messaging import service as messaging
 from nestpoint.messaging.schemas import MessagingSettings
-from nestpoint.privacy import service as privacy
-from nestpoint.privacy.schemas import PolicyIn
 from nestpoint.plugins import manifest as plugin_manifest
 from nestpoint.plugins.schemas import MAX_PLUGINS, PluginManifest
+from nestpoint.privacy import service as privacy
+from nestpoint.privacy.schemas import PolicyIn
 from nestpoint.schemas import Strict
 from nestpoint.tenancy import service
 from nestpoint.tenancy.changes import Change
