@@ -329,13 +329,16 @@ async def test_members_from_before_data_keys_get_one(client, make_tenant, enrol)
             identity = await session.scalar(
                 select(MemberIdentity).where(MemberIdentity.member_id == member_id)
             )
-            assert row is not None and child is not None and identity is not None
+            assert row is not None
+            assert child is not None
+            assert identity is not None
             old = pii.member_cipher(t.id, member_id, row.data_key)
             context = f"{t.id}:{member_id}".encode()
             row.phone_enc = ring.encrypt(
                 old.decrypt(row.phone_enc, context=context), context=context
             )
-            assert row.name_enc is not None and child.nickname_enc is not None
+            assert row.name_enc is not None
+            assert child.nickname_enc is not None
             row.name_enc = ring.encrypt(old.decrypt(row.name_enc, context=context), context=context)
             for table, sealed in (("children", child), ("member_identities", identity)):
                 ctx = pii.row_context(t.id, table, sealed.id)
@@ -352,7 +355,8 @@ async def test_members_from_before_data_keys_get_one(client, make_tenant, enrol)
     with tenant_context(t.id):
         async with scoped_session() as session:
             row = await session.scalar(select(Member).where(Member.id == member_id))
-            assert row is not None and row.data_key is not None
+            assert row is not None
+            assert row.data_key is not None
             tokens = [
                 row.phone_enc,
                 row.name_enc,
