@@ -26,6 +26,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, help="server processes (default: CPUs)")
     p.add_argument("--duration", type=int, help="seconds per measurement (default 20)")
     p.add_argument("--batch-members", type=int, help="members for the batch (default 1,000,000)")
+    p.add_argument("--skip-import", action="store_true")
+    p.add_argument(
+        "--import-members", type=int, help="members in the import's file (default 1,000,000)"
+    )
     args = p.parse_args()
     if args.quick and not os.environ.get("BENCH_RESULTS_DIR"):
         # trial runs never overwrite the committed results
@@ -34,6 +38,7 @@ def main() -> None:
         )
     import batch_bench
     import http_bench
+    import import_bench
     import mixed_bench
     import relay_bench
     from common import RESULTS_DIR, table
@@ -42,15 +47,19 @@ def main() -> None:
     http_args: list[str] = []
     batch_args: list[str] = []
     mixed_args: list[str] = []
+    import_args: list[str] = []
     if args.quick:
         http_args += ["--duration", "5", "--warmup", "2"]
         batch_args += ["--members", "100000"]
         mixed_args += ["--members", "100000", "--order-members", "50000"]
         mixed_args += ["--duration", "5", "--warmup", "2"]
+        import_args += ["--members", "20000"]
     if args.workers:
         http_args += ["--workers", str(args.workers)]
     if args.duration:
         http_args += ["--duration", str(args.duration)]
+    if args.import_members:
+        import_args += ["--members", str(args.import_members)]
     if args.batch_members:
         batch_args += ["--members", str(args.batch_members)]
         mixed_args += ["--members", str(args.batch_members)]
@@ -61,6 +70,8 @@ def main() -> None:
     batch = {} if args.skip_batch else batch_bench.main(batch_args)
     # orders while the jobs run over the batch template (1,000,000 members)
     mixed = {} if args.skip_batch or args.skip_http else mixed_bench.main(mixed_args)
+    # a legacy export (members, children, balances) imported, against COPY of the same files
+    imported = {} if args.skip_import else import_bench.main(import_args)
 
     rows = []
     for name, r in http.items():
@@ -108,6 +119,19 @@ def main() -> None:
                 "ratio ok" if mixed["target_met"] else "ratio MISSED",
             ]
         )
+    if imported:
+        rows.append(
+            [
+                f"import ({imported['members']:,} members)",
+                f"import {imported['import_seconds']:.2f} s",
+                f"COPY {imported['copy_seconds']:.2f} s",
+                "",
+                "",
+                f"ratio {imported['ratio']:.2f}",
+                "",
+                "ratio ok" if imported["target_met"] else "ratio MISSED",
+            ]
+        )
     print()
     print("=" * 30, "summary", "=" * 30)
     headers = ["benchmark", "throughput", "p50", "p99", "ceiling", "ratio", "server CPU"]
@@ -117,6 +141,7 @@ def main() -> None:
         not r["target_met"] for r in batch.values()
     )
     missed = missed or bool(mixed and not mixed["target_met"])
+    missed = missed or bool(imported and not imported["target_met"])
     if missed:
         print("(some targets are missed: the run itself succeeded)")
     sys.stdout.flush()

@@ -23,6 +23,7 @@ LAZY_BY_DESIGN = {
     "jobs/cli.py",
     "messaging/cli.py",
     "exports/cli.py",
+    "imports/cli.py",
     "privacy/cli.py",
     "testing.py",
 }

@@ -14,6 +14,7 @@ sent in the test's event loop. ``NESTPOINT_TEST_FUZZ=thorough`` draws ten times 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -179,6 +180,9 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
     r = await client.post("/api/v1/exports", json=export, headers=hq)
     assert r.status_code == 202, r.text
     export_id = r.json()["id"]
+    r = await client.post("/api/v1/imports", json=_import_body("fuzz"), headers=hq)
+    assert r.status_code == 202, r.text
+    import_id = r.json()["id"]
     path = {
         "tenant_id": str(t.id),
         "member_id": members[0],
@@ -193,6 +197,7 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
         "entitlement_id": str(uuid.uuid4()),
         "message_id": message_id,
         "export_id": export_id,
+        "import_id": import_id,
         "run_id": str(uuid.uuid4()),
         "key": "points_expiring",
         "locale": "zh-CN",
@@ -298,12 +303,24 @@ def _base_body(op: Operation, w: World) -> Any:
         },
         ("PUT", "/api/v1/tenant/plugins/{plugin_id}/secrets/{name}"): {"value": "s3cr3t"},
         ("POST", "/api/v1/exports"): {"kind": "members", "format": "xlsx", "idempotency_key": key},
+        ("POST", "/api/v1/imports"): _import_body(key),
+        ("POST", "/api/v1/imports/preview"): {
+            "kind": "children",
+            "content": base64.b64encode(b"member_phone,legacy_id\n13800000000,C1\n").decode(),
+            "mapping": {"legacy_id": "legacy_id"},
+        },
         ("POST", "/api/v1/members/{member_id}/data-exports"): {
             "reason": "PIPL access request #1",
             "idempotency_key": key,
         },
     }
     return bodies.get((op.method, op.template), {})
+
+
+def _import_body(key: str) -> dict[str, Any]:
+    """A members file of one row, base64, as POST /imports takes it."""
+    content = base64.b64encode("phone,name\n13800000000,王芳\n".encode()).decode()
+    return {"kind": "members", "format": "csv", "content": content, "idempotency_key": key}
 
 
 def _leaf_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -361,6 +361,7 @@ def demo(
 
 def _add_loyalty_commands() -> None:
     from nestpoint.exports.cli import exports_app
+    from nestpoint.imports.cli import imports_app
     from nestpoint.jobs.cli import jobs_app, members_app
     from nestpoint.messaging.cli import messages_app
     from nestpoint.privacy.cli import privacy_app
@@ -369,6 +370,7 @@ def _add_loyalty_commands() -> None:
     app.add_typer(members_app, name="members")
     app.add_typer(messages_app, name="messages")
     app.add_typer(exports_app, name="export")
+    app.add_typer(imports_app, name="import")
     app.add_typer(privacy_app, name="privacy")
 
 

@@ -33,6 +33,7 @@ from nestpoint.db.pagination import use_signing_key
 from nestpoint.events.routes import EventController
 from nestpoint.events.service import install_session_hooks
 from nestpoint.exports.routes import ExportController, MemberDataExportController
+from nestpoint.imports.routes import ImportController
 from nestpoint.jobs.broker import flush_enqueued
 from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
@@ -79,6 +80,7 @@ API_CONTROLLERS = [
     MemberDataExportController,
     ErasureController,
     PrivacyController,
+    ImportController,
 ]
 
 

@@ -12,6 +12,7 @@ from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
 from nestpoint.exports.models import Export, ExportChunk
 from nestpoint.idempotency.models import IdempotencyKey
+from nestpoint.imports.models import Import, ImportChunk, ImportKey
 from nestpoint.jobs.models import DailyRun
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
@@ -50,6 +51,9 @@ __all__ = [
     "ExportChunk",
     "GrowthEntry",
     "IdempotencyKey",
+    "Import",
+    "ImportChunk",
+    "ImportKey",
     "LoyaltyProgram",
     "Member",
     "MemberConsent",

@@ -18,6 +18,7 @@ import dramatiq
 from nestpoint.benefits import actors as benefits
 from nestpoint.db import models
 from nestpoint.exports import actors as exports
+from nestpoint.imports import actors as imports
 from nestpoint.jobs import actors as jobs
 from nestpoint.messaging import actors as messaging
 from nestpoint.plugins import actors as outbox
@@ -29,6 +30,7 @@ from nestpoint.tiers import actors as tiers
 ACTOR_MODULES: tuple[ModuleType, ...] = (
     benefits,
     exports,
+    imports,
     jobs,
     messaging,
     outbox,
@@ -50,6 +52,7 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (messaging.sweep_all, "interval", {"minutes": 1}),
     (exports.sweep_all, "interval", {"minutes": 5}),
     (privacy.sweep_all, "interval", {"minutes": 5}),
+    (imports.sweep_all, "interval", {"minutes": 5}),
 )
 
 

@@ -39,18 +39,38 @@ from nestpoint.db.base import Base, TenantOwned, TenantScoped, utcnow
 
 # ``earn`` is an order line's; ``bonus`` is points the programme gives (a bundle's welcome
 # points), never tied to a line, so a refund never takes it back.
+# ``migration`` is an opening balance brought over from a legacy system by an import
+# (``nestpoint.imports``), with the legacy lot's original expiry.
 EntryKind = Literal[
-    "earn", "redeem", "hold", "release", "expire", "reverse", "adjust", "transfer", "bonus"
+    "earn",
+    "redeem",
+    "hold",
+    "release",
+    "expire",
+    "reverse",
+    "adjust",
+    "transfer",
+    "bonus",
+    "migration",
 ]
 ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
 # What caused an entry; ``cause_id`` names it (an order, refund, hold, run or member id; a
 # benefit exchange's entitlement; a bundle grant).
 CauseType = Literal[
-    "order", "refund", "hold", "adjust", "transfer", "merge", "expiry", "exchange", "bundle"
+    "order",
+    "refund",
+    "hold",
+    "adjust",
+    "transfer",
+    "merge",
+    "expiry",
+    "exchange",
+    "bundle",
+    "import",  # cause_id: the legacy system's reference of the opening balance
 ]
 CAUSE_TYPES: tuple[CauseType, ...] = get_args(CauseType)
 # Where a lot's points came from.
-LotSource = Literal["earn", "return", "adjust", "transfer"]
+LotSource = Literal["earn", "return", "adjust", "transfer", "migration"]
 HoldStatus = Literal["held", "captured", "released"]
 HOLD_STATUSES: tuple[HoldStatus, ...] = get_args(HoldStatus)
 

@@ -50,6 +50,8 @@ TENANT_SCOPES = frozenset(
         "messages:write",
         "exports:read",
         "exports:write",
+        "imports:read",
+        "imports:write",
         "privacy:read",
         "privacy:write",
     }
