@@ -330,9 +330,12 @@ async def test_wrong_columns_empty_files_and_hostile_input_are_refused_never_500
     )
     assert r.status_code == 404
     # Codes of every shape find nothing, and never fail.
-    for code in ("x", "B" * 64, "U" + "0" * 20, "%00", "..%2F..", "B-001"):
+    for code in ("x", "B" * 64, "U" + "0" * 20, "..%2F..", "B-001"):
         r = await client.get(_public(t, code))
         assert r.status_code == 404, (code, r.text)
+    r = await client.get(_public(t, "%00"))  # refused before any route: a NUL in the path
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"] == [{"field": "path", "message": "holds NUL"}]
     r = await client.get(_public(t, "x" * 65))
     assert r.status_code == 400
 
