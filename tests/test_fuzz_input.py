@@ -313,8 +313,21 @@ def _base_body(op: Operation, w: World) -> Any:
             "reason": "PIPL access request #1",
             "idempotency_key": key,
         },
+        ("POST", "/api/v1/segments/preview"): {"rule": _segment_rule()},
+        ("PUT", "/api/v1/segments/{code}"): {"name": "Fuzz", "rule": _segment_rule()},
     }
     return bodies.get((op.method, op.template), {})
+
+
+def _segment_rule() -> dict[str, Any]:
+    return {
+        "all": [
+            {"field": "tag", "op": "has", "value": "vip"},
+            {"not": {"field": "home_store", "op": "in", "value": ["S1"]}},
+            {"field": "spend_fen", "op": "gte", "value": 100, "days": 90, "category": "feeding"},
+            {"field": "child_turns_months", "value": {"months": 6, "within_days": 7}},
+        ]
+    }
 
 
 def _import_body(key: str) -> dict[str, Any]:

@@ -116,6 +116,8 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     catalog = [("create", f"benefit {b['code']}", {}) for b in spec.get("benefits", [])]
     catalog += [("create", f"bundle {b['code']}", {}) for b in spec.get("bundles", [])]
     expected += catalog
+    saved = [("create", f"segment {s['code']}", {}) for s in spec.get("segments", [])]
+    expected += saved
     assert described(planned) == expected
     assert described(changes) == expected
     tenant = await tenant_by_slug(slug)
@@ -146,6 +148,7 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
         + len(catalog)
         + messaging
         + privacy
+        + len(saved)
     )
 
 

@@ -48,6 +48,7 @@ from nestpoint.plugins.routes import PluginFailureController, TenantPluginContro
 from nestpoint.plugins.routing import plugin_routers, public_plugin_routers
 from nestpoint.points.routes import HoldController
 from nestpoint.privacy.routes import ErasureController, PrivacyController
+from nestpoint.segments.routes import SegmentController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
     ApiKeyController,
@@ -80,6 +81,7 @@ API_CONTROLLERS = [
     MemberDataExportController,
     ErasureController,
     PrivacyController,
+    SegmentController,
     ImportController,
 ]
 

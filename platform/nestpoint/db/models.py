@@ -32,6 +32,7 @@ from nestpoint.points.models import (
     PointLot,
 )
 from nestpoint.privacy.models import MemberErasure, PrivacyPolicy, RetentionRun
+from nestpoint.segments.models import Segment
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
 from nestpoint.tiers.models import GrowthEntry, TierChange
 
@@ -79,6 +80,7 @@ __all__ = [
     "PrivacyPolicy",
     "Refund",
     "RetentionRun",
+    "Segment",
     "Store",
     "Tenant",
     "TierChange",

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 exports_app = typer.Typer(
-    help="Export members, children, points ledgers or orders to CSV or XLSX.",
+    help="Export members, children, points ledgers, orders or a segment to CSV or XLSX.",
     no_args_is_help=True,
 )
 
@@ -46,6 +46,19 @@ def orders(tenant: Tenant, output: Output, fmt: FormatOption = "csv") -> None:
     _export("orders", tenant, fmt, output, False)
 
 
+@exports_app.command("segment")
+def segment(
+    code: Annotated[str, typer.Argument(help="The saved segment's code.")],
+    tenant: Tenant,
+    output: Output,
+    fmt: FormatOption = "csv",
+    pii: Pii = False,
+) -> None:
+    """A saved segment's members as it is now, with the columns of `members` (masked
+    without --pii)."""
+    _export("segment", tenant, fmt, output, pii, code)
+
+
 @exports_app.command("member-data")
 def member_data(
     member_id: Annotated[uuid.UUID, typer.Argument(help="The member's id.")],
@@ -58,22 +71,27 @@ def member_data(
     typer.echo(f"{rows} member's data written to {output}")
 
 
-Kind = Literal["members", "children", "points_ledger", "orders"]
+Kind = Literal["members", "children", "points_ledger", "orders", "segment"]
 
 
-def _export(kind: Kind, slug: str, fmt: str, output: Path, full: bool) -> None:
+def _export(
+    kind: Kind, slug: str, fmt: str, output: Path, full: bool, segment_code: str | None = None
+) -> None:
     fmt = fmt.lower()
     if fmt not in ("csv", "xlsx"):
         raise typer.BadParameter("csv or xlsx", param_hint="--format")
-    rows = asyncio.run(_run(kind, slug, fmt, output, full))
+    rows = asyncio.run(_run(kind, slug, fmt, output, full, segment_code))
     typer.echo(f"{rows} rows written to {output}")
 
 
-async def _run(kind: Kind, slug: str, fmt: str, output: Path, full: bool) -> int:
+async def _run(
+    kind: Kind, slug: str, fmt: str, output: Path, full: bool, segment_code: str | None = None
+) -> int:
     from rich.progress import Progress
 
     from nestpoint.context import Actor, acting_as, tenant_context
     from nestpoint.db import get_database, scoped_session
+    from nestpoint.errors import NestpointError
     from nestpoint.exports import service
     from nestpoint.jobs.cli import _tenant_ids
 
@@ -81,9 +99,18 @@ async def _run(kind: Kind, slug: str, fmt: str, output: Path, full: bool) -> int
         [tenant_id] = await _tenant_ids(slug)
         with acting_as(Actor("system", name="nestpoint export")), tenant_context(tenant_id):
             job = service.new_export(
-                kind, fmt, masked=kind in service.PERSONAL and not full, requested_by="cli"
+                kind,
+                fmt,
+                masked=kind in service.PERSONAL and not full,
+                requested_by="cli",
+                segment_code=segment_code,
             )
             async with scoped_session() as session:
+                if segment_code is not None:
+                    try:
+                        await service.check_segment(session, segment_code)
+                    except NestpointError as exc:
+                        raise typer.BadParameter(exc.detail, param_hint="CODE") from exc
                 service.add_export(session, job)
             with Progress(transient=True) as bar:
                 task = bar.add_task(f"export {kind}", total=None)

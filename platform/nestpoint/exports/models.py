@@ -48,6 +48,8 @@ class Export(TenantOwned, Base):
     # A ``member_data`` export (right of access and copy): whose data, and why it was asked.
     member_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
     reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # A ``segment`` export: the segment's code (its members when the job runs).
+    segment_code: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class ExportChunk(TenantScoped, Base):

@@ -32,11 +32,16 @@ class ExportController(Controller):
         guards=[requires("exports:write"), hq_only],
         responses=problems(403, 409, 422),
         status_code=202,
-        summary="Export members, children, a points ledger or orders (queued; run by workers)",
+        summary=(
+            "Export members, children, a points ledger, orders or a segment (queued; run by "
+            "workers)"
+        ),
         operation_id="requestExport",
         description=(
             "HQ key with `exports:write` and the scope reading the data needs (`members:read`"
-            " or `orders:read`). Personal data is masked unless the key holds `members:pii`. "
+            " or `orders:read`). Kind `segment` exports the members of the saved segment "
+            "`segment_code` (the columns of `members`) as it is when the job runs; an unknown "
+            "code is a 422. Personal data is masked unless the key holds `members:pii`. "
             "Idempotent by `idempotency_key`: a retry replays the first 202 "
             "(`Idempotent-Replayed: true`); the key with another request is 409. Audited."
         ),

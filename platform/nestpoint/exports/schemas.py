@@ -6,15 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nestpoint.schemas import Strict
 from nestpoint.text import required
 
-Kind = Literal["members", "children", "points_ledger", "orders"]
+Kind = Literal["members", "children", "points_ledger", "orders", "segment"]
 Format = Literal["csv", "xlsx"]
 # Every kind of job: the tables above, and one member's data (POST /members/{id}/data-exports).
-JobKind = Literal["members", "children", "points_ledger", "orders", "member_data"]
+JobKind = Literal["members", "children", "points_ledger", "orders", "member_data", "segment"]
 JobFormat = Literal["csv", "xlsx", "json"]
 Status = Literal["queued", "running", "done", "failed"]
 
@@ -26,6 +26,17 @@ class ExportIn(Strict):
     kind: Kind
     format: Format = "csv"
     idempotency_key: Annotated[str, required(120)]
+    segment_code: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")] | None = Field(
+        default=None,
+        description="For kind `segment` (and only then): the saved segment whose members "
+        "are exported, as the segment is when the job runs.",
+    )
+
+    @model_validator(mode="after")
+    def _segment_code_with_segment(self) -> ExportIn:
+        if (self.kind == "segment") != (self.segment_code is not None):
+            raise ValueError("segment_code is given with kind `segment`, and only then")
+        return self
 
 
 class ExportRead(BaseModel):
@@ -50,6 +61,9 @@ class ExportRead(BaseModel):
     )
     reason: str | None = Field(
         default=None, description="Why a `member_data` export was requested (else null)."
+    )
+    segment_code: str | None = Field(
+        default=None, description="The segment a `segment` export holds (else null)."
     )
 
 

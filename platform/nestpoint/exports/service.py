@@ -38,7 +38,7 @@ from nestpoint.db import Database, scoped_session
 from nestpoint.db.base import new_id, utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import on_commit
-from nestpoint.errors import Conflict, FieldError, Forbidden, NotFound
+from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from nestpoint.exports import member_data
 from nestpoint.exports.models import Export, ExportChunk
 from nestpoint.exports.schemas import ExportIn, ExportRead, MemberDataExportIn
@@ -57,6 +57,7 @@ from nestpoint.members.service import (
 from nestpoint.orders.models import Order
 from nestpoint.plugins.manager import UNAVAILABLE, get_plugin_host
 from nestpoint.points.models import PointAccount, PointEntry
+from nestpoint.segments import service as segments
 from nestpoint.tenancy.models import Store
 
 CHUNK_SIZE = 1024 * 1024  # bytes of one export_chunks row (the last one may be smaller)
@@ -65,10 +66,11 @@ RUN = JobRef("exports.run", queue_name="default")
 REQUEST_SCOPE = "export"  # idempotency keys of POST /exports: the body's idempotency_key
 MEMBER_DATA_SCOPE = "member_data_export"  # those of POST /members/{id}/data-exports
 MEMBER_DATA = "member_data"
+SEGMENT = "segment"  # the members of a saved segment, as it is when the job runs
 _NEW_KEY = "nestpoint.exports.new"
 
 KINDS = ("members", "children", "points_ledger", "orders")
-PERSONAL = frozenset({"members", "children"})  # kinds masked without members:pii
+PERSONAL = frozenset({"members", "children", SEGMENT})  # kinds masked without members:pii
 # The scope reading the same data through the API needs (beside exports:read/write).
 NEEDS = {
     "members": "members:read",
@@ -76,6 +78,7 @@ NEEDS = {
     "points_ledger": "members:read",
     "orders": "orders:read",
     MEMBER_DATA: "members:pii",  # one member's data in full
+    SEGMENT: "members:read",
 }
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -105,9 +108,12 @@ def check_allowed(actor: Actor, kind: str) -> None:
         )
 
 
-def new_export(kind: str, fmt: str, *, masked: bool, requested_by: str) -> Export:
+def new_export(
+    kind: str, fmt: str, *, masked: bool, requested_by: str, segment_code: str | None = None
+) -> Export:
     """A queued job with every column set (its answer is made before it is written)."""
     return Export(
+        segment_code=segment_code,
         id=new_id(),
         kind=kind,
         format=fmt,
@@ -133,7 +139,15 @@ async def request_export(session: AsyncSession, data: ExportIn) -> Answer[Export
     actor = current_actor()
     check_allowed(actor, data.kind)
     masked = data.kind in PERSONAL and not actor.has("members:pii")
-    job = new_export(data.kind, data.format, masked=masked, requested_by=requester(actor))
+    if data.segment_code is not None:
+        await check_segment(session, data.segment_code)
+    job = new_export(
+        data.kind,
+        data.format,
+        masked=masked,
+        requested_by=requester(actor),
+        segment_code=data.segment_code,
+    )
     body = ExportRead.model_validate(job)
     answer = Answer(202, body.model_dump(mode="json"), result=body)
     earlier = await idempotency.claim(
@@ -150,6 +164,14 @@ async def request_export(session: AsyncSession, data: ExportIn) -> Answer[Export
     await session.flush()
     session.info.setdefault(_NEW_KEY, []).append((require_tenant().tenant_id, job.id))
     return answer
+
+
+async def check_segment(session: AsyncSession, code: str) -> None:
+    """A segment the chain has, or a 422 naming ``segment_code``."""
+    try:
+        await segments.get_segment(session, code)
+    except NotFound:
+        raise Invalid.field("segment_code", f"no segment {code!r}") from None
 
 
 async def request_member_data(
@@ -211,7 +233,8 @@ def add_export(session: AsyncSession, job: Export) -> None:
         "exports.requested",
         "export",
         job.id,
-        {"kind": job.kind, "format": job.format, "masked": job.masked},
+        {"kind": job.kind, "format": job.format, "masked": job.masked}
+        | ({"segment_code": job.segment_code} if job.segment_code else {}),
     )
 
 
@@ -271,7 +294,8 @@ async def delete_export(session: AsyncSession, export_id: uuid.UUID) -> None:
 
 
 def filename(job: Export) -> str:
-    return f"{job.kind}-{job.created_at:%Y%m%d-%H%M%S}-{str(job.id)[:8]}.{job.format}"
+    kind = f"segment-{job.segment_code}" if job.kind == SEGMENT else job.kind
+    return f"{kind}-{job.created_at:%Y%m%d-%H%M%S}-{str(job.id)[:8]}.{job.format}"
 
 
 async def read_file(
@@ -434,6 +458,8 @@ class Facts:
     masked: bool
     today: date
     stores: dict[uuid.UUID, str]
+    # A segment export: its members' ids (SELECT members.id), compiled when the job starts.
+    segment: Any = None
 
 
 Fetch = Callable[[AsyncSession, uuid.UUID | None, int], Awaitable[Sequence[Any]]]
@@ -454,8 +480,11 @@ def _after(stmt: Any, key: Any, after: uuid.UUID | None, limit: int) -> Any:
     return stmt.order_by(key).limit(limit)
 
 
-async def _members(session: AsyncSession, after: uuid.UUID | None, limit: int) -> list[Any]:
-    members = list((await session.scalars(_after(select(Member), Member.id, after, limit))).all())
+async def _members(
+    session: AsyncSession, after: uuid.UUID | None, limit: int, *where: Any
+) -> list[Any]:
+    stmt = _after(select(Member).where(*where), Member.id, after, limit)
+    members = list((await session.scalars(stmt)).all())
     balances: dict[uuid.UUID, int] = {}
     if members:
         rows = await session.execute(
@@ -569,28 +598,25 @@ def _order_cells(row: Any, facts: Facts) -> list[Any]:
     return cells
 
 
+MEMBER_COLUMNS = (
+    "id",
+    "phone",
+    "name",
+    "gender",
+    "birthday",
+    "birthday_month",
+    "home_store",
+    "join_channel",
+    "joined_at",
+    "tier_code",
+    "growth_value",
+    "points_balance",
+    "tags",
+    "status",
+)
+
 SOURCES: dict[str, Source] = {
-    "members": Source(
-        Member,
-        (
-            "id",
-            "phone",
-            "name",
-            "gender",
-            "birthday",
-            "birthday_month",
-            "home_store",
-            "join_channel",
-            "joined_at",
-            "tier_code",
-            "growth_value",
-            "points_balance",
-            "tags",
-            "status",
-        ),
-        _members,
-        _member_cells,
-    ),
+    "members": Source(Member, MEMBER_COLUMNS, _members, _member_cells),
     "children": Source(
         Child,
         ("id", "member_id", "gender", "stage", "birth_date", "due_date", "nickname", "created_at"),
@@ -638,6 +664,16 @@ SOURCES: dict[str, Source] = {
 }
 
 
+def segment_source(members: Any) -> Source:
+    """The members of a segment (``members``: its compiled ``SELECT members.id``), with the
+    columns of the ``members`` export; each batch reads the segment as it is then."""
+
+    async def fetch(session: AsyncSession, after: uuid.UUID | None, limit: int) -> list[Any]:
+        return await _members(session, after, limit, Member.id.in_(members))
+
+    return Source(Member, MEMBER_COLUMNS, fetch, _member_cells)
+
+
 # ---------------------------------------------------------------------------- running
 
 Progress = Callable[[int, int], None]
@@ -651,13 +687,23 @@ async def _start(export_id: uuid.UUID, database: Database | None) -> tuple[Expor
         if job is None or job.status == "done":
             return None
         await session.execute(delete(ExportChunk).where(ExportChunk.export_id == export_id))
+        segment = None
         if job.kind == MEMBER_DATA:
             total = 1  # one document
+        elif job.kind == SEGMENT:
+            try:
+                segment = await segments.segment_statement(session, job.segment_code or "")
+            except NotFound as exc:  # deleted since it was requested: nothing to run
+                job.status, job.error, job.finished_at = "failed", exc.detail[:500], utcnow()
+                record(session, "exports.failed", "export", job.id, {"error": exc.detail[:500]})
+                return None
+            total = await segments.count(session, segment)
         else:
             model = SOURCES[job.kind].model
             total = await session.scalar(select(func.count()).select_from(model)) or 0
         stores = dict((await session.execute(select(Store.id, Store.code))).all())
-        facts = Facts(require_tenant().tenant_id, job.masked, await local_today(session), stores)
+        today = await local_today(session)
+        facts = Facts(require_tenant().tenant_id, job.masked, today, stores, segment)
         job.status, job.rows_total, job.rows_done = "running", total, 0
         job.started_at, job.finished_at, job.error = utcnow(), None, None
         job.size_bytes, job.chunks, job.sha256 = 0, 0, None
@@ -690,7 +736,7 @@ async def run_export(
     if job.kind == MEMBER_DATA:
         await _run_member_data(job, facts, database, progress)
         return
-    source = SOURCES[job.kind]
+    source = segment_source(facts.segment) if job.kind == SEGMENT else SOURCES[job.kind]
     writer = make_writer(job.format, job.kind, source.columns)
     done, seq, after = 0, 0, None
     try:

@@ -54,6 +54,8 @@ TENANT_SCOPES = frozenset(
         "imports:write",
         "privacy:read",
         "privacy:write",
+        "segments:read",
+        "segments:write",
     }
 )
 STORE_SCOPES = frozenset(

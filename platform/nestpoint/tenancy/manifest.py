@@ -33,6 +33,9 @@ from nestpoint.plugins.schemas import MAX_PLUGINS, PluginManifest
 from nestpoint.privacy import service as privacy
 from nestpoint.privacy.schemas import PolicyIn
 from nestpoint.schemas import Strict
+from nestpoint.segments import rules as segment_rules
+from nestpoint.segments import service as segments
+from nestpoint.segments.schemas import MAX_SEGMENTS, SegmentIn, SegmentSpec
 from nestpoint.tenancy import service
 from nestpoint.tenancy.changes import Change
 from nestpoint.tenancy.models import Store, Tenant
@@ -61,6 +64,9 @@ class TenantManifest(Strict):
     messaging: MessagingSettings | None = None
     # The chain's retention rules (see docs/privacy.md); absent: left as they are.
     privacy: PolicyIn | None = None
+    # Saved segments (see docs/segments.md), created or replaced by code; segments in the
+    # database but not in the manifest are left as they are (HQ makes its own too).
+    segments: list[SegmentSpec] = Field([], max_length=MAX_SEGMENTS)
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -132,9 +138,30 @@ def validate_manifest(raw: dict[str, Any], source: str) -> TenantManifest:
     errors += _duplicate_store_codes(raw)
     if not errors:
         errors += plugin_manifest.check(manifest.plugins, {s.code for s in manifest.stores})
+        errors += _check_segments(manifest)
     if errors:
         raise Invalid(f"{source}: {len(errors)} error(s) in the manifest", errors=errors)
     return manifest
+
+
+def _check_segments(manifest: TenantManifest) -> list[FieldError]:
+    """Each segment's rule, checked as the API checks it (a bad node named by its path,
+    ``segments.0.rule.all.1.value``), its stores among the manifest's, its code unique."""
+    errors: list[FieldError] = []
+    stores = {s.code for s in manifest.stores}
+    codes = [s.code for s in manifest.segments]
+    for i, spec in enumerate(manifest.segments):
+        where = f"segments.{i}"
+        if codes.count(spec.code) > 1:
+            errors.append(FieldError(f"{where}.code", f"segment {spec.code!r} appears twice"))
+        try:
+            rule = segment_rules.parse_rule(spec.rule, f"{where}.rule")
+        except Invalid as exc:
+            errors += exc.errors
+            continue
+        for code in sorted(segment_rules.store_codes(rule) - stores):
+            errors.append(FieldError(f"{where}.rule", f"no store with code {code!r}"))
+    return errors
 
 
 def _diff(current: Any, desired: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +183,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
             changes.append(Change("create", "privacy policy"))
         changes += [Change("create", f"benefit {b.code}") for b in manifest.benefits or []]
         changes += [Change("create", f"bundle {b.code}") for b in manifest.bundles]
+        changes += [Change("create", f"segment {s.code}") for s in manifest.segments]
         return changes
     tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
     if tenant_diff:
@@ -168,6 +196,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         plugin_changes += await _plan_benefits(session, manifest)
         plugin_changes += await _plan_messaging(session, manifest.messaging)
         plugin_changes += await _plan_privacy(session, manifest.privacy)
+        plugin_changes += await _plan_segments(session, manifest.segments)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -217,6 +246,10 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
             await privacy.set_policy(session, manifest.privacy)  # audited when it changes
         await session.flush()
         await _apply_benefits(session, manifest)
+        for segment in manifest.segments:  # audited when it changes
+            body = SegmentIn(name=segment.name, rule=segment.rule)
+            await segments.put_segment(session, segment.code, body)
+        await session.flush()  # the audit entries, while the tenant is in context
     await rebind_tenant(session)
     return tenant, changes
 
@@ -241,6 +274,24 @@ async def _plan_privacy(session: AsyncSession, policy: PolicyIn | None) -> list[
     after = policy.model_dump()
     diff = {k: [getattr(stored, k), v] for k, v in after.items() if getattr(stored, k) != v}
     return [Change("update", "privacy policy", diff)] if diff else []
+
+
+async def _plan_segments(session: AsyncSession, specs: list[SegmentSpec]) -> list[Change]:
+    changes: list[Change] = []
+    for spec in specs:
+        stored = await segments.find_segment(session, spec.code)
+        if stored is None:
+            changes.append(Change("create", f"segment {spec.code}"))
+            continue
+        after = {
+            "name": spec.name,
+            "rule": segment_rules.dump_rule(segment_rules.parse_rule(spec.rule)),
+        }
+        before = {"name": stored.name, "rule": stored.rule}
+        diff = {k: [before[k], v] for k, v in after.items() if before[k] != v}
+        if diff:
+            changes.append(Change("update", f"segment {spec.code}", diff))
+    return changes
 
 
 async def _plan_program(session: AsyncSession, program: ProgramSpec | None) -> list[Change]:
