@@ -190,6 +190,7 @@ async def seed_benefits(tenant_id: uuid.UUID, count: int = 60) -> tuple[int, int
                 await session.execute(
                     select(Member.id, Store.code)
                     .join(Store, Store.id == Member.home_store_id)
+                    .where(Member.status == "active")  # not the erased, nor the merged away
                     .order_by(Member.joined_at, Member.id)
                     .limit(count)
                 )

@@ -15,13 +15,18 @@ from sqlalchemy import select
 
 from loyalty.helpers import new_phone, order_body
 from loyalty.support import audit, events
+from nestpoint.benefits.jobs import sync_recent_members
 from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.db.base import utcnow
+from nestpoint.jobs.tenants import run_for_tenant
+from nestpoint.loyalty.service import get_program
 from nestpoint.members import pii
 from nestpoint.members.models import Member
 from nestpoint.plugins.api import hookimpl
 from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.points.jobs import announce_expiring
+from nestpoint.points.models import PointLot
 
 REASON = "PIPL deletion request #7"
 CONSENT = {"granted": True, "source": "pos"}
@@ -372,3 +377,33 @@ async def test_every_unmasked_read_is_audited(client, make_tenant) -> None:  # t
         ("listMembers", "home delivery #88"),
     ]
     assert {e["actor_kind"] for e in reads} == {"tenant"}
+
+
+async def test_the_daily_jobs_pass_an_erased_member_by(client, make_tenant) -> None:  # type: ignore[no-untyped-def]
+    """Found running the demo: jobs that walk recent members (benefits) or expiring lots
+    (the announcement) met an erased member and failed for the whole chain, or announced
+    to nobody."""
+    t = await make_tenant()
+    kept, gone = await enrol_full(client, t), await enrol_full(client, t, "李雷")
+    for who in (kept, gone):
+        r = await client.post(
+            f"/api/v1/members/{who['id']}/points/adjustments",
+            json={"amount": 80, "reason": "goodwill", "idempotency_key": uuid.uuid4().hex},
+            headers=t.hq(),
+        )
+        assert r.status_code == 201, r.text
+    assert (await erase(client, t.hq(), gone["id"])).status_code == 200
+
+    synced = await run_for_tenant(t.id, sync_recent_members, name="test")
+    assert synced.rows == 1  # the kept member (joined just now); the erased one is not
+    with tenant_context(t.id):
+        async with scoped_session() as session:
+            expires = await session.scalar(
+                select(PointLot.expires_at).where(PointLot.member_id == uuid.UUID(kept["id"]))
+            )
+            program = await get_program(session)
+    assert expires is not None
+    now = expires - timedelta(days=program.points.expiring_soon_days)
+    await run_for_tenant(t.id, lambda s: announce_expiring(s, now), name="test")
+    announced = [e["subject_id"] for e in await events(client, t.hq(), "points.expiring")]
+    assert announced == [kept["id"]]

@@ -20,7 +20,7 @@ from nestpoint.benefits import service
 from nestpoint.benefits.models import Entitlement
 from nestpoint.context import require_tenant
 from nestpoint.db import utcnow
-from nestpoint.members.models import Child
+from nestpoint.members.models import Child, Member
 from nestpoint.tiers.models import TierChange
 
 BATCH = 1000
@@ -70,7 +70,17 @@ async def sync_recent_members(
         ),
         select(Child.member_id).where(Child.tenant_id == tenant_id, Child.updated_at >= since),
     )
-    member_ids = sorted((await session.scalars(select(recent.subquery().c.member_id))).all())
+    changed = select(recent.subquery().c.member_id)
+    # An erased member has nothing to sync (and is not found): left out.
+    member_ids = sorted(
+        (
+            await session.scalars(
+                select(Member.id).where(
+                    Member.tenant_id == tenant_id, Member.status != "erased", Member.id.in_(changed)
+                )
+            )
+        ).all()
+    )
     for member_id in member_ids:
         await service.sync_member(session, member_id, now)
     return BenefitJobResult(len(member_ids))

@@ -164,6 +164,10 @@ def expiring_statements(dialect: str) -> dict[str, str]:
             FROM point_lots l
             WHERE l.tenant_id = :tenant AND l.remaining > 0
               AND l.expires_at >= :window_start AND l.expires_at < :window_end
+              AND NOT EXISTS (  -- an erased member's account is closed: nobody to tell
+                SELECT 1 FROM point_accounts a
+                WHERE a.tenant_id = l.tenant_id AND a.member_id = l.member_id
+                  AND a.closed_at IS NOT NULL)
             GROUP BY l.tenant_id, l.member_id""",
     }
 
