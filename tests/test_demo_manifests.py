@@ -1,13 +1,19 @@
 """The demo's example manifests: carried in the package, and usable where a plugin they
-name is not installed (the example plugin ships in the source tree only)."""
+name is not installed (the example plugin ships in the source tree only); the demo's data
+seeds again over itself."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import select
 
 from nestpoint import demo
+from nestpoint.context import Actor, acting_as, tenant_context
+from nestpoint.db import scoped_session
+from nestpoint.members.models import Member
 from source_tree import REPO_ROOT
 
 
@@ -28,3 +34,37 @@ def test_a_plugin_not_installed_is_left_out_of_the_demo(monkeypatch: pytest.Monk
     assert {p.id for p in manifest.plugins} <= installed
     assert "example" not in {p.id for p in manifest.plugins}
     assert manifest.tenant.slug == "nest-community"
+
+
+async def test_the_demo_data_seeds_again_over_itself(tmp_path: Path, database_env: object) -> None:
+    """`make run` twice on one database: the second seeding finds the first one's benefit
+    uses, exchanges and orders and changes nothing (it once failed on a use's key), also
+    after a member was erased in between."""
+    from nestpoint import demo_data
+    from nestpoint.privacy import service as privacy
+    from test_manifest import apply_file, copy_example
+
+    path, slug = copy_example(tmp_path, "nest-community.toml")
+    tenant_id, _ = await apply_file(path)
+    with acting_as(Actor("system", name="tests")):
+        members, _ = await demo_data.seed_members(tenant_id, slug, 12)
+        assert members == 12
+        await demo_data.seed_benefits(tenant_id, count=8)
+        used = await _uses(tenant_id)
+        with tenant_context(tenant_id):
+            async with scoped_session() as session:
+                oldest = await session.scalar(select(Member.id).order_by(Member.joined_at))
+                assert oldest is not None
+                await privacy.erase_member(session, oldest, reason="demo")
+        await demo_data.seed_benefits(tenant_id, count=8)  # raised Conflict before the fix
+    assert used <= await _uses(tenant_id) <= used + 1  # at most the member moved into the eight
+
+
+async def _uses(tenant_id: object) -> int:
+    from sqlalchemy import func
+
+    from nestpoint.benefits.models import BenefitUse
+
+    with tenant_context(tenant_id):  # type: ignore[arg-type]
+        async with scoped_session() as session:
+            return int(await session.scalar(select(func.count()).select_from(BenefitUse)) or 0)

@@ -18,7 +18,7 @@ from nestpoint.benefits import service as benefits
 from nestpoint.benefits.schemas import ExchangeIn, UseIn
 from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session
-from nestpoint.errors import NestpointError
+from nestpoint.errors import Conflict, NestpointError
 from nestpoint.members.models import Member
 from nestpoint.members.schemas import MemberCreate
 from nestpoint.members.service import create_member
@@ -203,14 +203,17 @@ async def seed_benefits(tenant_id: uuid.UUID, count: int = 60) -> tuple[int, int
 
 
 async def _use_one(member_id: uuid.UUID, store_code: str) -> int:
-    async with scoped_session() as session:
-        view = await benefits.member_benefits(session, member_id, store_code)
-        usable = [e for e in view.entitlements if e.usable_here and e.type.startswith("core.")]
-        if not usable:
-            return 0
-        data = UseIn(idempotency_key=f"demo-use-{member_id}", store_code=store_code)
-        await benefits.use(session, member_id, usable[0].benefit_code, data)
-        return 1
+    try:
+        async with scoped_session() as session:
+            view = await benefits.member_benefits(session, member_id, store_code)
+            usable = [e for e in view.entitlements if e.usable_here and e.type.startswith("core.")]
+            if not usable:
+                return 0
+            data = UseIn(idempotency_key=f"demo-use-{member_id}", store_code=store_code)
+            await benefits.use(session, member_id, usable[0].benefit_code, data)
+            return 1
+    except Conflict:  # used on an earlier run (its key, another benefit now): as it was
+        return 0
 
 
 async def _exchange_one(member_id: uuid.UUID, store_code: str) -> int:
