@@ -1,16 +1,19 @@
-"""Batch benchmark: points expiry and tier evaluation over 1,000,000 members, against the
-same SQL run directly with psql.
+"""Batch benchmark: points expiry, tier evaluation and the recomputation of the built-in
+segments over 1,000,000 members (and 10,000,000 orders), against the same SQL run directly
+with psql.
 
 1. A template database with one tenant and ``members`` members, made with bulk SQL
    (``generate_series``) as the owner role inside a transaction bound to the tenant:
    members (encrypted phones, stored growth values and tiers), points accounts, lots (a share
    of members has a lot due to expire), the earn entries of those lots, growth entries inside
-   and outside the growth window (a tenth of the members have growth that rolls off).
+   and outside the growth window (a tenth of the members have growth that rolls off),
+   orders (``ORDERS_PER_MEMBER`` a member on average over the last 500 days, one in fifty
+   refunded, every twentieth member without any).
 2. For each job, two fresh copies of the template (``CREATE DATABASE ... TEMPLATE``):
    - on one, ``nestpoint jobs run <job> --tenant <slug>`` (the job's own time, as printed);
-   - on the other, the job's statements (``expiry_statements`` / ``tiers.jobs.statements``,
-     with the parameters bound literally), chunk by chunk as the job runs them, one
-     transaction per chunk, through ``psql`` as the app role.
+   - on the other, the job's statements (``expiry_statements`` / ``tiers.jobs.statements``
+     / ``segments.jobs.statements``, with the parameters bound literally), chunk by chunk
+     as the job runs them, one transaction per chunk, through ``psql`` as the app role.
    Both must write the same rows; ratio = job seconds / SQL seconds.
 """
 
@@ -54,8 +57,10 @@ TEMPLATE_DB = "nestpoint_bench_batch"
 NO_PAUSE = {"NESTPOINT_JOB_CHUNK_PAUSE_RATIO": "0"}
 RUN_DB = "nestpoint_bench_batch_run"
 TARGET_RATIO = 1.2
-JOBS = {"expire-points": "expiry", "evaluate-tiers": "tiers"}
+JOBS = {"expire-points": "expiry", "evaluate-tiers": "tiers", "recompute-segments": "segments"}
 DEFAULT_EXPIRING_PCT = 25
+ORDERS_PER_MEMBER = 10  # on average: 10,000,000 orders for 1,000,000 members
+QUICK_MEMBERS = 100_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,7 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rebuild the template database even when an identical one exists",
     )
     p.add_argument("--only", choices=sorted(JOBS), action="append")
-    return p.parse_args(argv)
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_MEMBERS:,} members (a smoke run)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.members = QUICK_MEMBERS
+    return args
 
 
 # ------------------------------------------------------------------ the data
@@ -120,6 +129,7 @@ def build_template(members: int, expiring_pct: int) -> dict[str, Any]:
     )
     print(f"    members in {time.perf_counter() - started:.0f} s", flush=True)
     asyncio.run(_ledgers(tenant.id, members, expiring_pct, now))
+    asyncio.run(_orders(tenant.id, next(iter(tenant.stores.values())), members, now))
     admin_sync("VACUUM ANALYZE", database=TEMPLATE_DB)
     print(f"    done in {time.perf_counter() - started:.0f} s", flush=True)
     return {"tenant": tenant.as_dict(), "setup_s": round(time.perf_counter() - started, 1)}
@@ -194,6 +204,45 @@ async def _ledgers(tenant_id: str, members: int, expiring_pct: int, now: datetim
         await conn.close()
 
 
+async def _orders(tenant_id: str, store_id: str, members: int, now: datetime) -> None:
+    """Orders of the members (for the built-in segments), as the owner, in bulk SQL: member
+    n has 1 to 2 * ORDERS_PER_MEMBER - 1 orders spread over the last 500 days."""
+    import asyncpg
+
+    host, port = pg_host_port()
+    conn = await asyncpg.connect(host=host, port=int(port), user=OWNER_ROLE, database=TEMPLATE_DB)
+    sql = f"""
+        INSERT INTO orders (tenant_id, id, channel, external_id, store_id, member_id, status,
+                            paid_at, total_fen, cash_fen, points_used, points_value_fen,
+                            coupons, points_earned, refunded_fen, response, created_at)
+        SELECT $1::uuid, md5('order-s:' || n || ':' || k)::uuid, 'pos',
+               'bench-' || n || '-' || k, $4::uuid, md5('nestpoint-bench:' || n)::uuid,
+               CASE WHEN (n + k) % 50 = 0 THEN 'refunded' ELSE 'paid' END,
+               $2::timestamptz - make_interval(days => ((n::bigint * 31 + k * 97) % 500)::int,
+                                               hours => (n + k) % 24),
+               1000 + (n::bigint * 13 + k * 7919) % 60000,
+               1000 + (n::bigint * 13 + k * 7919) % 60000, 0, 0, '[]'::json, 0,
+               CASE WHEN (n + k) % 50 = 0 THEN 1000 + (n::bigint * 13 + k * 7919) % 60000
+                    ELSE 0 END,
+               '{{}}'::json, $2::timestamptz
+        FROM generate_series(1, $3::int) n
+        CROSS JOIN LATERAL generate_series(1, n % {2 * ORDERS_PER_MEMBER - 1} + 1) k
+        WHERE n % 20 <> 0"""
+    try:
+        t0 = time.perf_counter()
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('nestpoint.tenant_id', $1, true)", tenant_id)
+            status = await conn.execute(
+                sql, uuid.UUID(tenant_id), now, members, uuid.UUID(store_id)
+            )
+        print(
+            f"    orders: {status.split()[-1]} rows in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+    finally:
+        await conn.close()
+
+
 def fingerprint(members: int, expiring_pct: int) -> str:
     """What the template depends on: the schema's migrations, the set-up code, the sizes.
 
@@ -210,9 +259,9 @@ def fingerprint(members: int, expiring_pct: int) -> str:
     )
     for path in [*files, Path(seed.__file__)]:
         digest.update(path.read_bytes())
-    for fn in (build_template, _ledgers):
+    for fn in (build_template, _ledgers, _orders):
         digest.update(inspect.getsource(fn).encode())
-    digest.update((TIER_OF_GROWTH + GROWTH_IN + GROWTH_OLD).encode())
+    digest.update((TIER_OF_GROWTH + GROWTH_IN + GROWTH_OLD + str(ORDERS_PER_MEMBER)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -313,6 +362,17 @@ def sql_script(job: str, tenant_id: uuid.UUID, now: datetime) -> str:
         types = dict(PARAMETER_TYPES)
         first, rest = ["lock", "entries"], ["total", "accounts", "lots", "events"]
         lock_key = f"points.expire:{tenant_id}"
+    elif job == "recompute-segments":
+        from nestpoint.segments import jobs as segment_jobs
+        from nestpoint.segments.builtin import Thresholds
+
+        zone = _program().zone
+        today = now.astimezone(zone).date()
+        sql = segment_jobs.statements("postgresql")
+        params = segment_jobs.recompute_params(Thresholds(), tenant_id, today, zone)
+        types = segment_jobs.parameter_types()
+        first, rest = ["upsert", "stale"], []
+        lock_key = f"segments.recompute:{tenant_id}"
     else:
         program = _program()
         sql = statements("postgresql", program)
@@ -413,7 +473,13 @@ def outcome() -> dict[str, int]:
             (SELECT count(*) FROM point_lots WHERE remaining > 0),
             (SELECT count(*) FROM tier_changes WHERE reason <> 'join'),
             (SELECT coalesce(sum(growth_value), 0) FROM members),
-            (SELECT count(*) FROM outbox_events WHERE type IN ('points.expired', 'tier.changed'))
+            (SELECT count(*) FROM outbox_events WHERE type IN ('points.expired', 'tier.changed')),
+            (SELECT count(*) FROM member_segments),
+            (SELECT count(*) FROM member_segments WHERE rfm_group = 'important_value'),
+            (SELECT count(*) FROM member_segments WHERE value_circle = 'core'),
+            (SELECT count(*) FROM member_segments WHERE lifecycle = 'silent'),
+            (SELECT coalesce(sum(monetary_fen + frequency + coalesce(recency_days, 0)), 0)
+             FROM member_segments)
         """,
         database=RUN_DB,
     )[0]
@@ -424,6 +490,11 @@ def outcome() -> dict[str, int]:
         "tier_changes",
         "growth_total",
         "events",
+        "segment_rows",
+        "important_value",
+        "core_circle",
+        "silent",
+        "segment_values_total",
     )
     return {k: int(v) for k, v in zip(keys, row, strict=True)}
 
@@ -462,7 +533,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )[0][0]
     counts = admin_sync(
         "SELECT (SELECT count(*) FROM members), (SELECT count(*) FROM point_lots),"
-        " (SELECT count(*) FROM growth_entries), (SELECT count(*) FROM point_entries)",
+        " (SELECT count(*) FROM growth_entries), (SELECT count(*) FROM point_entries),"
+        " (SELECT count(*) FROM orders)",
         database=TEMPLATE_DB,
     )[0]
     results: dict[str, Any] = {}
@@ -504,6 +576,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "point_lots": int(counts[1]),
                 "growth_entries": int(counts[2]),
                 "point_entries": int(counts[3]),
+                "orders": int(counts[4]),
                 "expiring_pct": args.expiring_pct,
                 "database_size": sizes,
                 "template_setup_s": setup.get("setup_s"),

@@ -315,6 +315,12 @@ def _base_body(op: Operation, w: World) -> Any:
         },
         ("POST", "/api/v1/segments/preview"): {"rule": _segment_rule()},
         ("PUT", "/api/v1/segments/{code}"): {"name": "Fuzz", "rule": _segment_rule()},
+        ("PUT", "/api/v1/segments/thresholds"): {
+            "recency_days": 30,
+            "frequency_orders": 4,
+            "monetary_fen": 50000,
+            "core_fen": 600000,
+        },
     }
     return bodies.get((op.method, op.template), {})
 
@@ -326,6 +332,7 @@ def _segment_rule() -> dict[str, Any]:
             {"not": {"field": "home_store", "op": "in", "value": ["S1"]}},
             {"field": "spend_fen", "op": "gte", "value": 100, "days": 90, "category": "feeding"},
             {"field": "child_turns_months", "value": {"months": 6, "within_days": 7}},
+            {"field": "rfm_group", "op": "in", "value": ["important_value"]},
         ]
     }
 

@@ -132,13 +132,19 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
             ("points.announce_expiring", str(new_york)),
             ("messaging.birthdays", str(new_york)),
             ("privacy.retention", str(new_york)),
+            ("segments.recompute", str(shanghai)),
+            ("segments.recompute", str(new_york)),
         ]
     )
-    assert await _claimed_dates(shanghai) == [("tiers.evaluate", date(2027, 12, 2))]
+    assert await _claimed_dates(shanghai) == [
+        ("segments.recompute", date(2027, 12, 2)),
+        ("tiers.evaluate", date(2027, 12, 2)),
+    ]
     assert await _claimed_dates(new_york) == [
         ("messaging.birthdays", date(2027, 12, 1)),
         ("points.announce_expiring", date(2027, 12, 1)),
         ("privacy.retention", date(2027, 12, 1)),
+        ("segments.recompute", date(2027, 12, 1)),
         ("tiers.evaluate", date(2027, 12, 1)),
     ]
     first = sent.to(ours)
@@ -157,6 +163,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
             ("points.announce_expiring", str(shanghai)),
             ("messaging.birthdays", str(shanghai)),
             ("privacy.retention", str(shanghai)),
+            ("segments.recompute", str(new_york)),
             ("tiers.evaluate", str(new_york)),
         ]
     )
@@ -175,6 +182,7 @@ async def test_concurrent_checks_enqueue_each_run_once(
         ("messaging.birthdays", str(tenant)),
         ("points.announce_expiring", str(tenant)),
         ("privacy.retention", str(tenant)),
+        ("segments.recompute", str(tenant)),
         ("tiers.evaluate", str(tenant)),
     ]
 
@@ -195,9 +203,10 @@ async def test_a_send_that_fails_leaves_the_run_to_the_next_check(
         ("messaging.birthdays", str(tenant)),
         ("points.announce_expiring", str(tenant)),
         ("privacy.retention", str(tenant)),
+        ("segments.recompute", str(tenant)),
         ("tiers.evaluate", str(tenant)),
     ]
-    assert len(await _claimed_dates(tenant)) == 4
+    assert len(await _claimed_dates(tenant)) == 5
 
 
 # ---- leader election

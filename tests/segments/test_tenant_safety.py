@@ -26,11 +26,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from conftest import BACKEND, PG_ADMIN_URL, PG_DB
 from nestpoint.db import get_database
+from nestpoint.jobs.tenants import run_for_tenant
 from nestpoint.members.models import Member
-from nestpoint.segments import rules
+from nestpoint.segments import builtin, rules
+from nestpoint.segments.jobs import recompute
 from segments.helpers import ZONE, Population, local_today, populate
 
-TABLES = ("members", "children", "orders", "order_lines", "point_accounts", "stores")
+TABLES = (
+    "members",
+    "children",
+    "orders",
+    "order_lines",
+    "point_accounts",
+    "stores",
+    "member_segments",
+)
 
 
 @dataclass
@@ -46,6 +56,7 @@ async def chains(client, make_tenant) -> AsyncIterator[Chains]:  # type: ignore[
         tenant = await make_tenant()
         population: Population = await populate(client, tenant)
         members[tenant.id] = {uuid.UUID(m) for m in population.all()}
+        await run_for_tenant(tenant.id, recompute, name="test")  # the built-in segments
     if BACKEND == "postgresql":
         host = PG_ADMIN_URL.split("@", 1)[1].rsplit("/", 1)[0]
         superuser = PG_ADMIN_URL.split("://", 1)[1].split("@", 1)[0]
@@ -125,6 +136,9 @@ LEAVES = st.one_of(
     ),
     _aggregate("spend_fen"),
     _aggregate("orders"),
+    _leaf("rfm_group", "in", _some(list(builtin.RFM_CODES))),
+    _leaf("value_circle", "in", _some(list(builtin.VALUE_CIRCLES))),
+    _leaf("lifecycle", "in", _some(list(builtin.LIFECYCLES))),
 )
 RULES = st.recursive(
     LEAVES,
@@ -191,6 +205,7 @@ async def test_the_same_tree_finds_the_same_members_in_each_chain(chains: Chains
         ]
     }
     rule = rules.parse_rule(tree)
+    builtin_tree = {"field": "lifecycle", "op": "in", "value": ["silent", "welcome", "growing"]}
     counts = []
     for tenant_id, own in chains.ids.items():
         stmt = rules.compile_rule(rule, rules.Facts(tenant_id, today, ZONE))
@@ -198,3 +213,10 @@ async def test_the_same_tree_finds_the_same_members_in_each_chain(chains: Chains
         assert found <= own
         counts.append(len(found))
     assert counts == [4, 4]
+    # The built-in segments too: every member of the population has a lifecycle stage.
+    for tenant_id, own in chains.ids.items():
+        stmt = rules.compile_rule(
+            rules.parse_rule(builtin_tree), rules.Facts(tenant_id, today, ZONE)
+        )
+        check_sql(stmt, tenant_id)
+        assert set((await chains.connection.scalars(stmt)).all()) == own

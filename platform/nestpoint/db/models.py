@@ -32,7 +32,7 @@ from nestpoint.points.models import (
     PointLot,
 )
 from nestpoint.privacy.models import MemberErasure, PrivacyPolicy, RetentionRun
-from nestpoint.segments.models import Segment
+from nestpoint.segments.models import MemberSegment, Segment, SegmentThresholdsRow
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
 from nestpoint.tiers.models import GrowthEntry, TierChange
 
@@ -60,6 +60,7 @@ __all__ = [
     "MemberConsent",
     "MemberErasure",
     "MemberIdentity",
+    "MemberSegment",
     "Message",
     "MessageAttempt",
     "MessageTemplate",
@@ -81,6 +82,7 @@ __all__ = [
     "Refund",
     "RetentionRun",
     "Segment",
+    "SegmentThresholdsRow",
     "Store",
     "Tenant",
     "TierChange",

@@ -28,6 +28,7 @@ def _jobs() -> dict[str, Callable[[AsyncSession], Awaitable[Any]]]:
     from nestpoint.events.service import install_session_hooks
     from nestpoint.loyalty.service import load_program
     from nestpoint.points.jobs import announce_expiring, expire_points, release_expired_holds
+    from nestpoint.segments.jobs import recompute
     from nestpoint.tiers.jobs import evaluate_tiers
 
     install_session_hooks()
@@ -40,6 +41,7 @@ def _jobs() -> dict[str, Callable[[AsyncSession], Awaitable[Any]]]:
         "release-holds": release_expired_holds,
         "announce-expiring": announce_expiring,
         "evaluate-tiers": evaluate,
+        "recompute-segments": recompute,
     }
 
 
@@ -61,7 +63,12 @@ async def _tenant_ids(slug: str | None) -> list[uuid.UUID]:
 def run(
     name: Annotated[
         str,
-        typer.Argument(help="expire-points, release-holds, announce-expiring or evaluate-tiers"),
+        typer.Argument(
+            help=(
+                "expire-points, release-holds, announce-expiring, evaluate-tiers or "
+                "recompute-segments"
+            )
+        ),
     ],
     tenant: Annotated[str | None, typer.Option(help="Tenant slug (default: all).")] = None,
 ) -> None:

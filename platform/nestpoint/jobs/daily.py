@@ -51,6 +51,9 @@ DAILY_JOBS = (
     DailyJob("messaging.birthdays", time(9, 30)),
     # The retention rules, in the chain's quiet hours (a no-op for a chain without rules).
     DailyJob("privacy.retention", time(4, 0)),
+    # The built-in segments (RFM groups, value circles, lifecycle stages), after the
+    # chain's midnight and before the day's campaigns read them.
+    DailyJob("segments.recompute", time(2, 30)),
 )
 
 

@@ -25,6 +25,7 @@ from nestpoint.plugins import actors as outbox
 from nestpoint.plugins import jobs as plugin_jobs
 from nestpoint.points import actors as points
 from nestpoint.privacy import actors as privacy
+from nestpoint.segments import actors as segments
 from nestpoint.tiers import actors as tiers
 
 ACTOR_MODULES: tuple[ModuleType, ...] = (
@@ -37,6 +38,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     plugin_jobs,
     points,
     privacy,
+    segments,
     tiers,
 )
 

@@ -12,9 +12,13 @@ from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_on
 from nestpoint.api.problems import problems
 from nestpoint.members import service as members
 from nestpoint.members.schemas import MemberList
-from nestpoint.segments import service
+from nestpoint.segments import builtin, service
+from nestpoint.segments.builtin import Thresholds
 from nestpoint.segments.schemas import (
     CODE_PATTERN,
+    BuiltinGroupRead,
+    BuiltinLabel,
+    BuiltinList,
     Preview,
     PreviewIn,
     SegmentIn,
@@ -80,6 +84,60 @@ class SegmentController(Controller):
             items=[SegmentRead.model_validate(s, from_attributes=True) for s in page.items],
             next_cursor=page.next_cursor,
         )
+
+    @get(
+        "/builtin",
+        guards=[requires("segments:read"), hq_only],
+        responses=problems(),
+        summary="The built-in segments, each with its number of members",
+        operation_id="listBuiltinSegments",
+        description=(
+            "Every RFM group, value circle and lifecycle stage with its code, its label in "
+            "English and Chinese and its active members as of the last recomputation (the "
+            "daily `segments.recompute` job, at the chain's local 02:30). A rule names them "
+            '(`{"field": "rfm_group", "op": "in", "value": ["important_value"]}`).'
+        ),
+    )
+    async def builtin(self, db: Db) -> BuiltinList:
+        groups, computed_on = await builtin.builtin_groups(db)
+        return BuiltinList(
+            computed_on=computed_on,
+            items=[
+                BuiltinGroupRead(
+                    kind=g.kind,
+                    code=g.code,
+                    label=BuiltinLabel(en=g.label_en, zh=g.label_zh),
+                    count=g.count,
+                )
+                for g in groups
+            ],
+        )
+
+    @get(
+        "/thresholds",
+        guards=[requires("segments:read"), hq_only],
+        responses=problems(),
+        summary="The thresholds of the built-in segments",
+        operation_id="getSegmentThresholds",
+        description="The chain's own, or the defaults (docs/segments.md).",
+    )
+    async def thresholds(self, db: Db) -> Thresholds:
+        return await builtin.get_thresholds(db)
+
+    @put(
+        "/thresholds",
+        guards=[requires("segments:write"), hq_only],
+        responses=problems(422),
+        status_code=200,
+        summary="Replace the thresholds of the built-in segments",
+        operation_id="putSegmentThresholds",
+        description=(
+            "HQ key with `segments:write`. A field left out takes its default. They apply "
+            "from the next recomputation. Audited (`segments.thresholds_changed`)."
+        ),
+    )
+    async def put_thresholds(self, db: Db, data: JSONBody[Thresholds]) -> Thresholds:
+        return await builtin.put_thresholds(db, data)
 
     @get(
         "/{code:str}",

@@ -6,7 +6,7 @@ children and their orders (docs/segments.md lists every field). :func:`parse_rul
 a tree with pydantic (each condition's shape chosen by its ``field``) and the limits below,
 naming the path of a bad node (``rule.all.1.value``); :func:`compile_rule` turns it into
 ``SELECT members.id`` with set-based subqueries (EXISTS / IN over children, orders, order
-lines, point accounts, stores).
+lines, point accounts, stores, and the built-in segments' ``member_segments``).
 
 Tenant safety: every table the statement reads is filtered by ``tenant_id = :tenant``
 explicitly, in the statement itself (tests/segments/test_tenant_safety.py runs compiled
@@ -56,6 +56,8 @@ from nestpoint.members.schemas import Gender, JoinChannel, Stage
 from nestpoint.members.service import has_tag
 from nestpoint.orders.models import Order, OrderLine
 from nestpoint.points.models import PointAccount
+from nestpoint.segments.builtin import Lifecycle, RfmGroup, ValueCircle
+from nestpoint.segments.models import MemberSegment
 from nestpoint.tenancy.models import Store
 from nestpoint.text import required
 
@@ -231,6 +233,34 @@ class OrdersCond(_Aggregate):
     field: Literal["orders"]
 
 
+class RfmGroupCond(_Leaf):
+    """Members in one of these RFM groups (as of the last recomputation of the built-in
+    segments; a member not yet computed is in none)."""
+
+    tag: ClassVar[str] = "rfm_group"
+    field: Literal["rfm_group"]
+    op: Literal["in"]
+    value: Annotated[list[RfmGroup], Field(min_length=1, max_length=9)]
+
+
+class ValueCircleCond(_Leaf):
+    """Members in one of these value circles (as of the last recomputation)."""
+
+    tag: ClassVar[str] = "value_circle"
+    field: Literal["value_circle"]
+    op: Literal["in"]
+    value: Annotated[list[ValueCircle], Field(min_length=1, max_length=4)]
+
+
+class LifecycleCond(_Leaf):
+    """Members at one of these lifecycle stages (as of the last recomputation)."""
+
+    tag: ClassVar[str] = "lifecycle"
+    field: Literal["lifecycle"]
+    op: Literal["in"]
+    value: Annotated[list[Lifecycle], Field(min_length=1, max_length=4)]
+
+
 LEAVES: tuple[type[_Leaf], ...] = (
     TierCond,
     GenderCond,
@@ -247,6 +277,9 @@ LEAVES: tuple[type[_Leaf], ...] = (
     ChildTurnsMonthsCond,
     SpendCond,
     OrdersCond,
+    RfmGroupCond,
+    ValueCircleCond,
+    LifecycleCond,
 )
 FIELDS = tuple(leaf.tag for leaf in LEAVES)
 COMBINATORS = ("all", "any", "not")
@@ -594,6 +627,15 @@ def _aggregate(c: SpendCond | OrdersCond, f: Facts) -> ColumnElement[bool]:
     return Member.id.in_(grouped.having(_compare(total, c.op, c.value)))
 
 
+def _builtin(c: RfmGroupCond | ValueCircleCond | LifecycleCond, f: Facts) -> ColumnElement[bool]:
+    """The member's row of the built-in segments holds one of the codes."""
+    return exists().where(
+        MemberSegment.tenant_id == f.tenant_id,
+        MemberSegment.member_id == Member.id,
+        getattr(MemberSegment, c.tag).in_(c.value),
+    )
+
+
 _LEAF_SQL: dict[type[Any], Callable[[Any, Facts], ColumnElement[bool]]] = {
     TierCond: _tier,
     GenderCond: _gender,
@@ -610,4 +652,7 @@ _LEAF_SQL: dict[type[Any], Callable[[Any, Facts], ColumnElement[bool]]] = {
     ChildTurnsMonthsCond: _turns,
     SpendCond: _aggregate,
     OrdersCond: _aggregate,
+    RfmGroupCond: _builtin,
+    ValueCircleCond: _builtin,
+    LifecycleCond: _builtin,
 }

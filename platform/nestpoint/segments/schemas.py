@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -74,3 +74,22 @@ class SegmentRead(BaseModel):
 class SegmentList(BaseModel):
     items: list[SegmentRead]
     next_cursor: str | None = None
+
+
+class BuiltinLabel(BaseModel):
+    en: str
+    zh: str
+
+
+class BuiltinGroupRead(BaseModel):
+    kind: str = Field(description="`rfm_group`, `value_circle` or `lifecycle`.")
+    code: str = Field(description='What a rule names (`{"field": kind, "op": "in"}`).')
+    label: BuiltinLabel
+    count: int = Field(description="Active members in the group as of the last run.")
+
+
+class BuiltinList(BaseModel):
+    computed_on: date | None = Field(
+        description="The chain's local date of the last recomputation (null: not yet run)."
+    )
+    items: list[BuiltinGroupRead]

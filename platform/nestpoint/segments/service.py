@@ -24,6 +24,8 @@ from nestpoint.segments.models import Segment
 from nestpoint.segments.schemas import SAMPLE_SIZE, SegmentIn
 from nestpoint.tenancy.models import Store
 
+RESERVED_CODES = frozenset({"builtin", "thresholds"})
+
 
 async def facts(session: AsyncSession) -> rules.Facts:
     """The current chain, its local today and its time zone."""
@@ -85,6 +87,8 @@ async def list_segments(session: AsyncSession, *, cursor: str | None, limit: int
 async def put_segment(session: AsyncSession, code: str, data: SegmentIn) -> tuple[Segment, bool]:
     """Create the segment or replace its name and rule; returns it and whether it is new.
     Audited (``segments.created`` / ``segments.replaced``) when something changed."""
+    if code in RESERVED_CODES:  # paths of their own: /segments/builtin, /segments/thresholds
+        raise Invalid.field("code", f"{code!r} is reserved")
     rule = rules.dump_rule(await check_rule(session, data.rule))
     segment = await session.scalar(select(Segment).where(Segment.code == code).with_for_update())
     if segment is None:
