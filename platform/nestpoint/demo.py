@@ -20,10 +20,12 @@ from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import get_database, scoped_session, utcnow
 from nestpoint.demo_data import seed_benefits, seed_members
 from nestpoint.events.service import install_session_hooks
+from nestpoint.jobs.tenants import run_for_tenant
 from nestpoint.members.models import Member
 from nestpoint.migrate import upgrade
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.relay import drain_pending
+from nestpoint.segments.jobs import recompute as recompute_segments
 from nestpoint.tenancy import manifest as manifests
 from nestpoint.tenancy import service
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store
@@ -128,6 +130,8 @@ async def _seed() -> DemoInfo:
                     )
             members, orders = await seed_members(tenant.id, tenant.slug, DEMO_MEMBERS)
             await seed_benefits(tenant.id)
+            # The built-in segments now, not at the chain's next 02:30: the demo shows them.
+            await run_for_tenant(tenant.id, recompute_segments, name="demo")
             await _seed_plugins(tenant.id)
             # Relay what the seeding raised now, so the demo starts with no backlog (a
             # plugin's first event would otherwise wait behind thousands).
