@@ -33,9 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from nestpoint.audit.service import record
-from nestpoint.context import Actor, current_actor, require_tenant, tenant_context
+from nestpoint.context import Actor, current_actor, require_tenant
 from nestpoint.db import Database, scoped_session
 from nestpoint.db.base import new_id, utcnow
+from nestpoint.db.chunks import pieces, read_in_order
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import on_commit
 from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
@@ -298,22 +299,18 @@ def filename(job: Export) -> str:
     return f"{kind}-{job.created_at:%Y%m%d-%H%M%S}-{str(job.id)[:8]}.{job.format}"
 
 
-async def read_file(
+def read_file(
     tenant_id: uuid.UUID, export_id: uuid.UUID, chunks: int, database: Database | None = None
 ) -> AsyncIterator[bytes]:
     """The file's chunks in order, each read in its own short transaction (a download of
     any size holds one chunk in memory)."""
-    for seq in range(chunks):
-        with tenant_context(tenant_id):
-            async with scoped_session(database) as session:
-                data = await session.scalar(
-                    select(ExportChunk.data).where(
-                        ExportChunk.export_id == export_id, ExportChunk.seq == seq
-                    )
-                )
-        if data is None:  # deleted while it was being read
-            return
-        yield bytes(data)
+
+    def chunk_at(seq: int) -> Any:
+        return select(ExportChunk.data).where(
+            ExportChunk.export_id == export_id, ExportChunk.seq == seq
+        )
+
+    return read_in_order(tenant_id, chunks, chunk_at, database)
 
 
 # ---------------------------------------------------------------------------- cells
@@ -766,11 +763,6 @@ async def run_export(
         writer.close()
 
 
-def _pieces(data: bytes) -> Iterator[bytes]:
-    for start in range(0, len(data), CHUNK_SIZE):
-        yield data[start : start + CHUNK_SIZE]
-
-
 async def _run_member_data(
     job: Export, facts: Facts, database: Database | None, progress: Progress | None
 ) -> None:
@@ -795,7 +787,7 @@ async def _run_member_data(
         }
         data = member_data.encode({key: document[key] for key in member_data.SECTIONS})
         async with scoped_session(database) as session:
-            chunks = await _store_chunks(session, export_id, _pieces(data), 0)
+            chunks = await _store_chunks(session, export_id, pieces(data, CHUNK_SIZE), 0)
             unavailable = sorted(pid for pid, part in plugins.items() if part == UNAVAILABLE)
             await _finish(
                 session,

@@ -53,9 +53,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from nestpoint.audit.service import record
-from nestpoint.context import Actor, current_actor, require_tenant, tenant_context
+from nestpoint.context import Actor, current_actor, require_tenant
 from nestpoint.db import Database, scoped_session
 from nestpoint.db.base import new_id, table_of, utcnow
+from nestpoint.db.chunks import pieces, read_in_order
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.session import on_commit
 from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
@@ -296,7 +297,7 @@ async def request_import(session: AsyncSession, data: ImportIn) -> Answer[Import
         return earlier
     add_import(session, job)
     await session.flush()
-    job.chunks = await _store_chunks(session, job.id, "file", _pieces(content), 0)
+    job.chunks = await _store_chunks(session, job.id, "file", pieces(content, CHUNK_SIZE), 0)
     session.info.setdefault(_NEW_KEY, []).append((require_tenant().tenant_id, job.id))
     return answer
 
@@ -348,7 +349,7 @@ def report_name(job: Import) -> str:
     return f"import-{job.kind}-{job.created_at:%Y%m%d-%H%M%S}-{str(job.id)[:8]}-report.csv"
 
 
-async def read_chunks(
+def read_chunks(
     tenant_id: uuid.UUID,
     import_id: uuid.UUID,
     part: str,
@@ -356,24 +357,13 @@ async def read_chunks(
     database: Database | None = None,
 ) -> AsyncIterator[bytes]:
     """A file's or report's chunks in order, each in its own short transaction."""
-    for seq in range(chunks):
-        with tenant_context(tenant_id):
-            async with scoped_session(database) as session:
-                data = await session.scalar(
-                    select(ImportChunk.data).where(
-                        ImportChunk.import_id == import_id,
-                        ImportChunk.part == part,
-                        ImportChunk.seq == seq,
-                    )
-                )
-        if data is None:
-            return
-        yield bytes(data)
 
+    def chunk_at(seq: int) -> Any:
+        return select(ImportChunk.data).where(
+            ImportChunk.import_id == import_id, ImportChunk.part == part, ImportChunk.seq == seq
+        )
 
-def _pieces(data: bytes) -> Iterator[bytes]:
-    for start in range(0, len(data), CHUNK_SIZE):
-        yield data[start : start + CHUNK_SIZE]
+    return read_in_order(tenant_id, chunks, chunk_at, database)
 
 
 async def _store_chunks(
