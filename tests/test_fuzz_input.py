@@ -315,6 +315,24 @@ def _base_body(op: Operation, w: World) -> Any:
         },
         ("POST", "/api/v1/segments/preview"): {"rule": _segment_rule()},
         ("PUT", "/api/v1/segments/{code}"): {"name": "Fuzz", "rule": _segment_rule()},
+        ("PUT", "/api/v1/coupon-templates/{code}"): {
+            "name": "满80减20",
+            "kind": "amount_off",
+            "threshold_fen": 8000,
+            "amount_off_fen": 2000,
+            "valid_days": 30,
+        },
+        ("POST", "/api/v1/members/{member_id}/coupons"): {
+            "template_code": "S1",
+            "idempotency_key": key,
+        },
+        ("POST", "/api/v1/coupons/check"): {
+            "member_id": w.member_id,
+            "store_code": "S1",
+            "lines": [{"sku": "MILK-1", "category": "feeding", "paid_fen": 10000}],
+        },
+        ("POST", "/api/v1/coupons/holds"): {"member_id": w.member_id, "codes": ["S1"]},
+        ("POST", "/api/v1/coupons/{code}/void"): {"reason": "fuzz"},
         ("PUT", "/api/v1/segments/thresholds"): {
             "recency_days": 30,
             "frequency_orders": 4,

@@ -28,6 +28,11 @@ from nestpoint.benefits.routes import (
     BundleController,
     MemberBenefitController,
 )
+from nestpoint.coupons.routes import (
+    CouponController,
+    CouponTemplateController,
+    MemberCouponController,
+)
 from nestpoint.db import get_database
 from nestpoint.db.pagination import use_signing_key
 from nestpoint.events.routes import EventController
@@ -67,6 +72,9 @@ API_CONTROLLERS = [
     MemberController,
     OrderController,
     HoldController,
+    CouponTemplateController,
+    CouponController,
+    MemberCouponController,
     LoyaltyController,
     BenefitCatalogController,
     BenefitTypeController,

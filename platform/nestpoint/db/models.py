@@ -8,6 +8,7 @@ from nestpoint.benefits.models import (
     BundleGrant,
     Entitlement,
 )
+from nestpoint.coupons.models import Coupon, CouponEvent, CouponTemplate
 from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
 from nestpoint.exports.models import Export, ExportChunk
@@ -46,6 +47,9 @@ __all__ = [
     "BenefitUse",
     "BundleGrant",
     "Child",
+    "Coupon",
+    "CouponEvent",
+    "CouponTemplate",
     "DailyRun",
     "Entitlement",
     "Export",

@@ -1,7 +1,8 @@
 """Merging two members: the orchestration above members, points, tiers and orders.
 
 A merge moves points (``points.service``), orders, children and identities, growth
-(``tiers.service``) and benefits given once (``benefits.service``) from one member to
+(``tiers.service``), benefits given once (``benefits.service``) and coupons
+(``coupons.service``) from one member to
 another; it lives here, above those contexts, so none of them imports another to do it.
 No HTTP here; never commits.
 """
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
 from nestpoint.benefits import service as benefits
+from nestpoint.coupons import service as coupons
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.members.models import Child, Member, MemberIdentity
@@ -75,6 +77,7 @@ async def merge_members(
         .values(member_id=target.id)
     )
     await benefits.move_held(session, source.id, target.id)
+    await coupons.move_coupons(session, source.id, target.id)
     if source.child_data_consent_at and not target.child_data_consent_at:
         target.child_data_consent_at = source.child_data_consent_at
         target.child_data_consent_source = source.child_data_consent_source

@@ -98,8 +98,10 @@ class LineIn(Strict):
 
 
 class CouponIn(Strict):
-    code: Annotated[str, required(64)]
-    amount_fen: Fen
+    """A member's coupon (``POST /coupons/check`` tells the till what it pays)."""
+
+    code: Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{1,32}$", max_length=32)]
+    amount_fen: Fen = Field(gt=0, description="What the coupon pays on these lines, exactly.")
 
 
 class PaymentIn(Strict):
@@ -137,6 +139,14 @@ class LineResult(BaseModel):
     discount_fen: int = Field(0, description="What that benefit takes off the line.")
 
 
+class OrderCoupon(BaseModel):
+    """A coupon an order redeemed, and what it paid."""
+
+    code: str
+    template_code: str
+    amount_fen: int
+
+
 class AppliedBenefit(BaseModel):
     """A pricing benefit an order applied (one use of its quota), or a preview offers."""
 
@@ -171,6 +181,9 @@ class OrderResult(BaseModel):
     discount_fen: int = Field(0, description="What the member's benefits took off the lines.")
     lines: list[LineResult]
     benefits: list[AppliedBenefit] = Field(default_factory=list)
+    coupons: list[OrderCoupon] = Field(
+        default_factory=list, description="The coupons that paid, and what each paid."
+    )
     member: MemberOutcome | None
 
 
@@ -200,6 +213,10 @@ class RefundResult(BaseModel):
     benefit_uses_reversed: list[uuid.UUID] = Field(
         default_factory=list,
         description="Benefit uses given back: those naming the order, once it is all refunded.",
+    )
+    coupons_restored: list[str] = Field(
+        default_factory=list,
+        description="Codes of the coupons the member has again: once the order is all refunded.",
     )
 
 

@@ -28,6 +28,8 @@ from nestpoint.benefits import pricing
 from nestpoint.benefits import service as benefits
 from nestpoint.benefits.pricing import Priced
 from nestpoint.context import require_tenant
+from nestpoint.coupons import service as coupons
+from nestpoint.coupons.rules import BasketLine
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
 from nestpoint.db.batch import WriteBatch
@@ -49,6 +51,7 @@ from nestpoint.orders.schemas import (
     LineResult,
     MemberOutcome,
     MemberRef,
+    OrderCoupon,
     OrderIn,
     OrderResult,
     PaymentIn,
@@ -234,15 +237,17 @@ async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> An
     held: PointHold | None = None
     if member is None:
         check_no_claims(data.lines, "benefits need a member")
+        check_no_coupons(data.payment)
     else:
         draft.priced = await price_claims(session, program, member, store_id, store_code, data, now)
+        draft.coupons = await claim_coupons(session, member, store_id, store_code, data, now)
         held = await redeem(session, draft)
         per_line = earn(
             program,
             member,
             store_code,
             data.lines,
-            tender.points_value_fen,
+            tender.points_value_fen + tender.coupons_fen,
             now,
             draft.priced.multiplier_percent,
         )
@@ -273,10 +278,12 @@ async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> An
 
 @dataclass(frozen=True, slots=True)
 class Tender:
-    """What an order pays: the lines' total, and the value of the points used in it."""
+    """What an order pays: the lines' total, the value of the points used in it, and what
+    its coupons pay (neither of which earns points)."""
 
     total_fen: int
     points_value_fen: int
+    coupons_fen: int = 0
 
 
 @dataclass(slots=True)
@@ -295,6 +302,7 @@ class Draft:
     priced: Priced = field(default_factory=lambda: Priced(discounts=[]))
     # The id of the use each applied benefit records (decided before the answer is).
     use_ids: dict[str, uuid.UUID] = field(default_factory=dict)
+    coupons: list[coupons.Redemption] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.per_line:
@@ -321,7 +329,7 @@ def validate_payment(program: Program, lines: Sequence[LineIn], pay: PaymentIn) 
             f"cash {pay.cash_fen} + points value {points_value} + "
             f"coupons {coupons} must equal the lines' total {total}",
         )
-    return Tender(total, points_value)
+    return Tender(total, points_value, coupons)
 
 
 def check_redemption(
@@ -339,6 +347,36 @@ def check_redemption(
             f"the {tier.code} tier may pay at most {tier.redeem_cap_percent}%"
             " of an order with points",
         )
+
+
+def check_no_coupons(pay: PaymentIn) -> None:
+    """Coupons are a member's: an anonymous order pays with none (pure)."""
+    if pay.coupons:
+        raise Invalid.field("payment.coupons", "coupons need a member")
+
+
+async def claim_coupons(
+    session: AsyncSession,
+    member: TillMember,
+    store_id: uuid.UUID,
+    store_code: str,
+    data: OrderIn,
+    now: datetime,
+) -> list[coupons.Redemption]:
+    """Step 1c: the coupons the order pays with, locked (after the account) and checked
+    against the lines as the member's benefits left them (``coupons.redeemable``). None:
+    no query."""
+    if not data.payment.coupons:
+        return []
+    return await coupons.redeemable(
+        session,
+        member.id,
+        coupons.Place(store_id, store_code),
+        [(c.code, c.amount_fen) for c in data.payment.coupons],
+        [BasketLine(li.sku, li.category, li.quantity, li.paid_fen) for li in data.lines],
+        data.paid_at,
+        now,
+    )
 
 
 async def redeem(session: AsyncSession, draft: Draft) -> PointHold | None:
@@ -464,8 +502,17 @@ def order_result(program: Program, draft: Draft) -> OrderResult:
             for i, (li, p) in enumerate(zip(data.lines, draft.per_line, strict=True), start=1)
         ],
         benefits=applied_benefits(draft.priced, draft.use_ids),
+        coupons=order_coupons(draft),
         member=outcome,
     )
+
+
+def order_coupons(draft: Draft) -> list[OrderCoupon]:
+    """Which coupons paid what (pure)."""
+    return [
+        OrderCoupon(code=r.coupon.code, template_code=r.template.code, amount_fen=r.amount_fen)
+        for r in draft.coupons
+    ]
 
 
 def applied_benefits(priced: Priced, use_ids: Mapping[str, uuid.UUID]) -> list[AppliedBenefit]:
@@ -504,6 +551,7 @@ async def write_order(
     )
     if draft.member is not None:
         await _write_member_side(session, program, draft, writes)
+    coupons.redeem(session, draft.coupons, draft.id, draft.store_id, draft.now)
     await writes.execute()
 
 
@@ -522,7 +570,7 @@ def _order_row(draft: Draft, response: dict[str, Any]) -> dict[str, Any]:
         "cash_fen": pay.cash_fen,
         "points_used": pay.points_used,
         "points_value_fen": draft.tender.points_value_fen,
-        "coupons": [c.model_dump() for c in pay.coupons],
+        "coupons": [c.model_dump() for c in order_coupons(draft)],
         "points_earned": draft.points_earned,
         "discount_fen": draft.discount_fen,
         "refunded_fen": 0,
@@ -900,6 +948,11 @@ async def create_refund(
             reversed_total += pts
     order.status = refund_status(order.refunded_fen, order.total_fen)
     given_back = await _give_benefits_back(session, order, member)
+    restored = (
+        await coupons.restore_for_order(session, order.id, order.store_id, now)
+        if order.status == "refunded"
+        else []
+    )
     returned = 0
     if member is not None:
         returned = points_returned(
@@ -918,6 +971,7 @@ async def create_refund(
         member_points_balance=member.account.balance if member else None,
         member_debt=member.account.debt if member else None,
         benefit_uses_reversed=given_back,
+        coupons_restored=restored,
     )
     _write_refund(session, order, result, member, now)
     await session.flush()

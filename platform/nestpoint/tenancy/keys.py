@@ -56,6 +56,9 @@ TENANT_SCOPES = frozenset(
         "privacy:write",
         "segments:read",
         "segments:write",
+        "coupons:read",
+        "coupons:use",
+        "coupons:write",
     }
 )
 STORE_SCOPES = frozenset(
@@ -74,6 +77,8 @@ STORE_SCOPES = frozenset(
         "plugins:write",
         "benefits:read",
         "benefits:use",
+        "coupons:read",
+        "coupons:use",
     }
 )
 DEFAULT_SCOPES = {
@@ -90,6 +95,8 @@ DEFAULT_SCOPES = {
             "loyalty:read",
             "benefits:read",
             "benefits:use",
+            "coupons:read",
+            "coupons:use",
         }
     ),
 }

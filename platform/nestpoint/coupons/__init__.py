@@ -1,0 +1,1 @@
+"""Coupons: templates, issued coupons with codes nobody can guess, and their ledger."""
