@@ -117,6 +117,9 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     catalog += [("create", f"bundle {b['code']}", {}) for b in spec.get("bundles", [])]
     expected += catalog
     saved = [("create", f"segment {s['code']}", {}) for s in spec.get("segments", [])]
+    saved += [
+        ("create", f"coupon template {t['code']}", {}) for t in spec.get("coupon_templates", [])
+    ]
     expected += saved
     assert described(planned) == expected
     assert described(changes) == expected
@@ -380,3 +383,28 @@ async def test_changing_the_retention_rules_is_one_privacy_update(tmp_path: Path
     with pytest.raises(Invalid) as caught:
         manifests.load_manifest(path)
     assert [e.field for e in caught.value.errors] == ["privacy.inactive_member_years"]
+
+
+async def test_a_coupon_template_edit_is_one_update(tmp_path: Path) -> None:
+    path, _ = copy_example(tmp_path, "bloom-premium.toml")
+    await apply_file(path)
+    text = path.read_text(encoding="utf-8")
+    edited = text.replace("amount_off_fen = 3000", "amount_off_fen = 3500", 1)
+    assert edited != text
+    path.write_text(edited, encoding="utf-8")
+    changes = await plan_file(path)
+    assert described(changes) == [
+        ("update", "coupon template welcome-30", {"amount_off_fen": [3000, 3500]})
+    ]
+    _, applied = await apply_file(path)
+    assert described(applied) == described(changes)
+    assert await plan_file(path) == []
+
+
+def test_a_coupon_template_names_only_the_manifests_stores(tmp_path: Path) -> None:
+    path, _ = copy_example(tmp_path, "nest-community.toml")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('store_codes = ["CD-01"]', 'store_codes = ["XX-9"]'))
+    with pytest.raises(Invalid) as caught:
+        manifests.load_manifest(path)
+    assert [e.field for e in caught.value.errors] == ["coupon_templates.3.store_codes"]

@@ -182,3 +182,69 @@ async def _check_order_uses(session, member_ids) -> None:  # type: ignore[no-unt
         ).all()
         expected = [] if order.status == "refunded" else sorted(claimed)
         assert standing == expected, (order.external_id, order.status, standing, claimed)
+
+
+# A coupon's status after each event of its ledger (``coupons.models``).
+_COUPON_STATUS_AFTER = {
+    "issue": "available",
+    "hold": "held",
+    "release": "available",
+    "redeem": "redeemed",
+    "restore": "available",
+    "void": "void",
+}
+
+
+async def check_coupons(session: AsyncSession, member_ids: list[uuid.UUID]) -> None:
+    """Assert the coupons' invariants for these members.
+
+    * each template's ``issued`` counts its coupons;
+    * a coupon's status is the one its ledger's last event leaves;
+    * a redeemed coupon names its order and what it paid, and that order lists exactly that
+      coupon and amount; an unredeemed coupon names no order;
+    * every coupon an order lists is redeemed by it, or was restored once it was refunded
+      in full.
+    """
+    from sqlalchemy import func, select
+
+    from nestpoint.coupons.models import Coupon, CouponEvent, CouponTemplate
+    from nestpoint.orders.models import Order
+
+    counted = dict(
+        (
+            await session.execute(
+                select(Coupon.template_id, func.count()).group_by(Coupon.template_id)
+            )
+        ).all()
+    )
+    for template in (await session.scalars(select(CouponTemplate))).all():
+        assert template.issued == counted.get(template.id, 0), template.code
+    coupons = (await session.scalars(select(Coupon).where(Coupon.member_id.in_(member_ids)))).all()
+    by_code = {c.code: c for c in coupons}
+    for coupon in coupons:
+        kinds = (
+            await session.scalars(
+                select(CouponEvent.kind)
+                .where(CouponEvent.coupon_id == coupon.id)
+                .order_by(CouponEvent.created_at, CouponEvent.id)
+            )
+        ).all()
+        assert kinds[0] == "issue"
+        assert coupon.status == _COUPON_STATUS_AFTER[kinds[-1]], (coupon.code, kinds)
+        if coupon.status == "redeemed":
+            order = await session.get(Order, (coupon.tenant_id, coupon.order_id))
+            assert order is not None
+            assert {"code": coupon.code, "template_code": order.coupons[0]["template_code"],
+                    "amount_fen": coupon.amount_fen} in order.coupons  # fmt: skip
+        else:
+            assert coupon.order_id is None
+            assert coupon.amount_fen is None
+    orders = (await session.scalars(select(Order).where(Order.member_id.in_(member_ids)))).all()
+    for order in orders:
+        for listed in order.coupons:
+            coupon = by_code[listed["code"]]
+            if order.status == "refunded":
+                assert coupon.order_id != order.id or coupon.status == "redeemed"
+            else:
+                assert coupon.order_id == order.id
+                assert coupon.amount_fen == listed["amount_fen"]

@@ -16,9 +16,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from loyalty.helpers import new_phone
-from loyalty.invariants import check_benefits, check_ledger
+from loyalty.invariants import check_benefits, check_coupons, check_ledger
 from nestpoint.benefits.schemas import BenefitSpec, BundleSpec, ExchangeIn, UseIn
 from nestpoint.benefits.service import (
     exchange,
@@ -30,6 +31,9 @@ from nestpoint.benefits.service import (
     use,
 )
 from nestpoint.context import Actor, acting_as, tenant_context
+from nestpoint.coupons import service as coupons
+from nestpoint.coupons.models import Coupon
+from nestpoint.coupons.schemas import CouponHoldIn, IssueIn, TemplateIn
 from nestpoint.db import scoped_session
 from nestpoint.errors import NestpointError
 from nestpoint.loyalty.schemas import PointsPolicy, ProgramSpec, TierSpec
@@ -37,7 +41,7 @@ from nestpoint.loyalty.service import get_program, invalidate, put_program
 from nestpoint.members.merge import merge_members
 from nestpoint.members.schemas import ChildIn, GuardianConsentIn, MemberCreate, MemberUpdate
 from nestpoint.members.service import add_child, create_member, link_family, update_member
-from nestpoint.orders.schemas import OrderIn, RefundIn, RefundLineIn
+from nestpoint.orders.schemas import CouponIn, OrderIn, RefundIn, RefundLineIn
 from nestpoint.orders.service import create_order, create_refund
 from nestpoint.points import service as points
 from nestpoint.points.jobs import expire_points, release_expired_holds
@@ -82,6 +86,12 @@ operation = st.one_of(
     # An order whose feeding line the till priced at the member price (会员价): one use of
     # the benefit's quota, given back when the order is refunded in full.
     st.tuples(st.just("discount"), st.integers(100, 50_000)),
+    # Coupons: buy one with points (积分兑券), pay part of an order with one (a refund in
+    # full gives it back), hold one at the till and release it.
+    st.tuples(st.just("coupon_buy"), st.just(0)),
+    st.tuples(st.just("coupon_pay"), st.integers(0, 5)),
+    st.tuples(st.just("coupon_hold"), st.integers(0, 5)),
+    st.tuples(st.just("coupon_release"), st.integers(0, 5)),
 )
 # SQLite and PostgreSQL both: examples per run (raise it for a long run).
 EXAMPLES = int(os.environ.get("NESTPOINT_LEDGER_EXAMPLES", "100"))
@@ -132,6 +142,7 @@ async def ledger_tenant(database_env):  # type: ignore[no-untyped-def]
                 await put_benefit(session, GIFT)
                 await put_benefit(session, MEMBER_PRICE)
                 await put_bundle(session, PACK)
+                await coupons.put_template(session, "C10", COUPON)
     return tenant.id
 
 
@@ -147,6 +158,11 @@ MEMBER_PRICE = BenefitSpec(
     period="grant",
 )
 PACK = BundleSpec(code="pack", name="Newborn pack", benefits=["gift"], points=150)
+# 10 yuan off an order of 50 yuan or more, for 200 points.
+COUPON = TemplateIn(
+    name="满50减10", kind="amount_off", threshold_fen=5_000, amount_off_fen=1_000,
+    valid_days=30, points_price=200, stackable=True,
+)  # fmt: skip
 
 
 async def _enrol(tenant_id: uuid.UUID) -> uuid.UUID:
@@ -194,6 +210,7 @@ class World:
     holds: list[uuid.UUID] = field(default_factory=list)
     exchanges: list[uuid.UUID] = field(default_factory=list)  # exchanged entitlements
     uses: list[uuid.UUID] = field(default_factory=list)  # benefit uses
+    coupon_holds: list[uuid.UUID] = field(default_factory=list)
 
 
 async def _world(tenant_id: uuid.UUID) -> World:
@@ -220,6 +237,7 @@ async def _check(world: World) -> None:
         async with scoped_session() as session:
             await check_ledger(session, world.members)
             await check_benefits(session, world.members)
+            await check_coupons(session, world.members)
 
 
 @settings(
@@ -288,6 +306,21 @@ async def _check(world: World) -> None:
         ("merge", 10, False),
         ("discount", 40_000),
         ("refund", 0, 1),
+    ]
+)
+# Coupons: bought with points, held and released, paying an order refunded in full (the
+# coupon comes back) and paying again, a merge in between.
+@example(
+    ops=[
+        ("adjust", 1000),
+        ("coupon_buy", 0),
+        ("coupon_hold", 0),
+        ("coupon_release", 0),
+        ("coupon_pay", 0),
+        ("refund", 0, 0),
+        ("merge", 300, False),
+        ("coupon_pay", 0),
+        ("coupon_buy", 0),
     ]
 )
 async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
@@ -461,6 +494,8 @@ async def _apply(session, op, world: World) -> None:  # type: ignore[no-untyped-
         for source in sources:
             await merge_members(session, member_id, source)
         world.members.extend(sources)
+    elif kind.startswith("coupon_"):
+        await _apply_coupon(session, op, world)
     else:
         await _apply_benefit(session, op, world)
 
@@ -490,6 +525,33 @@ async def _apply_benefit(session, op, world: World) -> None:  # type: ignore[no-
                    "benefit_code": "member-price", "discount_fen": off}  # fmt: skip
         answer = await create_order(session, _order(member_id, [claimed]))
         world.orders.append((answer.body["external_id"], 1))
+
+
+async def _apply_coupon(session, op, world: World) -> None:  # type: ignore[no-untyped-def]
+    kind, member_id = op[0], world.member_id
+    if kind == "coupon_buy":
+        data = IssueIn(template_code="C10", idempotency_key=_key(), pay_with_points=True)
+        await coupons.grant_or_exchange(session, member_id, data, may_grant=False)
+        return
+    mine = (
+        await session.scalars(
+            select(Coupon.code)
+            .where(Coupon.member_id == member_id, Coupon.status != "redeemed")
+            .order_by(Coupon.issued_at, Coupon.id)
+        )
+    ).all()
+    if kind == "coupon_pay" and mine:
+        order = _order(member_id, [{"category": "toys", "quantity": 1, "paid_fen": 6_000}])
+        order.payment.cash_fen = 5_000
+        order.payment.coupons = [CouponIn(code=mine[op[1] % len(mine)], amount_fen=1_000)]
+        answer = await create_order(session, order)
+        world.orders.append((answer.body["external_id"], 1))
+    elif kind == "coupon_hold" and mine:
+        hold = CouponHoldIn(member_id=member_id, codes=[mine[op[1] % len(mine)]])
+        answer = await coupons.hold(session, hold)
+        world.coupon_holds.append(uuid.UUID(answer.body["hold_id"]))
+    elif kind == "coupon_release" and world.coupon_holds:
+        await coupons.release(session, world.coupon_holds[op[1] % len(world.coupon_holds)])
 
 
 def _key() -> str:

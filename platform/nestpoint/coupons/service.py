@@ -26,9 +26,9 @@ from nestpoint.coupons.schemas import (
     CheckResult,
     CouponDetail,
     CouponEventRead,
-    CouponRead,
     CouponHoldIn,
     CouponHoldRead,
+    CouponRead,
     IssueIn,
     TemplateIn,
     TemplateRead,
@@ -62,26 +62,48 @@ def normal_code(code: str) -> str:
 async def put_template(
     session: AsyncSession, code: str, data: TemplateIn
 ) -> tuple[TemplateRead, bool]:
-    """Create or replace a template under ``code`` (what was issued is kept); True if new."""
-    found = await session.scalar(select(CouponTemplate).where(CouponTemplate.code == code))
+    """Create or replace a template under ``code`` (what was issued is kept); True if new.
+    Audited when it changes."""
+    found = await find_template(session, code)
     values = data.model_dump()
     if found is None:
         found = CouponTemplate(code=code, issued=0, **values)
         session.add(found)
-        created = True
+        changes = values
     else:
         if data.stock is not None and data.stock < found.issued:
             raise Invalid.field("stock", f"{found.issued} were issued already")
+        changes = template_diff(found, data)
         for name, value in values.items():
             setattr(found, name, value)
-        created = False
     await session.flush()
-    audit(session, "coupon_template.put", "coupon_template", code, values_for_audit(values))
-    return TemplateRead.model_validate(found), created
+    if changes:
+        audit(session, "coupon_template.put", "coupon_template", code, values_for_audit(changes))
+    return TemplateRead.model_validate(found), changes is values
+
+
+async def find_template(session: AsyncSession, code: str) -> CouponTemplate | None:
+    return await session.scalar(select(CouponTemplate).where(CouponTemplate.code == code))
+
+
+def template_diff(stored: CouponTemplate, data: TemplateIn) -> dict[str, object]:
+    """What ``data`` changes of a stored template: ``{field: [before, after]}``."""
+    return {
+        name: [getattr(stored, name), value]
+        for name, value in data.model_dump().items()
+        if getattr(stored, name) != value
+    }
 
 
 def values_for_audit(values: dict[str, object]) -> dict[str, object]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+    """JSON-ready: dates as ISO text (also inside a ``[before, after]`` pair)."""
+
+    def plain(v: object) -> object:
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v.isoformat() if isinstance(v, datetime) else v
+
+    return {k: plain(v) for k, v in values.items()}
 
 
 async def list_templates(session: AsyncSession) -> list[TemplateRead]:

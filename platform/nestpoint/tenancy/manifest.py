@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.benefits import service as benefits
 from nestpoint.benefits.schemas import MAX_CATALOG, BenefitSpec, BundleSpec
 from nestpoint.context import tenant_context
+from nestpoint.coupons import service as coupons
+from nestpoint.coupons.schemas import MAX_TEMPLATES, TemplateIn, TemplateSpec
 from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Invalid
 from nestpoint.loyalty import service as loyalty
@@ -67,6 +69,9 @@ class TenantManifest(Strict):
     # Saved segments (see docs/segments.md), created or replaced by code; segments in the
     # database but not in the manifest are left as they are (HQ makes its own too).
     segments: list[SegmentSpec] = Field([], max_length=MAX_SEGMENTS)
+    # Coupon templates (see docs/coupons.md), created or replaced by code; templates not in
+    # the manifest are left as they are (their coupons are members' own).
+    coupon_templates: list[TemplateSpec] = Field([], max_length=MAX_TEMPLATES)
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -139,6 +144,7 @@ def validate_manifest(raw: dict[str, Any], source: str) -> TenantManifest:
     if not errors:
         errors += plugin_manifest.check(manifest.plugins, {s.code for s in manifest.stores})
         errors += _check_segments(manifest)
+        errors += _check_coupon_templates(manifest)
     if errors:
         raise Invalid(f"{source}: {len(errors)} error(s) in the manifest", errors=errors)
     return manifest
@@ -164,6 +170,24 @@ def _check_segments(manifest: TenantManifest) -> list[FieldError]:
     return errors
 
 
+def _check_coupon_templates(manifest: TenantManifest) -> list[FieldError]:
+    """Each template's code unique, its stores among the manifest's."""
+    errors: list[FieldError] = []
+    stores = {s.code for s in manifest.stores}
+    codes = [t.code for t in manifest.coupon_templates]
+    for i, spec in enumerate(manifest.coupon_templates):
+        where = f"coupon_templates.{i}"
+        if codes.count(spec.code) > 1:
+            errors.append(FieldError(f"{where}.code", f"template {spec.code!r} appears twice"))
+        for code in sorted(set(spec.store_codes) - stores):
+            errors.append(FieldError(f"{where}.store_codes", f"no store with code {code!r}"))
+    return errors
+
+
+def _template_body(spec: TemplateSpec) -> TemplateIn:
+    return TemplateIn(**spec.model_dump(exclude={"code"}))
+
+
 def _diff(current: Any, desired: dict[str, Any]) -> dict[str, Any]:
     return {k: [getattr(current, k), v] for k, v in desired.items() if getattr(current, k) != v}
 
@@ -184,6 +208,9 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         changes += [Change("create", f"benefit {b.code}") for b in manifest.benefits or []]
         changes += [Change("create", f"bundle {b.code}") for b in manifest.bundles]
         changes += [Change("create", f"segment {s.code}") for s in manifest.segments]
+        changes += [
+            Change("create", f"coupon template {t.code}") for t in manifest.coupon_templates
+        ]
         return changes
     tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
     if tenant_diff:
@@ -197,6 +224,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         plugin_changes += await _plan_messaging(session, manifest.messaging)
         plugin_changes += await _plan_privacy(session, manifest.privacy)
         plugin_changes += await _plan_segments(session, manifest.segments)
+        plugin_changes += await _plan_coupon_templates(session, manifest.coupon_templates)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -249,6 +277,8 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
         for segment in manifest.segments:  # audited when it changes
             body = SegmentIn(name=segment.name, rule=segment.rule)
             await segments.put_segment(session, segment.code, body)
+        for template in manifest.coupon_templates:  # audited when it changes
+            await coupons.put_template(session, template.code, _template_body(template))
         await session.flush()  # the audit entries, while the tenant is in context
     await rebind_tenant(session)
     return tenant, changes
@@ -291,6 +321,17 @@ async def _plan_segments(session: AsyncSession, specs: list[SegmentSpec]) -> lis
         diff = {k: [before[k], v] for k, v in after.items() if before[k] != v}
         if diff:
             changes.append(Change("update", f"segment {spec.code}", diff))
+    return changes
+
+
+async def _plan_coupon_templates(session: AsyncSession, specs: list[TemplateSpec]) -> list[Change]:
+    changes: list[Change] = []
+    for spec in specs:
+        stored = await coupons.find_template(session, spec.code)
+        if stored is None:
+            changes.append(Change("create", f"coupon template {spec.code}"))
+        elif diff := coupons.template_diff(stored, _template_body(spec)):
+            changes.append(Change("update", f"coupon template {spec.code}", diff))
     return changes
 
 
