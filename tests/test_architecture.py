@@ -25,6 +25,7 @@ LAZY_BY_DESIGN = {
     "exports/cli.py",
     "imports/cli.py",
     "privacy/cli.py",
+    "coupons/cli.py",
     "testing.py",
 }
 

@@ -360,6 +360,7 @@ def demo(
 
 
 def _add_loyalty_commands() -> None:
+    from nestpoint.coupons.cli import coupons_app
     from nestpoint.exports.cli import exports_app
     from nestpoint.imports.cli import imports_app
     from nestpoint.jobs.cli import jobs_app, members_app
@@ -372,6 +373,7 @@ def _add_loyalty_commands() -> None:
     app.add_typer(exports_app, name="export")
     app.add_typer(imports_app, name="import")
     app.add_typer(privacy_app, name="privacy")
+    app.add_typer(coupons_app, name="coupons")
 
 
 _add_loyalty_commands()

@@ -6,6 +6,9 @@ coupon or the last of the stock (on SQLite too)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -397,3 +400,42 @@ async def test_racing_grants_never_pass_the_stock(racing, make_tenant, enrol):
     assert sorted(r.status_code for r in answers) == [201, 201, 201, 409, 409, 409]
     r = await client.get("/api/v1/coupon-templates/FEW", headers=t.hq())
     assert r.json()["issued"] == 3
+
+
+# ------------------------------------------------------------------ the operator's commands
+
+
+async def _nestpoint(*args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "nestpoint.cli", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+
+
+async def test_templates_grant_and_show_from_the_command_line(client, make_tenant, enrol):
+    t = await make_tenant()
+    m = await enrol(t.hq())
+    await put_template(client, t, "M20", manjian(stock=10))
+    grant_args = ("coupons", "grant", "M20", m["id"], "--tenant", t.slug, "--key", "ops-00001")
+    done = await _nestpoint(*grant_args)
+    assert done.returncode == 0, done.stderr
+    code = done.stdout.split()[1]
+    again = await _nestpoint(*grant_args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split()[1] == code
+    assert "already granted" in again.stdout
+    listed = await _nestpoint("coupons", "templates", "--tenant", t.slug)
+    assert listed.returncode == 0, listed.stderr
+    assert "issued 1/10" in listed.stdout
+    shown = await _nestpoint("coupons", "show", code, "--tenant", t.slug)
+    assert shown.returncode == 0, shown.stderr
+    assert "available" in shown.stdout
+    assert " issue " in shown.stdout
+    missing = await _nestpoint("coupons", "grant", "NOPE", m["id"], "--tenant", t.slug,
+                               "--key", "ops-00002")  # fmt: skip
+    assert missing.returncode == 2
+    assert "no coupon template" in missing.stderr

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy import select
@@ -19,6 +19,7 @@ jobs_app = typer.Typer(
     help="Run periodic jobs now; see and requeue dead jobs.", no_args_is_help=True
 )
 members_app = typer.Typer(help="Member data maintenance.", no_args_is_help=True)
+T = TypeVar("T")
 
 # As in ``nestpoint.cli``, each command imports the jobs it runs inside its function, so the
 # `nestpoint` command starts without loading every context.
@@ -57,6 +58,30 @@ async def _tenant_ids(slug: str | None) -> list[uuid.UUID]:
     if tenant_id is None:
         raise typer.BadParameter(f"no tenant {slug!r}", param_hint="--tenant")
     return [tenant_id]
+
+
+def run_in_tenant(slug: str, actor: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """A command's ``work`` in one session of the chain ``slug``, acting as ``actor``; a
+    domain error or a bad value is the command's usage error (exit code 2)."""
+
+    async def go() -> T:
+        from pydantic import ValidationError
+
+        from nestpoint.context import Actor, acting_as, tenant_context
+        from nestpoint.db import get_database, scoped_session
+        from nestpoint.errors import NestpointError
+
+        try:
+            [tenant_id] = await _tenant_ids(slug)
+            with acting_as(Actor("system", name=actor)), tenant_context(tenant_id):
+                async with scoped_session() as session:
+                    return await work(session)
+        except (NestpointError, ValidationError) as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        finally:
+            await get_database().dispose()
+
+    return asyncio.run(go())
 
 
 @jobs_app.command("run")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
+
+from nestpoint.jobs.cli import run_in_tenant as _run
 
 privacy_app = typer.Typer(
     help="Members' rights: erase a member; a chain's retention rules and their runs.",
@@ -15,7 +16,6 @@ privacy_app = typer.Typer(
 )
 
 Tenant = Annotated[str, typer.Option(help="The chain's slug.")]
-T = TypeVar("T")
 
 
 @privacy_app.command("erase")
@@ -105,23 +105,3 @@ async def _retention(slug: str, preview: bool) -> None:
             )
     finally:
         await get_database().dispose()
-
-
-def _run(slug: str, actor: str, work: Callable[[Any], Awaitable[T]]) -> T:
-    async def go() -> T:
-        from nestpoint.context import Actor, acting_as, tenant_context
-        from nestpoint.db import get_database, scoped_session
-        from nestpoint.errors import NestpointError
-        from nestpoint.jobs.cli import _tenant_ids
-
-        try:
-            [tenant_id] = await _tenant_ids(slug)
-            with acting_as(Actor("system", name=actor)), tenant_context(tenant_id):
-                async with scoped_session() as session:
-                    return await work(session)
-        except NestpointError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        finally:
-            await get_database().dispose()
-
-    return asyncio.run(go())
