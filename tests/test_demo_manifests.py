@@ -50,17 +50,38 @@ async def test_the_demo_data_seeds_again_over_itself(tmp_path: Path, database_en
         members, _ = await demo_data.seed_members(tenant_id, slug, 12)
         assert members == 12
         await demo_data.seed_benefits(tenant_id, count=8)
+        granted, _ = await demo_data.seed_coupons(tenant_id, count=6)
+        assert granted == 6
         before = await _uses(tenant_id)
+        coupons_before = await _coupons(tenant_id)
         with tenant_context(tenant_id):
             async with scoped_session() as session:
                 oldest = await session.scalar(select(Member.id).order_by(Member.joined_at))
                 assert oldest is not None
                 await privacy.erase_member(session, oldest, reason="demo")
         await demo_data.seed_benefits(tenant_id, count=8)  # raised Conflict before the fix
+        await demo_data.seed_coupons(tenant_id, count=6)
     after = await _uses(tenant_id)
     # The members seeded the first time have the uses they had (a member moved into the
     # first eight may have gained some).
     assert {m: n for m, n in after.items() if m in before} == before
+    coupons_after = await _coupons(tenant_id)
+    assert {m: c for m, c in coupons_after.items() if m in coupons_before} == coupons_before
+
+
+async def _coupons(tenant_id: object) -> dict[object, list[tuple[str, str]]]:
+    """Each member's coupons: (code, status)."""
+    from nestpoint.coupons.models import Coupon
+
+    with tenant_context(tenant_id):  # type: ignore[arg-type]
+        async with scoped_session() as session:
+            rows = (
+                await session.execute(select(Coupon.member_id, Coupon.code, Coupon.status))
+            ).all()
+    found: dict[object, list[tuple[str, str]]] = {}
+    for member_id, code, status in rows:
+        found.setdefault(member_id, []).append((code, status))
+    return found
 
 
 async def _uses(tenant_id: object) -> dict[object, int]:

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import get_database, scoped_session, utcnow
-from nestpoint.demo_data import seed_benefits, seed_members
+from nestpoint.demo_data import seed_benefits, seed_coupons, seed_members
 from nestpoint.events.service import install_session_hooks
 from nestpoint.jobs.tenants import run_for_tenant
 from nestpoint.members.models import Member
@@ -130,6 +130,7 @@ async def _seed() -> DemoInfo:
                     )
             members, orders = await seed_members(tenant.id, tenant.slug, DEMO_MEMBERS)
             await seed_benefits(tenant.id)
+            await seed_coupons(tenant.id)
             # The built-in segments now, not at the chain's next 02:30: the demo shows them.
             await run_for_tenant(tenant.id, recompute_segments, name="demo")
             await _seed_plugins(tenant.id)

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.benefits import service as benefits
 from nestpoint.benefits.schemas import ExchangeIn, UseIn
 from nestpoint.context import tenant_context
+from nestpoint.coupons import service as coupons
+from nestpoint.coupons.schemas import CheckIn, IssueIn
 from nestpoint.db import scoped_session
 from nestpoint.errors import Conflict, NestpointError
 from nestpoint.members.models import Member
@@ -258,4 +260,80 @@ async def _priced_order(member_id: uuid.UUID, store_code: str) -> int:
             await create_order(session, OrderIn.model_validate(order))
         return 1
     except NestpointError:  # seeded before (a different paid_at): as it was
+        return 0
+
+
+async def seed_coupons(tenant_id: uuid.UUID, count: int = 40) -> tuple[int, int]:
+    """Coupons for the first ``count`` members: each is granted one of the chain's first
+    amount-off template valid everywhere, and about half of them pay a basket with it (as a
+    till would: check, then the order); returns (granted, redeemed). Idempotent: the grant's
+    key and the order's id are the member's."""
+    with tenant_context(tenant_id):
+        async with scoped_session() as session:
+            templates = [
+                t for t in await coupons.list_templates(session)
+                if t.kind == "amount_off" and not t.store_codes and not t.categories
+                and t.active and t.valid_from is None
+            ]  # fmt: skip
+            rows = (
+                await session.execute(
+                    select(Member.id, Store.code)
+                    .join(Store, Store.id == Member.home_store_id)
+                    .where(Member.status == "active")
+                    .order_by(Member.joined_at, Member.id)
+                    .limit(count)
+                )
+            ).all()
+        if not templates:
+            return 0, 0
+        granted = redeemed = 0
+        for member_id, store_code in rows:
+            code = await _grant_one(member_id, templates[0].code)
+            granted += code is not None
+            if code is not None and member_id.int % 2 == 0:  # half of them, stably
+                redeemed += await _coupon_order(member_id, store_code, code)
+    return granted, redeemed
+
+
+async def _grant_one(member_id: uuid.UUID, template: str) -> str | None:
+    data = IssueIn(template_code=template, idempotency_key=f"demo-coupon-{member_id}")
+    try:
+        async with scoped_session() as session:
+            answer = await coupons.grant_or_exchange(session, member_id, data, may_grant=True)
+        return str(answer.body["code"])
+    except NestpointError:  # the member's limit, the stock: as in life
+        return None
+
+
+async def _coupon_order(member_id: uuid.UUID, store_code: str, code: str) -> int:
+    """A basket of formula and wipes paid partly with the coupon (what the check offers)."""
+    lines = [
+        {"sku": sku, "name": name, "category": category, "quantity": 1,
+         "unit_price_fen": price, "paid_fen": price}
+        for sku, name, category, price in (CATALOGUE[1], CATALOGUE[5])
+    ]  # fmt: skip
+    async with scoped_session() as session:
+        offers = await coupons.check(session, CheckIn.model_validate(
+            {"member_id": str(member_id), "store_code": store_code, "lines": lines, "codes": [code]}
+        ))  # fmt: skip
+    if not offers or not offers[0].usable:
+        return 0
+    total = sum(int(line["paid_fen"]) for line in lines)  # type: ignore[call-overload]
+    order = {
+        "channel": "pos",
+        "external_id": f"demo-coupon-{member_id.hex}",
+        "store_code": store_code,
+        "member": {"id": str(member_id)},
+        "lines": lines,
+        "paid_at": datetime.now(UTC).isoformat(),  # not before the coupon was issued
+        "payment": {
+            "cash_fen": total - offers[0].amount_fen,
+            "coupons": [{"code": code, "amount_fen": offers[0].amount_fen}],
+        },
+    }
+    try:
+        async with scoped_session() as session:
+            await create_order(session, OrderIn.model_validate(order))
+        return 1
+    except NestpointError:  # redeemed on an earlier run: as it was
         return 0
