@@ -17,7 +17,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import MEMBER_PRICE_PERCENT, member_id, member_phone, use_app_env
+from common import (
+    CHECK_COUPONS,
+    HTTP_DB,
+    MEMBER_PRICE_PERCENT,
+    ORDER_COUPON_OFF_FEN,
+    admin,
+    coupon_order_members,
+    member_id,
+    member_phone,
+    use_app_env,
+)
 
 MARKERS = ("BEGIN", "COMMIT", "ROLLBACK")
 
@@ -98,10 +108,41 @@ def order_body(
     }
 
 
+def check_body(n: int) -> dict[str, Any]:
+    """The till's coupon check for member ``n`` on the captured order's two lines."""
+    return {"member_id": member_id(n), "lines": order_body(n, "check")["lines"]}
+
+
+def coupon_order_body(n: int, external_id: str, code: str) -> dict[str, Any]:
+    """An order by id whose payment includes one of the member's order coupons (it takes
+    ``ORDER_COUPON_OFF_FEN`` off any basket), paid now (a coupon is valid from its issue)."""
+    import datetime as dt
+
+    body = order_body(n, external_id)
+    body["paid_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    body["payment"]["cash_fen"] -= ORDER_COUPON_OFF_FEN
+    body["payment"]["coupons"] = [{"code": code, "amount_fen": ORDER_COUPON_OFF_FEN}]
+    return body
+
+
+async def available_order_coupon(n: int, database: str = HTTP_DB) -> str:
+    """An unused order coupon of member ``n`` (a run with ``--reuse`` used some)."""
+    rows = await admin(
+        "SELECT c.code FROM coupons c JOIN coupon_templates t ON t.id = c.template_id"
+        f" WHERE t.code = 'bench-order' AND c.member_id = '{member_id(n)}'"
+        " AND c.status = 'available' ORDER BY c.code LIMIT 1",
+        database=database,
+    )
+    if not rows:
+        raise SystemExit(f"capture: member {n} has no order coupon left")
+    return str(rows[0][0])
+
+
 def capture(database: str, key: str, members: int) -> dict[str, Captured]:
     """Statements of: an order naming the member by id, one by phone, one whose growth
-    upgrades the member's tier, a lookup by phone, and a member's benefits. Uses the last
-    members (never the benchmark's busiest)."""
+    upgrades the member's tier, a lookup by phone, a member's benefits, the till's coupon
+    check, and an order paying with a coupon. Uses the last members (never the benchmark's
+    busiest); for the coupon order, the last of those holding order coupons."""
     use_app_env(database)
     from litestar.testing import AsyncTestClient
     from sqlalchemy import event
@@ -148,14 +189,27 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
                 "order_upgrade": {"quantity": 4},
                 "lookup": None,
                 "benefits": None,
+                "coupons": None,
+                "order_coupon": None,
             }
             n = members
             for name, options in kinds.items():
+                if name == "order_coupon":
+                    n = coupon_order_members(members)
                 for _ in range(2):  # the first warms the caches; the second is kept
                     n -= 1
                     ext = None
+                    code = await available_order_coupon(n) if name == "order_coupon" else None
                     current = []
-                    if name == "benefits":
+                    if name == "coupons":
+                        response = await client.post(
+                            "/api/v1/coupons/check", json=check_body(n), headers=headers
+                        )
+                    elif code is not None:
+                        ext = f"capture-{run}-{name}-{n}"
+                        body = coupon_order_body(n, ext, code)
+                        response = await client.post("/api/v1/orders", json=body, headers=headers)
+                    elif name == "benefits":
                         response = await client.get(
                             f"/api/v1/members/{member_id(n)}/benefits", headers=headers
                         )
@@ -171,11 +225,16 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
                         response = await client.post("/api/v1/orders", json=body, headers=headers)
                     found[name] = Captured(name, response.status_code, n, ext, current)
                     current = None
-                    expected = 200 if options is None else 201
+                    expected = 200 if options is None and code is None else 201
                     if response.status_code != expected:
                         raise SystemExit(
                             f"capture: {name} answered {response.status_code}: {response.text}"
                         )
+                    if name == "coupons" and len(response.json()) != CHECK_COUPONS:
+                        raise SystemExit(f"capture: the check answered {response.text}")
+            paid = found["order_coupon"]
+            if not any("UPDATE coupons" in s.sql for s in paid.statements):
+                raise SystemExit("capture: the coupon order did not redeem its coupon")
             upgraded = found["order_upgrade"]
             if not any("INSERT INTO tier_changes" in s.sql for s in upgraded.statements):
                 raise SystemExit("capture: the upgrade order did not upgrade the member")

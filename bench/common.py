@@ -52,6 +52,35 @@ PHONE_BASE = 13_800_000_000
 MEMBER_ID_SQL = "md5('nestpoint-bench:' || {n})::uuid"
 
 
+# Coupons (bench/seed.py): every member holds one coupon of each of the three check
+# templates (k = 1..3: what POST /coupons/check answers about), and the first half of the
+# members (1..members // 2) also holds ORDER_COUPONS coupons of the order template
+# (k = 4..3 + ORDER_COUPONS), so that each order of the order_coupon benchmark pays with a
+# fresh one (ORDER_COUPON_OFF_FEN off any basket). Coupon k of member n has the id
+# COUPON_ID_SQL and the code COUPON_CODE_SQL (16 hex digits, upper case: characters of the
+# application's alphabet), so that pgbench can name it by n and k.
+CHECK_COUPONS = 3
+ORDER_COUPONS = 30
+ORDER_COUPON_OFF_FEN = 500
+COUPON_ID_SQL = "md5('nestpoint-bench-coupon:' || {n} || ':' || {k})::uuid"
+COUPON_CODE_SQL = "upper(left(md5('nestpoint-bench-coupon-code:' || {n} || ':' || {k}), 16))"
+
+
+def coupon_order_members(members: int) -> int:
+    """Members 1..this hold the order coupons; the check's members are the others."""
+    return members // 2
+
+
+def coupon_id(n: int, k: int) -> str:
+    """Member ``n``'s coupon ``k`` (``COUPON_ID_SQL``)."""
+    return _md5_uuid(f"nestpoint-bench-coupon:{n}:{k}")
+
+
+def coupon_code(n: int, k: int) -> str:
+    """Member ``n``'s coupon ``k``'s code (``COUPON_CODE_SQL``)."""
+    return hashlib.md5(f"nestpoint-bench-coupon-code:{n}:{k}".encode()).hexdigest()[:16].upper()
+
+
 def pg_host_port() -> tuple[str, str]:
     rest = PG_ADMIN_URL.split("@", 1)[1].rsplit("/", 1)[0]
     host, _, port = rest.partition(":")

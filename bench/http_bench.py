@@ -32,11 +32,13 @@ from common import (
     APP_ROLE,
     BENCH_DIR,
     HTTP_DB,
+    ORDER_COUPONS,
     RESULTS_DIR,
     STATE_DIR,
     admin_sync,
     app_env,
     base_settings,
+    coupon_order_members,
     create_database,
     flush_redis,
     member_id,
@@ -61,6 +63,8 @@ TARGETS: dict[str, dict[str, float]] = {
     "healthz": {},
     "lookup_bare": {},
     "benefits": {},
+    "coupons": {},
+    "order_coupon": {},
 }
 ENDPOINTS = {
     "order": ("POST /api/v1/orders", "order.lua"),
@@ -75,8 +79,17 @@ ENDPOINTS = {
         "GET /api/v1/members/{id}/benefits (what the member can use here now)",
         "benefits.lua",
     ),
+    "coupons": (
+        "POST /api/v1/coupons/check (what each of the member's coupons pays on a basket)",
+        "coupons.lua",
+    ),
+    "order_coupon": (
+        "POST /api/v1/orders paying with a coupon (a fresh one per order)",
+        "order_coupon.lua",
+    ),
 }
-DEFAULT_BENCHMARKS = ["order", "lookup", "order_hot", "healthz", "lookup_bare", "benefits"]
+DEFAULT_BENCHMARKS = ["order", "lookup", "order_hot", "healthz", "lookup_bare", "benefits",
+                      "coupons", "order_coupon"]  # fmt: skip
 BARE = {"lookup_bare"}  # served by bench/bare_app.py, not by nestpoint
 SCRIPTS_DIR = RESULTS_DIR / "pgbench"  # the generated ceiling scripts
 
@@ -145,11 +158,28 @@ def setup(members: int) -> seed.Tenant:
         )
     )
     asyncio.run(seed.grant_tier_benefits(HTTP_DB, tenant.id))
+    asyncio.run(seed.issue_coupons(HTTP_DB, tenant.id, members, coupon_order_members(members)))
     admin_sync("VACUUM ANALYZE", database=HTTP_DB)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     (STATE_DIR / "http-tenant.json").write_text(json.dumps(tenant.as_dict(), indent=2))
     print(f"    done in {time.perf_counter() - started:.1f} s", flush=True)
     return tenant
+
+
+def order_coupons_file() -> Path:
+    """The order coupons nobody used yet, one ``<member id> <code>`` a line (wrk/order_coupon.lua
+    offers each once), by coupon (k) then member, so that requests in a row name different
+    members. Written again before each run: the warm-up used some."""
+    rows = admin_sync(
+        "SELECT c.member_id::text, c.code FROM coupons c"
+        " JOIN coupon_templates t ON t.tenant_id = c.tenant_id AND t.id = c.template_id"
+        f" WHERE t.code = '{seed.ORDER_COUPON['code']}' AND c.status = 'available'"
+        " ORDER BY c.cause_id, c.member_id",
+        database=HTTP_DB,
+    )
+    path = STATE_DIR / "order-coupons.txt"
+    path.write_text("".join(f"{member} {code}\n" for member, code in rows))
+    return path
 
 
 def members_file(members: int) -> Path:
@@ -200,6 +230,7 @@ class Server:
             except OSError:
                 time.sleep(0.3)
         else:
+            self.__exit__()  # stop its process group: a failed start leaves nothing running
             raise SystemExit(f"the server did not become ready; see {self.log}")
         return self
 
@@ -223,6 +254,7 @@ class Server:
             endpoint = (
                 "order" if "orders/routes.py" in text
                 else "lookup" if "members/routes.py" in text
+                else "coupons" if "coupons/routes.py" in text
                 else "benefits" if "benefits/" in text
                 else "other"
             )  # fmt: skip
@@ -342,7 +374,9 @@ def refresh_statistics() -> None:
     admin_sync("ANALYZE", database=HTTP_DB)
 
 
-def pgbench_vars(tenant: seed.Tenant, members: int) -> list[str]:
+def pgbench_vars(tenant: seed.Tenant, members: int, first: int = 1) -> list[str]:
+    """The scripts' variables; each transaction's member is drawn from ``first`` to
+    ``members``."""
     from common import PII_HASH_KEY
 
     values = {
@@ -350,6 +384,7 @@ def pgbench_vars(tenant: seed.Tenant, members: int) -> list[str]:
         "store": tenant.stores[tenant.store_key_store],
         "keyhash": key_hash(tenant),
         "hashkey": PII_HASH_KEY,
+        "first": first,
         "members": members,
     }
     out: list[str] = []
@@ -405,13 +440,25 @@ def run_pgbench(
     }
 
 
+def ceiling_members(name: str, members: int) -> tuple[int, int]:
+    """The members (first, last) a benchmark's requests name, as its ceiling draws them: the
+    hot member; the order coupons' holders; the others, who hold only the check's coupons."""
+    if name == "order_hot":
+        return 1, 1
+    if name == "order_coupon":
+        return 1, coupon_order_members(members)
+    if name == "coupons":
+        return coupon_order_members(members) + 1, members
+    return 1, members
+
+
 def ceiling_mix(name: str, phone_pct: int, upgrade_permille: int) -> list[tuple[str, int]]:
     """Which captured requests the ceiling replays, and how often (pgbench weights): the
     HTTP run's shares of orders by phone and of orders that upgraded a tier."""
     if name in ("lookup", "lookup_bare"):
         return [("lookup", 1)]
-    if name == "benefits":
-        return [("benefits", 1)]
+    if name in ("benefits", "coupons", "order_coupon"):
+        return [(name, 1)]
     if name == "healthz":
         return []  # no statements: /healthz is itself the framework's ceiling
     keep = 1000 - upgrade_permille
@@ -443,8 +490,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             f"    {name}: {d['round_trips']} round trips ({d['sql_statements']} SQL statements"
             f" in {d['transactions']} transactions)"
         )
-    catalog = admin_sync(f"SELECT id::text FROM benefits WHERE tenant_id = '{tenant.id}'",
-                         database=HTTP_DB)  # fmt: skip
+    catalog = admin_sync(f"SELECT id::text FROM benefits WHERE tenant_id = '{tenant.id}'"
+                         " UNION ALL SELECT id::text FROM coupon_templates"
+                         f" WHERE tenant_id = '{tenant.id}'", database=HTTP_DB)  # fmt: skip
     scripts = ceiling.write_scripts(
         captured,
         SCRIPTS_DIR,
@@ -465,6 +513,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         "api_key": f"store key ({tenant.store_key_store}), orders without store_code",
         "order_member_by_phone_pct": args.phone_pct,
         "order_lines": "1-3 random lines from a 6-item catalogue, all earning points",
+        "coupons": f"every member holds {len(seed.COUPON_TEMPLATES)} coupons (one of each"
+        f" check template: {', '.join(t['code'] for t in seed.COUPON_TEMPLATES)}); members 1.."
+        f"{coupon_order_members(args.members)} also hold {ORDER_COUPONS} of"
+        f" {seed.ORDER_COUPON['code']} (order_coupon pays each order with a fresh one); the"
+        f" check asks about members {coupon_order_members(args.members) + 1}..{args.members}"
+        " with 2 lines",
         "server": f"nestpoint serve --workers {args.workers} (uvicorn), log level WARNING,"
         " Redis broker, PostgreSQL as nestpoint_app (RLS)",
         "load_generator": f"wrk -t{args.threads} -c{args.clients} (Lua scripts in bench/wrk)",
@@ -493,8 +547,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             for name in [n for n in names if n in BARE]:
                 http[name] = measure_http(name, bare, tenant, ids, prefix, args)
     for name in names:
-        # errors are told apart by route: both order runs share the orders route's
-        http[name]["server_errors"] = errors.get("order" if name == "order_hot" else name, {})
+        # errors are told apart by route: the order runs share the orders route's
+        route = "order" if name in ("order_hot", "order_coupon") else name
+        http[name]["server_errors"] = errors.get(route, {})
         serious = {
             k: v for k, v in http[name]["server_errors"].items() if not k.startswith("client")
         }
@@ -509,6 +564,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     if checks:
         checks["metrics_after_load"] = after_load
     hot_checks = _order_checks(prefix, "order_hot") if "order_hot" in names else {}
+    coupon_checks = _coupon_order_checks(prefix) if "order_coupon" in names else {}
     ceilings: dict[str, dict[str, Any]] = {}
     refresh_statistics()
     if not args.no_ceiling:
@@ -519,7 +575,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
                 ceilings[name] = ceilings[name.removesuffix("_bare")]  # the same statements
                 continue
             # the hot member's ceiling orders for member 1 only, as wrk did
-            variables = pgbench_vars(tenant, 1 if name == "order_hot" else args.members)
+            first, last = ceiling_members(name, args.members)
+            variables = pgbench_vars(tenant, last, first)
             mix = [
                 (scripts[script], weight)
                 for script, weight in ceiling_mix(
@@ -584,7 +641,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             "problems": problems,
             "http": h,
             "ceiling": c,
-            "checks": {"order": checks, "order_hot": hot_checks}.get(name, {}),
+            "checks": {"order": checks, "order_hot": hot_checks, "order_coupon": coupon_checks}.get(
+                name, {}
+            ),
             "observed_statements": (
                 captured[{"order_hot": "order", "lookup_bare": "lookup"}.get(name, name)].as_dict()
                 if name != "healthz"
@@ -620,16 +679,18 @@ def measure_http(
         f"==> {name}: warm-up {args.warmup} s, then {args.duration} s with {args.clients} clients",
         flush=True,
     )
-    run_wrk(lua, server.url, clients=args.clients, threads=args.threads,
-            duration=args.warmup, args=[*wrk_args, f"{prefix}-w-{name}", claims])  # fmt: skip
+    run_wrk(lua, server.url, clients=args.clients, threads=args.threads, duration=args.warmup,
+            args=[*wrk_args, f"{prefix}-w-{name}", claims, *wrk_extra(name, args)])  # fmt: skip
     admin_sync("CHECKPOINT")
+    extra = wrk_extra(name, args)  # after the warm-up: the coupons it left
     sessions0 = _sessions()
     profile = _start_profile(server, args.duration) if args.profile else None
     server_pid = server.proc.pid if server.proc else None
     with CpuMeter(server_pid=server_pid, database=HTTP_DB, client_name="wrk") as meter:
+        window = [*wrk_args, f"{prefix}-{name}", claims, *extra]
         summary, _, rusage = run_wrk(lua, server.url, clients=args.clients,
                                      threads=args.threads, duration=args.duration,
-                                     args=[*wrk_args, f"{prefix}-{name}", claims])  # fmt: skip
+                                     args=window)  # fmt: skip
     if profile is not None:
         _finish_profile(profile, name)
     requests = summary["requests"]
@@ -658,6 +719,29 @@ def measure_http(
         flush=True,
     )
     return result
+
+
+def wrk_extra(name: str, args: argparse.Namespace) -> list[str]:
+    """The arguments of a script after the common ones (wrk/common.lua): the check's first
+    member (wrk/coupons.lua), the unused order coupons and wrk's threads
+    (wrk/order_coupon.lua)."""
+    if name == "coupons":
+        return [str(coupon_order_members(args.members) + 1)]
+    if name == "order_coupon":
+        _settle_coupons()
+        return [str(order_coupons_file()), str(args.threads)]
+    return []
+
+
+def _settle_coupons(timeout: float = 30.0) -> None:
+    """Wait for the orders still running when wrk stopped (the server finishes them): until
+    the redeemed coupons stop changing for 3 s, so that the next run is not offered theirs."""
+    deadline, last, still = time.monotonic() + timeout, -1, 0
+    while time.monotonic() < deadline and still < 3:
+        sql = "SELECT count(*) FROM coupons WHERE status = 'redeemed'"
+        redeemed = admin_sync(sql, database=HTTP_DB)[0][0]
+        still, last = (still + 1 if redeemed == last else 0), redeemed
+        time.sleep(1)
 
 
 # What /metrics said after the load: the series an operator would watch (docs/operations.md).
@@ -759,6 +843,37 @@ def _order_checks(prefix: str, name: str = "order") -> dict[str, Any]:
         "order_events_total": events,
         "tier_upgrades_total": upgrades,
         "upgrade_permille": round(1000 * upgrades / orders) if orders else 0,
+    }
+
+
+def _coupon_order_checks(prefix: str) -> dict[str, Any]:
+    """What the order_coupon run wrote: orders, each paying with one coupon, and the coupons
+    they redeemed (each once, for the amount the order names; its ledger says so)."""
+    like = f"{prefix}-order_coupon-%"
+    rows = admin_sync(
+        f"""SELECT
+              (SELECT count(*) FROM orders WHERE external_id LIKE '{like}'),
+              (SELECT count(*) FROM orders WHERE external_id LIKE '{like}'
+                 AND json_array_length(coupons) = 1),
+              (SELECT count(*) FROM coupons c JOIN orders o
+                 ON o.tenant_id = c.tenant_id AND o.id = c.order_id
+                WHERE o.external_id LIKE '{like}' AND c.status = 'redeemed'
+                  AND c.amount_fen = (o.coupons -> 0 ->> 'amount_fen')::bigint),
+              (SELECT count(*) FROM coupon_events e JOIN orders o
+                 ON o.tenant_id = e.tenant_id AND o.id = e.order_id
+                WHERE o.external_id LIKE '{like}' AND e.kind = 'redeem'),
+              (SELECT count(*) FROM coupons WHERE status = 'available' AND cause_id
+                 NOT IN ('bench:1', 'bench:2', 'bench:3'))
+        """,
+        database=HTTP_DB,
+    )
+    orders, with_coupon, redeemed, events, left = rows[0]
+    return {
+        "orders_written_by_http_runs": orders,
+        "orders_paying_with_one_coupon": with_coupon,
+        "coupons_redeemed_by_them": redeemed,
+        "redeem_events": events,
+        "order_coupons_left": left,
     }
 
 

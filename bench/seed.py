@@ -19,7 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from common import (
+    CHECK_COUPONS,
+    COUPON_CODE_SQL,
+    COUPON_ID_SQL,
+    MEMBER_ID_SQL,
     MEMBER_PRICE_PERCENT,
+    ORDER_COUPON_OFF_FEN,
+    ORDER_COUPONS,
     OWNER_ROLE,
     PII_HASH_KEY,
     STORE_CODES,
@@ -75,6 +81,25 @@ BENEFITS: list[dict[str, Any]] = [
      "stock": 10000, "per_member_limit": 1, "period": "grant"},
 ]  # fmt: skip
 
+# The coupons benchmark's templates (docs/coupons.md): every member holds one coupon of each
+# of the three (bench/common.py), which the till's check answers about: a 满199减30 (usable
+# on a basket of at least 199 yuan), 12% off at most 50 yuan (always usable), and 20 yuan off
+# at another store than the till's (never usable there). The order_coupon benchmark pays
+# each order with a coupon of the fourth (满10减5: every basket of order.lua reaches it).
+COUPON_TEMPLATES: list[dict[str, Any]] = [
+    {"code": "bench-199-30", "name": "满199减30", "kind": "amount_off", "threshold_fen": 19900,
+     "amount_off_fen": 3000, "valid_days": 365},
+    {"code": "bench-88", "name": "88折 最高减50", "kind": "percent_off", "percent_off": 12,
+     "max_off_fen": 5000, "valid_days": 365},
+    {"code": "bench-sh-20", "name": "上海店立减20", "kind": "amount_off", "amount_off_fen": 2000,
+     "store_codes": [STORE_CODES[1]], "valid_days": 365},
+]  # fmt: skip
+assert len(COUPON_TEMPLATES) == CHECK_COUPONS
+ORDER_COUPON: dict[str, Any] = {
+    "code": "bench-order", "name": "满10减5", "kind": "amount_off", "threshold_fen": 1000,
+    "amount_off_fen": ORDER_COUPON_OFF_FEN, "valid_days": 365,
+}  # fmt: skip
+
 
 def make_tenant(database: str) -> Tenant:
     """Tenant, stores, HQ key, a store key and a programme with earn rules, via services."""
@@ -84,6 +109,8 @@ def make_tenant(database: str) -> Tenant:
         from nestpoint.benefits.schemas import BenefitSpec
         from nestpoint.benefits.service import put_benefit
         from nestpoint.context import Actor, acting_as, tenant_context
+        from nestpoint.coupons.schemas import TemplateIn
+        from nestpoint.coupons.service import put_template
         from nestpoint.db import get_database, scoped_session
         from nestpoint.loyalty.schemas import DEFAULT_TIERS, EarnRules, ProgramSpec
         from nestpoint.loyalty.service import put_program
@@ -119,6 +146,11 @@ def make_tenant(database: str) -> Tenant:
                         program, _ = await put_program(session, spec)
                         for benefit in BENEFITS:
                             await put_benefit(session, BenefitSpec.model_validate(benefit))
+                        for template in [*COUPON_TEMPLATES, ORDER_COUPON]:
+                            fields = {k: v for k, v in template.items() if k != "code"}
+                            await put_template(
+                                session, template["code"], TemplateIn.model_validate(fields)
+                            )
                         _, hq_key = await service.create_api_key(
                             session, ApiKeyCreate(name="bench HQ"), "bench"
                         )
@@ -340,6 +372,57 @@ async def grant_tier_benefits(database: str, tenant_id: str) -> None:
                 " 'tier', '', 'active', 0,"
                 " now() FROM members m JOIN benefits b ON b.code = ANY($1::text[])",
                 TIER_BENEFITS,
+            )
+    finally:
+        await conn.close()
+
+
+async def issue_coupons(database: str, tenant_id: str, members: int, order_members: int) -> None:
+    """Every member's coupons, with the rows ``coupons.service.issue`` writes (the coupon,
+    valid ``valid_days`` from its issue; its ``issue`` event; the template's ``issued``
+    count), as the owner in a transaction bound to the tenant: coupon k = 1..3 of every
+    member from the check's templates, and k = 4.. (``ORDER_COUPONS`` of them) from the
+    order template for members 1..``order_members``. Ids and codes as in bench/common.py;
+    issued as an import (cause ``import``, ``bench:<k>``)."""
+    import asyncpg
+
+    host, port = pg_host_port()
+    conn = await asyncpg.connect(host=host, port=int(port), user=OWNER_ROLE, database=database)
+    n, k = "g.n", "g.k"
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('nestpoint.tenant_id', $1, true)", tenant_id)
+            await conn.execute(
+                "INSERT INTO coupons (tenant_id, id, template_id, member_id, code, status,"
+                " valid_from, valid_until, cause_type, cause_id, issued_at)"
+                f" SELECT t.tenant_id, {COUPON_ID_SQL.format(n=n, k=k)}, t.id,"
+                f" {MEMBER_ID_SQL.format(n=n)}, {COUPON_CODE_SQL.format(n=n, k=k)}, 'available',"
+                " p.at, p.at + make_interval(days => t.valid_days), 'import', 'bench:' || g.k,"
+                " p.at"
+                " FROM (SELECT n, k FROM generate_series(1, $1) n, generate_series(1, $2) k"
+                "       UNION ALL SELECT n, k FROM generate_series(1, $3) n,"
+                "       generate_series($2 + 1, $2 + $4) k) g"
+                " JOIN coupon_templates t"
+                "   ON t.code = CASE WHEN g.k <= $2 THEN ($5::text[])[g.k] ELSE $6 END,"
+                " (SELECT now() AS at) p"
+                " ORDER BY g.n, g.k",
+                members,
+                CHECK_COUPONS,
+                order_members,
+                ORDER_COUPONS,
+                [t["code"] for t in COUPON_TEMPLATES],
+                ORDER_COUPON["code"],
+            )
+            await conn.execute(
+                "INSERT INTO coupon_events (tenant_id, id, coupon_id, kind, order_id, store_id,"
+                " amount_fen, reason, created_at)"
+                " SELECT c.tenant_id, gen_random_uuid(), c.id, 'issue', NULL, NULL, 0,"
+                " c.cause_type || ':' || c.cause_id, c.issued_at FROM coupons c"
+            )
+            await conn.execute(
+                "UPDATE coupon_templates t SET issued = t.issued + c.issued, updated_at = now()"
+                " FROM (SELECT template_id, count(*) AS issued FROM coupons GROUP BY template_id) c"
+                " WHERE t.id = c.template_id"
             )
     finally:
         await conn.close()

@@ -29,14 +29,31 @@ function phone_of(n)
   return string.format("%d", 13800000000 + n)
 end
 
+-- A script that checks each answer's status (order_coupon.lua: every order must be 201)
+-- counts the others in its threads' `unexpected_status`; they are reported with the errors.
+function unexpected_statuses()
+  local count, checked = 0, false
+  for _, thread in ipairs(threads) do
+    local n = thread:get("unexpected_status")
+    if n ~= nil then
+      count, checked = count + n, true
+    end
+  end
+  if checked then
+    return string.format(', "errors_unexpected_status": %d', count)
+  end
+  return ""
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
     '"mean_us": %.1f, "p50_us": %d, "p75_us": %d, "p90_us": %d, "p99_us": %d, ' ..
     '"max_us": %d, "errors_connect": %d, "errors_read": %d, "errors_write": %d, ' ..
-    '"errors_status": %d, "errors_timeout": %d}\n',
+    '"errors_status": %d, "errors_timeout": %d%s}\n',
     summary.requests, summary.duration, summary.bytes, latency.mean,
     latency:percentile(50), latency:percentile(75), latency:percentile(90),
-    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout,
+    unexpected_statuses()))
 end

@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, String, Uuid, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
 
 from nestpoint.audit.service import record as audit
 from nestpoint.context import require_tenant
@@ -22,6 +24,7 @@ from nestpoint.coupons import rules
 from nestpoint.coupons.models import Coupon, CouponEvent, CouponTemplate
 from nestpoint.coupons.rules import BasketLine, Value
 from nestpoint.coupons.schemas import (
+    MAX_CODES,
     CheckIn,
     CheckResult,
     CouponDetail,
@@ -34,6 +37,8 @@ from nestpoint.coupons.schemas import (
     TemplateRead,
 )
 from nestpoint.db import utcnow
+from nestpoint.db.base import UTCDateTime, table_of
+from nestpoint.db.batch import WriteBatch
 from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
@@ -41,6 +46,9 @@ from nestpoint.loyalty.service import get_program
 from nestpoint.members.service import get_active_member
 from nestpoint.points import service as points
 from nestpoint.tenancy.service import ensure_store_trading, store_codes
+
+coupons_table = table_of(Coupon)
+events_table = table_of(CouponEvent)
 
 # Crockford's base 32 (no I, L, O, U): read aloud and typed at a till without ambiguity.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -260,8 +268,14 @@ async def _pay_points(
 # ------------------------------------------------------------------ reading
 
 
-async def _templates_by_id(session: AsyncSession) -> dict[uuid.UUID, CouponTemplate]:
-    rows = await session.scalars(select(CouponTemplate))
+async def _templates_of(
+    session: AsyncSession, coupons: Sequence[Coupon]
+) -> dict[uuid.UUID, CouponTemplate]:
+    """The templates of these coupons (only theirs: a chain may have hundreds)."""
+    ids = sorted({c.template_id for c in coupons})
+    if not ids:
+        return {}
+    rows = await session.scalars(select(CouponTemplate).where(CouponTemplate.id.in_(ids)))
     return {t.id: t for t in rows.all()}
 
 
@@ -294,9 +308,10 @@ async def member_coupons(session: AsyncSession, member_id: uuid.UUID) -> list[Co
         .where(Coupon.member_id == member.id)
         .order_by(Coupon.issued_at.desc(), Coupon.id)
     )
-    templates = await _templates_by_id(session)
+    found = rows.all()
+    templates = await _templates_of(session, found)
     now = utcnow()
-    return [_read(c, templates[c.template_id], now) for c in rows.all()]
+    return [_read(c, templates[c.template_id], now) for c in found]
 
 
 async def _coupon_by_code(session: AsyncSession, code: str, *, for_update: bool = False) -> Coupon:
@@ -406,7 +421,7 @@ async def check(session: AsyncSession, data: CheckIn) -> list[CheckResult]:
     else:
         stmt = stmt.where(Coupon.status.in_(("available", "held")), Coupon.valid_until > now)
     coupons = (await session.scalars(stmt.order_by(Coupon.valid_until, Coupon.id))).all()
-    templates = await _templates_by_id(session)
+    templates = await _templates_of(session, coupons)
     lines = [BasketLine(li.sku, li.category, li.quantity, li.paid_fen) for li in data.lines]
     results = []
     for coupon in coupons:
@@ -558,7 +573,7 @@ async def redeemable(
     locked and checked: the member's, usable here and then, worth exactly that amount on
     these lines, combined only where their templates allow. Writes nothing."""
     coupons = await _lock_codes(session, [code for code, _ in claims], "payment.coupons")
-    templates = await _templates_by_id(session)
+    templates = await _templates_of(session, coupons)
     found: list[Redemption] = []
     for i, (coupon, (_, amount)) in enumerate(zip(coupons, claims, strict=True)):
         field = f"payment.coupons.{i}"
@@ -599,21 +614,54 @@ def _check_stacking(found: Sequence[Redemption]) -> None:
         seen.add(r.template.id)
 
 
+def _redeem_statement(i: int) -> UpdateBase:
+    """The ``i``-th coupon of an order marked redeemed (bound names of its own, so several
+    go into one batch; built once)."""
+    c = coupons_table.c
+
+    def p(name: str, type_: Any) -> Any:
+        return bindparam(f"coupon_{i}_{name}", type_=type_)
+
+    return (
+        update(coupons_table)
+        .where(c.tenant_id == p("tenant", Uuid()), c.id == p("id", Uuid()))
+        .values(
+            status=p("status", String()),
+            held_until=None,
+            order_id=p("order", Uuid()),
+            amount_fen=p("amount", BigInteger()),
+            redeemed_at=p("at", UTCDateTime()),
+        )
+    )
+
+
+REDEEM = [_redeem_statement(i) for i in range(MAX_CODES)]
+
+
 def redeem(
-    session: AsyncSession,
+    writes: WriteBatch,
     found: Sequence[Redemption],
     order_id: uuid.UUID,
     store_id: uuid.UUID,
     now: datetime,
 ) -> None:
-    """Mark the coupons redeemed by the order (after its idempotency claim: a replayed
-    order writes nothing), with what each paid; their ledger says so."""
-    for r in found:
-        coupon = r.coupon
-        coupon.status, coupon.held_until = "redeemed", None
-        coupon.order_id, coupon.amount_fen, coupon.redeemed_at = order_id, r.amount_fen, now
-        _event(session, coupon, "redeem", now, order_id=order_id, store_id=store_id,
-               amount_fen=r.amount_fen)  # fmt: skip
+    """Mark the coupons redeemed by the order, with what each paid, and their ledger's
+    entries: into the order's batch (its one round trip), after its idempotency claim (a
+    replayed order writes nothing)."""
+    tenant_id = require_tenant().tenant_id
+    for i, r in enumerate(found):
+        values = {"tenant": tenant_id, "id": r.coupon.id, "status": "redeemed",
+                  "order": order_id, "amount": r.amount_fen, "at": now}  # fmt: skip
+        writes.add(REDEEM[i], {f"coupon_{i}_{name}": v for name, v in values.items()})
+    writes.insert(
+        events_table,
+        [
+            {"tenant_id": tenant_id, "id": uuid.uuid4(), "coupon_id": r.coupon.id,
+             "kind": "redeem", "order_id": order_id, "store_id": store_id,
+             "amount_fen": r.amount_fen, "reason": "", "created_at": now}
+            for r in found
+        ],
+    )  # fmt: skip
 
 
 async def restore_for_order(

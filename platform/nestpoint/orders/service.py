@@ -551,7 +551,7 @@ async def write_order(
     )
     if draft.member is not None:
         await _write_member_side(session, program, draft, writes)
-    coupons.redeem(session, draft.coupons, draft.id, draft.store_id, draft.now)
+    coupons.redeem(writes, draft.coupons, draft.id, draft.store_id, draft.now)
     await writes.execute()
 
 
