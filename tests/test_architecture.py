@@ -26,6 +26,7 @@ LAZY_BY_DESIGN = {
     "imports/cli.py",
     "privacy/cli.py",
     "coupons/cli.py",
+    "campaigns/cli.py",
     "testing.py",
 }
 

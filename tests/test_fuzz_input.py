@@ -198,6 +198,8 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
         "message_id": message_id,
         "export_id": export_id,
         "import_id": import_id,
+        "referral_id": str(uuid.uuid4()),
+        "assist_id": str(uuid.uuid4()),
         "run_id": str(uuid.uuid4()),
         "key": "points_expiring",
         "locale": "zh-CN",
@@ -260,7 +262,9 @@ def _base_body(op: Operation, w: World) -> Any:
             "reason": "fuzz",
             "idempotency_key": key,
         },
-        ("POST", "/api/v1/orders"): order_body(key, member={"id": w.member_id}, lines=[line]),
+        ("POST", "/api/v1/orders"): _with_stored_value(
+            order_body(key, member={"id": w.member_id}, lines=[line])
+        ),
         ("POST", "/api/v1/orders/preview"): {
             "store_code": "S1",
             "member": {"id": w.member_id},
@@ -333,11 +337,64 @@ def _base_body(op: Operation, w: World) -> Any:
         },
         ("POST", "/api/v1/coupons/holds"): {"member_id": w.member_id, "codes": ["S1"]},
         ("POST", "/api/v1/coupons/{code}/void"): {"reason": "fuzz"},
+        ("PUT", "/api/v1/referrals/settings"): {
+            "enabled": True,
+            "inviter_points": 200,
+            "invitee_points": 100,
+            "min_order_fen": 5000,
+        },
+        ("POST", "/api/v1/referrals"): {
+            "code": "ABCD2345",
+            "invitee_id": w.other_member_id,
+            "device_id": "device-0001",
+        },
+        ("POST", "/api/v1/referrals/{referral_id}/review"): {"approve": True, "reason": "ok"},
+        ("POST", "/api/v1/members/{member_id}/assists"): {"idempotency_key": key},
+        ("POST", "/api/v1/assists/{assist_id}/helpers"): {
+            "helper_id": w.other_member_id,
+            "device_id": "device-0002",
+        },
         ("PUT", "/api/v1/segments/thresholds"): {
             "recency_days": 30,
             "frequency_orders": 4,
             "monetary_fen": 50000,
             "core_fen": 600000,
+        },
+        ("POST", "/api/v1/campaigns"): {
+            "code": f"F{key[:8]}",
+            "name": "Fuzz",
+            "kind": "birthday_month",
+            "schedule": {"kind": "triggered", "on": "child_age_months", "months": 6},
+            "audience": {"rule": _segment_rule()},
+            "actions": [
+                {"type": "grant_points", "points": 100},
+                {"type": "send_message", "template": "points_expiring", "params": {"a": "b"}},
+            ],
+            "budget": {"points": 10000, "coupons": 10},
+            "caps": {"points_per_member": 500, "coupons_per_member": 1},
+            "goal": {"metric": "orders", "target": 10},
+            "holdout_percent": 10,
+        },
+        ("PUT", "/api/v1/wallet/rules"): {
+            "bonus_tiers": [{"threshold_fen": 100000, "bonus_fen": 10000}],
+        },
+        ("POST", "/api/v1/members/{member_id}/wallet/topups"): {
+            "amount_fen": 100000,
+            "store_code": "S1",
+            "tender": "cash",
+            "idempotency_key": key,
+        },
+        ("POST", "/api/v1/members/{member_id}/wallet/adjustments"): {
+            "principal_fen": 100,
+            "bonus_fen": -1,
+            "reason": "fuzz",
+            "store_code": "S1",
+            "idempotency_key": key,
+        },
+        ("POST", "/api/v1/campaigns/templates/{key}/instantiate"): {
+            "code": f"F{key[:8]}",
+            "message_template": "points_expiring",
+            "points": 100,
         },
     }
     return bodies.get((op.method, op.template), {})
@@ -353,6 +410,11 @@ def _segment_rule() -> dict[str, Any]:
             {"field": "rfm_group", "op": "in", "value": ["important_value"]},
         ]
     }
+
+
+def _with_stored_value(body: dict[str, Any]) -> dict[str, Any]:
+    """An order body whose payment names stored value too (0), so it is fuzzed."""
+    return body | {"payment": body["payment"] | {"stored_value_fen": 0}}
 
 
 def _import_body(key: str) -> dict[str, Any]:

@@ -120,7 +120,10 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     saved += [
         ("create", f"coupon template {t['code']}", {}) for t in spec.get("coupon_templates", [])
     ]
-    expected += saved
+    if "referrals" in spec:
+        saved.append(("create", "referral settings", {}))
+    campaigns = [("create", f"campaign {c['code']}", {}) for c in spec.get("campaigns", [])]
+    expected += saved + campaigns
     assert described(planned) == expected
     assert described(changes) == expected
     tenant = await tenant_by_slug(slug)
@@ -152,6 +155,8 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
         + messaging
         + privacy
         + len(saved)
+        # A campaign's creation and its activation.
+        + sum(2 if c.get("active", True) else 1 for c in spec.get("campaigns", []))
     )
 
 

@@ -129,6 +129,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
         [
             ("tiers.evaluate", str(shanghai)),
             ("tiers.evaluate", str(new_york)),
+            ("campaigns.daily", str(new_york)),
             ("points.announce_expiring", str(new_york)),
             ("messaging.birthdays", str(new_york)),
             ("privacy.retention", str(new_york)),
@@ -141,6 +142,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
         ("tiers.evaluate", date(2027, 12, 2)),
     ]
     assert await _claimed_dates(new_york) == [
+        ("campaigns.daily", date(2027, 12, 1)),
         ("messaging.birthdays", date(2027, 12, 1)),
         ("points.announce_expiring", date(2027, 12, 1)),
         ("privacy.retention", date(2027, 12, 1)),
@@ -160,6 +162,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
     assert sent.to(ours) == sorted(
         [
             *first,
+            ("campaigns.daily", str(shanghai)),
             ("points.announce_expiring", str(shanghai)),
             ("messaging.birthdays", str(shanghai)),
             ("privacy.retention", str(shanghai)),
@@ -179,6 +182,7 @@ async def test_concurrent_checks_enqueue_each_run_once(
     await asyncio.gather(*(enqueue_due(morning) for _ in range(4)))
 
     assert sent.to({tenant}) == [
+        ("campaigns.daily", str(tenant)),
         ("messaging.birthdays", str(tenant)),
         ("points.announce_expiring", str(tenant)),
         ("privacy.retention", str(tenant)),
@@ -200,13 +204,14 @@ async def test_a_send_that_fails_leaves_the_run_to_the_next_check(
     sent.fail = False
     await enqueue_due(morning)
     assert sent.to({tenant}) == [
+        ("campaigns.daily", str(tenant)),
         ("messaging.birthdays", str(tenant)),
         ("points.announce_expiring", str(tenant)),
         ("privacy.retention", str(tenant)),
         ("segments.recompute", str(tenant)),
         ("tiers.evaluate", str(tenant)),
     ]
-    assert len(await _claimed_dates(tenant)) == 5
+    assert len(await _claimed_dates(tenant)) == 6
 
 
 # ---- leader election

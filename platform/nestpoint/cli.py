@@ -360,6 +360,7 @@ def demo(
 
 
 def _add_loyalty_commands() -> None:
+    from nestpoint.campaigns.cli import campaigns_app
     from nestpoint.coupons.cli import coupons_app
     from nestpoint.exports.cli import exports_app
     from nestpoint.imports.cli import imports_app
@@ -374,6 +375,7 @@ def _add_loyalty_commands() -> None:
     app.add_typer(imports_app, name="import")
     app.add_typer(privacy_app, name="privacy")
     app.add_typer(coupons_app, name="coupons")
+    app.add_typer(campaigns_app, name="campaigns")
 
 
 _add_loyalty_commands()

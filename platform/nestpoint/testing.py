@@ -84,6 +84,8 @@ if TYPE_CHECKING:
 STORE_KEY_SCOPES = [
     "benefits:read",
     "benefits:use",
+    "coupons:read",
+    "coupons:use",
     "loyalty:read",
     "members:read",
     "members:write",
@@ -92,8 +94,11 @@ STORE_KEY_SCOPES = [
     "plugins:read",
     "plugins:write",
     "points:hold",
+    "referrals:use",
     "stores:read",
     "tenant:read",
+    "wallet:read",
+    "wallet:topup",
 ]
 
 

@@ -248,3 +248,99 @@ async def check_coupons(session: AsyncSession, member_ids: list[uuid.UUID]) -> N
             else:
                 assert coupon.order_id == order.id
                 assert coupon.amount_fen == listed["amount_fen"]
+
+
+async def check_wallet(session: AsyncSession, member_ids: list[uuid.UUID]) -> None:
+    """Assert the stored-value ledger's invariants for these members.
+
+    * principal and bonus each equal the sum of the member's entries, and the sum of what
+      is left of their lots (a merged-away member holds nothing);
+    * neither is ever below zero, and every lot stays within 0..amount;
+    * each entry's balances after are the running sums of the member's entries;
+    * every order a member's stored value paid has its ``spend`` entry of that amount (the
+      bonus part as recorded on the order); its refunds gave back no more principal and no
+      more bonus than it paid, and all of both once it is refunded in full.
+    """
+    from sqlalchemy import func, select
+
+    from nestpoint.orders.models import Order, Refund
+    from nestpoint.wallet.models import WalletAccount, WalletEntry, WalletLot
+
+    for member_id in member_ids:
+        account = await session.scalar(
+            select(WalletAccount).where(WalletAccount.member_id == member_id)
+        )
+        principal = account.principal_fen if account else 0
+        bonus = account.bonus_fen if account else 0
+        assert min(principal, bonus) >= 0, (member_id, principal, bonus)
+        rows = (
+            await session.scalars(select(WalletEntry).where(WalletEntry.member_id == member_id))
+        ).all()
+        assert principal == sum(e.principal_fen for e in rows), member_id
+        assert bonus == sum(e.bonus_fen for e in rows), member_id
+        # Entries of one transaction share a time: replay the running sums in an order that
+        # reaches each recorded "after" (sorted by time, then by the balances they reached).
+        running_p = running_b = 0
+        for e in rows:
+            assert min(e.principal_after, e.bonus_after) >= 0, e.id
+        by_time: dict[object, list[WalletEntry]] = {}
+        for e in rows:
+            by_time.setdefault(e.created_at, []).append(e)
+        for moment in sorted(by_time):
+            group = by_time[moment]
+            running_p += sum(e.principal_fen for e in group)
+            running_b += sum(e.bonus_fen for e in group)
+            assert (running_p, running_b) in {(e.principal_after, e.bonus_after) for e in group}
+        lots = (
+            await session.execute(
+                select(WalletLot.bucket, func.sum(WalletLot.remaining))
+                .where(WalletLot.member_id == member_id)
+                .group_by(WalletLot.bucket)
+            )
+        ).all()
+        left = {bucket: int(total) for bucket, total in lots}
+        assert left.get("principal", 0) == principal, (member_id, left, principal)
+        assert left.get("bonus", 0) == bonus, (member_id, left, bonus)
+        bad = await session.scalar(
+            select(func.count())
+            .select_from(WalletLot)
+            .where(
+                WalletLot.member_id == member_id,
+                (WalletLot.remaining < 0) | (WalletLot.remaining > WalletLot.amount),
+            )
+        )
+        assert bad == 0, member_id
+    orders = (
+        await session.scalars(
+            select(Order).where(Order.member_id.in_(member_ids), Order.stored_value_fen > 0)
+        )
+    ).all()
+    for order in orders:
+        spent = (
+            await session.scalars(
+                select(WalletEntry).where(
+                    WalletEntry.cause_type == "order", WalletEntry.cause_id == str(order.id)
+                )
+            )
+        ).all()
+        assert [(e.kind, -e.principal_fen - e.bonus_fen, -e.bonus_fen) for e in spent] == [
+            ("spend", order.stored_value_fen, order.stored_value_bonus_fen)
+        ], order.id
+        refund_ids = (
+            await session.scalars(select(Refund.id).where(Refund.order_id == order.id))
+        ).all()
+        back = (
+            await session.scalars(
+                select(WalletEntry).where(
+                    WalletEntry.cause_type == "refund",
+                    WalletEntry.cause_id.in_([str(r) for r in refund_ids]),
+                )
+            )
+        ).all()
+        back_p = sum(e.principal_fen for e in back)
+        back_b = sum(e.bonus_fen for e in back)
+        paid_b = order.stored_value_bonus_fen
+        assert 0 <= back_p <= order.stored_value_fen - paid_b, order.id
+        assert 0 <= back_b <= paid_b, order.id
+        if order.status == "refunded":  # all of it came back
+            assert (back_p, back_b) == (order.stored_value_fen - paid_b, paid_b), order.id

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from loyalty.helpers import new_phone
-from loyalty.invariants import check_benefits, check_coupons, check_ledger
+from loyalty.invariants import check_benefits, check_coupons, check_ledger, check_wallet
 from nestpoint.benefits.schemas import BenefitSpec, BundleSpec, ExchangeIn, UseIn
 from nestpoint.benefits.service import (
     exchange,
@@ -47,6 +47,9 @@ from nestpoint.points import service as points
 from nestpoint.points.jobs import expire_points, release_expired_holds
 from nestpoint.tenancy.schemas import StoreCreate, TenantCreate
 from nestpoint.tenancy.service import create_store, create_tenant
+from nestpoint.wallet import service as wallet
+from nestpoint.wallet.models import WalletAccount
+from nestpoint.wallet.schemas import BonusTier, TopupIn, WalletAdjustmentIn, WalletRules
 
 CATEGORIES = ["feeding", "diapers", "toys"]
 
@@ -92,6 +95,13 @@ operation = st.one_of(
     st.tuples(st.just("coupon_pay"), st.integers(0, 5)),
     st.tuples(st.just("coupon_hold"), st.integers(0, 5)),
     st.tuples(st.just("coupon_release"), st.integers(0, 5)),
+    # Stored value (储值): a top-up at the till (a bonus from 500 yuan), an order paying a
+    # share of the wallet (over 100: more than there is), HQ's adjustment of principal and
+    # bonus, and a member with stored value merged in.
+    st.tuples(st.just("wallet_topup"), st.integers(1, 120_000)),
+    st.tuples(st.just("wallet_pay"), st.integers(1, 120), st.integers(0, 5_000)),
+    st.tuples(st.just("wallet_adjust"), st.integers(-5_000, 5_000), st.integers(-2_000, 2_000)),
+    st.tuples(st.just("wallet_merge"), st.integers(1, 60_000)),
 )
 # SQLite and PostgreSQL both: examples per run (raise it for a long run).
 EXAMPLES = int(os.environ.get("NESTPOINT_LEDGER_EXAMPLES", "100"))
@@ -143,6 +153,7 @@ async def ledger_tenant(database_env):  # type: ignore[no-untyped-def]
                 await put_benefit(session, MEMBER_PRICE)
                 await put_bundle(session, PACK)
                 await coupons.put_template(session, "C10", COUPON)
+                await wallet.put_rules(session, WALLET_RULES)
     return tenant.id
 
 
@@ -163,6 +174,15 @@ COUPON = TemplateIn(
     name="满50减10", kind="amount_off", threshold_fen=5_000, amount_off_fen=1_000,
     valid_days=30, points_price=200, stackable=True,
 )  # fmt: skip
+
+
+# 充500送30, 充1000送100.
+WALLET_RULES = WalletRules(
+    bonus_tiers=[
+        BonusTier(threshold_fen=50_000, bonus_fen=3_000),
+        BonusTier(threshold_fen=100_000, bonus_fen=10_000),
+    ]
+)
 
 
 async def _enrol(tenant_id: uuid.UUID) -> uuid.UUID:
@@ -238,6 +258,7 @@ async def _check(world: World) -> None:
             await check_ledger(session, world.members)
             await check_benefits(session, world.members)
             await check_coupons(session, world.members)
+            await check_wallet(session, world.members)
 
 
 @settings(
@@ -323,6 +344,22 @@ async def _check(world: World) -> None:
         ("coupon_buy", 0),
     ]
 )
+# Stored value: a top-up with its bonus, an order paying most of it (principal, then bonus),
+# a partial and a whole refund, an adjustment, a member with stored value merged in, paying
+# again past the balance (refused).
+@example(
+    ops=[
+        ("wallet_topup", 100_000),
+        ("wallet_pay", 95, 1_000),
+        ("refund", 0, 1),
+        ("refund", 0, 0),
+        ("wallet_adjust", -5_000, 2_000),
+        ("wallet_merge", 50_000),
+        ("wallet_pay", 100, 0),
+        ("wallet_pay", 120, 0),
+        ("merge", 100, True),
+    ]
+)
 async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
     world = await _world(ledger_tenant)
     for op in ops:
@@ -355,6 +392,14 @@ async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
         [("refund", 1, 0), ("discount", 40_000), ("merge", 10, True), ("look", 0)],
     ]
 )  # fmt: skip
+# Stored value racing itself and the points: top-ups, spends, refunds and a merge at once.
+@example(
+    rounds=[
+        [("wallet_topup", 100_000), ("wallet_topup", 20_000), ("adjust", 500)],
+        [("wallet_pay", 60, 0), ("wallet_pay", 60, 100), ("wallet_pay", 60, 0), ("redeem", 50)],
+        [("refund", 0, 0), ("refund", 1, 1), ("wallet_merge", 30_000), ("wallet_adjust", -1, -1)],
+    ]
+)
 async def test_concurrent_operations_keep_the_ledger_consistent(ledger_tenant, rounds):
     """Rounds of operations run at once (concurrent actors, each its own transaction):
     whatever order the locks give them, every invariant holds after each round.
@@ -496,6 +541,8 @@ async def _apply(session, op, world: World) -> None:  # type: ignore[no-untyped-
         world.members.extend(sources)
     elif kind.startswith("coupon_"):
         await _apply_coupon(session, op, world)
+    elif kind.startswith("wallet_"):
+        await _apply_wallet(session, op, world)
     else:
         await _apply_benefit(session, op, world)
 
@@ -552,6 +599,33 @@ async def _apply_coupon(session, op, world: World) -> None:  # type: ignore[no-u
         world.coupon_holds.append(uuid.UUID(answer.body["hold_id"]))
     elif kind == "coupon_release" and world.coupon_holds:
         await coupons.release(session, world.coupon_holds[op[1] % len(world.coupon_holds)])
+
+
+async def _apply_wallet(session, op, world: World) -> None:  # type: ignore[no-untyped-def]
+    kind, member_id = op[0], world.member_id
+    if kind == "wallet_topup":
+        data = TopupIn(amount_fen=op[1], store_code="S1", idempotency_key=_key())
+        await wallet.top_up(session, member_id, data)
+    elif kind == "wallet_pay":
+        account = await session.get(WalletAccount, (world.tenant_id, member_id))
+        balance = account.principal_fen + account.bonus_fen if account else 0
+        stored = max(1, balance * op[1] // 100)
+        order = _order(member_id, [{"category": "toys", "quantity": 2,
+                                    "paid_fen": stored + op[2]}])  # fmt: skip
+        order.payment.cash_fen, order.payment.stored_value_fen = op[2], stored
+        answer = await create_order(session, order)
+        world.orders.append((answer.body["external_id"], 1))
+    elif kind == "wallet_adjust" and (op[1] or op[2]):
+        data = WalletAdjustmentIn(principal_fen=op[1], bonus_fen=op[2], reason="test",
+                                  idempotency_key=_key())  # fmt: skip
+        await wallet.adjust(session, member_id, data)
+    elif kind == "wallet_merge":
+        other = await create_member(session, MemberCreate(phone=new_phone()))
+        await session.flush()
+        data = TopupIn(amount_fen=op[1], store_code="S1", idempotency_key=_key())
+        await wallet.top_up(session, other.id, data)
+        await merge_members(session, member_id, other.id)
+        world.members.append(other.id)
 
 
 def _key() -> str:

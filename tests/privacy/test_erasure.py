@@ -112,6 +112,7 @@ async def test_erasure_takes_the_person_and_keeps_the_books(client, make_tenant)
         "consents": 1,
         "messages": 1,
         "exports_deleted": 0,
+        "devices_forgotten": 0,
     }
 
     # Never found again: by id, phone or identity; not listed.

@@ -28,6 +28,7 @@ from nestpoint.benefits.routes import (
     BundleController,
     MemberBenefitController,
 )
+from nestpoint.campaigns.routes import CampaignController
 from nestpoint.coupons.routes import (
     CouponController,
     CouponTemplateController,
@@ -53,6 +54,11 @@ from nestpoint.plugins.routes import PluginFailureController, TenantPluginContro
 from nestpoint.plugins.routing import plugin_routers, public_plugin_routers
 from nestpoint.points.routes import HoldController
 from nestpoint.privacy.routes import ErasureController, PrivacyController
+from nestpoint.referrals.routes import (
+    AssistController,
+    MemberReferralController,
+    ReferralController,
+)
 from nestpoint.segments.routes import SegmentController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
@@ -61,6 +67,7 @@ from nestpoint.tenancy.routes import (
     PlatformTenantController,
     StoreController,
 )
+from nestpoint.wallet.routes import MemberWalletController, WalletController
 
 API_CONTROLLERS = [
     PlatformTenantController,
@@ -75,6 +82,9 @@ API_CONTROLLERS = [
     CouponTemplateController,
     CouponController,
     MemberCouponController,
+    ReferralController,
+    MemberReferralController,
+    AssistController,
     LoyaltyController,
     BenefitCatalogController,
     BenefitTypeController,
@@ -90,7 +100,10 @@ API_CONTROLLERS = [
     ErasureController,
     PrivacyController,
     SegmentController,
+    CampaignController,
     ImportController,
+    WalletController,
+    MemberWalletController,
 ]
 
 

@@ -147,6 +147,8 @@ def multiplier_percent(item: CatalogItem, occasions: Occasions) -> int | None:
         return int(pct) if pct and is_member_day(options, today) else None
     if kind != POINTS_MULTIPLIER:
         return None
+    if options.get("occasion") == "while_held":
+        return int(options["multiplier_percent"])
     if options.get("occasion") == "child_birthday_month":
         births = occasions.child_birthdays
     else:

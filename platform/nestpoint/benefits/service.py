@@ -551,6 +551,25 @@ async def _grant(
     return True
 
 
+async def grant_once(
+    session: AsyncSession,
+    member_id: uuid.UUID,
+    code: str,
+    *,
+    source: str,
+    source_ref: str,
+    now: datetime,
+    expires_at: datetime | None,
+) -> bool:
+    """Grant the catalog benefit ``code`` to a member once per ``(source, source_ref)`` (a
+    campaign's grant: source ``campaign``), running to ``expires_at``; False when it was
+    granted before. An unknown or inactive code is a 422 naming ``benefit_code``."""
+    item = (await get_catalog(session)).items.get(code)
+    if item is None or not item.spec.active:
+        raise Invalid.field("benefit_code", f"no active benefit {code!r}")
+    return await _grant(session, member_id, item, source, source_ref, now, expires_at=expires_at)
+
+
 async def _reactivate(
     session: AsyncSession, member_id: uuid.UUID, item: CatalogItem, row: Any, now: datetime
 ) -> bool:

@@ -58,7 +58,11 @@ class FreeShippingOptions(Strict):
 
 class PointsMultiplierOptions(Strict):
     multiplier_percent: int = Field(200, ge=101, le=1000, description="200 = double points.")
-    occasion: Literal["member_birthday_month", "child_birthday_month"] = "member_birthday_month"
+    # ``while_held``: on every order while the member holds it (a campaign grants it for its
+    # window: 618 double points); the birthday occasions: in that month only.
+    occasion: Literal["member_birthday_month", "child_birthday_month", "while_held"] = (
+        "member_birthday_month"
+    )
 
 
 class ServiceOptions(Strict):

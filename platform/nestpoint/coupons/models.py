@@ -43,7 +43,7 @@ CouponEventKind = Literal["issue", "hold", "release", "redeem", "restore", "void
 COUPON_EVENT_KINDS: tuple[CouponEventKind, ...] = get_args(CouponEventKind)
 # Why a coupon was issued; ``cause_id`` names the occasion (a grant's idempotency key, an
 # exchange's, a campaign's trigger).
-CouponCause = Literal["grant", "exchange", "campaign", "import"]
+CouponCause = Literal["grant", "exchange", "campaign", "referral", "import"]
 COUPON_CAUSES: tuple[CouponCause, ...] = get_args(CouponCause)
 
 

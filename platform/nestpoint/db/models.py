@@ -8,6 +8,7 @@ from nestpoint.benefits.models import (
     BundleGrant,
     Entitlement,
 )
+from nestpoint.campaigns.models import Campaign, CampaignEventCursor, CampaignGrant
 from nestpoint.coupons.models import Coupon, CouponEvent, CouponTemplate
 from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
@@ -33,19 +34,32 @@ from nestpoint.points.models import (
     PointLot,
 )
 from nestpoint.privacy.models import MemberErasure, PrivacyPolicy, RetentionRun
+from nestpoint.referrals.models import (
+    Assist,
+    AssistHelper,
+    Referral,
+    ReferralCode,
+    ReferralSettingsRow,
+)
 from nestpoint.segments.models import MemberSegment, Segment, SegmentThresholdsRow
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
 from nestpoint.tiers.models import GrowthEntry, TierChange
+from nestpoint.wallet.models import WalletAccount, WalletEntry, WalletLot, WalletRulesRow
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey",
+    "Assist",
+    "AssistHelper",
     "AuditEntry",
     "Benefit",
     "BenefitBundle",
     "BenefitUse",
     "BundleGrant",
+    "Campaign",
+    "CampaignEventCursor",
+    "CampaignGrant",
     "Child",
     "Coupon",
     "CouponEvent",
@@ -83,6 +97,9 @@ __all__ = [
     "PointHoldAllocation",
     "PointLot",
     "PrivacyPolicy",
+    "Referral",
+    "ReferralCode",
+    "ReferralSettingsRow",
     "Refund",
     "RetentionRun",
     "Segment",
@@ -91,5 +108,9 @@ __all__ = [
     "Tenant",
     "TierChange",
     "TierDefinition",
+    "WalletAccount",
+    "WalletEntry",
+    "WalletLot",
+    "WalletRulesRow",
     "metadata",
 ]

@@ -54,6 +54,9 @@ DAILY_JOBS = (
     # The built-in segments (RFM groups, value circles, lifecycle stages), after the
     # chain's midnight and before the day's campaigns read them.
     DailyJob("segments.recompute", time(2, 30)),
+    # Campaigns triggered by a date (birthdays, pregnancy weeks, children's ages), after the
+    # segments they may read and before the morning's messages.
+    DailyJob("campaigns.daily", time(8, 0)),
 )
 
 

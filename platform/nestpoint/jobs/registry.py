@@ -16,6 +16,7 @@ from typing import Any
 import dramatiq
 
 from nestpoint.benefits import actors as benefits
+from nestpoint.campaigns import actors as campaigns
 from nestpoint.db import models
 from nestpoint.exports import actors as exports
 from nestpoint.imports import actors as imports
@@ -25,11 +26,13 @@ from nestpoint.plugins import actors as outbox
 from nestpoint.plugins import jobs as plugin_jobs
 from nestpoint.points import actors as points
 from nestpoint.privacy import actors as privacy
+from nestpoint.referrals import actors as referrals
 from nestpoint.segments import actors as segments
 from nestpoint.tiers import actors as tiers
 
 ACTOR_MODULES: tuple[ModuleType, ...] = (
     benefits,
+    campaigns,
     exports,
     imports,
     jobs,
@@ -38,6 +41,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     plugin_jobs,
     points,
     privacy,
+    referrals,
     segments,
     tiers,
 )
@@ -55,6 +59,9 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (exports.sweep_all, "interval", {"minutes": 5}),
     (privacy.sweep_all, "interval", {"minutes": 5}),
     (imports.sweep_all, "interval", {"minutes": 5}),
+    (referrals.reward_all, "interval", {"minutes": 5}),
+    # Campaigns: scheduled runs, event triggers (the outbox past a cursor), ends.
+    (campaigns.tick_all, "interval", {"minutes": 1}),
 )
 
 

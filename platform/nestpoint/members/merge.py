@@ -2,7 +2,7 @@
 
 A merge moves points (``points.service``), orders, children and identities, growth
 (``tiers.service``), benefits given once (``benefits.service``) and coupons
-(``coupons.service``) from one member to
+(``coupons.service``) and stored value (``wallet.service``) from one member to
 another; it lives here, above those contexts, so none of them imports another to do it.
 No HTTP here; never commits.
 """
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.audit.service import record
 from nestpoint.benefits import service as benefits
 from nestpoint.coupons import service as coupons
+from nestpoint.db import utcnow
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.members.models import Child, Member, MemberIdentity
@@ -25,6 +26,7 @@ from nestpoint.orders.models import Order
 from nestpoint.points import jobs as points_jobs
 from nestpoint.points import service as points
 from nestpoint.tiers import service as tiers
+from nestpoint.wallet import service as wallet
 
 
 async def merge_members(
@@ -63,6 +65,7 @@ async def merge_members(
     if target.status != "active":
         raise NotFound("no such member")
     moved = await points.move_all(session, accounts[source.id], accounts[target.id])
+    stored_value = await wallet.move_all(session, source.id, target.id, utcnow())
     await reseal_moved(session, source, target)
     await session.flush()  # the resealed rows are written before they move below
     await session.execute(
@@ -90,8 +93,9 @@ async def merge_members(
         "member.merged",
         "member",
         target.id,
-        {"source_member_id": str(source.id), "points_moved": moved},
-    )
+        {"source_member_id": str(source.id), "points_moved": moved,
+         "stored_value_moved_fen": stored_value},
+    )  # fmt: skip
     emit(
         session,
         "member.merged",

@@ -50,6 +50,9 @@ class Order(TenantOwned, Base):
     points_used: Mapped[int] = mapped_column(BigInteger, default=0)
     points_value_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     coupons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Stored value (储值, nestpoint.wallet) that paid, and how much of it was bonus.
+    stored_value_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    stored_value_bonus_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     discount_fen: Mapped[int] = mapped_column(BigInteger, default=0)  # the member's benefits
     refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)

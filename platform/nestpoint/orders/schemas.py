@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -105,10 +107,22 @@ class CouponIn(Strict):
 
 
 class PaymentIn(Strict):
-    cash_fen: Fen = Field(description="Cash, card and wallet payments together, in fen.")
+    cash_fen: Fen = Field(description="Cash, card and e-wallet payments together, in fen.")
     points_used: int = Field(0, ge=0, le=MAX_POINTS, description="积分抵现: points paid with.")
     hold_id: uuid.UUID | None = Field(None, description="Capture this hold for points_used.")
     coupons: list[CouponIn] = Field(default_factory=list, max_length=20)
+    stored_value_fen: Fen = Field(
+        0, description="储值: paid from the member's stored value (principal first, bonus last)."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unused_stored_value(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An order without stored value dumps (and so fingerprints) as before stored value
+        existed: a till retrying an order recorded before it came gets the first answer."""
+        data: dict[str, Any] = dump(self)
+        if not self.stored_value_fen:
+            data.pop("stored_value_fen", None)
+        return data
 
 
 class OrderIn(Strict):
@@ -184,6 +198,7 @@ class OrderResult(BaseModel):
     coupons: list[OrderCoupon] = Field(
         default_factory=list, description="The coupons that paid, and what each paid."
     )
+    stored_value_fen: int = Field(0, description="What the member's stored value paid.")
     member: MemberOutcome | None
 
 
@@ -217,6 +232,9 @@ class RefundResult(BaseModel):
     coupons_restored: list[str] = Field(
         default_factory=list,
         description="Codes of the coupons the member has again: once the order is all refunded.",
+    )
+    stored_value_returned_fen: int = Field(
+        0, description="Stored value the refunded share paid, back in the member's wallet."
     )
 
 

@@ -68,6 +68,7 @@ from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
 from nestpoint.tenancy.service import ensure_store_trading, store_codes
 from nestpoint.tiers import service as tiers
+from nestpoint.wallet import service as wallet
 
 log = logging.getLogger("nestpoint.orders")
 
@@ -238,7 +239,9 @@ async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> An
     if member is None:
         check_no_claims(data.lines, "benefits need a member")
         check_no_coupons(data.payment)
+        check_no_stored_value(data.payment)
     else:
+        draft.stored_value = await plan_stored_value(session, member, data.payment)
         draft.priced = await price_claims(session, program, member, store_id, store_code, data, now)
         draft.coupons = await claim_coupons(session, member, store_id, store_code, data, now)
         held = await redeem(session, draft)
@@ -247,7 +250,7 @@ async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> An
             member,
             store_code,
             data.lines,
-            tender.points_value_fen + tender.coupons_fen,
+            tender.points_value_fen + tender.coupons_fen + tender.stored_value_fen,
             now,
             draft.priced.multiplier_percent,
         )
@@ -278,12 +281,13 @@ async def _record_order(session: AsyncSession, data: OrderIn, digest: str) -> An
 
 @dataclass(frozen=True, slots=True)
 class Tender:
-    """What an order pays: the lines' total, the value of the points used in it, and what
-    its coupons pay (neither of which earns points)."""
+    """What an order pays: the lines' total, the value of the points used in it, what its
+    coupons pay and what stored value pays (none of which earns points)."""
 
     total_fen: int
     points_value_fen: int
     coupons_fen: int = 0
+    stored_value_fen: int = 0
 
 
 @dataclass(slots=True)
@@ -303,6 +307,7 @@ class Draft:
     # The id of the use each applied benefit records (decided before the answer is).
     use_ids: dict[str, uuid.UUID] = field(default_factory=dict)
     coupons: list[coupons.Redemption] = field(default_factory=list)
+    stored_value: wallet.Spend | None = None  # planned under the wallet's lock, not written
 
     def __post_init__(self) -> None:
         if not self.per_line:
@@ -319,17 +324,19 @@ class Draft:
 
 
 def validate_payment(program: Program, lines: Sequence[LineIn], pay: PaymentIn) -> Tender:
-    """Step 1 (pure): cash, the points' value and coupons together pay exactly the lines."""
+    """Step 1 (pure): cash, the points' value, coupons and stored value together pay
+    exactly the lines."""
     total = sum(line.paid_fen for line in lines)
     points_value = rules.points_value_fen(program.points, pay.points_used)
     coupons = sum(c.amount_fen for c in pay.coupons)
-    if pay.cash_fen + points_value + coupons != total:
+    stored = pay.stored_value_fen
+    if pay.cash_fen + points_value + coupons + stored != total:
         raise Invalid.field(
             "payment",
-            f"cash {pay.cash_fen} + points value {points_value} + "
-            f"coupons {coupons} must equal the lines' total {total}",
+            f"cash {pay.cash_fen} + points value {points_value} + coupons {coupons} + "
+            f"stored value {stored} must equal the lines' total {total}",
         )
-    return Tender(total, points_value, coupons)
+    return Tender(total, points_value, coupons, stored)
 
 
 def check_redemption(
@@ -353,6 +360,25 @@ def check_no_coupons(pay: PaymentIn) -> None:
     """Coupons are a member's: an anonymous order pays with none (pure)."""
     if pay.coupons:
         raise Invalid.field("payment.coupons", "coupons need a member")
+
+
+def check_no_stored_value(pay: PaymentIn) -> None:
+    """Stored value is a member's: an anonymous order pays with none (pure)."""
+    if pay.stored_value_fen:
+        raise Invalid.field("payment.stored_value_fen", "stored value needs a member")
+
+
+async def plan_stored_value(
+    session: AsyncSession, member: TillMember, pay: PaymentIn
+) -> wallet.Spend | None:
+    """Step 1a: the stored value the order pays with, its wallet locked right after the
+    points account (the one lock order) and checked, principal first, bonus last; written
+    by ``write_order`` after the idempotency claim. None: no query."""
+    if not pay.stored_value_fen:
+        return None
+    return await wallet.plan_spend(
+        session, member.id, pay.stored_value_fen, field_name="payment.stored_value_fen"
+    )
 
 
 async def claim_coupons(
@@ -503,6 +529,7 @@ def order_result(program: Program, draft: Draft) -> OrderResult:
         ],
         benefits=applied_benefits(draft.priced, draft.use_ids),
         coupons=order_coupons(draft),
+        stored_value_fen=draft.tender.stored_value_fen,
         member=outcome,
     )
 
@@ -552,6 +579,9 @@ async def write_order(
     if draft.member is not None:
         await _write_member_side(session, program, draft, writes)
     coupons.redeem(writes, draft.coupons, draft.id, draft.store_id, draft.now)
+    if draft.stored_value is not None:
+        wallet.book_spend(session, draft.stored_value, "spend", "order", str(draft.id),
+                          draft.now, store_id=draft.store_id)  # fmt: skip
     await writes.execute()
 
 
@@ -571,6 +601,8 @@ def _order_row(draft: Draft, response: dict[str, Any]) -> dict[str, Any]:
         "points_used": pay.points_used,
         "points_value_fen": draft.tender.points_value_fen,
         "coupons": [c.model_dump() for c in order_coupons(draft)],
+        "stored_value_fen": draft.tender.stored_value_fen,
+        "stored_value_bonus_fen": draft.stored_value.bonus if draft.stored_value else 0,
         "points_earned": draft.points_earned,
         "discount_fen": draft.discount_fen,
         "refunded_fen": 0,
@@ -613,6 +645,7 @@ def _paid_event(draft: Draft) -> dict[str, Any]:
         "total_fen": draft.tender.total_fen,
         "points_used": data.payment.points_used,
         "points_earned": draft.points_earned,
+        "stored_value_fen": draft.tender.stored_value_fen,
         "paid_at": data.paid_at.isoformat(),
     }
 
@@ -917,6 +950,10 @@ async def create_refund(
     check_listed_once(data.lines)
     program = await get_program(session)
     member = await lock_member(session, MemberRef(id=order.member_id)) if order.member_id else None
+    # The wallet next (the one lock order), only for an order stored value paid.
+    purse = (
+        await wallet.open_wallet(session, member.id) if member and order.stored_value_fen else None
+    )
     now = utcnow()
     order = await _lock_order(session, order)  # after the account: the one lock order
     earlier = await idempotency.replay(session, "refund", key, digest, field="external_id")
@@ -961,6 +998,18 @@ async def create_refund(
         await _book_refund(
             session, program, member, order, refund_id, returned, refunded_before, now
         )
+    value_back = (0, 0)
+    if purse is not None:
+        value_back = stored_value_returned(
+            order.stored_value_fen,
+            order.stored_value_bonus_fen,
+            refunded_before,
+            order.refunded_fen,
+            order.total_fen,
+        )
+        if sum(value_back):
+            wallet.credit(session, purse, "refund", *value_back, "refund", str(refund_id), now,
+                          store_id=order.store_id)  # fmt: skip
     result = RefundResult(
         id=refund_id,
         order_id=order.id,
@@ -972,6 +1021,7 @@ async def create_refund(
         member_debt=member.account.debt if member else None,
         benefit_uses_reversed=given_back,
         coupons_restored=restored,
+        stored_value_returned_fen=sum(value_back),
     )
     _write_refund(session, order, result, member, now)
     await session.flush()
@@ -1060,6 +1110,23 @@ def points_returned(points_used: int, refunded_before: int, refunded_after: int,
     """Points that paid for the share refunded now come back (pure); all of what is left
     comes back with the last refund."""
     return _share(points_used, refunded_after, total) - _share(points_used, refunded_before, total)
+
+
+def stored_value_returned(
+    paid: int, bonus_paid: int, refunded_before: int, refunded_after: int, total: int
+) -> tuple[int, int]:
+    """Stored value that paid for the share refunded now comes back (pure), as (principal,
+    bonus): the refunds so far return principal up to what principal paid, then the bonus
+    share as bonus; all of it comes back with the last refund."""
+
+    def so_far(refunded: int) -> tuple[int, int]:
+        back = _share(paid, refunded, total)
+        principal = min(back, paid - bonus_paid)
+        return principal, back - principal
+
+    p0, b0 = so_far(refunded_before)
+    p1, b1 = so_far(refunded_after)
+    return p1 - p0, b1 - b0
 
 
 def refund_growth(refunded_before: int, refunded_after: int) -> int:

@@ -67,6 +67,8 @@ CauseType = Literal[
     "exchange",
     "bundle",
     "import",  # cause_id: the legacy system's reference of the opening balance
+    "campaign",  # cause_id: "<campaign id>:<trigger key>" (a campaign's grant)
+    "referral",  # cause_id: "<referral or assist id>:<side>" (a referral's reward)
 ]
 CAUSE_TYPES: tuple[CauseType, ...] = get_args(CauseType)
 # Where a lot's points came from.

@@ -660,6 +660,46 @@ async def release_hold(session: AsyncSession, hold_id: uuid.UUID) -> PointHold:
 # ------------------------------------------------------------------ HQ operations
 
 
+async def grant_bonus(
+    session: AsyncSession,
+    program: Program,
+    member_id: uuid.UUID,
+    amount: int,
+    *,
+    cause_type: CauseType,
+    cause_id: str,
+    reason: str,
+    now: datetime,
+    actor: str = "",
+) -> Account:
+    """Points the programme gives (a referral's reward, a campaign's grant): a new lot of
+    kind ``bonus`` that no refund takes back, and a ``points.earned`` event. The caller
+    makes it once per cause (its own row, locked or unique)."""
+    acct = await lock_account(session, member_id)
+    credit(
+        acct,
+        program,
+        Credit(amount, kind="bonus", cause_type=cause_type, cause_id=cause_id, source="earn",
+               reason=reason[:200], actor=actor),
+        now,
+    )  # fmt: skip
+    await save(session, acct, now)
+    emit(
+        session,
+        "points.earned",
+        "member",
+        acct.member_id,
+        {
+            "member_id": str(acct.member_id),
+            "order_id": None,
+            "points": amount,
+            "balance": acct.balance,
+            "cause": f"{cause_type}:{cause_id}",
+        },
+    )
+    return acct
+
+
 async def adjust(
     session: AsyncSession,
     program: Program,

@@ -39,6 +39,7 @@ from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
 from nestpoint.privacy.models import MemberErasure, PrivacyPolicy, RetentionRun
 from nestpoint.privacy.schemas import PolicyIn
+from nestpoint.referrals.models import AssistHelper, Referral
 
 ERASE_IN_PLUGINS = JobRef("privacy.erase_in_plugins", queue_name="default")
 RETENTION = JobRef("privacy.retention", queue_name="default")
@@ -83,6 +84,7 @@ async def erase_member(
         **await _erase_rows(session, ids),
         "messages": await _forget_messages(session, ids),
         "exports_deleted": await _delete_exports(session, ids),
+        "devices_forgotten": await _forget_devices(session, ids),
     }
     erasure = MemberErasure(
         member_id=member.id,
@@ -192,6 +194,17 @@ async def _forget_messages(session: AsyncSession, ids: list[uuid.UUID]) -> int:
         update(Message).where(Message.member_id.in_(ids)).values(params={})
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def _forget_devices(session: AsyncSession, ids: list[uuid.UUID]) -> int:
+    """The (hashed) device ids the member's referral binds and assist help recorded."""
+    bound = await session.execute(
+        update(Referral).where(Referral.invitee_id.in_(ids)).values(device_hash=None)
+    )
+    helped = await session.execute(
+        update(AssistHelper).where(AssistHelper.helper_id.in_(ids)).values(device_hash=None)
+    )
+    return sum(int(getattr(r, "rowcount", 0) or 0) for r in (bound, helped))
 
 
 async def _delete_exports(session: AsyncSession, ids: list[uuid.UUID]) -> int:

@@ -59,6 +59,14 @@ TENANT_SCOPES = frozenset(
         "coupons:read",
         "coupons:use",
         "coupons:write",
+        "referrals:read",
+        "referrals:use",
+        "referrals:write",
+        "campaigns:read",
+        "campaigns:write",
+        "wallet:read",
+        "wallet:topup",
+        "wallet:write",
     }
 )
 STORE_SCOPES = frozenset(
@@ -79,6 +87,9 @@ STORE_SCOPES = frozenset(
         "benefits:use",
         "coupons:read",
         "coupons:use",
+        "referrals:use",
+        "wallet:read",
+        "wallet:topup",
     }
 )
 DEFAULT_SCOPES = {
@@ -97,6 +108,9 @@ DEFAULT_SCOPES = {
             "benefits:use",
             "coupons:read",
             "coupons:use",
+            "referrals:use",
+            "wallet:read",
+            "wallet:topup",
         }
     ),
 }

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.benefits import service as benefits
 from nestpoint.benefits.schemas import MAX_CATALOG, BenefitSpec, BundleSpec
+from nestpoint.campaigns import service as campaigns
+from nestpoint.campaigns.schemas import MAX_CAMPAIGNS, CampaignSpec
 from nestpoint.context import tenant_context
 from nestpoint.coupons import service as coupons
 from nestpoint.coupons.schemas import MAX_TEMPLATES, TemplateIn, TemplateSpec
@@ -34,6 +36,8 @@ from nestpoint.plugins import manifest as plugin_manifest
 from nestpoint.plugins.schemas import MAX_PLUGINS, PluginManifest
 from nestpoint.privacy import service as privacy
 from nestpoint.privacy.schemas import PolicyIn
+from nestpoint.referrals import service as referrals
+from nestpoint.referrals.schemas import ReferralSettings
 from nestpoint.schemas import Strict
 from nestpoint.segments import rules as segment_rules
 from nestpoint.segments import service as segments
@@ -72,6 +76,13 @@ class TenantManifest(Strict):
     # Coupon templates (see docs/coupons.md), created or replaced by code; templates not in
     # the manifest are left as they are (their coupons are members' own).
     coupon_templates: list[TemplateSpec] = Field([], max_length=MAX_TEMPLATES)
+    # The chain's referral and friend-assist rules (see docs/referrals.md); absent: left as
+    # they are.
+    referrals: ReferralSettings | None = None
+    # The chain's campaign calendar (see docs/campaigns.md): a campaign is created when its
+    # code is new and activated when ``active``; one that exists is left as it is (it may
+    # have granted under its terms).
+    campaigns: list[CampaignSpec] = Field([], max_length=MAX_CAMPAIGNS)
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -145,6 +156,7 @@ def validate_manifest(raw: dict[str, Any], source: str) -> TenantManifest:
         errors += plugin_manifest.check(manifest.plugins, {s.code for s in manifest.stores})
         errors += _check_segments(manifest)
         errors += _check_coupon_templates(manifest)
+        errors += _check_referral_coupons(manifest)
     if errors:
         raise Invalid(f"{source}: {len(errors)} error(s) in the manifest", errors=errors)
     return manifest
@@ -184,6 +196,18 @@ def _check_coupon_templates(manifest: TenantManifest) -> list[FieldError]:
     return errors
 
 
+def _check_referral_coupons(manifest: TenantManifest) -> list[FieldError]:
+    """The coupons the referral rules give are among the manifest's templates."""
+    if manifest.referrals is None:
+        return []
+    templates = {t.code for t in manifest.coupon_templates}
+    return [
+        FieldError(f"referrals.{field}", f"no coupon template {code!r} in the manifest")
+        for field in ("inviter_coupon", "invitee_coupon", "assist_coupon")
+        if (code := getattr(manifest.referrals, field)) is not None and code not in templates
+    ]
+
+
 def _template_body(spec: TemplateSpec) -> TemplateIn:
     return TemplateIn(**spec.model_dump(exclude={"code"}))
 
@@ -211,6 +235,9 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         changes += [
             Change("create", f"coupon template {t.code}") for t in manifest.coupon_templates
         ]
+        if manifest.referrals is not None:
+            changes.append(Change("create", "referral settings"))
+        changes += [Change("create", f"campaign {c.code}") for c in manifest.campaigns]
         return changes
     tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
     if tenant_diff:
@@ -225,6 +252,8 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         plugin_changes += await _plan_privacy(session, manifest.privacy)
         plugin_changes += await _plan_segments(session, manifest.segments)
         plugin_changes += await _plan_coupon_templates(session, manifest.coupon_templates)
+        plugin_changes += await _plan_referrals(session, manifest.referrals)
+        plugin_changes += await _plan_campaigns(session, manifest.campaigns)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -279,6 +308,11 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
             await segments.put_segment(session, segment.code, body)
         for template in manifest.coupon_templates:  # audited when it changes
             await coupons.put_template(session, template.code, _template_body(template))
+        if manifest.referrals is not None:  # after the templates it names; audited if changed
+            await referrals.put_settings(session, manifest.referrals)
+        await session.flush()
+        for campaign in manifest.campaigns:  # after what its audience and actions name
+            await campaigns.apply_spec(session, campaign)
         await session.flush()  # the audit entries, while the tenant is in context
     await rebind_tenant(session)
     return tenant, changes
@@ -332,6 +366,28 @@ async def _plan_coupon_templates(session: AsyncSession, specs: list[TemplateSpec
             changes.append(Change("create", f"coupon template {spec.code}"))
         elif diff := coupons.template_diff(stored, _template_body(spec)):
             changes.append(Change("update", f"coupon template {spec.code}", diff))
+    return changes
+
+
+async def _plan_referrals(session: AsyncSession, settings: ReferralSettings | None) -> list[Change]:
+    if settings is None:
+        return []
+    stored = await referrals.get_settings(session)
+    before, after = stored.model_dump(), settings.model_dump()
+    diff = {k: [before[k], v] for k, v in after.items() if before[k] != v}
+    return [Change("update", "referral settings", diff)] if diff else []
+
+
+async def _plan_campaigns(session: AsyncSession, specs: list[CampaignSpec]) -> list[Change]:
+    """New campaigns are created; a draft the manifest wants active is activated."""
+    changes: list[Change] = []
+    for spec in specs:
+        found = await campaigns.find_campaign(session, spec.code)
+        if found is None:
+            changes.append(Change("create", f"campaign {spec.code}"))
+        elif spec.active and found.status == "draft":
+            status = {"status": ["draft", "scheduled"]}
+            changes.append(Change("update", f"campaign {spec.code}", status))
     return changes
 
 

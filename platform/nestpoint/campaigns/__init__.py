@@ -1,0 +1,1 @@
+"""Campaigns: plays over an audience with exactly-once grants, holdout and results."""

@@ -1,0 +1,1 @@
+"""Stored value (储值): a money ledger per member, separate from points."""
