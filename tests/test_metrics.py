@@ -195,6 +195,15 @@ def _scrape_until(url: str, expected: str, timeout: float = 30.0) -> str:
     raise AssertionError(f"{expected!r} not served at {url} within {timeout} s:\n{text[:2000]}")
 
 
+def _until_counted_by(shared: Path, *, processes: int, url: str, timeout: float) -> None:
+    """Requests (each on a new connection) until ``processes`` processes have counted."""
+    deadline = time.monotonic() + timeout
+    while len(list(shared.glob("counter_*.db"))) < processes:
+        assert time.monotonic() < deadline, "a server process never answered"
+        httpx.get(url)
+        time.sleep(0.05)
+
+
 def test_several_server_processes_count_together(tmp_path: Path) -> None:
     """With PROMETHEUS_MULTIPROC_DIR, whichever process answers the scrape reports what
     all of them counted."""
@@ -211,6 +220,9 @@ def test_several_server_processes_count_together(tmp_path: Path) -> None:
     )
     try:
         _scrape_until(f"{served.url}/metrics", "nestpoint_queue_messages", timeout=60)
+        # Both servers up and counting: the kernel hands a busy machine's connections to
+        # whichever accepts first, so one may not have served anything yet.
+        _until_counted_by(shared, processes=3, url=f"{served.url}/healthz", timeout=60)
         headers = {"Authorization": f"Bearer {served.platform_key}"}
         for _ in range(20):
             assert httpx.get(f"{served.url}/api/v1/tenants", headers=headers).status_code == 200

@@ -337,8 +337,8 @@ def test_the_largest_multiplier_of_the_day_applies_and_a_child_s_birthday_month_
     assert best(monday) == ("member-day", 300)  # the largest usable one, not stacked
     assert best(date(2026, 11, 24)) == ("child-double", 200)  # a Tuesday in the month
     assert best(date(2026, 12, 1)) is None
-    festival = _standing("618-double", "core.points_multiplier",
+    festival = _standing("festival-double", "core.points_multiplier",
                          {"multiplier_percent": 250, "occasion": "while_held"})  # fmt: skip
     found = best_multiplier([*held_now, festival], Occasions(date(2026, 12, 1), None, born))
     assert found is not None
-    assert (found[0].item.code, found[1]) == ("618-double", 250)  # any day while held
+    assert (found[0].item.code, found[1]) == ("festival-double", 250)  # any day while held

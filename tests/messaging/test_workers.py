@@ -84,8 +84,9 @@ async def test_a_worker_killed_mid_send_never_leads_to_a_second_send(
     client, make_tenant, database_env
 ) -> None:  # type: ignore[no-untyped-def]
     flush_test_redis()
-    # The gateway takes 3 s to answer: the worker is killed while it waits.
-    with FakeSmsGateway(delay_seconds=3) as gateway:
+    # The gateway takes 6 s to answer: the worker is killed while it waits (2.5 s after it
+    # marked the message sending, time enough to send even on a busy machine).
+    with FakeSmsGateway(delay_seconds=6) as gateway:
         tenant, member_id = await _chain_with_sms(client, make_tenant, gateway)
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "nestpoint.cli", "worker", "--threads", "1", "--no-scheduler"),
@@ -97,11 +98,11 @@ async def test_a_worker_killed_mid_send_never_leads_to_a_second_send(
             message = await _send(client, tenant, member_id)
             record = await _wait_for(client, tenant, message, {"sending"}, 30)
             assert record["status"] == "sending", record
-            await asyncio.sleep(0.5)  # the request is on its way to the gateway
+            await asyncio.sleep(2.5)  # the request is on its way to the gateway
         finally:
             process.send_signal(signal.SIGKILL)
             await process.wait()
-        for _ in range(100):  # the gateway took it and answered a connection that is gone
+        for _ in range(150):  # the gateway took it and answered a connection that is gone
             if gateway.requests:
                 break
             await asyncio.sleep(0.1)

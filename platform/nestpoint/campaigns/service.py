@@ -57,7 +57,6 @@ from nestpoint.coupons.models import CouponTemplate
 from nestpoint.db.base import new_id, table_of, utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
-from nestpoint.events.service import emit
 from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.loyalty.rules import Program
@@ -585,9 +584,11 @@ async def _act(
     try:
         async with session.begin_nested():
             if isinstance(action, GrantPoints):
-                await _grant_points(
-                    session, campaign, program, member_id, action.points, cause, now
-                )
+                await points.grant_bonus(
+                    session, program, member_id, action.points,
+                    cause_type="campaign", cause_id=cause, reason=campaign.name, now=now,
+                    actor=f"campaign:{campaign.code}",
+                )  # fmt: skip
                 return {"type": kind, "outcome": "done", "points": action.points}
             if isinstance(action, IssueCoupon):
                 coupon = await coupons.issue(
@@ -623,48 +624,6 @@ async def _act(
             return {"type": kind, "outcome": "done", "message_id": str(message.id)}
     except (Conflict, Invalid, NotFound) as exc:
         return {"type": kind, "outcome": "refused", "reason": exc.detail[:200]}
-
-
-async def _grant_points(
-    session: AsyncSession,
-    campaign: Campaign,
-    program: Program,
-    member_id: uuid.UUID,
-    amount: int,
-    cause: str,
-    now: datetime,
-) -> None:
-    """Bonus points into a new lot (kind ``bonus``, cause ``campaign``), as a bundle's
-    welcome points are: a refund never takes them back."""
-    acct = await points.lock_account(session, member_id)
-    points.credit(
-        acct,
-        program,
-        points.Credit(
-            amount,
-            kind="bonus",
-            cause_type="campaign",
-            cause_id=cause,
-            source="earn",
-            reason=campaign.name[:200],
-            actor=f"campaign:{campaign.code}",
-        ),
-        now,
-    )
-    await points.save(session, acct, now)
-    emit(
-        session,
-        "points.earned",
-        "member",
-        acct.member_id,
-        {
-            "member_id": str(acct.member_id),
-            "order_id": None,
-            "points": amount,
-            "balance": acct.balance,
-            "campaign_id": str(campaign.id),
-        },
-    )
 
 
 async def grants_of(
