@@ -147,6 +147,21 @@ async def issue(
     returns the coupon it issued. Conflict (naming ``template_code``) when the template is
     inactive, over, out of stock, or the member holds its per-member limit."""
     template = await get_template(session, template_code, for_update=True)
+    return await issue_from(
+        session, template, member_id, cause_type=cause_type, cause_id=cause_id, now=now
+    )
+
+
+async def issue_from(
+    session: AsyncSession,
+    template: CouponTemplate,
+    member_id: uuid.UUID,
+    *,
+    cause_type: str,
+    cause_id: str,
+    now: datetime,
+) -> Coupon:
+    """:func:`issue` with the template already locked by the caller."""
     earlier = await session.scalar(
         select(Coupon).where(
             Coupon.template_id == template.id,
@@ -225,10 +240,8 @@ async def grant_or_exchange(
         return earlier
     now = utcnow()
     cause = "exchange" if data.pay_with_points else "grant"
-    coupon = await issue(
-        session, data.template_code, member.id, cause_type=cause, cause_id=key, now=now
-    )
-    template = await get_template(session, data.template_code)
+    template = await get_template(session, data.template_code, for_update=True)
+    coupon = await issue_from(session, template, member.id, cause_type=cause, cause_id=key, now=now)
     paid = 0
     if data.pay_with_points:
         paid = await _pay_points(session, account, template, coupon, now)
