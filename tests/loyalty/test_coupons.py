@@ -6,9 +6,6 @@ coupon or the last of the stock (on SQLite too)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +15,7 @@ import pytest
 
 from loyalty.helpers import order_body
 from loyalty.support import adjust, balances, post_order, refund
+from privacy.test_cli import _nestpoint
 
 MILK = {"sku": "MILK-1", "name": "Formula", "category": "feeding", "quantity": 1,
         "unit_price_fen": 10_000, "paid_fen": 10_000}  # fmt: skip
@@ -403,17 +401,6 @@ async def test_racing_grants_never_pass_the_stock(racing, make_tenant, enrol):
 
 
 # ------------------------------------------------------------------ the operator's commands
-
-
-async def _nestpoint(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "nestpoint.cli", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=120,
-    )
 
 
 async def test_templates_grant_and_show_from_the_command_line(client, make_tenant, enrol):
