@@ -32,6 +32,7 @@ from nestpoint.jobs.broker import broker
 from nestpoint.jobs.worker import start_worker
 from nestpoint.members.pii import new_key
 from nestpoint.settings import get_settings
+from stripe_fake import LocalStripe
 
 BACKEND = os.environ.get("NESTPOINT_TEST_DATABASE", "sqlite")
 PG_ADMIN_URL = os.environ.get(
@@ -289,3 +290,26 @@ def worker(database_env: dict[str, str]) -> Iterator[dramatiq.Worker]:
         if loop_thread is not None:
             loop_thread.run_coroutine(get_database().dispose())
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def localstripe(database_env: dict[str, str]) -> Iterator[LocalStripe]:
+    """``localstripe`` on a free port for the whole run; the application's Stripe calls go
+    to it (``NESTPOINT_STRIPE_API_BASE``). Yields it (``tests/stripe_fake.py``: payment
+    methods, what it holds, its webhooks)."""
+
+    from nestpoint.payments import stripe_api
+
+    fake = LocalStripe().start()
+    saved = os.environ.get("NESTPOINT_STRIPE_API_BASE")
+    os.environ["NESTPOINT_STRIPE_API_BASE"] = fake.url
+    get_settings.cache_clear()
+    stripe_api.client_for_key.cache_clear()
+    yield fake
+    fake.stop()
+    if saved is None:
+        os.environ.pop("NESTPOINT_STRIPE_API_BASE", None)
+    else:
+        os.environ["NESTPOINT_STRIPE_API_BASE"] = saved
+    get_settings.cache_clear()
+    stripe_api.client_for_key.cache_clear()

@@ -384,6 +384,11 @@ def _base_body(op: Operation, w: World) -> Any:
             "tender": "cash",
             "idempotency_key": key,
         },
+        ("PUT", "/api/v1/payments/stripe"): {
+            "secret_key": "sk_test_fuzz",
+            "webhook_secret": "whsec_fuzz",
+            "publishable_key": "pk_test_fuzz",
+        },
         ("POST", "/api/v1/members/{member_id}/wallet/adjustments"): {
             "principal_fen": 100,
             "bonus_fen": -1,

@@ -149,6 +149,29 @@ class Settings(BaseSettings):
         "machine; 0: no pause (a maintenance window).",
     )
 
+    # ---- payments (Stripe)
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com",
+        description="Base URL of Stripe's API (tests point it at `localstripe`, a local "
+        "fake). Each chain's own keys are set through `PUT /api/v1/payments/stripe`.",
+    )
+    stripe_platform_secret_key: str | None = Field(
+        default=None,
+        description="Secret key of the platform's own Stripe account, which bills the "
+        "chains (tenant billing). Unset: tenant subscriptions are not sent to Stripe.",
+    )
+    stripe_platform_webhook_secret: str | None = Field(
+        default=None,
+        description="Signing secret of the platform account's webhook endpoint "
+        "(`/webhooks/stripe/platform`); unset: that endpoint refuses every event.",
+    )
+    payments_lease_seconds: int = Field(
+        default=120,
+        ge=10,
+        description="How long a worker holds a payment or refund while it talks to Stripe; "
+        "past it, the sweep takes over (and first looks for what the worker made).",
+    )
+
     # ---- operations
     metrics_enabled: bool = Field(
         default=True,

@@ -59,6 +59,7 @@ from nestpoint.referrals.routes import (
     MemberReferralController,
     ReferralController,
 )
+from nestpoint.payments.routes import WEBHOOK_ROUTES, PaymentController
 from nestpoint.segments.routes import SegmentController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
@@ -104,6 +105,7 @@ API_CONTROLLERS = [
     ImportController,
     WalletController,
     MemberWalletController,
+    PaymentController,
 ]
 
 
@@ -142,6 +144,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             api,
             *public,
             receive_receipts,
+            *WEBHOOK_ROUTES,
         ],
         dependencies={"db": Provide(provide_session)},
         # Tracing and metrics outermost: requests refused for their key are seen too.

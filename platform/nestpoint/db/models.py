@@ -25,6 +25,14 @@ from nestpoint.messaging.models import (
     MessagingSettingsRow,
 )
 from nestpoint.orders.models import Order, OrderLine, Refund
+from nestpoint.payments.models import (
+    Payment,
+    PaymentRefund,
+    PlatformStripeEvent,
+    StripeAccount,
+    StripeCustomer,
+    StripeEvent,
+)
 from nestpoint.plugins.models import PluginDelivery, PluginEnablement, PluginFailure, PluginSecret
 from nestpoint.points.models import (
     PointAccount,
@@ -86,6 +94,9 @@ __all__ = [
     "Order",
     "OrderLine",
     "OutboxEvent",
+    "Payment",
+    "PaymentRefund",
+    "PlatformStripeEvent",
     "PlatformKey",
     "PluginDelivery",
     "PluginEnablement",
@@ -106,6 +117,9 @@ __all__ = [
     "SegmentThresholdsRow",
     "Store",
     "Tenant",
+    "StripeAccount",
+    "StripeCustomer",
+    "StripeEvent",
     "TierChange",
     "TierDefinition",
     "WalletAccount",

@@ -22,6 +22,7 @@ from nestpoint.exports import actors as exports
 from nestpoint.imports import actors as imports
 from nestpoint.jobs import actors as jobs
 from nestpoint.messaging import actors as messaging
+from nestpoint.payments import actors as payments
 from nestpoint.plugins import actors as outbox
 from nestpoint.plugins import jobs as plugin_jobs
 from nestpoint.points import actors as points
@@ -38,6 +39,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     jobs,
     messaging,
     outbox,
+    payments,
     plugin_jobs,
     points,
     privacy,
@@ -62,6 +64,8 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (referrals.reward_all, "interval", {"minutes": 5}),
     # Campaigns: scheduled runs, event triggers (the outbox past a cursor), ends.
     (campaigns.tick_all, "interval", {"minutes": 1}),
+    # Payments: unfinished charges, refunds and webhook events (a lost message, a dead worker).
+    (payments.sweep_all, "interval", {"minutes": 1}),
 )
 
 

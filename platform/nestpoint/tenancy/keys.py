@@ -67,6 +67,8 @@ TENANT_SCOPES = frozenset(
         "wallet:read",
         "wallet:topup",
         "wallet:write",
+        "payments:read",
+        "payments:write",
     }
 )
 STORE_SCOPES = frozenset(
