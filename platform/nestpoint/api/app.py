@@ -48,6 +48,7 @@ from nestpoint.members.routes import MemberController
 from nestpoint.messaging.routes import MessageController, MessagingController, receive_receipts
 from nestpoint.observability import tracing
 from nestpoint.orders.routes import OrderController
+from nestpoint.payments.routes import WEBHOOK_ROUTES, PaymentController
 from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.routes import PluginFailureController, TenantPluginController
@@ -59,7 +60,6 @@ from nestpoint.referrals.routes import (
     MemberReferralController,
     ReferralController,
 )
-from nestpoint.payments.routes import WEBHOOK_ROUTES, PaymentController
 from nestpoint.segments.routes import SegmentController
 from nestpoint.settings import Settings, get_settings
 from nestpoint.tenancy.routes import (
