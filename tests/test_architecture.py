@@ -26,7 +26,9 @@ LAZY_BY_DESIGN = {
     "imports/cli.py",
     "privacy/cli.py",
     "coupons/cli.py",
+    "payments/cli.py",
     "campaigns/cli.py",
+    "membership/cli.py",
     "testing.py",
 }
 

@@ -130,6 +130,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
             ("tiers.evaluate", str(shanghai)),
             ("tiers.evaluate", str(new_york)),
             ("campaigns.daily", str(new_york)),
+            ("membership.renew_due", str(new_york)),
             ("points.announce_expiring", str(new_york)),
             ("messaging.birthdays", str(new_york)),
             ("privacy.retention", str(new_york)),
@@ -143,6 +144,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
     ]
     assert await _claimed_dates(new_york) == [
         ("campaigns.daily", date(2027, 12, 1)),
+        ("membership.renew_due", date(2027, 12, 1)),
         ("messaging.birthdays", date(2027, 12, 1)),
         ("points.announce_expiring", date(2027, 12, 1)),
         ("privacy.retention", date(2027, 12, 1)),
@@ -163,6 +165,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
         [
             *first,
             ("campaigns.daily", str(shanghai)),
+            ("membership.renew_due", str(shanghai)),
             ("points.announce_expiring", str(shanghai)),
             ("messaging.birthdays", str(shanghai)),
             ("privacy.retention", str(shanghai)),
@@ -183,6 +186,7 @@ async def test_concurrent_checks_enqueue_each_run_once(
 
     assert sent.to({tenant}) == [
         ("campaigns.daily", str(tenant)),
+        ("membership.renew_due", str(tenant)),
         ("messaging.birthdays", str(tenant)),
         ("points.announce_expiring", str(tenant)),
         ("privacy.retention", str(tenant)),
@@ -205,13 +209,14 @@ async def test_a_send_that_fails_leaves_the_run_to_the_next_check(
     await enqueue_due(morning)
     assert sent.to({tenant}) == [
         ("campaigns.daily", str(tenant)),
+        ("membership.renew_due", str(tenant)),
         ("messaging.birthdays", str(tenant)),
         ("points.announce_expiring", str(tenant)),
         ("privacy.retention", str(tenant)),
         ("segments.recompute", str(tenant)),
         ("tiers.evaluate", str(tenant)),
     ]
-    assert len(await _claimed_dates(tenant)) == 6
+    assert len(await _claimed_dates(tenant)) == 7
 
 
 # ---- leader election

@@ -365,7 +365,9 @@ def _add_loyalty_commands() -> None:
     from nestpoint.exports.cli import exports_app
     from nestpoint.imports.cli import imports_app
     from nestpoint.jobs.cli import jobs_app, members_app
+    from nestpoint.membership.cli import membership_app
     from nestpoint.messaging.cli import messages_app
+    from nestpoint.payments.cli import payments_app
     from nestpoint.privacy.cli import privacy_app
 
     app.add_typer(jobs_app, name="jobs")
@@ -375,7 +377,9 @@ def _add_loyalty_commands() -> None:
     app.add_typer(imports_app, name="import")
     app.add_typer(privacy_app, name="privacy")
     app.add_typer(coupons_app, name="coupons")
+    app.add_typer(payments_app, name="payments")
     app.add_typer(campaigns_app, name="campaigns")
+    app.add_typer(membership_app, name="membership")
 
 
 _add_loyalty_commands()

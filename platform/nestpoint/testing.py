@@ -89,6 +89,8 @@ STORE_KEY_SCOPES = [
     "loyalty:read",
     "members:read",
     "members:write",
+    "membership:read",
+    "membership:sell",
     "orders:read",
     "orders:write",
     "plugins:read",

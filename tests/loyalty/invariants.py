@@ -310,6 +310,7 @@ async def check_wallet(session: AsyncSession, member_ids: list[uuid.UUID]) -> No
             )
         )
         assert bad == 0, member_id
+    await _check_stripe_topups(session, member_ids)
     orders = (
         await session.scalars(
             select(Order).where(Order.member_id.in_(member_ids), Order.stored_value_fen > 0)
@@ -344,3 +345,31 @@ async def check_wallet(session: AsyncSession, member_ids: list[uuid.UUID]) -> No
         assert 0 <= back_b <= paid_b, order.id
         if order.status == "refunded":  # all of it came back
             assert (back_p, back_b) == (order.stored_value_fen - paid_b, paid_b), order.id
+
+
+async def _check_stripe_topups(session: AsyncSession, member_ids: list[uuid.UUID]) -> None:
+    """A top-up paid through Stripe is credited exactly when its payment succeeded: once
+    (one ``topup`` entry of its amount, its bonus once), and never while pending or failed."""
+    from sqlalchemy import select
+
+    from nestpoint.payments.models import Payment
+    from nestpoint.wallet.models import WalletEntry, WalletTopup
+
+    topups = (await session.scalars(select(WalletTopup))).all()
+    for topup in topups:
+        payment = await session.scalar(select(Payment).where(Payment.id == topup.payment_id))
+        assert payment is not None, topup.id
+        credited = (
+            await session.scalars(
+                select(WalletEntry).where(
+                    WalletEntry.cause_type == "topup", WalletEntry.cause_id == str(topup.id)
+                )
+            )
+        ).all()
+        paid = payment.status == "succeeded"
+        assert (topup.status == "credited") == paid, (topup.id, topup.status, payment.status)
+        expected = [("topup", topup.amount_fen, 0)] + (
+            [("bonus", 0, topup.bonus_fen)] if topup.bonus_fen else []
+        )
+        got = sorted((e.kind, e.principal_fen, e.bonus_fen) for e in credited)
+        assert got == (sorted(expected) if paid else []), (topup.id, got)

@@ -43,6 +43,8 @@ from nestpoint.members.schemas import ChildIn, GuardianConsentIn, MemberCreate, 
 from nestpoint.members.service import add_child, create_member, link_family, update_member
 from nestpoint.orders.schemas import CouponIn, OrderIn, RefundIn, RefundLineIn
 from nestpoint.orders.service import create_order, create_refund
+from nestpoint.payments import service as payments
+from nestpoint.payments.schemas import StripeAccountIn
 from nestpoint.points import service as points
 from nestpoint.points.jobs import expire_points, release_expired_holds
 from nestpoint.tenancy.schemas import StoreCreate, TenantCreate
@@ -102,6 +104,10 @@ operation = st.one_of(
     st.tuples(st.just("wallet_pay"), st.integers(1, 120), st.integers(0, 5_000)),
     st.tuples(st.just("wallet_adjust"), st.integers(-5_000, 5_000), st.integers(-2_000, 2_000)),
     st.tuples(st.just("wallet_merge"), st.integers(1, 60_000)),
+    # A top-up paid through Stripe: asked for (pending), then its payment settled by the
+    # worker or the webhook (succeeded or declined), news that may come twice.
+    st.tuples(st.just("wallet_stripe_topup"), st.integers(1, 120_000)),
+    st.tuples(st.just("wallet_stripe_settle"), st.integers(0, 5), st.booleans(), st.booleans()),
 )
 # SQLite and PostgreSQL both: examples per run (raise it for a long run).
 EXAMPLES = int(os.environ.get("NESTPOINT_LEDGER_EXAMPLES", "100"))
@@ -154,6 +160,7 @@ async def ledger_tenant(database_env):  # type: ignore[no-untyped-def]
                 await put_bundle(session, PACK)
                 await coupons.put_template(session, "C10", COUPON)
                 await wallet.put_rules(session, WALLET_RULES)
+                await payments.put_account(session, STRIPE)
     return tenant.id
 
 
@@ -176,6 +183,7 @@ COUPON = TemplateIn(
 )  # fmt: skip
 
 
+STRIPE = StripeAccountIn(secret_key="sk_test_ledger", webhook_secret="whsec_ledger")
 # 充500送30, 充1000送100.
 WALLET_RULES = WalletRules(
     bonus_tiers=[
@@ -231,6 +239,7 @@ class World:
     exchanges: list[uuid.UUID] = field(default_factory=list)  # exchanged entitlements
     uses: list[uuid.UUID] = field(default_factory=list)  # benefit uses
     coupon_holds: list[uuid.UUID] = field(default_factory=list)
+    stripe_payments: list[uuid.UUID] = field(default_factory=list)  # top-ups' payments
 
 
 async def _world(tenant_id: uuid.UUID) -> World:
@@ -360,6 +369,22 @@ async def _check(world: World) -> None:
         ("merge", 100, True),
     ]
 )
+# Stripe top-ups: one declined, one paid and told twice, one paid after the member spent
+# and merged, one told declined after it succeeded (stale news changes nothing).
+@example(
+    ops=[
+        ("wallet_stripe_topup", 100_000),
+        ("wallet_stripe_topup", 60_000),
+        ("wallet_stripe_settle", 0, False, False),
+        ("wallet_stripe_settle", 1, True, True),
+        ("wallet_pay", 90, 0),
+        ("wallet_stripe_topup", 20_000),
+        ("wallet_merge", 10_000),
+        ("wallet_stripe_settle", 2, True, False),
+        ("wallet_stripe_settle", 2, False, True),
+        ("refund", 0, 0),
+    ]
+)
 async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
     world = await _world(ledger_tenant)
     for op in ops:
@@ -400,6 +425,16 @@ async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
         [("refund", 0, 0), ("refund", 1, 1), ("wallet_merge", 30_000), ("wallet_adjust", -1, -1)],
     ]
 )
+# Stripe top-ups settled (twice) while the member spends, is adjusted and merged.
+@example(
+    rounds=[
+        [("wallet_stripe_topup", 100_000), ("wallet_stripe_topup", 30_000),
+         ("wallet_topup", 5_000)],
+        [("wallet_stripe_settle", 0, True, True), ("wallet_stripe_settle", 1, True, True),
+         ("wallet_pay", 50, 0), ("wallet_merge", 20_000)],
+        [("wallet_stripe_settle", 1, False, False), ("wallet_pay", 80, 10), ("refund", 0, 0)],
+    ]
+)  # fmt: skip
 async def test_concurrent_operations_keep_the_ledger_consistent(ledger_tenant, rounds):
     """Rounds of operations run at once (concurrent actors, each its own transaction):
     whatever order the locks give them, every invariant holds after each round.
@@ -619,6 +654,18 @@ async def _apply_wallet(session, op, world: World) -> None:  # type: ignore[no-u
         data = WalletAdjustmentIn(principal_fen=op[1], bonus_fen=op[2], reason="test",
                                   idempotency_key=_key())  # fmt: skip
         await wallet.adjust(session, member_id, data)
+    elif kind == "wallet_stripe_topup":
+        data = TopupIn(amount_fen=op[1], store_code="S1", tender="stripe",
+                       payment_method="pm_card_visa", idempotency_key=_key())  # fmt: skip
+        answer = await wallet.top_up(session, member_id, data)
+        world.stripe_payments.append(answer.body["payment_id"])
+    elif kind == "wallet_stripe_settle" and world.stripe_payments:
+        # What the worker's answer or Stripe's webhook does: settle under the row lock.
+        payment_id = uuid.UUID(str(world.stripe_payments[op[1] % len(world.stripe_payments)]))
+        outcome = "succeeded" if op[2] else "failed"
+        for _ in range(2 if op[3] else 1):
+            payment = await payments.lock_payment(session, payment_id)
+            await payments.settle(session, payment, outcome, intent_id=f"pi_{payment_id.hex}")
     elif kind == "wallet_merge":
         other = await create_member(session, MemberCreate(phone=new_phone()))
         await session.flush()

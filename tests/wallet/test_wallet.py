@@ -144,7 +144,11 @@ async def test_the_till_tops_up_at_its_own_store_and_hq_names_one(client, make_t
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "store_code"
     r = await top_up(client, t.hq(), m["id"], 20_000, store_code="S1", tender="stripe")
+    assert r.status_code == 422  # Stripe needs the member's payment method
+    assert r.json()["errors"][0]["field"] == "payment_method"
+    r = await top_up(client, t.hq(), m["id"], 20_000, store_code="S1", tender="card")
     assert r.status_code == 400
+    assert r.json()["errors"][0]["field"] == "tender"
     # The till may not adjust balances or set rules; an unknown member is 404.
     r = await client.put("/api/v1/wallet/rules", json=TIERS, headers=till)
     assert r.status_code == 403

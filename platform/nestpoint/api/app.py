@@ -45,6 +45,11 @@ from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
 from nestpoint.members import pii
 from nestpoint.members.routes import MemberController
+from nestpoint.membership.routes import (
+    MemberPaidMembershipController,
+    PaidMembershipController,
+    PaidPlanController,
+)
 from nestpoint.messaging.routes import MessageController, MessagingController, receive_receipts
 from nestpoint.observability import tracing
 from nestpoint.orders.routes import OrderController
@@ -105,6 +110,9 @@ API_CONTROLLERS = [
     ImportController,
     WalletController,
     MemberWalletController,
+    PaidPlanController,
+    PaidMembershipController,
+    MemberPaidMembershipController,
     PaymentController,
 ]
 

@@ -37,9 +37,9 @@ from nestpoint.db.base import Base, TenantOwned, utcnow
 Period = Literal["day", "week", "month", "year", "grant"]
 PERIODS: tuple[Period, ...] = get_args(Period)
 # Why a member holds an entitlement. ``tier`` and ``stage`` follow the member (granted while
-# they qualify); ``bundle``, ``exchange`` and ``campaign`` (a campaign's grant) are granted
-# once and run to their expiry.
-Source = Literal["tier", "stage", "bundle", "exchange", "campaign"]
+# they qualify); ``bundle``, ``exchange``, ``campaign`` (a campaign's grant) and ``paid`` (a
+# paid card's period: nestpoint.membership) are granted once and run to their expiry.
+Source = Literal["tier", "stage", "bundle", "exchange", "campaign", "paid"]
 SOURCES: tuple[Source, ...] = get_args(Source)
 EntitlementStatus = Literal["active", "expired", "revoked"]
 # What a member losing the qualification does to a tier or stage entitlement: ``revoke``

@@ -570,6 +570,57 @@ async def grant_once(
     return await _grant(session, member_id, item, source, source_ref, now, expires_at=expires_at)
 
 
+async def set_grant_expiry(
+    session: AsyncSession,
+    member_id: uuid.UUID,
+    *,
+    source: str,
+    source_ref: str,
+    expires_at: datetime,
+) -> int:
+    """Move the end of the active entitlements granted once for ``(source, source_ref)``
+    (a paid card's grace period keeps its benefits longer). Returns how many moved."""
+    moved = await session.execute(
+        update(entitlements)
+        .where(
+            entitlements.c.tenant_id == require_tenant().tenant_id,
+            entitlements.c.member_id == member_id,
+            entitlements.c.source == source,
+            entitlements.c.source_ref == source_ref,
+            entitlements.c.status == "active",
+        )
+        .values(expires_at=expires_at)
+    )
+    return int(moved.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def end_grants(
+    session: AsyncSession, member_id: uuid.UUID, *, source: str, source_ref: str, now: datetime
+) -> int:
+    """End now the active entitlements granted once for ``(source, source_ref)`` (a paid
+    card cancelled, lapsed, or replaced by an upgrade): a ``benefit.expired`` event each
+    (reason ``revoked``), once (the update is conditional). Returns how many ended."""
+    catalog = await get_catalog(session)
+    ended = await session.execute(
+        update(entitlements)
+        .where(
+            entitlements.c.tenant_id == require_tenant().tenant_id,
+            entitlements.c.member_id == member_id,
+            entitlements.c.source == source,
+            entitlements.c.source_ref == source_ref,
+            entitlements.c.status == "active",
+        )
+        .values(status="revoked", ended_at=now, lapsed_at=now)
+        .returning(entitlements.c.id, entitlements.c.benefit_id)
+    )
+    rows = ended.all()
+    for entitlement_id, benefit_id in rows:
+        item = catalog.by_id.get(benefit_id)
+        if item is not None:
+            event(session, "benefit.expired", member_id, item, entitlement_id, reason="revoked")
+    return len(rows)
+
+
 async def _reactivate(
     session: AsyncSession, member_id: uuid.UUID, item: CatalogItem, row: Any, now: datetime
 ) -> bool:

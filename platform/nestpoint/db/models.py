@@ -18,6 +18,12 @@ from nestpoint.imports.models import Import, ImportChunk, ImportKey
 from nestpoint.jobs.models import DailyRun
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
 from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
+from nestpoint.membership.models import (
+    PaidMembership,
+    PaidMembershipCharge,
+    PaidMembershipSettingsRow,
+    PaidPlan,
+)
 from nestpoint.messaging.models import (
     Message,
     MessageAttempt,
@@ -52,7 +58,13 @@ from nestpoint.referrals.models import (
 from nestpoint.segments.models import MemberSegment, Segment, SegmentThresholdsRow
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
 from nestpoint.tiers.models import GrowthEntry, TierChange
-from nestpoint.wallet.models import WalletAccount, WalletEntry, WalletLot, WalletRulesRow
+from nestpoint.wallet.models import (
+    WalletAccount,
+    WalletEntry,
+    WalletLot,
+    WalletRulesRow,
+    WalletTopup,
+)
 
 metadata = Base.metadata
 
@@ -94,6 +106,10 @@ __all__ = [
     "Order",
     "OrderLine",
     "OutboxEvent",
+    "PaidMembership",
+    "PaidMembershipCharge",
+    "PaidMembershipSettingsRow",
+    "PaidPlan",
     "Payment",
     "PaymentRefund",
     "PlatformKey",
@@ -126,5 +142,6 @@ __all__ = [
     "WalletEntry",
     "WalletLot",
     "WalletRulesRow",
+    "WalletTopup",
     "metadata",
 ]

@@ -57,6 +57,9 @@ DAILY_JOBS = (
     # Campaigns triggered by a date (birthdays, pregnancy weeks, children's ages), after the
     # segments they may read and before the morning's messages.
     DailyJob("campaigns.daily", time(8, 0)),
+    # Paid cards: renewal reminders, renewal payments on a card's last day, retries in
+    # grace and lapses, in the chain's morning (a member can fix a refused card that day).
+    DailyJob("membership.renew_due", time(10, 0)),
 )
 
 

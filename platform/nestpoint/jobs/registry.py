@@ -21,6 +21,7 @@ from nestpoint.db import models
 from nestpoint.exports import actors as exports
 from nestpoint.imports import actors as imports
 from nestpoint.jobs import actors as jobs
+from nestpoint.membership import actors as membership
 from nestpoint.messaging import actors as messaging
 from nestpoint.payments import actors as payments
 from nestpoint.plugins import actors as outbox
@@ -37,6 +38,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     exports,
     imports,
     jobs,
+    membership,
     messaging,
     outbox,
     payments,

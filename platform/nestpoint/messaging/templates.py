@@ -120,6 +120,18 @@ BUILT_IN: dict[str, dict[str, Wording]] = {
             " {{ survey_link }}",
         ),
     },
+    "paid_membership_renewal": {
+        "zh-CN": Wording(
+            "付费会员续费提醒",
+            "{{ member_name }}您好，您的{{ plan_name }}将于 {{ renews_on }} 自动续费"
+            " ¥{{ price_yuan }}，如需取消请在此之前操作。",
+        ),
+        "en": Wording(
+            "Your paid membership renews soon",
+            "Hello {{ member_name }}, your {{ plan_name }} renews on {{ renews_on }} for"
+            " ¥{{ price_yuan }}. Turn auto-renewal off before then if you do not want it.",
+        ),
+    },
     "delivery_scheduled": {
         "zh-CN": Wording(
             "送货安排",

@@ -69,6 +69,9 @@ TENANT_SCOPES = frozenset(
         "wallet:write",
         "payments:read",
         "payments:write",
+        "membership:read",
+        "membership:sell",
+        "membership:write",
     }
 )
 STORE_SCOPES = frozenset(
@@ -92,6 +95,8 @@ STORE_SCOPES = frozenset(
         "referrals:use",
         "wallet:read",
         "wallet:topup",
+        "membership:read",
+        "membership:sell",
     }
 )
 DEFAULT_SCOPES = {
@@ -113,6 +118,8 @@ DEFAULT_SCOPES = {
             "referrals:use",
             "wallet:read",
             "wallet:topup",
+            "membership:read",
+            "membership:sell",
         }
     ),
 }

@@ -36,9 +36,9 @@ WALLET_ENTRY_KINDS: tuple[WalletEntryKind, ...] = get_args(WalletEntryKind)
 # adjustment, the merged member).
 WalletCause = Literal["topup", "order", "refund", "adjust", "merge", "expiry"]
 WALLET_CAUSES: tuple[WalletCause, ...] = get_args(WalletCause)
-# How a top-up was paid. Only cash at the till for now; Stripe (card, Alipay, WeChat Pay
-# through Stripe) is the next tender (docs/wallet.md).
-Tender = Literal["cash"]
+# How a top-up was paid: cash at the till, or through Stripe (card, Alipay, WeChat Pay: a
+# payment method the member's device made; credited once the payment succeeds).
+Tender = Literal["cash", "stripe"]
 TENDERS: tuple[Tender, ...] = get_args(Tender)
 Bucket = Literal["principal", "bonus"]
 
@@ -105,3 +105,31 @@ class WalletEntry(TenantOwned, Base):
     reason: Mapped[str] = mapped_column(String(200), default="")
     actor: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+TopupStatus = Literal["pending", "credited", "failed"]
+
+
+class WalletTopup(TenantOwned, Base):
+    """A top-up paid through Stripe: asked for, then credited once when the payment
+    succeeds (its id is the ``topup`` entry's id), or failed. Cash top-ups are credited at
+    once and need no row here."""
+
+    __tablename__ = "wallet_topups"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        Index("ix_wallet_topups_member", "tenant_id", "member_id", "created_at"),
+    )
+
+    member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    store_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    # The bonus the chain's rules promised when the member paid (a rule changed before the
+    # payment succeeded does not take it back).
+    bonus_fen: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # a TopupStatus
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -17,6 +17,7 @@ from nestpoint.wallet import service
 from nestpoint.wallet.schemas import (
     Liability,
     TopupIn,
+    TopupRead,
     TopupResult,
     WalletAdjustmentIn,
     WalletEntryList,
@@ -117,18 +118,34 @@ class MemberWalletController(Controller):
         "/topups",
         guards=[requires("wallet:topup")],
         responses=problems(404, 409, 422) | created_spec(TopupResult),
-        summary="Top up the member's stored value at the till (cash)",
+        summary="Top up the member's stored value (cash at the till, or through Stripe)",
         operation_id="createTopup",
         description=(
             "Needs `wallet:topup`; a store key tops up at its own store, an HQ key names "
-            "`store_code`. The chain's bonus rule adds its bonus. A retry with the same "
-            "`idempotency_key` replays the first 201; another body with it is 409. Audited."
+            "`store_code`. The chain's bonus rule adds its bonus. `cash` is credited at once; "
+            "`stripe` (with `payment_method`) answers `status: pending` and is credited once "
+            "the payment succeeds (409 `stripe-not-configured` without the chain's Stripe "
+            "account). A retry with the same `idempotency_key` replays the first 201; another "
+            "body with it is 409. Audited."
         ),
     )
     async def top_up(
         self, db: Db, member_id: FromPath[uuid.UUID], data: JSONBody[TopupIn]
     ) -> Response[TopupResult]:
         return answered(await service.top_up(db, member_id, data), TopupResult)
+
+    @get(
+        "/topups/{topup_id:uuid}",
+        guards=[requires("wallet:read")],
+        responses=problems(404),
+        summary="A top-up paid through Stripe, and whether it is credited yet",
+        operation_id="getTopup",
+        description="Needs `wallet:read`. `pending` until the payment succeeds or fails.",
+    )
+    async def topup(
+        self, db: Db, member_id: FromPath[uuid.UUID], topup_id: FromPath[uuid.UUID]
+    ) -> TopupRead:
+        return await service.get_topup(db, member_id, topup_id)
 
     @post(
         "/adjustments",

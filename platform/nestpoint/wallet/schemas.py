@@ -10,11 +10,12 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nestpoint.limits import MAX_FEN
+from nestpoint.payments.schemas import PaymentMethodId
 from nestpoint.points.schemas import Key
 from nestpoint.schemas import Strict
 from nestpoint.tenancy.schemas import StoreCode
 from nestpoint.text import required
-from nestpoint.wallet.models import Tender, WalletCause, WalletEntryKind
+from nestpoint.wallet.models import Tender, TopupStatus, WalletCause, WalletEntryKind
 
 MAX_BONUS_TIERS = 20
 PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN)]
@@ -49,21 +50,48 @@ class TopupIn(Strict):
         None, description="Required with an HQ key; a store key's own store otherwise."
     )
     tender: Tender = Field(
-        "cash", description="How it was paid: `cash` at the till (Stripe comes later)."
+        "cash",
+        description="How it was paid: `cash` at the till (credited at once), or `stripe` "
+        "with `payment_method` (credited when the payment succeeds).",
+    )
+    payment_method: PaymentMethodId | None = Field(
+        None, description="With `stripe`: the Stripe payment method the member's device made."
     )
     idempotency_key: Key
 
 
 class TopupResult(BaseModel):
-    entry_id: uuid.UUID
+    entry_id: uuid.UUID = Field(description="The top-up's id (its `topup` entry's, once credited).")
     member_id: uuid.UUID
     store_id: uuid.UUID
     tender: Tender
+    status: TopupStatus = Field(
+        "credited",
+        description="`credited`: in the balance now (cash); `pending`: credited when the "
+        "Stripe payment succeeds (`GET .../wallet/topups/{id}`), or `failed`.",
+    )
+    payment_id: uuid.UUID | None = Field(None, description="The Stripe payment, if any.")
     amount_fen: int = Field(description="Principal paid in.")
     bonus_fen: int = Field(description="Bonus the chain's rules gave for it.")
     principal_fen: int = Field(description="The member's principal balance after.")
     bonus_balance_fen: int = Field(description="The member's bonus balance after.")
     created_at: datetime
+
+
+class TopupRead(BaseModel):
+    """A top-up paid through Stripe and its state."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    member_id: uuid.UUID
+    store_id: uuid.UUID
+    amount_fen: int
+    bonus_fen: int = Field(description="The bonus promised when it was asked for.")
+    status: TopupStatus
+    payment_id: uuid.UUID | None
+    created_at: datetime
+    settled_at: datetime | None
 
 
 class WalletAdjustmentIn(Strict):

@@ -23,13 +23,16 @@ from nestpoint.audit.service import record as audit
 from nestpoint.context import current_actor, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
-from nestpoint.errors import Invalid
+from nestpoint.errors import Invalid, NotFound
 from nestpoint.events.service import emit
 from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.members.service import get_member_in_reach
+from nestpoint.payments import service as payments
+from nestpoint.payments.models import Payment
+from nestpoint.payments.registry import PaymentHandlers, register_purpose
 from nestpoint.points import service as points
-from nestpoint.tenancy.models import Store
+from nestpoint.tenancy.models import Store, Tenant
 from nestpoint.tenancy.service import ensure_store_trading, store_codes
 from nestpoint.wallet.models import (
     Bucket,
@@ -39,11 +42,13 @@ from nestpoint.wallet.models import (
     WalletEntryKind,
     WalletLot,
     WalletRulesRow,
+    WalletTopup,
 )
 from nestpoint.wallet.schemas import (
     Liability,
     StoreLiability,
     TopupIn,
+    TopupRead,
     TopupResult,
     WalletAdjustmentIn,
     WalletEntryRead,
@@ -325,49 +330,168 @@ async def _store(session: AsyncSession, code: str | None) -> uuid.UUID:
     raise Invalid.field("store_code", f"no store with code {code!r}")
 
 
+def _topup_request(member_id: uuid.UUID, data: TopupIn) -> str:
+    body = data.model_dump()
+    if body["payment_method"] is None:  # cash top-ups fingerprint as before Stripe existed
+        del body["payment_method"]
+    return fingerprint({"kind": "wallet.topup", "member": member_id} | body)
+
+
+def _check_tender(data: TopupIn) -> None:
+    if data.tender == "stripe" and data.payment_method is None:
+        raise Invalid.field("payment_method", "required with tender `stripe`")
+    if data.tender == "cash" and data.payment_method is not None:
+        raise Invalid.field("payment_method", "only with tender `stripe`")
+
+
+def _credit_topup(
+    session: AsyncSession,
+    account: WalletAccount,
+    topup_id: uuid.UUID,
+    amount: int,
+    bonus: int,
+    store_id: uuid.UUID,
+    note: Note,
+) -> datetime:
+    """The top-up's principal (its entry's id is the top-up's) and the bonus promised;
+    audited and announced (``wallet.topped_up``)."""
+    now = utcnow()
+    credit(session, account, "topup", amount, 0, "topup", str(topup_id), now,
+           store_id=store_id, note=note, entry_id=topup_id)  # fmt: skip
+    if bonus:
+        credit(session, account, "bonus", 0, bonus, "topup", str(topup_id), now,
+               store_id=store_id, note=note)  # fmt: skip
+    holder = account.member_id
+    payload = {"member_id": str(holder), "amount_fen": amount, "bonus_fen": bonus,
+               "tender": note.tender, "store_id": str(store_id)}  # fmt: skip
+    audit(session, "wallet.topup", "member", holder, payload | {"entry_id": str(topup_id)})
+    emit(session, "wallet.topped_up", "member", holder, payload, store_id=store_id)
+    return now
+
+
 async def top_up(session: AsyncSession, member_id: uuid.UUID, data: TopupIn) -> Answer[TopupResult]:
-    """Money paid in at the till against ``data.tender`` (cash), with the chain's bonus.
-    Idempotent by ``idempotency_key``; audited; emits ``wallet.topped_up``."""
+    """Money paid in against ``data.tender``, with the chain's bonus: cash at the till is
+    credited at once; a Stripe payment is asked for and credited when it succeeds
+    (:func:`_stripe_paid`). Idempotent by ``idempotency_key``; audited."""
+    _check_tender(data)
     member = await get_member_in_reach(session, member_id, active=True)
     store_id = await _store(session, data.store_code)
     holder = (await points.lock_account(session, member.id)).member_id  # the one lock order
-    request = fingerprint({"kind": "wallet.topup", "member": member_id} | data.model_dump())
+    request = _topup_request(member_id, data)
     key = data.idempotency_key
     earlier = await idempotency.replay(
         session, idempotency.REQUEST, key, request, field="idempotency_key"
     )
     if earlier is not None:
         return earlier
-    now = utcnow()
     bonus = bonus_for(await get_rules(session), data.amount_fen)
     account = await open_wallet(session, holder)
     topup_id = uuid.uuid4()
     actor = current_actor().name or str(current_actor().key_id or "")
     note = Note(tender=data.tender, key=key, actor=actor)
-    credit(session, account, "topup", data.amount_fen, 0, "topup", str(topup_id), now,
-           store_id=store_id, note=note, entry_id=topup_id)  # fmt: skip
-    if bonus:
-        credit(session, account, "bonus", 0, bonus, "topup", str(topup_id), now,
-               store_id=store_id, note=note)  # fmt: skip
+    payment_id = None
+    if data.tender == "stripe":
+        payment_id = await _ask_stripe(session, holder, topup_id, store_id, data, bonus, note)
+        now = utcnow()
+    else:
+        now = _credit_topup(session, account, topup_id, data.amount_fen, bonus, store_id, note)
     result = TopupResult(
         entry_id=topup_id,
         member_id=holder,
         store_id=store_id,
         tender=data.tender,
+        status="pending" if payment_id else "credited",
+        payment_id=payment_id,
         amount_fen=data.amount_fen,
         bonus_fen=bonus,
         principal_fen=account.principal_fen,
         bonus_balance_fen=account.bonus_fen,
         created_at=now,
     )
-    payload = {"member_id": str(holder), "amount_fen": data.amount_fen, "bonus_fen": bonus,
-               "tender": data.tender, "store_id": str(store_id)}  # fmt: skip
-    audit(session, "wallet.topup", "member", holder, payload | {"entry_id": str(topup_id)})
-    emit(session, "wallet.topped_up", "member", holder, payload, store_id=store_id)
     answer = idempotency.created(result)
     return await idempotency.record(
         session, idempotency.REQUEST, key, request, answer, field="idempotency_key"
     )
+
+
+# ------------------------------------------------------------------ top-ups through Stripe
+
+STRIPE_TOPUP = "wallet_topup"
+
+
+async def _ask_stripe(
+    session: AsyncSession,
+    holder: uuid.UUID,
+    topup_id: uuid.UUID,
+    store_id: uuid.UUID,
+    data: TopupIn,
+    bonus: int,
+    note: Note,
+) -> uuid.UUID:
+    """Record the pending top-up and ask for its payment, in this transaction."""
+    currency = await session.scalar(
+        select(Tenant.currency).where(Tenant.id == require_tenant().tenant_id)
+    )
+    topup = WalletTopup(id=topup_id, member_id=holder, store_id=store_id,
+                        amount_fen=data.amount_fen, bonus_fen=bonus,
+                        idempotency_key=data.idempotency_key, actor=note.actor[:100])  # fmt: skip
+    session.add(topup)
+    await session.flush()
+    payment = await payments.request_payment(
+        session, purpose=STRIPE_TOPUP, subject_id=topup_id, amount_fen=data.amount_fen,
+        currency=currency or "CNY", member_id=holder, payment_method=data.payment_method,
+        store_id=store_id, description="stored value top-up",
+    )  # fmt: skip
+    await session.execute(
+        update(WalletTopup).where(WalletTopup.id == topup_id).values(payment_id=payment.id)
+    )
+    audit(session, "wallet.topup_requested", "member", holder,
+          {"topup_id": str(topup_id), "amount_fen": data.amount_fen, "bonus_fen": bonus,
+           "payment_id": str(payment.id)})  # fmt: skip
+    return payment.id
+
+
+async def _stripe_paid(session: AsyncSession, payment: Payment) -> None:
+    """The payment succeeded: credit the top-up, once (its row locked after the ledgers'
+    accounts; a top-up we had marked failed is credited all the same: the money came)."""
+    topup = await session.scalar(select(WalletTopup).where(WalletTopup.id == payment.subject_id))
+    if topup is None or topup.status == "credited":
+        return
+    holder = (await points.lock_account(session, topup.member_id)).member_id
+    account = await open_wallet(session, holder)
+    topup = await session.scalar(
+        select(WalletTopup).where(WalletTopup.id == payment.subject_id).with_for_update()
+    )
+    if topup is None or topup.status == "credited":
+        return
+    note = Note(tender="stripe", key=topup.idempotency_key, actor=topup.actor)
+    topup.settled_at = _credit_topup(session, account, topup.id, topup.amount_fen,
+                                      topup.bonus_fen, topup.store_id, note)  # fmt: skip
+    topup.status = "credited"
+
+
+async def _stripe_failed(session: AsyncSession, payment: Payment) -> None:
+    topup = await session.scalar(
+        select(WalletTopup).where(WalletTopup.id == payment.subject_id).with_for_update()
+    )
+    if topup is not None and topup.status == "pending":
+        topup.status, topup.settled_at = "failed", utcnow()
+        audit(session, "wallet.topup_failed", "member", topup.member_id,
+              {"topup_id": str(topup.id), "failure": payment.failure})  # fmt: skip
+
+
+register_purpose(STRIPE_TOPUP, PaymentHandlers(succeeded=_stripe_paid, failed=_stripe_failed))
+
+
+async def get_topup(session: AsyncSession, member_id: uuid.UUID, topup_id: uuid.UUID) -> TopupRead:
+    """A top-up paid through Stripe, with its state."""
+    await get_member_in_reach(session, member_id)
+    topup = await session.scalar(
+        select(WalletTopup).where(WalletTopup.id == topup_id, WalletTopup.member_id == member_id)
+    )
+    if topup is None:
+        raise NotFound(f"no Stripe top-up {topup_id} for this member")
+    return TopupRead.model_validate(topup)
 
 
 async def adjust(

@@ -1,0 +1,1 @@
+"""Paid membership (付费会员): plans, cards bought through Stripe, renewals, upgrades."""
