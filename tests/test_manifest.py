@@ -123,7 +123,11 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     if "referrals" in spec:
         saved.append(("create", "referral settings", {}))
     campaigns = [("create", f"campaign {c['code']}", {}) for c in spec.get("campaigns", [])]
-    expected += saved + campaigns
+    money = [("create", "stored-value rules", {})] if "wallet" in spec else []
+    money += [("create", f"paid plan {p['code']}", {}) for p in spec.get("paid_plans", [])]
+    if "paid_membership" in spec:
+        money.append(("create", "paid-membership settings", {}))
+    expected += saved + campaigns + money
     assert described(planned) == expected
     assert described(changes) == expected
     tenant = await tenant_by_slug(slug)
@@ -157,6 +161,7 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
         + len(saved)
         # A campaign's creation and its activation.
         + sum(2 if c.get("active", True) else 1 for c in spec.get("campaigns", []))
+        + len(money)
     )
 
 
@@ -413,3 +418,44 @@ def test_a_coupon_template_names_only_the_manifests_stores(tmp_path: Path) -> No
     with pytest.raises(Invalid) as caught:
         manifests.load_manifest(path)
     assert [e.field for e in caught.value.errors] == ["coupon_templates.3.store_codes"]
+
+
+async def test_paid_plans_and_stored_value_rules_apply_and_edit_as_one_update(
+    tmp_path: Path,
+) -> None:
+    path, _ = copy_example(tmp_path, "bloom-premium.toml")
+    tenant_id, _ = await apply_file(path)
+    text = path.read_text(encoding="utf-8")
+    edited = text.replace("price_fen = 29900", "price_fen = 32900", 1).replace(
+        "bonus_fen = 40000", "bonus_fen = 45000", 1
+    )
+    path.write_text(edited, encoding="utf-8")
+    changes = described(await plan_file(path))
+    assert ("update", "paid plan black-card", {"price_fen": [29900, 32900]}) in changes
+    assert [c[:2] for c in changes] == [
+        ("update", "stored-value rules"),
+        ("update", "paid plan black-card"),
+    ]
+    await apply_file(path)
+    assert await plan_file(path) == []
+    with acting_as(Actor("system", name="tests")), tenant_context(tenant_id):
+        async with scoped_session() as session:
+            from nestpoint.membership import service as membership
+
+            plan = await membership.get_plan(session, "black-card")
+    assert (plan.price_fen, plan.earn_multiplier_percent) == (32900, 200)
+
+
+def test_a_paid_plan_names_only_the_manifests_benefits(tmp_path: Path) -> None:
+    path, _ = copy_example(tmp_path, "bloom-premium.toml")
+    text = path.read_text(encoding="utf-8")
+    bad = text.replace(
+        'benefits = ["card-double-points", "free-delivery"',
+        'benefits = ["card-double-points", "no-such"',
+        1,
+    )
+    assert bad != text
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(Invalid) as caught:
+        manifests.load_manifest(path)
+    assert [e.field for e in caught.value.errors] == ["paid_plans.0.benefits.1"]

@@ -24,6 +24,7 @@ from nestpoint.text import required
 
 MAX_PLAN_BENEFITS = 50
 MAX_TRIAL_DAYS = 366
+MAX_PAID_PLANS = 50
 PriceFen = Annotated[int, Field(ge=0, le=MAX_FEN)]
 # A Stripe payment method id (pm_...), as the mini-program or the till's terminal made it.
 PaymentMethod = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{3,255}$")]
@@ -69,6 +70,12 @@ class PaidPlanSpec(Strict):
         if len(set(self.benefits)) != len(self.benefits):
             raise ValueError("benefits must not repeat a code")
         return self
+
+
+class PaidPlanManifest(PaidPlanSpec):
+    """A paid plan in a tenant manifest (``[[paid_plans]]``)."""
+
+    code: Code
 
 
 class PaidPlanRead(PaidPlanSpec):

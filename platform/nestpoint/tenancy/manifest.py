@@ -30,6 +30,13 @@ from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Invalid
 from nestpoint.loyalty import service as loyalty
 from nestpoint.loyalty.schemas import ProgramSpec
+from nestpoint.membership import service as membership
+from nestpoint.membership.schemas import (
+    MAX_PAID_PLANS,
+    PaidMembershipSettings,
+    PaidPlanManifest,
+    PaidPlanSpec,
+)
 from nestpoint.messaging import service as messaging
 from nestpoint.messaging.schemas import MessagingSettings
 from nestpoint.plugins import manifest as plugin_manifest
@@ -52,6 +59,8 @@ from nestpoint.tenancy.schemas import (
     TenantCreate,
     TenantUpdate,
 )
+from nestpoint.wallet import service as wallet
+from nestpoint.wallet.schemas import WalletRules
 
 
 class TenantManifest(Strict):
@@ -83,6 +92,13 @@ class TenantManifest(Strict):
     # code is new and activated when ``active``; one that exists is left as it is (it may
     # have granted under its terms).
     campaigns: list[CampaignSpec] = Field([], max_length=MAX_CAMPAIGNS)
+    # Stored value's bonus rules (see docs/wallet.md); absent: left as they are.
+    wallet: WalletRules | None = None
+    # Paid cards (see docs/paid-membership.md), created or replaced by code (their benefits
+    # from the catalog); plans not in the manifest are left as they are (members hold them).
+    paid_plans: list[PaidPlanManifest] = Field([], max_length=MAX_PAID_PLANS)
+    # The chain's paid-membership rules (grace, reminders, refunds); absent: left as they are.
+    paid_membership: PaidMembershipSettings | None = None
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -157,6 +173,7 @@ def validate_manifest(raw: dict[str, Any], source: str) -> TenantManifest:
         errors += _check_segments(manifest)
         errors += _check_coupon_templates(manifest)
         errors += _check_referral_coupons(manifest)
+        errors += _check_paid_plans(manifest)
     if errors:
         raise Invalid(f"{source}: {len(errors)} error(s) in the manifest", errors=errors)
     return manifest
@@ -208,6 +225,26 @@ def _check_referral_coupons(manifest: TenantManifest) -> list[FieldError]:
     ]
 
 
+def _check_paid_plans(manifest: TenantManifest) -> list[FieldError]:
+    """Each plan's code unique; its benefits among the manifest's catalog when it has one
+    (otherwise the database's catalog is checked when the manifest is applied)."""
+    errors: list[FieldError] = []
+    codes = [p.code for p in manifest.paid_plans]
+    catalog = None if manifest.benefits is None else {b.code for b in manifest.benefits}
+    for i, spec in enumerate(manifest.paid_plans):
+        where = f"paid_plans.{i}"
+        if codes.count(spec.code) > 1:
+            errors.append(FieldError(f"{where}.code", f"plan {spec.code!r} appears twice"))
+        for j, code in enumerate(spec.benefits):
+            if catalog is not None and code not in catalog:
+                errors.append(FieldError(f"{where}.benefits.{j}", f"no benefit {code!r}"))
+    return errors
+
+
+def _plan_body(spec: PaidPlanManifest) -> PaidPlanSpec:
+    return PaidPlanSpec(**spec.model_dump(exclude={"code"}))
+
+
 def _template_body(spec: TemplateSpec) -> TemplateIn:
     return TemplateIn(**spec.model_dump(exclude={"code"}))
 
@@ -238,6 +275,11 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         if manifest.referrals is not None:
             changes.append(Change("create", "referral settings"))
         changes += [Change("create", f"campaign {c.code}") for c in manifest.campaigns]
+        if manifest.wallet is not None:
+            changes.append(Change("create", "stored-value rules"))
+        changes += [Change("create", f"paid plan {p.code}") for p in manifest.paid_plans]
+        if manifest.paid_membership is not None:
+            changes.append(Change("create", "paid-membership settings"))
         return changes
     tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
     if tenant_diff:
@@ -254,6 +296,7 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         plugin_changes += await _plan_coupon_templates(session, manifest.coupon_templates)
         plugin_changes += await _plan_referrals(session, manifest.referrals)
         plugin_changes += await _plan_campaigns(session, manifest.campaigns)
+        plugin_changes += await _plan_money(session, manifest)
     await rebind_tenant(session)
     for spec in manifest.stores:
         store = existing.pop(spec.code, None)
@@ -313,6 +356,12 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
         await session.flush()
         for campaign in manifest.campaigns:  # after what its audience and actions name
             await campaigns.apply_spec(session, campaign)
+        if manifest.wallet is not None:  # audited when it changes
+            await wallet.put_rules(session, manifest.wallet)
+        for i, paid in enumerate(manifest.paid_plans):  # after the benefits; audited if changed
+            await membership.put_plan(session, paid.code, _plan_body(paid), f"paid_plans.{i}.")
+        if manifest.paid_membership is not None:  # audited when it changes
+            await membership.put_settings(session, manifest.paid_membership)
         await session.flush()  # the audit entries, while the tenant is in context
     await rebind_tenant(session)
     return tenant, changes
@@ -388,6 +437,33 @@ async def _plan_campaigns(session: AsyncSession, specs: list[CampaignSpec]) -> l
         elif spec.active and found.status == "draft":
             status = {"status": ["draft", "scheduled"]}
             changes.append(Change("update", f"campaign {spec.code}", status))
+    return changes
+
+
+async def _plan_money(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
+    """Stored-value rules, paid plans and paid-membership settings that differ."""
+    changes: list[Change] = []
+    if manifest.wallet is not None:
+        before, after = (await wallet.get_rules(session)).model_dump(), manifest.wallet.model_dump()
+        if before != after:
+            changes.append(Change("update", "stored-value rules", {"bonus_tiers": [
+                before["bonus_tiers"], after["bonus_tiers"]]}))  # fmt: skip
+    stored = {p.code: p for p in await membership.list_plans(session)}
+    for spec in manifest.paid_plans:
+        current = stored.get(spec.code)
+        if current is None:
+            changes.append(Change("create", f"paid plan {spec.code}"))
+            continue
+        after = _plan_body(spec).model_dump()
+        diff = {k: [getattr(current, k), v] for k, v in after.items() if getattr(current, k) != v}
+        if diff:
+            changes.append(Change("update", f"paid plan {spec.code}", diff))
+    if manifest.paid_membership is not None:
+        before = (await membership.get_settings(session)).model_dump()
+        after = manifest.paid_membership.model_dump()
+        diff = {k: [before[k], v] for k, v in after.items() if before[k] != v}
+        if diff:
+            changes.append(Change("update", "paid-membership settings", diff))
     return changes
 
 
