@@ -337,33 +337,33 @@ async def settle_refund(
 # ---- leases (the worker's hold on a row while it talks to Stripe) ------------------------
 
 
-async def take_payment_lease(session: AsyncSession, payment_id: uuid.UUID, seconds: int) -> bool:
-    """Hold a payment that is not final for ``seconds``, unless another worker holds it."""
+async def _take_lease(
+    session: AsyncSession,
+    model: type[Payment] | type[PaymentRefund],
+    row_id: uuid.UUID,
+    seconds: int,
+) -> bool:
+    """Hold a row that is not final for ``seconds``, unless another worker holds it: one
+    conditional UPDATE, so two workers never both get it."""
     now = utcnow()
     result = await session.execute(
-        update(Payment)
+        update(model)
         .where(
-            Payment.id == payment_id,
-            Payment.status.in_(("pending", "submitted")),
-            (Payment.lease_until.is_(None)) | (Payment.lease_until < now),
+            model.id == row_id,
+            model.status.in_(("pending", "submitted")),
+            (model.lease_until.is_(None)) | (model.lease_until < now),
         )
-        .values(lease_until=now + timedelta(seconds=seconds), attempts=Payment.attempts + 1)
+        .values(lease_until=now + timedelta(seconds=seconds), attempts=model.attempts + 1)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def take_payment_lease(session: AsyncSession, payment_id: uuid.UUID, seconds: int) -> bool:
+    return await _take_lease(session, Payment, payment_id, seconds)
 
 
 async def take_refund_lease(session: AsyncSession, refund_id: uuid.UUID, seconds: int) -> bool:
-    now = utcnow()
-    result = await session.execute(
-        update(PaymentRefund)
-        .where(
-            PaymentRefund.id == refund_id,
-            PaymentRefund.status.in_(("pending", "submitted")),
-            (PaymentRefund.lease_until.is_(None)) | (PaymentRefund.lease_until < now),
-        )
-        .values(lease_until=now + timedelta(seconds=seconds), attempts=PaymentRefund.attempts + 1)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await _take_lease(session, PaymentRefund, refund_id, seconds)
 
 
 # ---- reading ----------------------------------------------------------------------------
