@@ -78,7 +78,7 @@ from nestpoint.payments.models import Payment, PaymentRefund
 from nestpoint.payments.registry import PaymentHandlers, register_purpose
 from nestpoint.points import service as points
 from nestpoint.tenancy.models import Store, Tenant
-from nestpoint.tenancy.service import ensure_store_trading, store_codes
+from nestpoint.tenancy.service import selling_store, store_codes
 
 log = logging.getLogger("nestpoint.membership")
 
@@ -274,26 +274,8 @@ async def put_settings(
 
 
 async def _sale_store(session: AsyncSession, code: str | None) -> uuid.UUID | None:
-    """The store credited with a sale: a store key's own; an HQ key's named one, or none
-    (the mini-program). The store must trade."""
-    ctx = require_tenant()
-    if ctx.store_id is not None:
-        if code is not None:
-            own = next(
-                (c for c, i in (await store_codes(session)).items() if i == ctx.store_id), None
-            )
-            if code != own:
-                raise Invalid.field("store_code", "a store key sells at its own store")
-        await ensure_store_trading(session, ctx.store_id)
-        return ctx.store_id
-    if code is None:
-        return None
-    for refresh in (False, True):
-        codes = await store_codes(session, refresh=refresh)
-        if code in codes:
-            await ensure_store_trading(session, codes[code])
-            return codes[code]
-    raise Invalid.field("store_code", f"no store with code {code!r}")
+    """The store credited with a sale (none: the mini-program)."""
+    return await selling_store(session, code, required=False, doing="sells")
 
 
 async def _live_card(

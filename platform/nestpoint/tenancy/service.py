@@ -390,3 +390,30 @@ async def create_platform_key(session: AsyncSession, name: str) -> tuple[Platfor
     session.add(row)
     await session.flush()
     return row, secret
+
+
+async def selling_store(
+    session: AsyncSession, code: str | None, *, required: bool, doing: str
+) -> uuid.UUID | None:
+    """The store a sale or a top-up is booked at: a store key's own (it may name only that
+    one: 422 on ``store_code``), or the one an HQ key names (without one: 422 when
+    ``required``, else none, a sale in the mini-program). The store must trade."""
+    ctx = require_tenant()
+    if ctx.store_id is not None:
+        if code is not None:
+            own = next((c for c, i in (await store_codes(session)).items() if i == ctx.store_id),
+                       None)  # fmt: skip
+            if code != own:
+                raise Invalid.field("store_code", f"a store key {doing} at its own store")
+        await ensure_store_trading(session, ctx.store_id)
+        return ctx.store_id
+    if code is None:
+        if required:
+            raise Invalid.field("store_code", "required with an HQ key")
+        return None
+    for refresh in (False, True):
+        codes = await store_codes(session, refresh=refresh)
+        if code in codes:
+            await ensure_store_trading(session, codes[code])
+            return codes[code]
+    raise Invalid.field("store_code", f"no store with code {code!r}")

@@ -33,7 +33,7 @@ from nestpoint.payments.models import Payment
 from nestpoint.payments.registry import PaymentHandlers, register_purpose
 from nestpoint.points import service as points
 from nestpoint.tenancy.models import Store, Tenant
-from nestpoint.tenancy.service import ensure_store_trading, store_codes
+from nestpoint.tenancy.service import selling_store
 from nestpoint.wallet.models import (
     Bucket,
     WalletAccount,
@@ -309,25 +309,10 @@ def book_spend(
 
 
 async def _store(session: AsyncSession, code: str | None) -> uuid.UUID:
-    """The store money comes in at: a store key's own (it may name only that one), or the
-    one an HQ key names; it must trade."""
-    ctx = require_tenant()
-    if ctx.store_id is not None:
-        if code is not None:
-            own = next((c for c, i in (await store_codes(session)).items() if i == ctx.store_id),
-                       None)  # fmt: skip
-            if code != own:
-                raise Invalid.field("store_code", "a store key tops up at its own store")
-        await ensure_store_trading(session, ctx.store_id)
-        return ctx.store_id
-    if code is None:
-        raise Invalid.field("store_code", "required with an HQ key")
-    for refresh in (False, True):
-        codes = await store_codes(session, refresh=refresh)
-        if code in codes:
-            await ensure_store_trading(session, codes[code])
-            return codes[code]
-    raise Invalid.field("store_code", f"no store with code {code!r}")
+    """The store money comes in at (an HQ key must name one)."""
+    store_id = await selling_store(session, code, required=True, doing="tops up")
+    assert store_id is not None
+    return store_id
 
 
 def _topup_request(member_id: uuid.UUID, data: TopupIn) -> str:
