@@ -28,6 +28,7 @@ LAZY_BY_DESIGN = {
     "coupons/cli.py",
     "payments/cli.py",
     "campaigns/cli.py",
+    "billing/cli.py",
     "membership/cli.py",
     "testing.py",
 }

@@ -434,6 +434,15 @@ def _base_body(op: Operation, w: World) -> Any:
             "auto_renew": False,
             "payment_method": "pm_card_visa",
         },
+        ("PUT", "/api/v1/billing/plans/{code}"): {
+            "name": "Fuzz plan",
+            "price_fen": 9900,
+            "currency": "CNY",
+            "max_members": 100000,
+            "max_stores": None,
+            "active": True,
+        },
+        ("PUT", "/api/v1/tenants/{tenant_id}/billing/subscription"): {"plan_code": "enterprise"},
         ("POST", "/api/v1/campaigns/templates/{key}/instantiate"): {
             "code": f"F{key[:8]}",
             "message_template": "points_expiring",

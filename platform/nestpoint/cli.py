@@ -360,6 +360,7 @@ def demo(
 
 
 def _add_loyalty_commands() -> None:
+    from nestpoint.billing.cli import billing_app
     from nestpoint.campaigns.cli import campaigns_app
     from nestpoint.coupons.cli import coupons_app
     from nestpoint.exports.cli import exports_app
@@ -379,6 +380,7 @@ def _add_loyalty_commands() -> None:
     app.add_typer(coupons_app, name="coupons")
     app.add_typer(payments_app, name="payments")
     app.add_typer(campaigns_app, name="campaigns")
+    app.add_typer(billing_app, name="billing")
     app.add_typer(membership_app, name="membership")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from nestpoint.billing import service as billing
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import get_database, scoped_session, utcnow
 from nestpoint.demo_data import seed_benefits, seed_coupons, seed_members
@@ -41,6 +42,8 @@ EXAMPLE_MANIFESTS = ("bloom-premium.toml", "nest-community.toml")
 # lookups and tier histories mean something; seeded once).
 DEMO_MEMBERS = int(os.environ.get("NESTPOINT_DEMO_MEMBERS", "1000"))
 PLUGIN_DEMO_STORE = ("nest-community", "store CD-01")
+# The plan each example chain is on (the default plans of migration 0029; docs/billing.md).
+DEMO_PLANS = {"bloom-premium": "growth", "nest-community": "starter"}
 
 
 @dataclass
@@ -69,6 +72,8 @@ class DemoInfo:
         lines += [
             "",
             f"Try: curl -H 'Authorization: Bearer {self.keys[0][2]}' {url}/api/v1/stores",
+            f"Plans and usage: curl -H 'Authorization: Bearer {self.platform_key}' "
+            f"{url}/api/v1/billing/tenants",
         ]
         # The example plugin is enabled for one store of one chain (tenants/*.toml).
         plugin_keys = [k for t, who, k in self.keys if (t, who) == PLUGIN_DEMO_STORE]
@@ -134,6 +139,7 @@ async def _seed() -> DemoInfo:
             # The built-in segments now, not at the chain's next 02:30: the demo shows them.
             await run_for_tenant(tenant.id, recompute_segments, name="demo")
             await _seed_plugins(tenant.id)
+            await _seed_billing(tenant.id, tenant.slug)
             # Relay what the seeding raised now, so the demo starts with no backlog (a
             # plugin's first event would otherwise wait behind thousands).
             info.relayed += await drain_pending(tenant.id, budget_seconds=600)
@@ -159,6 +165,18 @@ async def _seed_plugins(tenant_id: uuid.UUID) -> None:
     failures = await get_plugin_host().seed_demo(tenant_id, stores, members)
     for failure in failures:
         log.warning("a plugin's demo data failed: %s", failure.describe())
+
+
+async def _seed_billing(tenant_id: uuid.UUID, slug: str) -> None:
+    """Put the chain on its demo plan and record its usage, so the operator's view
+    (``GET /api/v1/billing/tenants``, ``nestpoint billing list``) shows plans, usage and a
+    warning. With no platform Stripe key the plan stays ``pending`` for Stripe."""
+    plan = DEMO_PLANS.get(slug)
+    if plan is None:
+        return
+    async with scoped_session() as session:
+        await billing.subscribe(session, tenant_id, plan)
+        await billing.refresh_usage(session, tenant_id)
 
 
 def prepare_demo() -> DemoInfo:

@@ -28,6 +28,11 @@ from nestpoint.benefits.routes import (
     BundleController,
     MemberBenefitController,
 )
+from nestpoint.billing.routes import (
+    PlatformBillingController,
+    PlatformTenantBillingController,
+    TenantBillingController,
+)
 from nestpoint.campaigns.routes import CampaignController
 from nestpoint.coupons.routes import (
     CouponController,
@@ -114,6 +119,9 @@ API_CONTROLLERS = [
     PaidMembershipController,
     MemberPaidMembershipController,
     PaymentController,
+    PlatformBillingController,
+    PlatformTenantBillingController,
+    TenantBillingController,
 ]
 
 

@@ -8,6 +8,7 @@ from nestpoint.benefits.models import (
     BundleGrant,
     Entitlement,
 )
+from nestpoint.billing.models import BillingPlan, BillingSubscription, BillingUsage, BillingWarning
 from nestpoint.campaigns.models import Campaign, CampaignEventCursor, CampaignGrant
 from nestpoint.coupons.models import Coupon, CouponEvent, CouponTemplate
 from nestpoint.db.base import Base
@@ -76,6 +77,10 @@ __all__ = [
     "Benefit",
     "BenefitBundle",
     "BenefitUse",
+    "BillingPlan",
+    "BillingSubscription",
+    "BillingUsage",
+    "BillingWarning",
     "BundleGrant",
     "Campaign",
     "CampaignEventCursor",

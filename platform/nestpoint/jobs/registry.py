@@ -16,6 +16,7 @@ from typing import Any
 import dramatiq
 
 from nestpoint.benefits import actors as benefits
+from nestpoint.billing import actors as billing
 from nestpoint.campaigns import actors as campaigns
 from nestpoint.db import models
 from nestpoint.exports import actors as exports
@@ -34,6 +35,7 @@ from nestpoint.tiers import actors as tiers
 
 ACTOR_MODULES: tuple[ModuleType, ...] = (
     benefits,
+    billing,
     campaigns,
     exports,
     imports,
@@ -68,6 +70,9 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (campaigns.tick_all, "interval", {"minutes": 1}),
     # Payments: unfinished charges, refunds and webhook events (a lost message, a dead worker).
     (payments.sweep_all, "interval", {"minutes": 1}),
+    # Tenant billing: plan choices Stripe has not confirmed yet; every chain's usage.
+    (billing.sync_due, "interval", {"minutes": 1}),
+    (billing.refresh_usage_all, "interval", {"minutes": 15}),
 )
 
 

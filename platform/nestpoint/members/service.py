@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
+from nestpoint.billing import service as billing
 from nestpoint.context import current_actor, current_tenant, require_tenant
 from nestpoint.db import get_database, utcnow
 from nestpoint.db.pagination import Page, paginate
@@ -716,6 +717,7 @@ async def create_member(session: AsyncSession, data: MemberCreate) -> Member:
         await ensure_store_trading(session, ctx.store_id)
     if home_store_id is not None:
         await ensure_store_trading(session, home_store_id, "home_store_code")
+    await billing.ensure_member_room(session)  # the plan's member limit (docs/billing.md)
     join_store_id = ctx.store_id or home_store_id
     member_id = uuid.uuid4()
     data_key = pii.new_data_key(ctx.tenant_id, member_id)

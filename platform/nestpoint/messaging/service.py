@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from nestpoint.audit.service import record
+from nestpoint.billing import service as billing
 from nestpoint.context import require_tenant
 from nestpoint.db.base import new_id, utcnow
 from nestpoint.db.pagination import Page, paginate
@@ -241,6 +242,8 @@ async def send(session: AsyncSession, data: SendIn) -> Answer[MessageList]:
     )
     if earlier is not None:
         return earlier
+    # Marketing messages count against the plan's monthly quota (docs/billing.md).
+    await billing.ensure_message_room(session, data.purpose, len(messages), "member_ids")
     session.add_all(messages)
     await session.flush()
     _enqueue_after_commit(session, messages)
@@ -307,6 +310,7 @@ async def queue_message(
     found = await _by_key(session, key)
     if found is not None:
         return found
+    await billing.ensure_message_room(session, purpose, 1, "purpose")  # the plan's quota
     message = _new_message(
         member_id=member_id,
         key=key,

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
+from nestpoint.billing import service as billing
 from nestpoint.context import current_actor, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
@@ -107,6 +108,8 @@ async def set_chain(
         else (dict(row.config) if row else {})
     )
     created = row is None
+    if data.enabled and not (row is not None and row.enabled):
+        await billing.ensure_plugin_room(session, plugin_id)  # the plan's plugin limit
     if row is None:
         row = PluginEnablement(plugin_id=plugin_id, store_id=None, config={})
         row.enabled, row.allow_store_opt_in = False, False
@@ -149,6 +152,9 @@ async def set_store(
     else:
         config = dict(row.config) if row else {}
     created = row is None
+    on_now = row.enabled if row is not None else chain is not None and chain.enabled
+    if data.enabled and not on_now:
+        await billing.ensure_plugin_room(session, plugin_id)  # the plan's plugin limit
     if row is None:
         # The new row starts as the store was: following the chain (on since the chain's).
         row = PluginEnablement(plugin_id=plugin_id, store_id=store.id, config={})

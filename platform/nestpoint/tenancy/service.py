@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
+from nestpoint.billing import service as billing
 from nestpoint.cache import BoundedCache
 from nestpoint.context import Actor, current_actor, current_tenant, require_tenant, tenant_context
 from nestpoint.db import utcnow
@@ -208,6 +209,8 @@ async def create_store(session: AsyncSession, data: StoreCreate) -> Store:
         raise Conflict(
             f"a store with code {data.code!r} exists", errors=[FieldError("code", "already taken")]
         )
+    if data.active:
+        await billing.ensure_store_room(session)  # the plan's store limit (docs/billing.md)
     store = Store(**data.model_dump())
     session.add(store)
     forget_trading_stores()
@@ -226,6 +229,8 @@ async def update_store(
     session: AsyncSession, code: str, data: StoreUpdate
 ) -> tuple[Store, dict[str, Any]]:
     store = await get_store(session, code)
+    if data.active and not store.active:  # a reactivated store is a store more
+        await billing.ensure_store_room(session, field="active")
     diff = _apply_changes(store, data.model_dump(exclude_none=True))
     if "active" in diff or "kind" in diff:
         forget_trading_stores()  # a deactivated store stops trading now in this process

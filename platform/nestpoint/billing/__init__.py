@@ -1,0 +1,1 @@
+"""The platform bills its tenants: plans, subscriptions on Stripe, usage and limits."""
