@@ -32,7 +32,10 @@ from nestpoint.membership.schemas import (
     UpgradeIn,
 )
 
-PlanCodePath = Annotated[
+# No pattern on the path: a code no plan has is simply not found (404), whatever its shape;
+# the body's code rules apply when a plan is created.
+PlanCodePath = Annotated[str, PathParameter(name="code", max_length=64)]
+NewPlanCodePath = Annotated[
     str, PathParameter(name="code", pattern=r"^[a-z][a-z0-9_-]{0,63}$", max_length=64)
 ]
 StoreCodeQuery = Annotated[str | None, QueryParameter(name="store_code", max_length=32)]
@@ -83,7 +86,7 @@ class PaidPlanController(Controller):
         ),
     )
     async def put_plan(
-        self, db: Db, code: PlanCodePath, data: JSONBody[PaidPlanSpec]
+        self, db: Db, code: NewPlanCodePath, data: JSONBody[PaidPlanSpec]
     ) -> PaidPlanRead:
         return await service.put_plan(db, code, data)
 
