@@ -1,4 +1,5 @@
-"""Stored value top-ups paid through Stripe (credited when the payment succeeds).
+"""Stored value: top-ups paid through Stripe (credited when the payment succeeds), and the
+chain's bonus validity.
 
 Revision ID: 0031_wallet_topups
 Revises: 0030_paid_membership
@@ -43,7 +44,11 @@ def upgrade() -> None:
         "ix_wallet_topups_member", "wallet_topups", ["tenant_id", "member_id", "created_at"]
     )
     isolate_and_grant({"wallet_topups": "SELECT, INSERT, UPDATE"})
+    with op.batch_alter_table("wallet_rules") as batch:
+        batch.add_column(sa.Column("bonus_valid_days", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("wallet_rules") as batch:
+        batch.drop_column("bonus_valid_days")
     op.drop_table("wallet_topups")

@@ -108,6 +108,8 @@ operation = st.one_of(
     # worker or the webhook (succeeded or declined), news that may come twice.
     st.tuples(st.just("wallet_stripe_topup"), st.integers(1, 120_000)),
     st.tuples(st.just("wallet_stripe_settle"), st.integers(0, 5), st.booleans(), st.booleans()),
+    # The hourly job taking back bonus past the chain's 30 days, run that many days ahead.
+    st.tuples(st.just("wallet_expire"), st.integers(0, 40)),
 )
 # SQLite and PostgreSQL both: examples per run (raise it for a long run).
 EXAMPLES = int(os.environ.get("NESTPOINT_LEDGER_EXAMPLES", "100"))
@@ -189,7 +191,8 @@ WALLET_RULES = WalletRules(
     bonus_tiers=[
         BonusTier(threshold_fen=50_000, bonus_fen=3_000),
         BonusTier(threshold_fen=100_000, bonus_fen=10_000),
-    ]
+    ],
+    bonus_valid_days=30,
 )
 
 
@@ -383,6 +386,9 @@ async def _check(world: World) -> None:
         ("wallet_stripe_settle", 2, True, False),
         ("wallet_stripe_settle", 2, False, True),
         ("refund", 0, 0),
+        ("wallet_expire", 31),
+        ("wallet_pay", 100, 0),
+        ("wallet_expire", 31),
     ]
 )
 async def test_random_operations_keep_the_ledger_consistent(ledger_tenant, ops):
@@ -455,7 +461,8 @@ async def test_concurrent_operations_keep_the_ledger_consistent(ledger_tenant, r
         await _check(world)
 
 
-CLOCK_AHEAD = ("expire", "release_due")  # the jobs this test runs with a future clock
+# The jobs this test runs with a future clock.
+CLOCK_AHEAD = ("expire", "release_due", "wallet_expire")
 
 
 async def _share_of_available(session, program, member_id, percent) -> int:  # type: ignore[no-untyped-def]
@@ -666,6 +673,8 @@ async def _apply_wallet(session, op, world: World) -> None:  # type: ignore[no-u
         for _ in range(2 if op[3] else 1):
             payment = await payments.lock_payment(session, payment_id)
             await payments.settle(session, payment, outcome, intent_id=f"pi_{payment_id.hex}")
+    elif kind == "wallet_expire":
+        await wallet.expire_bonus(session, datetime.now(UTC) + timedelta(days=op[1]))
     elif kind == "wallet_merge":
         other = await create_member(session, MemberCreate(phone=new_phone()))
         await session.flush()

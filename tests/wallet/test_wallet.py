@@ -85,7 +85,7 @@ async def test_rules_are_validated_audited_and_give_the_highest_tier_reached(
 ):
     t = await make_tenant()
     r = await client.get("/api/v1/wallet/rules", headers=t.hq())
-    assert r.json() == {"bonus_tiers": []}
+    assert r.json() == {"bonus_tiers": [], "bonus_valid_days": None}
     bad = {"bonus_tiers": [{"threshold_fen": 100_000, "bonus_fen": 1},
                            {"threshold_fen": 100_000, "bonus_fen": 2}]}  # fmt: skip
     r = await client.put("/api/v1/wallet/rules", json=bad, headers=t.hq())

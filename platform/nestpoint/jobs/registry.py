@@ -32,6 +32,7 @@ from nestpoint.privacy import actors as privacy
 from nestpoint.referrals import actors as referrals
 from nestpoint.segments import actors as segments
 from nestpoint.tiers import actors as tiers
+from nestpoint.wallet import actors as wallet
 
 ACTOR_MODULES: tuple[ModuleType, ...] = (
     benefits,
@@ -50,6 +51,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     referrals,
     segments,
     tiers,
+    wallet,
 )
 
 # (actor, trigger, trigger arguments). One scheduler enqueues them (the elected leader,
@@ -70,6 +72,7 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (campaigns.tick_all, "interval", {"minutes": 1}),
     # Payments: unfinished charges, refunds and webhook events (a lost message, a dead worker).
     (payments.sweep_all, "interval", {"minutes": 1}),
+    (wallet.expire_bonus_all, "interval", {"hours": 1}),  # bonus past the chain's validity
     # Tenant billing: plan choices Stripe has not confirmed yet; every chain's usage.
     (billing.sync_due, "interval", {"minutes": 1}),
     (billing.refresh_usage_all, "interval", {"minutes": 15}),

@@ -50,6 +50,7 @@ class WalletRulesRow(TenantScoped, Base):
 
     # [{"threshold_fen": 100000, "bonus_fen": 10000}, ...], thresholds rising.
     bonus_tiers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    bonus_valid_days: Mapped[int | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -34,6 +34,14 @@ class WalletRules(Strict):
     (one tier, not one per multiple); no tiers: no bonus."""
 
     bonus_tiers: list[BonusTier] = Field(default_factory=list, max_length=MAX_BONUS_TIERS)
+    bonus_valid_days: int | None = Field(
+        None,
+        ge=1,
+        le=3660,
+        description="Days a top-up's bonus can be spent, from the top-up (an hourly job takes "
+        "back what is left, with an `expire` entry). None: bonus never expires. Principal "
+        "never expires.",
+    )
 
     @field_validator("bonus_tiers")
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,22 +67,26 @@ class InsufficientStoredValue(Invalid):
 
 async def get_rules(session: AsyncSession) -> WalletRules:
     row = await session.get(WalletRulesRow, require_tenant().tenant_id)
-    return WalletRules.model_validate({"bonus_tiers": row.bonus_tiers if row else []})
+    if row is None:
+        return WalletRules()
+    return WalletRules.model_validate(
+        {"bonus_tiers": row.bonus_tiers, "bonus_valid_days": row.bonus_valid_days}
+    )
 
 
 async def put_rules(session: AsyncSession, rules: WalletRules) -> WalletRules:
     """Replace the chain's rules; audited when they change (the same body changes nothing)."""
     tenant_id = require_tenant().tenant_id
     row = await session.get(WalletRulesRow, tenant_id, with_for_update=True)
-    before = row.bonus_tiers if row else []
-    after = rules.model_dump()["bonus_tiers"]
+    before = (await get_rules(session)).model_dump()
+    after = rules.model_dump()
     if row is None:
-        session.add(WalletRulesRow(tenant_id=tenant_id, bonus_tiers=after))
-    elif before != after:
-        row.bonus_tiers = after
-    if before != after:
-        audit(session, "wallet.rules_put", "wallet_rules", tenant_id,
-              {"bonus_tiers": [before, after]})  # fmt: skip
+        row = WalletRulesRow(tenant_id=tenant_id)
+        session.add(row)
+    row.bonus_tiers, row.bonus_valid_days = after["bonus_tiers"], after["bonus_valid_days"]
+    changed = {k: [before[k], v] for k, v in after.items() if before[k] != v}
+    if changed:
+        audit(session, "wallet.rules_put", "wallet_rules", tenant_id, changed)
     await session.flush()
     return rules
 
@@ -173,6 +177,7 @@ def _lot(
     amount: int,
     store_id: uuid.UUID | None,
     now: datetime,
+    expires_at: datetime | None = None,
 ) -> None:
     if amount > 0:
         session.add(
@@ -184,6 +189,7 @@ def _lot(
                 amount=amount,
                 remaining=amount,
                 created_at=now,
+                expires_at=expires_at,
             )
         )
 
@@ -201,10 +207,11 @@ def credit(
     store_id: uuid.UUID | None,
     note: Note = Note(),
     entry_id: uuid.UUID | None = None,
+    bonus_expires_at: datetime | None = None,
 ) -> WalletEntry:
     """Put money into the member's wallet: a lot per bucket, at ``store_id``, and the entry."""
     _lot(session, account.member_id, "principal", principal, store_id, now)
-    _lot(session, account.member_id, "bonus", bonus, store_id, now)
+    _lot(session, account.member_id, "bonus", bonus, store_id, now, bonus_expires_at)
     return _entry(session, account, kind, principal, bonus, cause_type, cause_id, now,
                   store_id=store_id, note=note, entry_id=entry_id)  # fmt: skip
 
@@ -250,6 +257,10 @@ def take(lots: Sequence[WalletLot], bucket: Bucket, amount: int) -> list[Taken]:
     return taken
 
 
+def _expired(lot: WalletLot, now: datetime) -> bool:
+    return lot.bucket == "bonus" and lot.expires_at is not None and lot.expires_at <= now
+
+
 async def _open_lots(session: AsyncSession, member_id: uuid.UUID) -> list[WalletLot]:
     rows = await session.scalars(
         select(WalletLot)
@@ -272,8 +283,13 @@ async def plan_spend(
     it from the principal and the rest from the bonus). Too little: 422 naming
     ``field_name``. Writes nothing: :func:`book_spend` does, once the caller may write."""
     account = await lock_wallet(session, member_id)
+    lots = await _open_lots(session, member_id) if account else []
+    usable = [lot for lot in lots if not _expired(lot, utcnow())]
     have_p = account.principal_fen if account else 0
-    have_b = account.bonus_fen if account else 0
+    # Bonus past its date is no longer spendable, even before the job takes it back.
+    have_b = (account.bonus_fen if account else 0) - sum(
+        lot.remaining for lot in lots if lot not in usable
+    )
     if principal is None:
         principal = min(amount, have_p)
     bonus = amount - principal
@@ -282,8 +298,7 @@ async def plan_spend(
             field_name,
             f"the member has {have_p} fen of principal and {have_b} fen of bonus stored value",
         )
-    lots = await _open_lots(session, member_id)
-    taken = take(lots, "principal", principal) + take(lots, "bonus", bonus)
+    taken = take(usable, "principal", principal) + take(usable, "bonus", bonus)
     return Spend(account, principal, bonus, taken)
 
 
@@ -337,15 +352,17 @@ def _credit_topup(
     bonus: int,
     store_id: uuid.UUID,
     note: Note,
+    valid_days: int | None,
 ) -> datetime:
-    """The top-up's principal (its entry's id is the top-up's) and the bonus promised;
-    audited and announced (``wallet.topped_up``)."""
+    """The top-up's principal (its entry's id is the top-up's) and the bonus promised,
+    spendable for ``valid_days`` when the chain's rule says so; audited and announced."""
     now = utcnow()
     credit(session, account, "topup", amount, 0, "topup", str(topup_id), now,
            store_id=store_id, note=note, entry_id=topup_id)  # fmt: skip
     if bonus:
+        until = now + timedelta(days=valid_days) if valid_days else None
         credit(session, account, "bonus", 0, bonus, "topup", str(topup_id), now,
-               store_id=store_id, note=note)  # fmt: skip
+               store_id=store_id, note=note, bonus_expires_at=until)  # fmt: skip
     holder = account.member_id
     payload = {"member_id": str(holder), "amount_fen": amount, "bonus_fen": bonus,
                "tender": note.tender, "store_id": str(store_id)}  # fmt: skip
@@ -369,7 +386,8 @@ async def top_up(session: AsyncSession, member_id: uuid.UUID, data: TopupIn) -> 
     )
     if earlier is not None:
         return earlier
-    bonus = bonus_for(await get_rules(session), data.amount_fen)
+    rules = await get_rules(session)
+    bonus = bonus_for(rules, data.amount_fen)
     account = await open_wallet(session, holder)
     topup_id = uuid.uuid4()
     actor = current_actor().name or str(current_actor().key_id or "")
@@ -379,7 +397,8 @@ async def top_up(session: AsyncSession, member_id: uuid.UUID, data: TopupIn) -> 
         payment_id = await _ask_stripe(session, holder, topup_id, store_id, data, bonus, note)
         now = utcnow()
     else:
-        now = _credit_topup(session, account, topup_id, data.amount_fen, bonus, store_id, note)
+        now = _credit_topup(session, account, topup_id, data.amount_fen, bonus, store_id, note,
+                            rules.bonus_valid_days)  # fmt: skip
     result = TopupResult(
         entry_id=topup_id,
         member_id=holder,
@@ -450,8 +469,17 @@ async def _stripe_paid(session: AsyncSession, payment: Payment) -> None:
     if topup is None or topup.status == "credited":
         return
     note = Note(tender="stripe", key=topup.idempotency_key, actor=topup.actor)
-    topup.settled_at = _credit_topup(session, account, topup.id, topup.amount_fen,
-                                      topup.bonus_fen, topup.store_id, note)  # fmt: skip
+    valid_days = (await get_rules(session)).bonus_valid_days  # the rule when it is credited
+    topup.settled_at = _credit_topup(
+        session,
+        account,
+        topup.id,
+        topup.amount_fen,
+        topup.bonus_fen,
+        topup.store_id,
+        note,
+        valid_days,
+    )
     topup.status = "credited"
 
 
@@ -612,3 +640,42 @@ async def liability(session: AsyncSession) -> Liability:
         members=int(holders or 0),
         stores=stores,
     )
+
+
+# ------------------------------------------------------------------ bonus expiry
+
+EXPIRY_CHUNK = 500
+
+
+async def expire_bonus(session: AsyncSession, now: datetime | None = None) -> int:
+    """Take back the bonus past its date (the chain's ``bonus_valid_days``): for each member
+    holding some (at most ``EXPIRY_CHUNK`` a run; the job runs again), lock the points
+    account, then the wallet (the one lock order), zero the due bonus lots and write one
+    ``expire`` entry. Returns the members done. Idempotent: a lot taken back is empty."""
+    now = now or utcnow()
+    due = (WalletLot.bucket == "bonus") & (WalletLot.remaining > 0) & (WalletLot.expires_at <= now)
+    members = (
+        await session.scalars(select(WalletLot.member_id).where(due).distinct().limit(EXPIRY_CHUNK))
+    ).all()
+    done = 0
+    for member_id in members:
+        await points.lock_account(session, member_id, follow_merge=False)
+        account = await lock_wallet(session, member_id)
+        lots = (
+            await session.scalars(
+                select(WalletLot)
+                .where(due, WalletLot.member_id == member_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        total = sum(lot.remaining for lot in lots)
+        if account is None or total == 0:
+            continue
+        for lot in lots:
+            lot.remaining = 0
+        # Written at the time it happens; ``now`` only decides what is due (a test runs ahead).
+        _entry(session, account, "expire", 0, -total, "expiry", f"{now:%Y-%m-%d}", utcnow())
+        emit(session, "wallet.bonus_expired", "member", member_id, {"bonus_fen": total})
+        done += 1
+    return done
