@@ -496,3 +496,25 @@ def test_retryable_errors_are_told_from_answers() -> None:
         stripe.CardError("declined", None, "card_declined", http_status=402)
     )
     assert not stripe_api.is_retryable(stripe.InvalidRequestError("no such", None, http_status=400))
+
+
+async def test_the_cli_lists_payments_and_events_and_sweeps(client, chain, localstripe) -> None:  # type: ignore[no-untyped-def]
+    from commands import nestpoint
+
+    asked = await ask(chain, None, localstripe.payment_method())  # its message is "lost"
+    intent = {"id": "pi_clinever", "object": "payment_intent", "status": "succeeded",
+              "metadata": {"nestpoint_payment": str(uuid.uuid4())}}  # fmt: skip
+    body, headers = signed_event(event("payment_intent.succeeded", intent), WEBHOOK_SECRET)
+    assert (await deliver(client, chain, body, headers)).status_code == 200
+    done = await nestpoint("payments", "sweep", "--tenant", chain.slug)
+    assert done.returncode == 0, done.stderr
+    assert "payments 1, refunds 0, events 1" in done.stdout
+    assert (await payment(chain, asked.id)).status == "succeeded"
+    listed = await nestpoint("payments", "list", "--tenant", chain.slug)
+    assert listed.returncode == 0, listed.stderr
+    assert str(asked.id) in listed.stdout
+    assert "succeeded" in listed.stdout
+    held = await nestpoint("payments", "events", "--tenant", chain.slug, "--held")
+    assert "payment_intent.succeeded" in held.stdout  # names no payment here: still held
+    unknown = await nestpoint("payments", "list", "--tenant", "no-such-chain")
+    assert unknown.returncode == 2
