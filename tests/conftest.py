@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from nestpoint.jobs.broker import broker
 from nestpoint.jobs.worker import start_worker
 from nestpoint.members.pii import new_key
 from nestpoint.settings import get_settings
+from served import ServedNestpoint
 from stripe_fake import LocalStripe
 
 BACKEND = os.environ.get("NESTPOINT_TEST_DATABASE", "sqlite")
@@ -63,6 +65,7 @@ def _create_pg_database() -> None:
     asyncio.run(
         _pg_admin(
             f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)",
+            f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)",
             f"""DO $$ BEGIN
                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN
                     CREATE ROLE {OWNER_ROLE} LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS;
@@ -74,12 +77,40 @@ def _create_pg_database() -> None:
 
 
 def _drop_pg_database() -> None:
-    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
+    asyncio.run(
+        _pg_admin(
+            f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)",
+            f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)",
+        )
+    )
+
+
+# A copy of the freshly migrated database, made before any test writes to it
+# (the ``database_template`` fixture).
+PG_TEMPLATE = f"{PG_DB}_template"
+_templates: list[str] = []
+
+
+def _make_template(sqlite_path: Path | None) -> str:
+    if sqlite_path is None:
+        # The migration's connections are closed (NullPool): nothing else uses the database.
+        create = f"CREATE DATABASE {PG_TEMPLATE} TEMPLATE {PG_DB} OWNER {OWNER_ROLE}"
+        asyncio.run(_pg_admin(create))
+        return PG_TEMPLATE
+    template = sqlite_path.with_name("template.db")
+    source, target = sqlite3.connect(sqlite_path), sqlite3.connect(template)
+    try:
+        source.backup(target)  # consistent even if a journal were left behind
+    finally:
+        source.close()
+        target.close()
+    return str(template)
 
 
 @pytest.fixture(scope="session")
 def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Point settings at a fresh database and migrate it as the owner."""
+    sqlite_path: Path | None = None
     if BACKEND == "postgresql":
         _create_pg_database()  # raises when the server cannot be reached: fail, never skip
         env = {
@@ -91,8 +122,8 @@ def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             "NESTPOINT_PII_HASH_KEY": new_key(),
         }
     elif BACKEND == "sqlite":
-        path: Path = tmp_path_factory.mktemp("db") / "nestpoint.db"
-        env = {"NESTPOINT_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
+        sqlite_path = tmp_path_factory.mktemp("db") / "nestpoint.db"
+        env = {"NESTPOINT_DATABASE_URL": f"sqlite+aiosqlite:///{sqlite_path}"}
     else:
         raise pytest.UsageError(f"unknown NESTPOINT_TEST_DATABASE={BACKEND!r}")
     # Every job test runs a job over its members in several chunks (members/jobs.py).
@@ -107,6 +138,7 @@ def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     from nestpoint.migrate import upgrade
 
     upgrade()
+    _templates[:] = [_make_template(sqlite_path)]
     yield env
     for key, value in saved.items():
         if value is None:
@@ -117,6 +149,25 @@ def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     reset_database()
     if BACKEND == "postgresql":
         _drop_pg_database()
+
+
+@pytest.fixture(scope="session")
+def database_template(database_env: dict[str, str]) -> str:
+    """The session's database as migrations left it (a SQLite file, or a PostgreSQL
+    database name): the plugins' suites (tests/plugins/test_jobs_and_example.py,
+    test_scaffold.py) start from a copy of it through NESTPOINT_TEST_TEMPLATE_DATABASE
+    (nestpoint.testing) instead of migrating from scratch in each of their processes (a
+    few seconds of CPU each); their set-up still migrates the copy to their plugins' heads.
+    """
+    return _templates[0]
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> ServedNestpoint:
+    """For tests that run ``nestpoint serve``: a migrated SQLite database with a platform
+    key, made once with the real commands (``nestpoint migrate``, ``nestpoint keys``) and
+    copied by each test's server (tests/served.py)."""
+    return ServedNestpoint(tmp_path_factory.mktemp("prepared")).prepare()
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,7 @@ import asyncio
 import base64
 import csv
 import io
-import os
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select
 
+from commands import nestpoint
 from loyalty.helpers import new_phone, order_body
 from loyalty.invariants import check_ledger
 from nestpoint.context import Actor, acting_as, tenant_context
@@ -668,15 +667,7 @@ async def test_the_cli_imports_and_writes_the_report(client, make_tenant, tmp_pa
     good.write_bytes(_csv(MEMBER_HEADER, _members(phones)))
 
     async def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "nestpoint.cli", "import", *args, "--tenant", tenant.slug]
-        return await asyncio.to_thread(
-            subprocess.run,
-            command,
-            capture_output=True,
-            text=True,
-            env=dict(os.environ),
-            timeout=120,
-        )
+        return await nestpoint("import", *args, "--tenant", tenant.slug)
 
     done = await cli("all", str(EXAMPLES))
     assert done.returncode == 0, done.stderr

@@ -204,10 +204,10 @@ def _until_counted_by(shared: Path, *, processes: int, url: str, timeout: float)
         time.sleep(0.05)
 
 
-def test_several_server_processes_count_together(tmp_path: Path) -> None:
+def test_several_server_processes_count_together(tmp_path: Path, prepared: ServedNestpoint) -> None:
     """With PROMETHEUS_MULTIPROC_DIR, whichever process answers the scrape reports what
     all of them counted."""
-    served = ServedNestpoint(tmp_path / "server").prepare()
+    served = prepared.copy(tmp_path / "server")
     shared = tmp_path / "prometheus"
     shared.mkdir()
     env = served.env | {"PROMETHEUS_MULTIPROC_DIR": str(shared)}

@@ -24,12 +24,6 @@ from nestpoint.jobs import broker as jobs_broker
 from served import RedisServer, ServedNestpoint
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> ServedNestpoint:
-    """A migrated database with a platform key, copied by each test's server."""
-    return ServedNestpoint(tmp_path_factory.mktemp("prepared")).prepare()
-
-
 def _log_lines(output: str) -> list[dict[str, object]]:
     lines = []
     for line in output.splitlines():

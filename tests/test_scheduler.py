@@ -92,6 +92,24 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sent]:
     daily._claimed.clear()
 
 
+@pytest.fixture
+def ours(monkeypatch: pytest.MonkeyPatch) -> set[uuid.UUID]:
+    """The tenants this test made (it adds them): the checks claim runs for these only.
+
+    The session's database holds every earlier test's tenants too (hundreds, more as the
+    suite grows) and a check makes a transaction per tenant and due job, while a test looks
+    only at its own. The real query still picks the active tenants; this keeps the test's.
+    """
+    mine: set[uuid.UUID] = set()
+    active_tenants = daily._active_tenants
+
+    async def only_ours(database: Any) -> list[tuple[uuid.UUID, str]]:
+        return [row for row in await active_tenants(database) if row[0] in mine]
+
+    monkeypatch.setattr(daily, "_active_tenants", only_ours)
+    return mine
+
+
 async def _tenant(client: Any, platform_headers: dict[str, str], timezone: str) -> uuid.UUID:
     slug = f"tz-{uuid.uuid4().hex[:12]}"
     r = await client.post(
@@ -116,11 +134,11 @@ async def _claimed_dates(tenant_id: uuid.UUID) -> list[tuple[str, date]]:
 
 
 async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
-    client: Any, platform_headers: dict[str, str], sent: Sent
+    client: Any, platform_headers: dict[str, str], sent: Sent, ours: set[uuid.UUID]
 ) -> None:
     shanghai = await _tenant(client, platform_headers, SHANGHAI)
     new_york = await _tenant(client, platform_headers, NEW_YORK)
-    ours = {shanghai, new_york}
+    ours.update({shanghai, new_york})
     # A year ahead, so no other test's claims (same dates) are in the way.
     night = datetime(2027, 12, 1, 19, 35, tzinfo=UTC)  # 03:35 on the 2nd in Shanghai
 
@@ -177,9 +195,10 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
 
 
 async def test_concurrent_checks_enqueue_each_run_once(
-    client: Any, platform_headers: dict[str, str], sent: Sent
+    client: Any, platform_headers: dict[str, str], sent: Sent, ours: set[uuid.UUID]
 ) -> None:
     tenant = await _tenant(client, platform_headers, SHANGHAI)
+    ours.add(tenant)
     morning = datetime(2028, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
     await asyncio.gather(*(enqueue_due(morning) for _ in range(4)))
@@ -196,9 +215,10 @@ async def test_concurrent_checks_enqueue_each_run_once(
 
 
 async def test_a_send_that_fails_leaves_the_run_to_the_next_check(
-    client: Any, platform_headers: dict[str, str], sent: Sent
+    client: Any, platform_headers: dict[str, str], sent: Sent, ours: set[uuid.UUID]
 ) -> None:
     tenant = await _tenant(client, platform_headers, SHANGHAI)
+    ours.add(tenant)
     morning = datetime(2028, 4, 1, 2, 0, tzinfo=UTC)
 
     sent.fail = True

@@ -8,9 +8,6 @@ import asyncio
 import csv
 import hashlib
 import io
-import os
-import subprocess
-import sys
 import time
 import tracemalloc
 import uuid
@@ -22,6 +19,7 @@ import openpyxl
 import pytest
 from sqlalchemy import insert
 
+from commands import nestpoint
 from loyalty.helpers import new_phone, order_body
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import scoped_session
@@ -305,15 +303,7 @@ async def test_the_cli_writes_the_file(client, make_tenant, tmp_path: Path) -> N
     tenant = await make_tenant()
     member = await _enrol(client, tenant, "李小龙")
     output = tmp_path / "members.csv"
-    args = ["export", "members", "--tenant", tenant.slug, "--output", str(output)]
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "nestpoint.cli", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=120,
-    )
+    done = await nestpoint("export", "members", "--tenant", tenant.slug, "--output", str(output))
     assert done.returncode == 0, done.stderr
     assert "1 rows written" in done.stdout
     [row] = _csv_rows(output.read_bytes())

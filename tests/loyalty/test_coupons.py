@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from commands import nestpoint as _nestpoint
 from loyalty.helpers import order_body
 from loyalty.support import adjust, balances, post_order, refund
-from privacy.test_cli import _nestpoint
 
 MILK = {"sku": "MILK-1", "name": "Formula", "category": "feeding", "quantity": 1,
         "unit_price_fen": 10_000, "paid_fen": 10_000}  # fmt: skip

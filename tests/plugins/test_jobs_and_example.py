@@ -52,9 +52,10 @@ def test_every_first_party_plugin_has_a_suite() -> None:
 
 
 @pytest.mark.parametrize("root", PLUGIN_SUITES, ids=lambda root: root.name)
-def test_a_first_party_plugins_suite_passes(root: Path) -> None:
+def test_a_first_party_plugins_suite_passes(root: Path, database_template: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NESTPOINT_DATABASE")}
     env.pop("NESTPOINT_MIGRATION_DATABASE_URL", None)
+    env["NESTPOINT_TEST_TEMPLATE_DATABASE"] = database_template  # not migrated again
     run = subprocess.run(  # noqa: S603 - our own interpreter and a plugin's test suite
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
         cwd=root,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from nestpoint.cli import app
 
 
-def test_scaffold_creates_a_plugin_whose_tests_pass(tmp_path: Path) -> None:
+def test_scaffold_creates_a_plugin_whose_tests_pass(tmp_path: Path, database_template: str) -> None:
     result = CliRunner().invoke(
         app, ["plugin", "new", "birthday-bonus", "--directory", str(tmp_path)]
     )
@@ -34,6 +34,7 @@ def test_scaffold_creates_a_plugin_whose_tests_pass(tmp_path: Path) -> None:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("NESTPOINT_DATABASE")}
     env.pop("NESTPOINT_MIGRATION_DATABASE_URL", None)
+    env["NESTPOINT_TEST_TEMPLATE_DATABASE"] = database_template  # its own plugin migrated on
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=root,

@@ -3,26 +3,12 @@ the retention rules and a run of them."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from commands import nestpoint as _nestpoint
 from privacy.test_erasure import enrol_full
-
-
-async def _nestpoint(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "nestpoint.cli", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=120,
-    )
 
 
 async def test_copy_erase_and_retention_from_the_command_line(  # type: ignore[no-untyped-def]

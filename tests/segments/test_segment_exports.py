@@ -3,18 +3,16 @@ of the members export, masked without members:pii, audited; through the API and 
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 
+from commands import nestpoint
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.exports import service
 from nestpoint.members import pii
@@ -128,14 +126,7 @@ async def test_the_cli_exports_a_segment(client, make_tenant, tmp_path: Path) ->
     output = tmp_path / "vip.csv"
 
     async def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "nestpoint.cli", "export", "segment", *args],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ),
-            timeout=120,
-        )
+        return await nestpoint("export", "segment", *args)
 
     done = await cli("vip", "--tenant", tenant.slug, "--output", str(output))
     assert done.returncode == 0, done.stderr
