@@ -31,12 +31,12 @@ async def test_the_premium_manifest_carries_its_catalog_and_applies_once(tmp_pat
     assert {"benefit parenting-consultation", "bundle newborn-pack"} <= created
     catalog = await _catalog(tenant_id)
     assert catalog["free-delivery"] is True
-    assert len(catalog) == 7
+    assert len(catalog) == 8
     assert await plan_file(path) == []  # applied: nothing left to change
     # A benefit dropped from the file is deactivated, never deleted.
     text = path.read_text(encoding="utf-8")
     start = text.index('[[benefits]]\ncode = "thermometer"')
-    end = text.index("[[bundles]]")
+    end = text.index("[[benefits]]", start + 1)
     path.write_text(text[:start] + text[end:], encoding="utf-8")
     changes = await plan_file(path)
     assert [(c.action, c.subject) for c in changes] == [("deactivate", "benefit thermometer")]
