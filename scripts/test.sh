@@ -35,18 +35,6 @@ failed=()
 notes=()
 started=$SECONDS
 
-# Python's bytecode cache. Each pytest run starts some 50 more Python processes (the
-# plugins' suites, `nestpoint serve`/`worker`/`scheduler`, a few commands), each importing
-# the app: with no cache every one compiles SQLAlchemy, Litestar, Pydantic, Alembic and the
-# app from source again (`import nestpoint.api.app`: 9 s of CPU instead of 4.5 s). uv
-# installs the environment without .pyc files, and where PYTHONDONTWRITEBYTECODE is set
-# (this CI machine sets it, as Docker images often do) none is ever written: there the run
-# keeps its cache under .venv/, outside the source tree.
-if [[ -n "${PYTHONDONTWRITEBYTECODE:-}" ]]; then
-    unset PYTHONDONTWRITEBYTECODE
-    export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$PWD/.venv/pycache}"
-fi
-
 step() {  # step <name> <command...>
     local name=$1
     shift
@@ -63,6 +51,20 @@ step() {  # step <name> <command...>
 
 # Steps in the background: each writes to its own log, printed as a whole when it ends.
 logs=$(mktemp -d "${TMPDIR:-/tmp}/nestpoint-test.XXXXXX")
+
+# Python's bytecode cache. Each pytest run starts some 50 more Python processes (the
+# plugins' suites, `nestpoint serve`/`worker`/`scheduler`, a few commands), each importing
+# the app: with no cache every one compiles SQLAlchemy, Litestar, Pydantic, Alembic and the
+# app from source again (`import nestpoint.api.app`: 9 s of CPU instead of 4.5 s). uv
+# installs the environment without .pyc files, and where PYTHONDONTWRITEBYTECODE is set
+# (this CI machine sets it, as Docker images often do) none is ever written: there this
+# check keeps a cache of its own for its processes, beside its logs (removed at the end;
+# not under .venv/, where the tests' throwaway environments would pile up run after run).
+if [[ -n "${PYTHONDONTWRITEBYTECODE:-}" ]]; then
+    unset PYTHONDONTWRITEBYTECODE
+    export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$logs/pycache}"
+fi
+
 declare -A bg_name=() bg_log=() bg_t0=()
 bg_order=()  # the pids in the order the steps started, for the summary
 declare -A bg_failed=()
@@ -128,15 +130,7 @@ tests=true
 if $tests; then
     start_step "pytest on SQLite (in-process broker)" \
         "${clean_env[@]}" NESTPOINT_TEST_DATABASE=sqlite "${run[@]}" pytest
-fi
 
-step "ruff check" "${run[@]}" ruff check .
-step "ruff format --check" "${run[@]}" ruff format --check .
-step "mypy" "${run[@]}" mypy
-step "lint-imports (core and plugins)" "${run[@]}" python scripts/lint_imports.py
-step "Dockerfile and Helm chart (hadolint, helm lint, kubernetes-validate)" scripts/check-ops.sh
-
-if $tests; then
     postgres=false
     redis=false
     if $ci; then
@@ -164,6 +158,16 @@ if $tests; then
         notes+=("PostgreSQL does not answer on ${PG_HOST:-127.0.0.1}:${PG_PORT:-5432}: only the SQLite tests ran.")
         notes+=("CI runs them on PostgreSQL and Redis too (.ci/run); see README.md to run them here.")
     fi
+fi
+
+# While the tests run: the longer of the two runs is the whole check's time.
+step "ruff check" "${run[@]}" ruff check .
+step "ruff format --check" "${run[@]}" ruff format --check .
+step "mypy" "${run[@]}" mypy
+step "lint-imports (core and plugins)" "${run[@]}" python scripts/lint_imports.py
+step "Dockerfile and Helm chart (hadolint, helm lint, kubernetes-validate)" scripts/check-ops.sh
+
+if $tests; then
     finish_steps
 fi
 

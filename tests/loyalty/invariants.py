@@ -355,21 +355,34 @@ async def _check_stripe_topups(session: AsyncSession, member_ids: list[uuid.UUID
     from nestpoint.payments.models import Payment
     from nestpoint.wallet.models import WalletEntry, WalletTopup
 
-    topups = (await session.scalars(select(WalletTopup))).all()
-    for topup in topups:
-        payment = await session.scalar(select(Payment).where(Payment.id == topup.payment_id))
-        assert payment is not None, topup.id
-        credited = (
-            await session.scalars(
-                select(WalletEntry).where(
-                    WalletEntry.cause_type == "topup", WalletEntry.cause_id == str(topup.id)
-                )
+    # Every top-up of the chain (not only these members'), each with its payment and its
+    # entries, in two queries: the property test checks after every step, and the chain's
+    # top-ups pile up over its examples (a query or two per top-up made that quadratic).
+    topups = (
+        await session.execute(
+            select(WalletTopup, Payment.id, Payment.status).outerjoin(
+                Payment, Payment.id == WalletTopup.payment_id
             )
-        ).all()
-        paid = payment.status == "succeeded"
-        assert (topup.status == "credited") == paid, (topup.id, topup.status, payment.status)
+        )
+    ).all()
+    credited: dict[str, list[tuple[str, int, int]]] = {}
+    for cause_id, kind, principal_fen, bonus_fen in (
+        await session.execute(
+            select(
+                WalletEntry.cause_id,
+                WalletEntry.kind,
+                WalletEntry.principal_fen,
+                WalletEntry.bonus_fen,
+            ).where(WalletEntry.cause_type == "topup")
+        )
+    ).all():
+        credited.setdefault(cause_id, []).append((kind, principal_fen, bonus_fen))
+    for topup, payment_id, payment_status in topups:
+        assert payment_id is not None, topup.id
+        paid = payment_status == "succeeded"
+        assert (topup.status == "credited") == paid, (topup.id, topup.status, payment_status)
         expected = [("topup", topup.amount_fen, 0)] + (
             [("bonus", 0, topup.bonus_fen)] if topup.bonus_fen else []
         )
-        got = sorted((e.kind, e.principal_fen, e.bonus_fen) for e in credited)
+        got = sorted(credited.get(str(topup.id), []))
         assert got == (sorted(expected) if paid else []), (topup.id, got)
