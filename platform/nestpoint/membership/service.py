@@ -338,7 +338,25 @@ async def purchase(
     }
     audit(session, "membership.purchase", "member", holder, payload)
     emit(session, "paid_membership.purchased", "member", holder, payload, store_id=store_id)
-    if plan.price_fen == 0:  # a free trial: nothing to pay
+    # A free trial has nothing to pay.
+    await _pay_or_apply(
+        session, card, charge, holder, data.payment_method, f"paid membership {plan.code}", now
+    )
+    return await _record_answer(session, card, key, request)
+
+
+async def _pay_or_apply(
+    session: AsyncSession,
+    card: PaidMembership,
+    charge: PaidMembershipCharge,
+    member_id: uuid.UUID,
+    payment_method: str | None,
+    description: str,
+    now: datetime,
+) -> None:
+    """A charge of nothing applies at once; any other asks payments for the money, and
+    applies when the payment succeeds."""
+    if charge.amount_fen == 0:
         charge.status, charge.settled_at = "succeeded", now
         await _apply(session, card, charge, now)
     else:
@@ -346,11 +364,17 @@ async def purchase(
             session,
             purpose=PURCHASE,
             charge=charge,
-            member_id=holder,
-            payment_method=data.payment_method,
-            description=f"paid membership {plan.code}",
+            member_id=member_id,
+            payment_method=payment_method,
+            description=description,
         )
     await session.flush()
+
+
+async def _record_answer(
+    session: AsyncSession, card: PaidMembership, key: str, request: str
+) -> Answer[PaidMembershipRead]:
+    """The card as answered now, kept as the answer to ``key`` (a retry gets it again)."""
     answer = idempotency.created(await membership_read(session, card))
     return await idempotency.record(
         session, idempotency.REQUEST, key, request, answer, field="idempotency_key"
@@ -913,23 +937,16 @@ async def upgrade(
         card.member_id,
         {"membership_id": str(card.id), "from": old.code, "to": new.code, "amount_fen": amount},
     )
-    if amount == 0:
-        charge.status, charge.settled_at = "succeeded", now
-        await _apply(session, card, charge, now)
-    else:
-        charge.payment_id = await request_payment(
-            session,
-            purpose=PURCHASE,
-            charge=charge,
-            member_id=card.member_id,
-            payment_method=card.payment_method,
-            description=f"paid membership upgrade {old.code} -> {new.code}",
-        )
-    await session.flush()
-    answer = idempotency.created(await membership_read(session, card))
-    return await idempotency.record(
-        session, idempotency.REQUEST, key, request, answer, field="idempotency_key"
+    await _pay_or_apply(
+        session,
+        card,
+        charge,
+        card.member_id,
+        card.payment_method,
+        f"paid membership upgrade {old.code} -> {new.code}",
+        now,
     )
+    return await _record_answer(session, card, key, request)
 
 
 # ------------------------------------------------------------------ cancel
