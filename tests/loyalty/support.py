@@ -51,6 +51,11 @@ async def member(client: Any, headers: dict[str, str], member_id: str) -> dict[s
     return dict(r.json())
 
 
+def without_ids(identities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A member's identities as kind and value (each also has an ``id``, to unlink it)."""
+    return [{k: v for k, v in i.items() if k != "id"} for i in identities]
+
+
 async def post_order(client: Any, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
     r = await client.post("/api/v1/orders", json=body, headers=headers)
     assert r.status_code == 201, r.text

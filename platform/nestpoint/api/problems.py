@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from nestpoint.context import TenantContextMissing, request_id
 from nestpoint.db.outage import database_unavailable
 from nestpoint.db.pagination import InvalidCursor
-from nestpoint.errors import Invalid, Malformed, NestpointError
+from nestpoint.errors import Invalid, Malformed, NestpointError, RateLimited
 from nestpoint.limits import MAX_BODY_BYTES
 
 PROBLEM_JSON = "application/problem+json"
@@ -113,8 +113,16 @@ def _breaks_rules_only(errors: list[dict[str, str]]) -> bool:
 
 def handle_nestpoint_error(request: Request[Any, Any, Any], exc: NestpointError) -> Response[Any]:
     errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+    # A service's own limit (codes sent per member) says when to try again, like the key's.
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
     return problem_response(
-        exc.status, exc.title, exc.detail, slug=exc.slug, errors=errors, instance=request.url.path
+        exc.status,
+        exc.title,
+        exc.detail,
+        slug=exc.slug,
+        errors=errors,
+        instance=request.url.path,
+        headers=headers,
     )
 
 

@@ -142,18 +142,22 @@ async def paginate(
     *,
     cursor: str | None,
     limit: int,
+    descending: bool = False,
 ) -> Page[Any]:
-    """Run ``stmt`` ordered by ``key``, one page after ``cursor``."""
+    """Run ``stmt`` ordered by ``key`` (newest first with ``descending``: every key column
+    descending), one page after ``cursor``."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    listing = listing_id(session, stmt, key)
+    listing = listing_id(session, stmt, key) + ("|desc" if descending else "")
     if cursor:
         values = decode_cursor(cursor, key, listing)
         if len(key) == 1:
-            stmt = stmt.where(key[0] > values[0])
+            stmt = stmt.where(key[0] < values[0] if descending else key[0] > values[0])
         else:
             # Typed binds, so each value is stored-format (UTC, UUID) like its column.
-            stmt = stmt.where(tuple_(*key) > tuple_(*values, types=[c.type for c in key]))
-    rows = list((await session.scalars(stmt.order_by(*key).limit(limit + 1))).all())
+            after = tuple_(*values, types=[c.type for c in key])
+            stmt = stmt.where(tuple_(*key) < after if descending else tuple_(*key) > after)
+    order = [c.desc() for c in key] if descending else list(key)
+    rows = list((await session.scalars(stmt.order_by(*order).limit(limit + 1))).all())
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Date,
     ForeignKeyConstraint,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -133,3 +134,32 @@ class MemberIdentity(TenantOwned, Base):
     value_hash: Mapped[str] = mapped_column(String(64))
     value_enc: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberPhoneChange(TenantOwned, Base):
+    """A change of a member's phone awaiting its one-time code (``members.phone``).
+
+    The code is sent to the new phone; only its keyed hash is kept (``code_hash``, bound to
+    this row). ``status``: ``pending`` until ``confirmed``, or ``cancelled`` (too many wrong
+    codes, or a newer change started) or ``expired``. ``new_phone_enc`` is sealed under the
+    member's key (``pii.row_context(tenant, "member_phone_changes", id)``).
+    """
+
+    __tablename__ = "member_phone_changes"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        Index("ix_member_phone_changes_member", "tenant_id", "member_id", "created_at"),
+    )
+
+    member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    new_phone_hash: Mapped[str] = mapped_column(String(64))
+    new_phone_enc: Mapped[str] = mapped_column(Text)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # wrong codes so far
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    message_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -6,9 +6,9 @@ import uuid
 from dataclasses import asdict
 from typing import Annotated
 
-from litestar import Controller, Response, get, patch, post, put
+from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from nestpoint.api.answers import answered, created_spec
 from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, hq_only, requires
@@ -17,7 +17,7 @@ from nestpoint.context import current_actor
 from nestpoint.db import scoped_session
 from nestpoint.errors import Invalid, NotFound
 from nestpoint.loyalty.service import get_program
-from nestpoint.members import merge, service
+from nestpoint.members import merge, phone, service
 from nestpoint.members.schemas import (
     BirthIn,
     ChildIn,
@@ -32,9 +32,15 @@ from nestpoint.members.schemas import (
     MemberRead,
     MemberUpdate,
     MergeIn,
+    PhoneChangeIn,
+    PhoneChangeRead,
+    PhoneConfirmIn,
     Stage,
     one_per_channel,
 )
+from nestpoint.orders import service as orders
+from nestpoint.orders.routes import DayQuery, FromQuery, StoreQuery, ToQuery
+from nestpoint.orders.schemas import OrderList, OrderSummary
 from nestpoint.points import service as points
 from nestpoint.points.schemas import (
     AdjustmentIn,
@@ -299,6 +305,69 @@ class MemberController(Controller):
         await service.add_identity(db, member_id, data)
 
     @post(
+        "/{member_id:uuid}/phone-change",
+        guards=[requires("members:write")],
+        responses=problems(404, 409, 422),
+        status_code=HTTP_202_ACCEPTED,
+        summary="Start changing the member's phone: a one-time code goes to the new phone",
+        operation_id="startPhoneChange",
+        description=(
+            "Needs `members:write`. The new phone must differ from the member's (422) and belong "
+            "to no other member (409 naming `phone`); a six-digit code goes to it by SMS (a "
+            "system message: no consent, quiet hours or cap), valid 10 minutes; at most 5 codes a"
+            " member an hour (429). A newer start cancels the pending change. With "
+            "`idempotency_key` a retry replays the first 202 and sends nothing."
+        ),
+    )
+    async def start_phone_change(
+        self, db: Db, member_id: MemberId, data: JSONBody[PhoneChangeIn]
+    ) -> Response[PhoneChangeRead]:
+        return answered(await phone.start_change(db, member_id, data), PhoneChangeRead)
+
+    @post(
+        "/{member_id:uuid}/phone-change/confirm",
+        guards=[requires("members:write")],
+        responses=problems(404, 409, 422),
+        status_code=HTTP_200_OK,
+        summary="Confirm the phone change with its code: the member's phone changes",
+        operation_id="confirmPhoneChange",
+        description=(
+            "Needs `members:write`. The right code changes the phone (409 naming `phone` if "
+            "another member took it meanwhile), audited with both phones masked, and emits "
+            "`member.updated`; the same code again answers the member again. A wrong code is 422 "
+            "naming `code`, counted: the fifth cancels the change. No pending change or an "
+            "expired code is 409 naming `code`."
+        ),
+    )
+    async def confirm_phone_change(
+        self, db: Db, member_id: MemberId, data: JSONBody[PhoneConfirmIn]
+    ) -> MemberRead:
+        outcome = await phone.confirm_change(db, member_id, data)
+        if isinstance(outcome, phone.WrongCode):
+            await db.commit()  # the wrong attempt counts, though the answer is an error
+            raise outcome.error()
+        return await service.member_read(db, outcome.member)
+
+    @delete(
+        "/{member_id:uuid}/identities/{identity_id:uuid}",
+        guards=[requires("members:write")],
+        responses=problems(404),
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Unlink a channel identity (a lost card, a closed app account)",
+        operation_id="removeIdentity",
+        description=(
+            "Needs `members:write`; the identity's `id` is in the member's `identities`. Lookups "
+            "and orders no longer find the member by it, and it may be linked again. Audited "
+            "(`identity.removed`, with the kind), emits `member.updated`. Unlinking it again is "
+            "404. The member's last identity may go: the phone always finds the member."
+        ),
+    )
+    async def remove_identity(
+        self, db: Db, member_id: MemberId, identity_id: FromPath[uuid.UUID]
+    ) -> None:
+        await service.remove_identity(db, member_id, identity_id)
+
+    @post(
         "/{member_id:uuid}/merge",
         guards=[requires("members:write"), hq_only],
         responses=problems(404, 409, 422),
@@ -329,6 +398,45 @@ class MemberController(Controller):
     )
     async def link_family(self, db: Db, member_id: MemberId, data: JSONBody[FamilyIn]) -> None:
         await service.link_family(db, member_id, data.member_id)
+
+    @get(
+        "/{member_id:uuid}/orders",
+        guards=[requires("members:read"), requires("orders:read")],
+        responses=problems(404, 422),
+        summary="The member's orders, newest paid first",
+        operation_id="listMemberOrders",
+        description=(
+            "Needs `members:read` and `orders:read`; `GET /orders?member=` for a member in the "
+            "caller's reach (404 otherwise, as for no member), with the same filters. A store key "
+            "sees the member's orders at its own store only."
+        ),
+    )
+    async def member_orders(
+        self,
+        db: Db,
+        member_id: MemberId,
+        cursor: CursorQuery = None,
+        limit: LimitQuery = DEFAULT_LIMIT,
+        store: StoreQuery = None,
+        day: DayQuery = None,
+        since: FromQuery = None,
+        until: ToQuery = None,
+    ) -> OrderList:
+        member = await service.get_member_in_reach(db, member_id)
+        page = await orders.list_orders(
+            db,
+            cursor=cursor,
+            limit=limit,
+            member_id=member.id,
+            store_code=store,
+            day=day,
+            since=since,
+            until=until,
+        )
+        return OrderList(
+            items=[OrderSummary.model_validate(o) for o in page.items],
+            next_cursor=page.next_cursor,
+        )
 
     # -------------------------------------------------------------- points and tiers
 

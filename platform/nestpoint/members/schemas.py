@@ -77,6 +77,7 @@ class ChildRead(BaseModel):
 
 
 class IdentityRead(BaseModel):
+    id: uuid.UUID = Field(description="For unlinking it (DELETE .../identities/{id}).")
     kind: str
     value: str = Field(description="Masked (****1234) unless the key has members:pii.")
 
@@ -191,3 +192,28 @@ class MergeIn(Strict):
 
 class FamilyIn(Strict):
     member_id: uuid.UUID = Field(description="Another member to join this member's family.")
+
+
+PhoneChangeStatus = Literal["pending", "confirmed", "cancelled", "expired"]
+
+
+class PhoneChangeIn(Strict):
+    phone: Phone = Field(description="The new phone: the code goes to it by SMS.")
+    idempotency_key: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,100}$")] | None
+    ) = Field(None, description="A retry with the same key replays the first 202, sends nothing.")
+
+
+class PhoneChangeRead(BaseModel):
+    id: uuid.UUID
+    status: PhoneChangeStatus
+    phone: str = Field(description="The new phone, masked.")
+    expires_at: datetime = Field(description="The code is refused after this.")
+    attempts_left: int = Field(description="Wrong codes accepted before the change is cancelled.")
+    message_id: uuid.UUID | None = Field(description="The code's message (GET /messages/{id}).")
+
+
+class PhoneConfirmIn(Strict):
+    code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")] = Field(
+        description="The six-digit code sent to the new phone."
+    )

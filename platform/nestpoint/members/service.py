@@ -138,6 +138,13 @@ def writing_cipher(member: Member) -> pii.MemberCipher:
     return cipher_of(member)
 
 
+def set_phone(member: Member, e164: str, digest: str) -> None:
+    """Give ``member`` the phone ``e164`` (its keyed hash ``digest``): sealed under the
+    member's key like on enrolment. The caller has checked that no one else holds it."""
+    member.phone_hash = digest
+    member.phone_enc = writing_cipher(member).encrypt(e164, context=_context(member.id))
+
+
 def decrypt_phone(member: MemberFacts, cipher: pii.MemberCipher | None = None) -> str:
     if not member.phone_enc:
         return ""  # erased
@@ -428,7 +435,7 @@ def member_view(member: MemberFacts, parts: list[Any], view: View, today: date) 
     cipher = cipher_of(member)
     children = sorted((r for r in parts if r.part == "child"), key=lambda r: (r.at, r.ref))
     identities = sorted(
-        (r.text_1, unseal(cipher, "member_identities", r.ref, r.text_2))
+        (r.text_1, unseal(cipher, "member_identities", r.ref, r.text_2), r.ref)
         for r in parts
         if r.part == "identity"
     )
@@ -464,8 +471,8 @@ def member_view(member: MemberFacts, parts: list[Any], view: View, today: date) 
             for c in children
         ],
         identities=[
-            IdentityRead(kind=k, value=v if view.pii else pii.mask_identity(v))
-            for k, v in identities
+            IdentityRead(id=i, kind=k, value=v if view.pii else pii.mask_identity(v))
+            for k, v, i in identities
         ],
         consents=[
             ConsentRead(channel=c.text_1, granted=bool(c.flag), source=c.text_2, updated_at=c.at)
@@ -986,6 +993,34 @@ async def add_identity(session: AsyncSession, member_id: uuid.UUID, data: Identi
     await _add_identities(session, writing_cipher(member), member.id, [data])
     # The kind only: the value (a card number, an openid) is personal data.
     record(session, "identity.added", "member", member.id, {"kind": data.kind})
+
+
+async def remove_identity(
+    session: AsyncSession, member_id: uuid.UUID, identity_id: uuid.UUID
+) -> None:
+    """Unlink one of the member's channel identities (a lost card, an app account closed):
+    the row goes, so neither lookups nor orders find the member by it any more, and it may
+    be linked again, to this member or another. Audited with the kind (the value is personal
+    data) and announced as ``member.updated``. No "last way to be found" rule: the phone is
+    required and unique, so a member stays found by phone whatever identities go."""
+    member = await get_member_in_reach(session, member_id)
+    identity = await session.scalar(
+        select(MemberIdentity).where(
+            MemberIdentity.id == identity_id, MemberIdentity.member_id == member.id
+        )
+    )
+    if identity is None:
+        raise NotFound("no such identity")
+    await session.delete(identity)
+    detail = {"kind": identity.kind, "identity_id": str(identity.id)}
+    record(session, "identity.removed", "member", member.id, detail)
+    emit(
+        session,
+        "member.updated",
+        "member",
+        member.id,
+        {"member_id": str(member.id), "fields": ["identities"], "identity_removed": detail},
+    )
 
 
 async def link_family(

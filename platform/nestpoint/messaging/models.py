@@ -85,6 +85,11 @@ class Message(TenantOwned, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A message to an address that is not (yet) the member's, with variables not to be kept:
+    # a verification code to a new phone. JSON ``{"to": ..., "params": {...}}`` sealed under
+    # the member's key (row context "messages"); sent on a phone channel only, without the
+    # consent, quiet hours and cap of marketing, and wiped once the message settles.
+    sealed: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class MessageAttempt(TenantOwned, Base):

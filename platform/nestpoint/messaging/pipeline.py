@@ -103,6 +103,21 @@ async def _decide(
     )
     if message is None or message.status in service.FINAL:
         return None
+    try:
+        return await _decide_for(session, message, now)
+    finally:
+        _wipe_if_settled(message)
+
+
+def _wipe_if_settled(message: Message) -> None:
+    """A settled message keeps no sealed secret (a one-time code is of no use any more)."""
+    if message.status in service.FINAL:
+        message.sealed = None
+
+
+async def _decide_for(
+    session: AsyncSession, message: Message, now: datetime
+) -> Send | float | None:
     if message.status == "sending":
         if message.lease_until is not None and message.lease_until > now:
             return None  # a worker holds it
@@ -144,6 +159,8 @@ async def _plan(session: AsyncSession, message: Message, now: datetime) -> Send 
         return _suppress(message, "member_inactive")
     if not service.transactional_enabled(settings, message.purpose):
         return _suppress(message, "disabled")
+    if message.purpose in service.SEALED_PURPOSES:
+        return await _plan_sealed(session, message, member, now)
     quiet_until = await _quiet_until(session, settings, now)
     if quiet_until is not None:
         if fresh and settings.quiet_hours and settings.quiet_hours.action == "suppress":
@@ -165,6 +182,32 @@ async def _plan(session: AsyncSession, message: Message, now: datetime) -> Send 
     if fresh:
         candidates = await _ask_plugins(message, candidates)
     return await _begin(session, message, candidates[0], now)
+
+
+async def _plan_sealed(
+    session: AsyncSession, message: Message, member: Member, now: datetime
+) -> Send | float | None:
+    """A system message (``service.queue_sealed``): to its sealed address, by the enabled
+    phone channels (the chain's order), without consent, quiet hours or the cap: the member
+    asked for it a moment ago and waits for it."""
+    opened = service.open_sealed(member, message)
+    if opened is None:
+        return _suppress(message, "no_address")
+    settings = await service.get_messaging_settings(session)
+    routes = await _routes(session, message)
+    order = [k for k in settings.channel_order if k in routes]
+    order += sorted(k for k in routes if k not in order)
+    phones = [k for k in order if routes[k].connector.address == "phone" and k not in message.tried]
+    if not phones:
+        if message.tried:
+            message.status, message.reason, message.lease_until = (
+                "failed",
+                "all_channels_failed",
+                None,
+            )
+            return None
+        return _suppress(message, "no_channel")
+    return await _begin(session, message, (routes[phones[0]], opened[0]), now)
 
 
 def _suppress(message: Message, reason: str) -> float | None:
@@ -278,12 +321,15 @@ async def _begin(
     session: AsyncSession, message: Message, candidate: Route | tuple[Route, str], now: datetime
 ) -> Send | None:
     """Render, hold the message for this worker and write the attempt before the call."""
+    member = await session.get(Member, (require_tenant().tenant_id, message.member_id))
+    assert member is not None
+    opened = service.open_sealed(member, message)
     if isinstance(candidate, Route):  # resuming: the address is looked up again
-        member = await session.get(Member, (require_tenant().tenant_id, message.member_id))
-        assert member is not None
         route, address = (
             candidate,
-            await member_address(session, member, candidate.connector.address) or "",
+            opened[0]
+            if opened
+            else await member_address(session, member, candidate.connector.address) or "",
         )
     else:
         route, address = candidate
@@ -294,7 +340,8 @@ async def _begin(
         message.status, message.reason, message.lease_until = "failed", "no_template", None
         return None
     variables = await member_variables(session, message.member_id, message.store_id, locale)
-    rendered = service.render(wording, {**variables, **message.params})
+    secrets = opened[1] if opened else {}
+    rendered = service.render(wording, {**variables, **message.params, **secrets})
     number = message.attempts + 1
     attempt = MessageAttempt(
         message_id=message.id, channel=route.connector.key, number=number, started_at=now
@@ -360,8 +407,22 @@ async def _record(
     message = await session.scalar(
         select(Message).where(Message.id == message_id).with_for_update()
     )
-    attempt = await session.get(MessageAttempt, (require_tenant().tenant_id, sent.attempt_id))
     assert message is not None
+    try:
+        return await _record_for(session, message, sent, receipt, now)
+    finally:
+        _wipe_if_settled(message)
+
+
+async def _record_for(
+    session: AsyncSession,
+    message: Message,
+    sent: Send,
+    receipt: DeliveryReceipt,
+    now: datetime,
+) -> float | None:
+    message_id = message.id
+    attempt = await session.get(MessageAttempt, (require_tenant().tenant_id, sent.attempt_id))
     assert attempt is not None
     attempt.finished_at = now
     attempt.detail = receipt.detail[:200]

@@ -7,6 +7,7 @@ The pipeline that decides and sends (consent, quiet hours, cap, fallback) is
 from __future__ import annotations
 
 import calendar
+import json
 import uuid
 from datetime import date, datetime
 from typing import Any
@@ -27,7 +28,7 @@ from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
 from nestpoint.jobs.broker import JobRef, enqueue_best_effort
 from nestpoint.members.models import Member
-from nestpoint.members.service import get_active_member
+from nestpoint.members.service import cipher_of, get_active_member, seal, unseal, writing_cipher
 from nestpoint.messaging import templates
 from nestpoint.messaging.models import (
     Message,
@@ -53,6 +54,10 @@ from nestpoint.plugins.types import DeliveryReport
 from nestpoint.tenancy.models import Store
 
 DELIVER = JobRef("messaging.deliver", queue_name="default")
+# System purposes whose messages carry sealed secrets (``Message.sealed``): sent once, to
+# the sealed address, never requeued (the secret is wiped when the message settles).
+PHONE_VERIFICATION = "phone_verification"
+SEALED_PURPOSES = (PHONE_VERIFICATION,)
 _NEW_KEY = "nestpoint.messaging.new"
 FINAL = frozenset({"sent", "delivered", "failed", "suppressed"})
 
@@ -332,6 +337,49 @@ async def queue_message(
     return message
 
 
+async def queue_sealed(
+    session: AsyncSession,
+    *,
+    member: Member,
+    key: str,
+    purpose: str,
+    to: str,
+    secrets: dict[str, str],
+    store_id: uuid.UUID | None = None,
+) -> Message:
+    """A system message (a one-time code) to ``to``, an address that is not the member's
+    yet, queued now unless ``key`` exists. The address and ``secrets`` (variables of the
+    template ``purpose``) are sealed under the member's key on the message, never in its
+    ``params``, and wiped once it settles (``pipeline``); it goes by a phone channel only,
+    without consent, quiet hours or the frequency cap (the member asks for it now), and
+    never counts against the plan's message quota."""
+    found = await _by_key(session, key)
+    if found is not None:
+        return found
+    message = _new_message(
+        member_id=member.id,
+        key=key,
+        purpose=purpose,
+        template=purpose,
+        params={},
+        store_id=store_id,
+        now=utcnow(),
+    )
+    sealed = json.dumps({"to": to, "params": secrets}, separators=(",", ":"))
+    message.sealed = seal(writing_cipher(member), "messages", message.id, sealed)
+    session.add(message)
+    _enqueue_after_commit(session, [message])
+    return message
+
+
+def open_sealed(member: Member, message: Message) -> tuple[str, dict[str, str]] | None:
+    """The address and secret variables :func:`queue_sealed` sealed (None once wiped)."""
+    if message.sealed is None:
+        return None
+    opened = json.loads(unseal(cipher_of(member), "messages", message.id, message.sealed))
+    return str(opened["to"]), {str(k): str(v) for k, v in opened["params"].items()}
+
+
 async def _by_key(session: AsyncSession, key: str) -> Message | None:
     return await session.scalar(select(Message).where(Message.message_key == key))
 
@@ -506,6 +554,7 @@ async def requeue_failed(session: AsyncSession, since: datetime) -> list[uuid.UU
             .where(
                 Message.status == "failed",
                 Message.reason.in_(REQUEUEABLE),
+                Message.purpose.not_in(SEALED_PURPOSES),  # their secret is gone
                 Message.created_at >= since,
             )
             .with_for_update()

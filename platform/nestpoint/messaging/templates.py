@@ -143,6 +143,20 @@ BUILT_IN: dict[str, dict[str, Wording]] = {
             " {{ delivery_slot }}.",
         ),
     },
+    # A system message: the one-time code of a phone change, to the new phone
+    # (members.phone). ``code`` and ``minutes`` are its variables.
+    "phone_verification": {
+        "zh-CN": Wording(
+            "验证码",
+            "【{{ chain_name }}】您的验证码是 {{ code }}，用于更换会员手机号，{{ minutes }}"
+            " 分钟内有效。如非本人操作，请忽略本短信。",
+        ),
+        "en": Wording(
+            "Verification code",
+            "{{ chain_name }}: your code is {{ code }}, to change your member phone number. It"
+            " expires in {{ minutes }} minutes. If you did not ask for it, ignore this message.",
+        ),
+    },
 }
 
 

@@ -37,6 +37,7 @@ class Order(TenantOwned, Base):
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
         Index("ix_orders_member", "tenant_id", "member_id", "paid_at"),
         Index("ix_orders_store", "tenant_id", "store_id", "paid_at"),
+        Index("ix_orders_paid", "tenant_id", "paid_at"),  # the listing, by day
     )
 
     channel: Mapped[str] = mapped_column(String(16))
@@ -88,6 +89,7 @@ class Refund(TenantOwned, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "order_id", "external_id"),
         ForeignKeyConstraint(["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"]),
+        Index("ix_refunds_created", "tenant_id", "created_at"),  # the listing, by day
     )
 
     order_id: Mapped[uuid.UUID] = mapped_column(Uuid())

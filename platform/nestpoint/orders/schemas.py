@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     StringConstraints,
@@ -264,3 +265,50 @@ class PreviewResult(BaseModel):
     benefits: list[AppliedBenefit]
     max_points_usable: int
     points_value_fen: int
+
+
+class OrderSummary(BaseModel):
+    """An order in a listing (``GET /orders/{channel}/{external_id}`` has its lines)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    channel: str
+    external_id: str
+    store_id: uuid.UUID
+    member_id: uuid.UUID | None = Field(description="None for an anonymous order.")
+    status: OrderStatus
+    paid_at: datetime
+    total_fen: int
+    cash_fen: int
+    points_used: int
+    points_earned: int
+    discount_fen: int
+    stored_value_fen: int
+    refunded_fen: int
+
+
+class OrderList(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None
+
+
+class RefundSummary(BaseModel):
+    """A refund in a listing, with the order it refunds."""
+
+    id: uuid.UUID
+    external_id: str
+    order_id: uuid.UUID
+    order_channel: str
+    order_external_id: str
+    store_id: uuid.UUID = Field(description="The order's store.")
+    member_id: uuid.UUID | None = Field(description="The order's member (None: anonymous).")
+    amount_fen: int
+    points_reversed: int
+    points_returned: int
+    created_at: datetime
+
+
+class RefundList(BaseModel):
+    items: list[RefundSummary]
+    next_cursor: str | None

@@ -17,12 +17,13 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, Uuid, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from nestpoint.benefits import pricing
 from nestpoint.benefits import service as benefits
@@ -33,8 +34,16 @@ from nestpoint.coupons.rules import BasketLine
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
 from nestpoint.db.batch import WriteBatch
+from nestpoint.db.pagination import Page, paginate
 from nestpoint.db.raw import Statement
-from nestpoint.errors import Conflict, FieldError, Invalid, NestpointError, NotFound
+from nestpoint.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NestpointError,
+    NotFound,
+)
 from nestpoint.events.service import emit
 from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer, fingerprint
@@ -60,6 +69,7 @@ from nestpoint.orders.schemas import (
     RefundIn,
     RefundLineIn,
     RefundResult,
+    RefundSummary,
     check_paid_at,
 )
 from nestpoint.plugins.manager import get_plugin_host
@@ -1233,3 +1243,145 @@ def _write_refund(
 
 def order_summary(order: Order) -> dict[str, Any]:
     return dict(order.response) | {"status": order.status, "refunded_fen": order.refunded_fen}
+
+
+# ------------------------------------------------------------------ listings
+# Newest first, cursor-paginated (db/pagination.py). A store key lists its own store's
+# orders and refunds only, as it reads only those (get_order); an HQ key lists the chain's.
+
+# Dates beyond these bounds filter nothing (and stay clear of datetime's range).
+_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(9999, 12, 30)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Instants ``start <= t < end`` (either open), from the tenant's local dates."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def local_period(
+    zone: ZoneInfo, day: date | None, since: date | None, until: date | None
+) -> Period:
+    """``day``, or ``since``..``until`` (both inclusive), as local days in ``zone``: pure.
+    Refuses both kinds at once (422 naming ``query.day``) and a ``since`` after ``until``
+    (422 naming ``query.from``)."""
+    if day is not None:
+        if since is not None or until is not None:
+            raise Invalid.field("query.day", "give day, or from and to, not both")
+        since = until = day
+    if since is not None and until is not None and since > until:
+        raise Invalid.field("query.from", "from is after to")
+
+    def midnight(local: date) -> datetime:
+        return datetime.combine(local, time(), tzinfo=zone).astimezone(UTC)
+
+    start = midnight(since) if since is not None and since > _FIRST_DAY else None
+    last = until if until is not None and until < _LAST_DAY else None
+    return Period(start, midnight(last + timedelta(days=1)) if last is not None else None)
+
+
+async def listed_store(session: AsyncSession, code: str | None) -> uuid.UUID | None:
+    """The store a listing is confined to: a store key's own (naming another store is 403
+    naming ``query.store``), else the one named by ``code`` (unknown: 422), else none."""
+    own = require_tenant().store_id
+    named = None
+    if code is not None:
+        codes = await store_codes(session)
+        named = codes.get(code) or (await store_codes(session, refresh=True)).get(code)
+        if named is None:
+            raise Invalid.field("query.store", f"no store with code {code!r}")
+    if own is not None and named not in (None, own):
+        raise Forbidden(
+            "a store key lists only its own store's records",
+            errors=[FieldError("query.store", "another store")],
+        )
+    return own or named
+
+
+async def list_orders(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    member_id: uuid.UUID | None = None,
+    store_code: str | None = None,
+    day: date | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> Page[Order]:
+    """Orders newest paid first, by member, store and local day(s) (``local_period``)."""
+    period = local_period((await get_program(session)).zone, day, since, until)
+    stmt = select(Order).options(defer(Order.response))  # the lines: not in a summary
+    if (store_id := await listed_store(session, store_code)) is not None:
+        stmt = stmt.where(Order.store_id == store_id)
+    if member_id is not None:
+        stmt = stmt.where(Order.member_id == member_id)
+    if period.start is not None:
+        stmt = stmt.where(Order.paid_at >= period.start)
+    if period.end is not None:
+        stmt = stmt.where(Order.paid_at < period.end)
+    return await paginate(
+        session, stmt, (Order.paid_at, Order.id), cursor=cursor, limit=limit, descending=True
+    )
+
+
+async def list_refunds(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    member_id: uuid.UUID | None = None,
+    store_code: str | None = None,
+    day: date | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> Page[RefundSummary]:
+    """Refunds newest first, by the order's member and store and the refund's local day(s)."""
+    period = local_period((await get_program(session)).zone, day, since, until)
+    stmt = select(Refund)
+    store_id = await listed_store(session, store_code)
+    if store_id is not None or member_id is not None:
+        stmt = stmt.join(
+            Order, (Order.tenant_id == Refund.tenant_id) & (Order.id == Refund.order_id)
+        )
+        if store_id is not None:
+            stmt = stmt.where(Order.store_id == store_id)
+        if member_id is not None:
+            stmt = stmt.where(Order.member_id == member_id)
+    if period.start is not None:
+        stmt = stmt.where(Refund.created_at >= period.start)
+    if period.end is not None:
+        stmt = stmt.where(Refund.created_at < period.end)
+    page: Page[Refund] = await paginate(
+        session, stmt, (Refund.created_at, Refund.id), cursor=cursor, limit=limit, descending=True
+    )
+    order_ids = {r.order_id for r in page.items}
+    by_id = (
+        {
+            o.id: o
+            for o in await session.scalars(
+                select(Order).options(defer(Order.response)).where(Order.id.in_(order_ids))
+            )
+        }
+        if order_ids
+        else {}
+    )
+    return Page([_refund_summary(r, by_id[r.order_id]) for r in page.items], page.next_cursor)
+
+
+def _refund_summary(refund: Refund, order: Order) -> RefundSummary:
+    return RefundSummary(
+        id=refund.id,
+        external_id=refund.external_id,
+        order_id=order.id,
+        order_channel=order.channel,
+        order_external_id=order.external_id,
+        store_id=order.store_id,
+        member_id=order.member_id,
+        amount_fen=refund.amount_fen,
+        points_reversed=refund.points_reversed,
+        points_returned=refund.points_returned,
+        created_at=refund.created_at,
+    )

@@ -128,6 +128,7 @@ class PointEntry(TenantOwned, Base):
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
         Index("ix_point_entries_member", "tenant_id", "member_id", "created_at"),
         Index("ix_point_entries_cause", "tenant_id", "cause_type", "cause_id"),
+        Index("ix_point_entries_created", "tenant_id", "created_at"),  # analytics, by period
     )
 
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())
@@ -150,6 +151,8 @@ class PointHold(TenantOwned, Base):
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
         Index("ix_point_holds_open", "tenant_id", "status", "expires_at"),
+        Index("ix_point_holds_member", "tenant_id", "member_id", "created_at"),
+        Index("ix_point_holds_store", "tenant_id", "store_id", "created_at"),
     )
 
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid())

@@ -8,19 +8,23 @@ the holds made at its own store.
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from litestar import Controller, Response, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from nestpoint.api.answers import answered, created_spec
-from nestpoint.api.deps import Db, requires
+from nestpoint.api.deps import DEFAULT_LIMIT, CursorQuery, Db, LimitQuery, requires
 from nestpoint.api.problems import problems
 from nestpoint.context import require_tenant
 from nestpoint.loyalty.service import get_program
 from nestpoint.members.service import get_active_member
+from nestpoint.orders.routes import MemberQuery, StoreQuery
+from nestpoint.orders.service import listed_store
 from nestpoint.points import service
-from nestpoint.points.schemas import HoldIn, HoldRead
+from nestpoint.points.models import HoldStatus
+from nestpoint.points.schemas import HoldIn, HoldList, HoldRead, HoldSummary
 
 
 class HoldController(Controller):
@@ -51,6 +55,39 @@ class HoldController(Controller):
             store_id=require_tenant().store_id,
         )
         return answered(answer, HoldRead)
+
+    @get(
+        "/",
+        guards=[requires("points:hold")],
+        responses=problems(422),
+        summary="List holds, newest first, by member, status and store",
+        operation_id="listHolds",
+        description=(
+            "Needs `points:hold`; cursor-paginated. A store key lists its own store's holds only "
+            "(naming another store is 403); an HQ key lists every hold, HQ's own (no store) too."
+        ),
+    )
+    async def list_holds(
+        self,
+        db: Db,
+        cursor: CursorQuery = None,
+        limit: LimitQuery = DEFAULT_LIMIT,
+        member: MemberQuery = None,
+        status: Annotated[HoldStatus | None, QueryParameter(name="status")] = None,
+        store: StoreQuery = None,
+    ) -> HoldList:
+        page = await service.list_holds(
+            db,
+            cursor=cursor,
+            limit=limit,
+            member_id=member,
+            status=status,
+            store_id=await listed_store(db, store),
+        )
+        return HoldList(
+            items=[HoldSummary.model_validate(h) for h in page.items],
+            next_cursor=page.next_cursor,
+        )
 
     @get(
         "/{hold_id:uuid}",

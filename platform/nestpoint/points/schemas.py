@@ -96,6 +96,17 @@ class HoldRead(BaseModel):
     resolved_at: datetime | None
 
 
+class HoldSummary(HoldRead):
+    """A hold in a listing: with the store it belongs to (None: made by HQ)."""
+
+    store_id: uuid.UUID | None
+
+
+class HoldList(BaseModel):
+    items: list[HoldSummary]
+    next_cursor: str | None
+
+
 class TierChangeRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -51,6 +51,7 @@ from nestpoint.members.models import Member
 from nestpoint.points.models import (
     CauseType,
     EntryKind,
+    HoldStatus,
     LotSource,
     PointAccount,
     PointEntry,
@@ -949,4 +950,32 @@ async def list_entries(
     stmt = select(PointEntry).where(PointEntry.member_id == member_id)
     return await paginate(
         session, stmt, (PointEntry.created_at, PointEntry.id), cursor=cursor, limit=limit
+    )
+
+
+async def list_holds(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    member_id: uuid.UUID | None = None,
+    status: HoldStatus | None = None,
+    store_id: uuid.UUID | None = None,
+) -> Page[PointHold]:
+    """Holds newest first, by member, status and store (the caller resolves the store: a
+    store key's is always its own, see ``orders.service.listed_store``)."""
+    stmt = select(PointHold)
+    if member_id is not None:
+        stmt = stmt.where(PointHold.member_id == member_id)
+    if status is not None:
+        stmt = stmt.where(PointHold.status == status)
+    if store_id is not None:
+        stmt = stmt.where(PointHold.store_id == store_id)
+    return await paginate(
+        session,
+        stmt,
+        (PointHold.created_at, PointHold.id),
+        cursor=cursor,
+        limit=limit,
+        descending=True,
     )

@@ -33,7 +33,13 @@ from nestpoint.events.service import emit
 from nestpoint.exports.models import Export, ExportChunk
 from nestpoint.jobs.broker import JobRef, enqueue_best_effort
 from nestpoint.members import service as members
-from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
+from nestpoint.members.models import (
+    Child,
+    Member,
+    MemberConsent,
+    MemberIdentity,
+    MemberPhoneChange,
+)
 from nestpoint.messaging.models import Message
 from nestpoint.points import service as points
 from nestpoint.points.models import PointAccount, PointHold
@@ -179,6 +185,8 @@ async def _erase_rows(session: AsyncSession, ids: list[uuid.UUID]) -> dict[str, 
     ):
         result = await session.execute(delete(model).where(model.member_id.in_(ids)))
         counts[name] = int(getattr(result, "rowcount", 0) or 0)
+    # A phone change's new phone (its keyed hash; the sealed number is noise already).
+    await session.execute(delete(MemberPhoneChange).where(MemberPhoneChange.member_id.in_(ids)))
     return counts
 
 
@@ -191,7 +199,7 @@ async def _forget_messages(session: AsyncSession, ids: list[uuid.UUID]) -> int:
         .values(status="suppressed", reason="member_erased", lease_until=None)
     )
     result = await session.execute(
-        update(Message).where(Message.member_id.in_(ids)).values(params={})
+        update(Message).where(Message.member_id.in_(ids)).values(params={}, sealed=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
