@@ -35,10 +35,12 @@ log = logging.getLogger("nestpoint.jobs")
 
 @dataclass(frozen=True)
 class DailyJob:
-    """An actor taking a tenant id, enqueued once a local day at ``at`` or later."""
+    """An actor taking a tenant id, enqueued once a local day at ``at`` or later (only on
+    that day of the month when ``day_of_month`` is set: a monthly job)."""
 
     actor_name: str
     at: time
+    day_of_month: int | None = None
 
 
 DAILY_JOBS = (
@@ -60,6 +62,8 @@ DAILY_JOBS = (
     # Paid cards: renewal reminders, renewal payments on a card's last day, retries in
     # grace and lapses, in the chain's morning (a member can fix a refused card that day).
     DailyJob("membership.renew_due", time(10, 0)),
+    # Last month's settlement draft, on the 1st after the chain's night (docs/settlement.md).
+    DailyJob("settlement.compute_last_month", time(6, 0), day_of_month=1),
 )
 
 
@@ -85,7 +89,11 @@ def due_runs(
     runs = []
     for tenant_id, timezone in tenants:
         local = local_now(timezone, now)
-        runs += [DueRun(tenant_id, job, local.date()) for job in jobs if local.time() >= job.at]
+        runs += [
+            DueRun(tenant_id, job, local.date())
+            for job in jobs
+            if local.time() >= job.at and job.day_of_month in (None, local.day)
+        ]
     return runs
 
 
