@@ -24,8 +24,8 @@ from nestpoint.errors import Conflict, NestpointError
 from nestpoint.members.models import Member
 from nestpoint.members.schemas import MemberCreate
 from nestpoint.members.service import create_member
-from nestpoint.orders.schemas import OrderIn, PreviewIn
-from nestpoint.orders.service import create_order, preview
+from nestpoint.orders.schemas import OrderIn, PreviewIn, RefundIn
+from nestpoint.orders.service import create_order, create_refund, preview
 from nestpoint.tenancy.models import Store
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
@@ -132,7 +132,43 @@ async def seed_members(
                     for _ in range(rng.choice([0, 1, 1, 2, 3, 5])):
                         await _order(session, rng, member.id, stores, today)
                         orders += 1
+        # Walk-ins (no member) with a random generator of their own, so the members above
+        # stay as they were: the analytics compare members with them (docs/analytics.md).
+        orders += await _walk_ins(random.Random(f"{slug}:walk-ins"), stores, today, count // 2)
     return members, orders
+
+
+async def _walk_ins(rng: random.Random, stores: list[str], today: date, count: int) -> int:
+    """``count`` orders without a member over the last 180 days, at any hour from 08:00 to
+    21:00 Shanghai time, every fifth refunded (one unit); returns how many."""
+    async with scoped_session() as session:
+        for n in range(count):
+            sku, name, category, price = rng.choice(CATALOGUE)
+            quantity = rng.randrange(1, 3)
+            day = today - timedelta(days=rng.randrange(0, 180))
+            paid_at = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(
+                minutes=rng.randrange(0, 13 * 60)  # 00:00-13:00 UTC
+            )
+            paid_at = min(paid_at, datetime.now(UTC) - timedelta(minutes=1))
+            order = OrderIn.model_validate(
+                {
+                    "channel": "pos",
+                    "external_id": f"demo-walk-in-{uuid.UUID(int=rng.getrandbits(128)).hex}",
+                    "store_code": rng.choice(stores),
+                    "lines": [{"sku": sku, "name": name, "category": category,
+                               "quantity": quantity, "unit_price_fen": price,
+                               "paid_fen": price * quantity}],
+                    "paid_at": paid_at.isoformat(),
+                    "payment": {"cash_fen": price * quantity, "points_used": 0},
+                }
+            )  # fmt: skip
+            await create_order(session, order)
+            if n % 5 == 4:
+                refund = RefundIn.model_validate(
+                    {"external_id": "demo-refund", "lines": [{"line_no": 1, "quantity": 1}]}
+                )
+                await create_refund(session, "pos", order.external_id, refund)
+    return count
 
 
 async def _order(

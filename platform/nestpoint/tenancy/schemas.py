@@ -141,7 +141,7 @@ class ApiKeyCreate(Strict):
         default=None, description="Required for a store key: the store it is bound to."
     )
     scopes: list[Scope] | None = Field(
-        default=None, description="Defaults to the kind's default scopes.", max_length=50
+        default=None, description="Defaults to the kind's default scopes.", max_length=100
     )
 
 
