@@ -1,0 +1,1 @@
+"""The member API: tokens that act for one member, and what a member sees of themselves."""
