@@ -127,6 +127,12 @@ clean_env=(env -u NESTPOINT_DATABASE_URL -u NESTPOINT_MIGRATION_DATABASE_URL -u 
 tests=true
 [[ "${1:-}" == "--lint-only" ]] && tests=false
 
+if $tests && $ci; then
+    # The console's browser tests (tests/console/) drive Debian's chromium: in CI they fail
+    # without it, so install it first (elsewhere they are skipped with a note).
+    scripts/install-browser.sh || failed+=("chromium for the browser tests (scripts/install-browser.sh)")
+fi
+
 if $tests; then
     start_step "pytest on SQLite (in-process broker)" \
         "${clean_env[@]}" NESTPOINT_TEST_DATABASE=sqlite "${run[@]}" pytest

@@ -131,6 +131,7 @@ def database_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     # Counted on every request, as in production, but far above what one test's key sends
     # (tests/test_rate_limit.py sets its own).
     env["NESTPOINT_RATE_LIMIT"] = "100000/second"
+    env["NESTPOINT_MEMBER_RATE_LIMIT"] = "100000/second"  # tests/memberapi sets its own
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()

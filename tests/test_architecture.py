@@ -28,8 +28,12 @@ LAZY_BY_DESIGN = {
     "coupons/cli.py",
     "payments/cli.py",
     "campaigns/cli.py",
+    "console/cli.py",
     "billing/cli.py",
     "membership/cli.py",
+    "memberapi/cli.py",
+    "analytics/cli.py",
+    "settlement/cli.py",
     "testing.py",
 }
 

@@ -20,8 +20,10 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -142,6 +144,8 @@ class World:
     member_id: str
     other_member_id: str
     external_id: str
+    member: dict[str, str]  # a member token of member_id, for the member API (/api/v1/me)
+    card_code: str  # that member's card code, as the till scans it
 
 
 @pytest.fixture
@@ -183,10 +187,19 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
     r = await client.post("/api/v1/imports", json=_import_body("fuzz"), headers=hq)
     assert r.status_code == 202, r.text
     import_id = r.json()["id"]
+    month = f"{datetime.now(ZoneInfo('Asia/Shanghai')):%Y-%m}"  # the chain's month
+    r = await client.post(f"/api/v1/settlements/{month}/compute", headers=hq)
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        "/api/v1/console-users", json={"login": "fuzz", "role": "hq_analyst"}, headers=hq
+    )
+    assert r.status_code == 201, r.text
+    console_user_id = r.json()["id"]
     path = {
         "tenant_id": str(t.id),
         "member_id": members[0],
         "child_id": str(uuid.uuid4()),
+        "identity_id": str(uuid.uuid4()),
         "hold_id": hold_id,
         "key_id": key_id,
         "code": "S1",
@@ -207,8 +220,14 @@ async def world(client, make_tenant, platform_headers) -> World:  # type: ignore
         "key": "points_expiring",
         "locale": "zh-CN",
         "name": "password",
+        "month": month,
+        "user_id": console_user_id,
     }
-    return World(hq, platform_headers, path, members[0], members[1], external_id)
+    r = await client.post("/api/v1/member-tokens", json={"member_id": members[0]}, headers=hq)
+    assert r.status_code == 201, r.text
+    member = {"Authorization": f"Bearer {r.json()['token']}"}
+    card_code = (await client.get("/api/v1/me/card", headers=member)).json()["code"]
+    return World(hq, platform_headers, path, members[0], members[1], external_id, member, card_code)
 
 
 def _base_body(op: Operation, w: World) -> Any:
@@ -248,6 +267,11 @@ def _base_body(op: Operation, w: World) -> Any:
             {"channel": "sms", "granted": True, "source": "till"}
         ],
         ("POST", "/api/v1/members/{member_id}/identities"): {"kind": "pos_card", "value": key},
+        ("POST", "/api/v1/members/{member_id}/phone-change"): {
+            "phone": new_phone(),
+            "idempotency_key": key,
+        },
+        ("POST", "/api/v1/members/{member_id}/phone-change/confirm"): {"code": "123456"},
         ("POST", "/api/v1/members/{member_id}/merge"): {"source_member_id": w.other_member_id},
         ("POST", "/api/v1/members/{member_id}/family"): {"member_id": w.other_member_id},
         ("POST", "/api/v1/members/{member_id}/points/adjustments"): {
@@ -378,6 +402,12 @@ def _base_body(op: Operation, w: World) -> Any:
             "goal": {"metric": "orders", "target": 10},
             "holdout_percent": 10,
         },
+        ("PUT", "/api/v1/settlements/rules"): {
+            "point_value_fen": 1,
+            "benefit_fee_fen": 200,
+            "benefit_fees": {"wipes-pack": 500},
+        },
+        ("POST", "/api/v1/settlements/{month}/close"): {"idempotency_key": key},
         ("PUT", "/api/v1/wallet/rules"): {
             "bonus_tiers": [{"threshold_fen": 100000, "bonus_fen": 10000}],
         },
@@ -443,6 +473,27 @@ def _base_body(op: Operation, w: World) -> Any:
             "active": True,
         },
         ("PUT", "/api/v1/tenants/{tenant_id}/billing/subscription"): {"plan_code": "enterprise"},
+        # The member API: the other member's tokens (revoking the world's own would leave
+        # the /me routes nothing to answer but 401).
+        ("POST", "/api/v1/member-tokens"): {"member_id": w.member_id},
+        ("POST", "/api/v1/member-tokens/revoke"): {"member_id": w.other_member_id},
+        # No valid WeChat app here: the bind would call WeChat, which the tests have not
+        # (tests/memberapi/test_wechat.py runs it against a fake); it answers 404.
+        ("POST", "/api/v1/me/wechat"): {"code": "abc"},
+        ("POST", "/api/v1/members/lookup-by-code"): {"code": w.card_code},
+        ("POST", "/api/v1/console-users"): {
+            "login": f"u{key[:8]}",
+            "role": "store_clerk",
+            "store_code": "S1",
+            "locale": "en",
+            "password": "a long enough password",
+        },
+        ("PATCH", "/api/v1/console-users/{user_id}"): {
+            "role": "hq_analyst",
+            "locale": "zh-CN",
+            "disabled": False,
+            "reset_password": False,
+        },
         ("POST", "/api/v1/campaigns/templates/{key}/instantiate"): {
             "code": f"F{key[:8]}",
             "message_template": "points_expiring",
@@ -559,6 +610,8 @@ def _request(op: Operation, a: Attack, w: World) -> tuple[str, bytes | None, dic
     if query:
         url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
     headers = w.platform if op.template.startswith("/api/v1/tenants") else w.hq
+    if op.template == "/api/v1/me" or op.template.startswith("/api/v1/me/"):
+        headers = w.member
     if content_type:
         headers = {**headers, "content-type": content_type}
     if raw_body is None and op.has_body:

@@ -127,6 +127,8 @@ async def test_apply_creates_tenant_and_stores(tmp_path: Path, example: str, row
     money += [("create", f"paid plan {p['code']}", {}) for p in spec.get("paid_plans", [])]
     if "paid_membership" in spec:
         money.append(("create", "paid-membership settings", {}))
+    if "settlement" in spec:
+        money.append(("create", "settlement rule", {}))
     expected += saved + campaigns + money
     assert described(planned) == expected
     assert described(changes) == expected

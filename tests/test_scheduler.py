@@ -53,6 +53,18 @@ def test_a_daily_job_is_due_after_its_local_time_in_each_time_zone() -> None:
     }
 
 
+def test_a_monthly_job_is_due_only_on_its_day_of_the_month() -> None:
+    tenant = uuid.uuid4()
+    monthly = (DailyJob("settlement.compute_last_month", time(6), day_of_month=1),)
+    # 22:30 UTC on 30 November is 06:30 on 1 December in Shanghai.
+    first = due_runs([(tenant, SHANGHAI)], datetime(2026, 11, 30, 22, 30, tzinfo=UTC), monthly)
+    assert [(r.job.actor_name, r.local_date) for r in first] == [
+        ("settlement.compute_last_month", date(2026, 12, 1))
+    ]
+    assert due_runs([(tenant, SHANGHAI)], datetime(2026, 11, 30, 21, 59, tzinfo=UTC), monthly) == []
+    assert due_runs([(tenant, SHANGHAI)], datetime(2026, 12, 1, 22, 30, tzinfo=UTC), monthly) == []
+
+
 def test_an_unknown_time_zone_counts_as_utc() -> None:
     tenant = uuid.uuid4()
     runs = due_runs([(tenant, "Mars/Olympus")], datetime(2026, 12, 1, 3, 30, tzinfo=UTC), JOBS)
@@ -154,6 +166,8 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
             ("privacy.retention", str(new_york)),
             ("segments.recompute", str(shanghai)),
             ("segments.recompute", str(new_york)),
+            # Monthly: the 1st is New York's day, not Shanghai's (already the 2nd).
+            ("settlement.compute_last_month", str(new_york)),
         ]
     )
     assert await _claimed_dates(shanghai) == [
@@ -167,6 +181,7 @@ async def test_daily_jobs_are_enqueued_once_a_local_day_per_tenant(
         ("points.announce_expiring", date(2027, 12, 1)),
         ("privacy.retention", date(2027, 12, 1)),
         ("segments.recompute", date(2027, 12, 1)),
+        ("settlement.compute_last_month", date(2027, 12, 1)),
         ("tiers.evaluate", date(2027, 12, 1)),
     ]
     first = sent.to(ours)
@@ -210,6 +225,7 @@ async def test_concurrent_checks_enqueue_each_run_once(
         ("points.announce_expiring", str(tenant)),
         ("privacy.retention", str(tenant)),
         ("segments.recompute", str(tenant)),
+        ("settlement.compute_last_month", str(tenant)),
         ("tiers.evaluate", str(tenant)),
     ]
 
@@ -234,9 +250,10 @@ async def test_a_send_that_fails_leaves_the_run_to_the_next_check(
         ("points.announce_expiring", str(tenant)),
         ("privacy.retention", str(tenant)),
         ("segments.recompute", str(tenant)),
+        ("settlement.compute_last_month", str(tenant)),
         ("tiers.evaluate", str(tenant)),
     ]
-    assert len(await _claimed_dates(tenant)) == 7
+    assert len(await _claimed_dates(tenant)) == 8
 
 
 # ---- leader election

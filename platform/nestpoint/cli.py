@@ -360,19 +360,24 @@ def demo(
 
 
 def _add_loyalty_commands() -> None:
+    from nestpoint.analytics.cli import analytics_app
     from nestpoint.billing.cli import billing_app
     from nestpoint.campaigns.cli import campaigns_app
+    from nestpoint.console.cli import console_app
     from nestpoint.coupons.cli import coupons_app
     from nestpoint.exports.cli import exports_app
     from nestpoint.imports.cli import imports_app
     from nestpoint.jobs.cli import jobs_app, members_app
+    from nestpoint.memberapi.cli import member_tokens_app
     from nestpoint.membership.cli import membership_app
     from nestpoint.messaging.cli import messages_app
     from nestpoint.payments.cli import payments_app
     from nestpoint.privacy.cli import privacy_app
+    from nestpoint.settlement.cli import settlement_app
 
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(members_app, name="members")
+    app.add_typer(member_tokens_app, name="member-tokens")
     app.add_typer(messages_app, name="messages")
     app.add_typer(exports_app, name="export")
     app.add_typer(imports_app, name="import")
@@ -380,8 +385,11 @@ def _add_loyalty_commands() -> None:
     app.add_typer(coupons_app, name="coupons")
     app.add_typer(payments_app, name="payments")
     app.add_typer(campaigns_app, name="campaigns")
+    app.add_typer(console_app, name="console")
     app.add_typer(billing_app, name="billing")
     app.add_typer(membership_app, name="membership")
+    app.add_typer(analytics_app, name="analytics")
+    app.add_typer(settlement_app, name="settlement")
 
 
 _add_loyalty_commands()

@@ -15,7 +15,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
 
-ActorKind = Literal["platform", "tenant", "store", "system"]
+# "member": a member token (the member API, /api/v1/me/...): key_id is the member's id.
+ActorKind = Literal["platform", "tenant", "store", "system", "member"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from nestpoint.billing import service as billing
+from nestpoint.console import service as console
+from nestpoint.console.schemas import ConsoleUserCreate, ConsoleUserUpdate
 from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import get_database, scoped_session, utcnow
 from nestpoint.demo_data import seed_benefits, seed_coupons, seed_members
@@ -52,6 +54,8 @@ class DemoInfo:
     keys: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, who, key)
     seeded: list[tuple[str, int, int]] = field(default_factory=list)  # (tenant, members, orders)
     relayed: int = 0  # outbox events the seeding raised, relayed before serving
+    # (tenant, login, role, password): console users, new passwords each run
+    users: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def render(self, url: str) -> str:
         lines = [
@@ -69,6 +73,16 @@ class DemoInfo:
             f"  platform operator:  {self.platform_key}",
         ]
         lines += [f"  {tenant} {who}:  {key}" for tenant, who, key in self.keys]
+        if self.users:
+            lines += [
+                "",
+                f"Console (HQ and stores, in the browser): {url}/console/",
+                "  sign in with the chain, login and password (new passwords each run):",
+                *[
+                    f"  {tenant}  {login:<18} {role:<14} {password}"
+                    for tenant, login, role, password in self.users
+                ],
+            ]
         lines += [
             "",
             f"Try: curl -H 'Authorization: Bearer {self.keys[0][2]}' {url}/api/v1/stores",
@@ -146,8 +160,36 @@ async def _seed() -> DemoInfo:
             info.seeded.append((tenant.slug, members, orders))
             info.keys.append((tenant.slug, "HQ", hq_key))
             info.keys.append((tenant.slug, f"store {first_store.code}", store_key))
+            for login, role, password in await _seed_console_users(tenant.id, first_store.code):
+                info.users.append((tenant.slug, login, role, password))
     await get_database().dispose()
     return info
+
+
+async def _seed_console_users(tenant_id: uuid.UUID, store_code: str) -> list[tuple[str, str, str]]:
+    """One console user per role (the store roles at the first store), each with a fresh
+    password: made on the first run, reset on later ones (a password is shown only once)."""
+    wanted = [
+        ("hq-admin", "hq_admin", None),
+        ("hq-analyst", "hq_analyst", None),
+        (f"manager-{store_code.lower()}", "store_manager", store_code),
+        (f"clerk-{store_code.lower()}", "store_clerk", store_code),
+    ]
+    made: list[tuple[str, str, str]] = []
+    with tenant_context(tenant_id):
+        async with scoped_session() as session:
+            for login, role, store in wanted:
+                existing = await console.find_login(session, login)
+                if existing is None:
+                    data = ConsoleUserCreate.model_validate(
+                        {"login": login, "role": role, "store_code": store}
+                    )
+                    _, password = await console.create_user(session, data)
+                else:
+                    change = ConsoleUserUpdate(disabled=False, reset_password=True)
+                    _, password = await console.update_user(session, existing, change)
+                made.append((login, role, password or ""))
+    return made
 
 
 async def _seed_plugins(tenant_id: uuid.UUID) -> None:

@@ -172,6 +172,39 @@ class Settings(BaseSettings):
         "past it, the sweep takes over (and first looks for what the worker made).",
     )
 
+    # ---- member API (docs/member-api.md)
+    member_token_seconds: int = Field(
+        default=7200,
+        ge=60,
+        le=30 * 86400,
+        description="Lifetime of a member token (`/api/v1/me/...`), from its issue; the "
+        "mini-program asks for a new one when it expires (`expires_at` in the answer).",
+    )
+    member_code_seconds: int = Field(
+        default=60,
+        ge=15,
+        le=600,
+        description="How long a member card's QR code (`GET /api/v1/me/card`) is accepted "
+        "by the till (`POST /api/v1/members/lookup-by-code`) after it was made.",
+    )
+    member_rate_limit: str = Field(
+        default="20/second;600/minute",
+        description="Requests one member (all their tokens together) may make to "
+        "`/api/v1/me/...`, in the notation of `rate_limit`; over it, 429 with `Retry-After`. "
+        "Empty: no limit.",
+    )
+    wechat_api_base: str = Field(
+        default="https://api.weixin.qq.com",
+        description="Base URL of WeChat's API, for the mini-program login-code exchange "
+        "(`sns/jscode2session`); tests point it at a local fake.",
+    )
+    wechat_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long the login-code exchange waits for WeChat before answering 503.",
+    )
+
     # ---- operations
     metrics_enabled: bool = Field(
         default=True,
@@ -199,6 +232,26 @@ class Settings(BaseSettings):
         description="Requests one client address may make to the public routes of plugins "
         "(`/public/...`, no API key: a product's scan-code lookup), in the same notation; "
         "over it, 429 with `Retry-After`. Empty: no limit.",
+    )
+    console_session_hours: float = Field(
+        default=12,
+        description="How long a console sign-in lasts at most (`/console/`, docs/console.md), "
+        "however busy; then the user signs in again.",
+    )
+    console_idle_minutes: float = Field(
+        default=30,
+        description="A console session with no request for this long ends (a store tablet "
+        "left signed in).",
+    )
+    console_login_limit: str = Field(
+        default="5/minute;20/hour",
+        description="Failed console sign-ins one login may have, in the `limits` notation; "
+        "beyond, that login is refused until the window ends (a clear message, audited).",
+    )
+    console_login_client_limit: str = Field(
+        default="30/minute;200/hour",
+        description="Failed console sign-ins one client address may have (any login), in the "
+        "same notation. Counters live where `rate_limit_storage_url` says.",
     )
     rate_limit_storage_url: str | None = Field(
         default=None,

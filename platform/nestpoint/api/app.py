@@ -11,6 +11,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 import nestpoint
+from nestpoint.analytics.routes import AnalyticsController
 from nestpoint.api.deps import provide_session
 from nestpoint.api.health import cachez, healthz, readyz
 from nestpoint.api.input import JsonRequest, StrictJsonBodies
@@ -34,6 +35,9 @@ from nestpoint.billing.routes import (
     TenantBillingController,
 )
 from nestpoint.campaigns.routes import CampaignController
+from nestpoint.console.pages import CONSOLE_ROUTER
+from nestpoint.console.routes import ConsoleUserController
+from nestpoint.console.web import template_config
 from nestpoint.coupons.routes import (
     CouponController,
     CouponTemplateController,
@@ -48,6 +52,13 @@ from nestpoint.imports.routes import ImportController
 from nestpoint.jobs.broker import flush_enqueued
 from nestpoint.limits import MAX_BODY_BYTES
 from nestpoint.loyalty.routes import LoyaltyController
+from nestpoint.memberapi.routes import PUBLIC_ROUTES as MEMBER_AUTH_ROUTES
+from nestpoint.memberapi.routes import (
+    MeController,
+    MemberCodeController,
+    MemberTokenController,
+    WechatAppController,
+)
 from nestpoint.members import pii
 from nestpoint.members.routes import MemberController
 from nestpoint.membership.routes import (
@@ -57,7 +68,7 @@ from nestpoint.membership.routes import (
 )
 from nestpoint.messaging.routes import MessageController, MessagingController, receive_receipts
 from nestpoint.observability import tracing
-from nestpoint.orders.routes import OrderController
+from nestpoint.orders.routes import OrderController, RefundController
 from nestpoint.payments.routes import WEBHOOK_ROUTES, PaymentController
 from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
 from nestpoint.plugins.manager import get_plugin_host
@@ -72,6 +83,7 @@ from nestpoint.referrals.routes import (
 )
 from nestpoint.segments.routes import SegmentController
 from nestpoint.settings import Settings, get_settings
+from nestpoint.settlement.routes import SettlementController
 from nestpoint.tenancy.routes import (
     ApiKeyController,
     CurrentTenantController,
@@ -89,6 +101,7 @@ API_CONTROLLERS = [
     AuditController,
     MemberController,
     OrderController,
+    RefundController,
     HoldController,
     CouponTemplateController,
     CouponController,
@@ -115,6 +128,7 @@ API_CONTROLLERS = [
     ImportController,
     WalletController,
     MemberWalletController,
+    SettlementController,
     PaidPlanController,
     PaidMembershipController,
     MemberPaidMembershipController,
@@ -122,6 +136,12 @@ API_CONTROLLERS = [
     PlatformBillingController,
     PlatformTenantBillingController,
     TenantBillingController,
+    AnalyticsController,
+    MemberTokenController,
+    WechatAppController,
+    MemberCodeController,
+    MeController,
+    ConsoleUserController,
 ]
 
 
@@ -161,7 +181,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             *public,
             receive_receipts,
             *WEBHOOK_ROUTES,
+            *MEMBER_AUTH_ROUTES,
+            # The HQ and store console (HTML pages, sessions, CSRF): docs/console.md.
+            CONSOLE_ROUTER,
         ],
+        template_config=template_config(),
         dependencies={"db": Provide(provide_session)},
         # Tracing and metrics outermost: requests refused for their key are seen too.
         middleware=[*traced, *counted, RequestContextMiddleware],
@@ -179,7 +203,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             version=nestpoint.__version__,
             description=(
                 "Membership platform for mother-and-baby store chains. Authenticate with "
-                "`Authorization: Bearer <key>`: a platform key, an HQ (tenant) key or a store key."
+                "`Authorization: Bearer <key>`: a platform key, an HQ (tenant) key or a store key; "
+                "the member API (`/api/v1/me`) takes a member token instead."
             ),
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(path="/swagger"), ScalarRenderPlugin()],

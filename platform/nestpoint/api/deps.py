@@ -62,6 +62,12 @@ async def hq_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHa
         raise Forbidden("this operation needs an HQ (tenant) key")
 
 
+async def member_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The member API (``/api/v1/me/...``) acts for the member of the token, never for a key."""
+    if current_actor().kind != "member" or current_actor().key_id is None:
+        raise Forbidden("this operation needs a member token (POST /api/v1/member-tokens)")
+
+
 # Parameter types every route uses, declared once.
 Db = NamedDependency[AsyncSession]
 CursorQuery = Annotated[

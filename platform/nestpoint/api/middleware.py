@@ -3,9 +3,12 @@
 For each HTTP request: take a sane ``X-Request-ID`` or make one, echo it on the response,
 resolve the API key (``Authorization: Bearer <key>`` or ``X-API-Key``) into the tenant
 context and actor for the rest of the request, count it against the key's rate limit
-(``nestpoint.api.ratelimit``), and log one line when the response starts.
+(``nestpoint.api.ratelimit``), and log one line when the response starts. A member token
+(``npm_...``) is accepted only under ``/api/v1/me`` (403 elsewhere, before any lookup) and
+counts against the member's own limit.
 Paths outside ``/api/`` (health, OpenAPI) need no key; the public routes of plugins
-(``/public/...``) need none either, and count against a limit per client address instead.
+(``/public/...``) need none either, nor does the member login (``/member-auth/...``): both
+count against a limit per client address instead.
 
 Two layers: :class:`RequestIdMiddleware` wraps the whole application (route middleware
 never sees the router's own 404 and 405, and those responses need a request id too), and
@@ -26,14 +29,23 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Sc
 
 from nestpoint.api.input import path_problem, query_problem
 from nestpoint.api.problems import PROBLEM_BASE, PROBLEM_JSON
-from nestpoint.api.ratelimit import PUBLIC_PATH_PREFIX, public_rate_limit, rate_limit
+from nestpoint.api.ratelimit import (
+    MEMBER_AUTH_PATH_PREFIX,
+    PUBLIC_PATH_PREFIX,
+    member_rate_limit,
+    public_rate_limit,
+    rate_limit,
+)
 from nestpoint.context import _actor, _tenant, request_id
 from nestpoint.db import get_database
-from nestpoint.errors import NestpointError, RateLimited, Unauthorized
+from nestpoint.errors import Forbidden, NestpointError, RateLimited, Unauthorized
+from nestpoint.memberapi.tokens import is_member_token
 from nestpoint.tenancy.auth import authenticate
 
 log = logging.getLogger("nestpoint.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# The member API: the only paths a member token opens (nestpoint.memberapi).
+MEMBER_API_PATH = "/api/v1/me"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -107,15 +119,19 @@ class RequestContextMiddleware:
         if scope["type"] == ScopeType.HTTP and scope["path"].startswith("/api/"):
             try:
                 await self._authenticate(scope)
-                await rate_limit().check(scope["auth"].actor)
-            except (Unauthorized, RateLimited) as exc:
+                actor = scope["auth"].actor
+                await (member_rate_limit() if actor.kind == "member" else rate_limit()).check(actor)
+            except (Unauthorized, Forbidden, RateLimited) as exc:
                 await _send_problem(send, scope, exc)
                 return
             if bad := path_problem(scope["path"]) or query_problem(scope.get("query_string", b"")):
                 await _send_problem(send, scope, bad)
                 return
-        elif scope["type"] == ScopeType.HTTP and scope["path"].startswith(PUBLIC_PATH_PREFIX):
-            # No key: the plugin's public router finds the tenant by its slug.
+        elif scope["type"] == ScopeType.HTTP and scope["path"].startswith(
+            (PUBLIC_PATH_PREFIX, MEMBER_AUTH_PATH_PREFIX)
+        ):
+            # No key: the plugin's public router (or the member login) finds the tenant by
+            # its slug.
             try:
                 await public_rate_limit().check_client(scope)
             except RateLimited as exc:
@@ -130,12 +146,23 @@ class RequestContextMiddleware:
         raw = _presented_key(scope)
         if not raw:
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+        if is_member_token(raw) and not _member_api(scope["path"]):
+            # Before any lookup: a member token opens only the member's own routes.
+            raise Forbidden("a member token is accepted only by the member API (/api/v1/me/...)")
+        if is_member_token(raw) and (_header(scope, b"authorization") or "")[7:].strip() != raw:
+            raise Unauthorized("send the member token as 'Authorization: Bearer <token>'")
         principal = await authenticate(get_database(), raw)
+        if principal is None and is_member_token(raw):
+            raise Unauthorized("the member token is unknown, revoked or expired: get a new one")
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")
         _tenant.set(principal.tenant)
         _actor.set(principal.actor)
         scope["auth"] = principal
+
+
+def _member_api(path: str) -> bool:
+    return path == MEMBER_API_PATH or path.startswith(MEMBER_API_PATH + "/")
 
 
 async def _send_problem(send: Send, scope: Scope, exc: NestpointError) -> None:

@@ -1,4 +1,5 @@
-"""Rate limits per API key (``NESTPOINT_RATE_LIMIT``) and, on the public routes plugins
+"""Rate limits per API key (``NESTPOINT_RATE_LIMIT``), per member on the member API
+(``NESTPOINT_MEMBER_RATE_LIMIT``) and, on the public routes plugins
 add (``/public/...``, no key), per client address (``NESTPOINT_PUBLIC_RATE_LIMIT``), with
 the ``limits`` library.
 
@@ -32,6 +33,8 @@ log = logging.getLogger("nestpoint.access")
 
 # Where the public routes of plugins are mounted: no API key, limited per client address.
 PUBLIC_PATH_PREFIX = "/public/"
+# Where a member logs in with a WeChat login code (no key): limited per client address too.
+MEMBER_AUTH_PATH_PREFIX = "/member-auth/"
 
 
 class KeyRateLimit:
@@ -107,6 +110,17 @@ def make_public_rate_limit(settings: Settings) -> KeyRateLimit:
     )
 
 
+def make_member_rate_limit(settings: Settings) -> KeyRateLimit:
+    spec = settings.member_rate_limit.strip()
+    url = settings.rate_limit_storage_url or settings.redis_url or "memory://"
+    return KeyRateLimit(
+        parse_many(spec) if spec else [],
+        storage_for(url),
+        namespace="member",
+        whose="this member (NESTPOINT_MEMBER_RATE_LIMIT)",
+    )
+
+
 @lru_cache
 def rate_limit() -> KeyRateLimit:
     """This process's rate limit, from the settings (once)."""
@@ -117,3 +131,10 @@ def rate_limit() -> KeyRateLimit:
 def public_rate_limit() -> KeyRateLimit:
     """This process's limit per client address on the public routes (once)."""
     return make_public_rate_limit(get_settings())
+
+
+@lru_cache
+def member_rate_limit() -> KeyRateLimit:
+    """This process's limit per member on the member API (a member token's actor's
+    ``key_id`` is the member's id: every token of one member counts together)."""
+    return make_member_rate_limit(get_settings())

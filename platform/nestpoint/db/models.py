@@ -10,6 +10,7 @@ from nestpoint.benefits.models import (
 )
 from nestpoint.billing.models import BillingPlan, BillingSubscription, BillingUsage, BillingWarning
 from nestpoint.campaigns.models import Campaign, CampaignEventCursor, CampaignGrant
+from nestpoint.console.models import ConsoleSession, ConsoleUser
 from nestpoint.coupons.models import Coupon, CouponEvent, CouponTemplate
 from nestpoint.db.base import Base
 from nestpoint.events.models import OutboxEvent
@@ -18,7 +19,14 @@ from nestpoint.idempotency.models import IdempotencyKey
 from nestpoint.imports.models import Import, ImportChunk, ImportKey
 from nestpoint.jobs.models import DailyRun
 from nestpoint.loyalty.models import LoyaltyProgram, TierDefinition
-from nestpoint.members.models import Child, Member, MemberConsent, MemberIdentity
+from nestpoint.memberapi.models import MemberToken, WechatApp
+from nestpoint.members.models import (
+    Child,
+    Member,
+    MemberConsent,
+    MemberIdentity,
+    MemberPhoneChange,
+)
 from nestpoint.membership.models import (
     PaidMembership,
     PaidMembershipCharge,
@@ -57,6 +65,7 @@ from nestpoint.referrals.models import (
     ReferralSettingsRow,
 )
 from nestpoint.segments.models import MemberSegment, Segment, SegmentThresholdsRow
+from nestpoint.settlement.models import SettlementLine, SettlementPeriod, SettlementRulesRow
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Store, Tenant
 from nestpoint.tiers.models import GrowthEntry, TierChange
 from nestpoint.wallet.models import (
@@ -86,6 +95,8 @@ __all__ = [
     "CampaignEventCursor",
     "CampaignGrant",
     "Child",
+    "ConsoleSession",
+    "ConsoleUser",
     "Coupon",
     "CouponEvent",
     "CouponTemplate",
@@ -103,7 +114,9 @@ __all__ = [
     "MemberConsent",
     "MemberErasure",
     "MemberIdentity",
+    "MemberPhoneChange",
     "MemberSegment",
+    "MemberToken",
     "Message",
     "MessageAttempt",
     "MessageTemplate",
@@ -136,6 +149,9 @@ __all__ = [
     "RetentionRun",
     "Segment",
     "SegmentThresholdsRow",
+    "SettlementLine",
+    "SettlementPeriod",
+    "SettlementRulesRow",
     "Store",
     "StripeAccount",
     "StripeCustomer",
@@ -148,5 +164,6 @@ __all__ = [
     "WalletLot",
     "WalletRulesRow",
     "WalletTopup",
+    "WechatApp",
     "metadata",
 ]

@@ -22,6 +22,7 @@ from nestpoint.db import models
 from nestpoint.exports import actors as exports
 from nestpoint.imports import actors as imports
 from nestpoint.jobs import actors as jobs
+from nestpoint.memberapi import actors as memberapi
 from nestpoint.membership import actors as membership
 from nestpoint.messaging import actors as messaging
 from nestpoint.payments import actors as payments
@@ -31,6 +32,7 @@ from nestpoint.points import actors as points
 from nestpoint.privacy import actors as privacy
 from nestpoint.referrals import actors as referrals
 from nestpoint.segments import actors as segments
+from nestpoint.settlement import actors as settlement
 from nestpoint.tiers import actors as tiers
 from nestpoint.wallet import actors as wallet
 
@@ -41,6 +43,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     exports,
     imports,
     jobs,
+    memberapi,
     membership,
     messaging,
     outbox,
@@ -50,6 +53,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     privacy,
     referrals,
     segments,
+    settlement,
     tiers,
     wallet,
 )
@@ -73,6 +77,7 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     # Payments: unfinished charges, refunds and webhook events (a lost message, a dead worker).
     (payments.sweep_all, "interval", {"minutes": 1}),
     (wallet.expire_bonus_all, "interval", {"hours": 1}),  # bonus past the chain's validity
+    (memberapi.purge_tokens_all, "interval", {"hours": 6}),  # member tokens long expired
     # Tenant billing: plan choices Stripe has not confirmed yet; every chain's usage.
     (billing.sync_due, "interval", {"minutes": 1}),
     (billing.refresh_usage_all, "interval", {"minutes": 15}),

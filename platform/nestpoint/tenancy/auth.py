@@ -1,4 +1,5 @@
-"""Resolving a presented API key into the request's tenant, store and actor."""
+"""Resolving a presented API key (or a member token) into the request's tenant, store and
+actor."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import select, update
 from nestpoint.cache import BoundedCache
 from nestpoint.context import Actor, TenantContext, tenant_context
 from nestpoint.db import Database, scoped_session, utcnow
+from nestpoint.memberapi import tokens as member_tokens
 from nestpoint.tenancy.keys import ParsedKey, parse_key
 from nestpoint.tenancy.models import ApiKey, PlatformKey, Tenant
 
@@ -35,7 +37,13 @@ def forget_principals() -> None:
 
 
 async def authenticate(database: Database, raw_key: str) -> Principal | None:
-    """The principal for a key, or ``None`` when the key is unknown, revoked or inactive."""
+    """The principal for a key, or ``None`` when the key is unknown, revoked or inactive.
+
+    A member token (``npm_...``, the member API) resolves to a ``member`` actor, uncached
+    (``nestpoint.memberapi.tokens``)."""
+    if member_tokens.is_member_token(raw_key):
+        found = await member_tokens.resolve(database, raw_key)
+        return None if found is None else Principal(*found)
     parsed = parse_key(raw_key)
     if parsed is None:
         return None

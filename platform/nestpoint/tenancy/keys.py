@@ -72,6 +72,12 @@ TENANT_SCOPES = frozenset(
         "membership:read",
         "membership:sell",
         "membership:write",
+        "member_tokens:write",
+        "analytics:read",
+        "console:read",
+        "console:write",
+        "settlement:read",
+        "settlement:write",
     }
 )
 STORE_SCOPES = frozenset(
@@ -97,6 +103,8 @@ STORE_SCOPES = frozenset(
         "wallet:topup",
         "membership:read",
         "membership:sell",
+        "analytics:read",
+        "settlement:read",
     }
 )
 DEFAULT_SCOPES = {

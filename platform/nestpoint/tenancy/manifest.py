@@ -49,6 +49,8 @@ from nestpoint.schemas import Strict
 from nestpoint.segments import rules as segment_rules
 from nestpoint.segments import service as segments
 from nestpoint.segments.schemas import MAX_SEGMENTS, SegmentIn, SegmentSpec
+from nestpoint.settlement import service as settlement
+from nestpoint.settlement.schemas import SettlementRules
 from nestpoint.tenancy import service
 from nestpoint.tenancy.changes import Change
 from nestpoint.tenancy.models import Store, Tenant
@@ -99,6 +101,8 @@ class TenantManifest(Strict):
     paid_plans: list[PaidPlanManifest] = Field([], max_length=MAX_PAID_PLANS)
     # The chain's paid-membership rules (grace, reminders, refunds); absent: left as they are.
     paid_membership: PaidMembershipSettings | None = None
+    # The franchise settlement rule (see docs/settlement.md); absent: left as it is.
+    settlement: SettlementRules | None = None
 
     @model_validator(mode="after")
     def _unique_store_codes(self) -> TenantManifest:
@@ -280,6 +284,8 @@ async def plan(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
         changes += [Change("create", f"paid plan {p.code}") for p in manifest.paid_plans]
         if manifest.paid_membership is not None:
             changes.append(Change("create", "paid-membership settings"))
+        if manifest.settlement is not None:
+            changes.append(Change("create", "settlement rule"))
         return changes
     tenant_diff = _diff(tenant, manifest.tenant.model_dump(exclude={"slug"}))
     if tenant_diff:
@@ -362,6 +368,8 @@ async def apply(session: AsyncSession, manifest: TenantManifest) -> tuple[Tenant
             await membership.put_plan(session, paid.code, _plan_body(paid), f"paid_plans.{i}.")
         if manifest.paid_membership is not None:  # audited when it changes
             await membership.put_settings(session, manifest.paid_membership)
+        if manifest.settlement is not None:  # audited when it changes
+            await settlement.put_rules(session, manifest.settlement)
         await session.flush()  # the audit entries, while the tenant is in context
     await rebind_tenant(session)
     return tenant, changes
@@ -441,7 +449,8 @@ async def _plan_campaigns(session: AsyncSession, specs: list[CampaignSpec]) -> l
 
 
 async def _plan_money(session: AsyncSession, manifest: TenantManifest) -> list[Change]:
-    """Stored-value rules, paid plans and paid-membership settings that differ."""
+    """Stored-value rules, paid plans, paid-membership settings and the settlement rule
+    that differ."""
     changes: list[Change] = []
     if manifest.wallet is not None:
         before, after = (await wallet.get_rules(session)).model_dump(), manifest.wallet.model_dump()
@@ -464,6 +473,12 @@ async def _plan_money(session: AsyncSession, manifest: TenantManifest) -> list[C
         diff = {k: [before[k], v] for k, v in after.items() if before[k] != v}
         if diff:
             changes.append(Change("update", "paid-membership settings", diff))
+    if manifest.settlement is not None:
+        before = (await settlement.get_rules(session)).model_dump()
+        after = manifest.settlement.model_dump()
+        diff = {k: [before[k], v] for k, v in after.items() if before[k] != v}
+        if diff:
+            changes.append(Change("update", "settlement rule", diff))
     return changes
 
 

@@ -1,0 +1,733 @@
+"""The console's pages (HTML under ``/console/``): sign-in, dashboard, members, the till.
+
+Each page calls the same services the API's routes call, as the signed-in user's actor
+(``console.web.ConsoleMiddleware`` set it), so the services' checks, the reach rules and
+the audit trail apply unchanged. Which role may open which page is :data:`PAGES`' business;
+what a role may do inside a page is the scopes' (``console.service.ROLE_SCOPES``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestpoint.analytics import service as analytics
+from nestpoint.api.deps import Db
+from nestpoint.benefits import service as benefits
+from nestpoint.benefits.schemas import UseIn
+from nestpoint.console import service
+from nestpoint.console.schemas import ConsoleUserCreate, ConsoleUserUpdate
+from nestpoint.console.web import (
+    CATALOGUES,
+    CSRF_FIELD,
+    LANG_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    PREFIX,
+    SESSION_COOKIE,
+    STATIC,
+    ConsoleMiddleware,
+    Me,
+    _,
+    catalogue_of,
+    client_of,
+    environment,
+    is_https,
+    language,
+    me_of,
+    new_login_csrf,
+    set_language,
+    sign_in_throttle,
+)
+from nestpoint.context import acting_as, current_actor, tenant_context
+from nestpoint.db import utcnow
+from nestpoint.db.session import rebind_tenant
+from nestpoint.errors import FieldError, Forbidden, Invalid, NestpointError, NotFound
+from nestpoint.loyalty import rules
+from nestpoint.loyalty.service import get_program
+from nestpoint.memberapi.codes import CODE_PREFIX
+from nestpoint.memberapi.service import member_by_code
+from nestpoint.members import service as members
+from nestpoint.members.schemas import MemberCreate, MemberRead
+from nestpoint.orders import service as orders
+from nestpoint.orders.schemas import OrderIn
+from nestpoint.points import service as points
+from nestpoint.settings import get_settings
+from nestpoint.tenancy.service import get_tenant_by_slug
+from nestpoint.tiers import service as tiers
+from nestpoint.wallet import service as wallet
+
+HQ = ("hq_admin", "hq_analyst")
+# Which roles open which pages (a clerk has the till only).
+PAGES = {
+    "dashboard": (*HQ, "store_manager"),
+    "members": (*HQ, "store_manager"),
+    "till": ("store_manager", "store_clerk"),
+    "users": HQ,
+}
+HOME = {
+    "hq_admin": "dashboard",
+    "hq_analyst": "dashboard",
+    "store_manager": "dashboard",
+    "store_clerk": "till",
+}
+ANALYTICS_DAYS = 30  # the dashboard's period: the last 30 days, today included
+PURPOSE = "console"  # the audit's purpose of an unmasked read through the console
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def allow(me: Me, page: str) -> None:
+    if me.role not in PAGES[page]:
+        raise Forbidden(_("Your role cannot open this page."))
+
+
+def render(name: str, me: Me | None, status: int = 200, **context: Any) -> Template:
+    return Template(
+        template_name=name,
+        context={"me": me, "csrf": me.csrf if me else "", "pages": PAGES, **context},
+        status_code=status,
+    )
+
+
+async def form_of(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The submitted form, as text (no NUL: no database takes it)."""
+    form = await request.form()
+    return {k: str(v).replace("\x00", "") for k, v in form.items() if isinstance(v, str)}
+
+
+def validated(model: type[ModelT], data: dict[str, Any]) -> ModelT:
+    """``data`` as ``model``, or :class:`Invalid` naming each field (a form's mistakes)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(str(p) for p in e["loc"]) or "form", e["msg"]) for e in exc.errors()
+        ]
+        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
+
+
+def fen_of(text: str, field: str) -> int:
+    try:
+        value = Decimal(text.strip() or "0")
+    except InvalidOperation:
+        raise Invalid.field(field, _("Enter an amount such as 128.00")) from None
+    if value < 0 or value > 10**8 or value != value.quantize(Decimal("0.01")):
+        raise Invalid.field(field, _("Enter an amount such as 128.00"))
+    return int(value * 100)
+
+
+def int_of(text: str, field: str) -> int:
+    try:
+        value = int(text.strip() or "0")
+    except ValueError:
+        raise Invalid.field(field, _("Enter a whole number")) from None
+    if value < 0 or value > 10**9:
+        raise Invalid.field(field, _("Enter a whole number"))
+    return value
+
+
+def new_reference() -> str:
+    """A fresh idempotency key for a form: submitting the same form twice does it once."""
+    return f"console-{uuid.uuid4().hex}"
+
+
+def safe_next(target: str | None, me_role: str) -> str:
+    if target and target.startswith(f"{PREFIX}/") and "//" not in target and "\\" not in target:
+        return target
+    return f"{PREFIX}/{HOME[me_role]}"
+
+
+# ------------------------------------------------------------------ signing in and out
+
+
+@get("/login", name="console:login")
+async def login_page(
+    request: Request[Any, Any, Any],
+    next: FromQuery[str | None] = None,
+    lang: FromQuery[str | None] = None,
+) -> Response[Any]:
+    if lang in CATALOGUES:
+        set_language(lang)
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_csrf()
+    response = _login_form(request, token, next=next)
+    return _with_login_cookies(request, response, token, lang)
+
+
+def _login_form(
+    request: Request[Any, Any, Any],
+    token: str,
+    *,
+    next: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+    chain: str = "",
+    login: str = "",
+) -> Template:
+    return render(
+        "login.html",
+        None,
+        status,
+        login_csrf=token,
+        next=next or "",
+        error=error,
+        chain=chain or request.cookies.get("np_chain", ""),
+        login=login,
+    )
+
+
+def _with_login_cookies(
+    request: Request[Any, Any, Any], response: Response[Any], token: str, lang: str | None = None
+) -> Response[Any]:
+    secure = is_https(request.scope)
+    cookies = [
+        Cookie(
+            key=LOGIN_CSRF_COOKIE,
+            value=token,
+            path=PREFIX,
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+        )
+    ]
+    if lang in CATALOGUES:
+        cookies.append(
+            Cookie(
+                key=LANG_COOKIE,
+                value=lang,
+                path=PREFIX,
+                httponly=True,
+                samesite="lax",
+                secure=secure,
+            )
+        )
+    response.cookies.extend(cookies)
+    return response
+
+
+@post("/login", name="console:sign-in", status_code=303)
+async def sign_in(request: Request[Any, Any, Any], db: Db) -> Response[Any]:
+    form = await form_of(request)
+    chain = form.get("chain", "").strip().lower()[:63]
+    login = form.get("login", "").strip().lower()[:64]
+    password = form.get("password", "")[:200]
+    target = form.get("next") or None
+    token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    client = client_of(request.scope)
+    settings = get_settings()
+    throttle = sign_in_throttle()
+
+    def refused(message: str, status: int) -> Template:
+        return _login_form(
+            request, token, next=target, error=message, status=status, chain=chain, login=login
+        )
+
+    tenant = await get_tenant_by_slug(db, chain) if chain and login else None
+    tenant_id = tenant.id if tenant is not None and tenant.active else None
+    if not await throttle.allowed(tenant_id, login, client):
+        if tenant_id is not None:
+            with tenant_context(tenant_id):
+                await rebind_tenant(db)
+                user_id = await service.find_login(db, login)
+                service.record_login_failure(db, login, user_id, client, "throttled")
+                await db.flush()  # while the chain is in context
+        return refused(_("Too many failed sign-ins. Wait a few minutes, then try again."), 429)
+    if tenant_id is None:
+        await throttle.failed(None, login, client)
+        return refused(_("Wrong chain, login or password."), 401)
+    with tenant_context(tenant_id):
+        await rebind_tenant(db)
+        user = await service.check_password(db, login, password)
+        if user is None:
+            await throttle.failed(tenant_id, login, client)
+            user_id = await service.find_login(db, login)
+            service.record_login_failure(db, login, user_id, client, "wrong credentials")
+            await db.flush()
+            return refused(_("Wrong chain, login or password."), 401)
+        _ctx, actor = service.acting(user, tenant_id)
+        with acting_as(actor):
+            cookie, _row = await service.start_session(
+                db, user, client, timedelta(hours=settings.console_session_hours)
+            )
+            await db.flush()
+    secure = is_https(request.scope)
+    response: Response[Any] = Redirect(safe_next(target, user.role), status_code=303)
+    response.cookies.extend(
+        [
+            Cookie(
+                key=SESSION_COOKIE,
+                value=cookie,
+                path=PREFIX,
+                httponly=True,
+                samesite="lax",
+                secure=secure,
+                max_age=int(settings.console_session_hours * 3600),
+            ),
+            Cookie(
+                key=LOGIN_CSRF_COOKIE,
+                value="",
+                path=PREFIX,
+                max_age=0,
+                httponly=True,
+                samesite="lax",
+            ),
+            Cookie(
+                key="np_chain",
+                value=chain,
+                path=PREFIX,
+                httponly=True,
+                samesite="lax",
+                secure=secure,
+                max_age=90 * 86400,
+            ),
+        ]
+    )
+    return response
+
+
+@post("/logout", name="console:logout", status_code=303)
+async def sign_out(request: Request[Any, Any, Any], db: Db) -> Response[Any]:
+    me = me_of(request.scope)
+    await service.end_session(db, me.signed.session_id)
+    response: Response[Any] = Redirect(f"{PREFIX}/login", status_code=303)
+    response.cookies.append(
+        Cookie(key=SESSION_COOKIE, value="", path=PREFIX, max_age=0, httponly=True, samesite="lax")
+    )
+    return response
+
+
+@post("/me/locale", name="console:locale", status_code=303)
+async def switch_language(request: Request[Any, Any, Any], db: Db) -> Response[Any]:
+    me = me_of(request.scope)
+    form = await form_of(request)
+    locale = {"en": "en", "zh_CN": "zh-CN"}.get(form.get("locale", ""))
+    if locale is None:
+        raise Invalid.field("locale", _("Choose a language"))
+    await service.set_own_locale(db, me.signed.user_id, locale)
+    return Redirect(safe_next(form.get("next"), me.role), status_code=303)
+
+
+# ------------------------------------------------------------------ pages
+
+
+@get(["/", ""], name="console:home")
+async def home(request: Request[Any, Any, Any]) -> Redirect:
+    return Redirect(f"{PREFIX}/{HOME[me_of(request.scope).role]}", status_code=303)
+
+
+@get("/dashboard", name="console:dashboard")
+async def dashboard(request: Request[Any, Any, Any], db: Db) -> Template:
+    me = me_of(request.scope)
+    allow(me, "dashboard")
+    program = await get_program(db)
+    now = utcnow().astimezone(program.zone)
+    since = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    store_id = None if me.is_hq else me.signed.store_id
+    counts = await service.dashboard_counts(db, store_id, since)
+    names = await service.store_names(db)
+    figures = None
+    if current_actor().has("analytics:read"):  # the API's figures, by the same function
+        end = await analytics.today(db)
+        start = end - timedelta(days=ANALYTICS_DAYS - 1)
+        figures = await analytics.summary(db, start=start, end=end, store_id=store_id)
+    return render(
+        "dashboard.html",
+        me,
+        counts=counts,
+        store=names.get(store_id) if store_id else None,
+        figures=figures,
+    )
+
+
+async def _find(db: AsyncSession, q: str) -> MemberRead | None:
+    """A member by phone (the till's lookup), the QR code of their card in the member's app,
+    or a card number; shown as the role may see."""
+    q = q.strip()[:200]
+    if not q:
+        return None
+    if q.startswith(CODE_PREFIX):  # scanned from the member's app; 422 when expired
+        scanned = await member_by_code(db, q)
+        await members.audit_unmasked(db, [scanned], PURPOSE, "console.lookup")
+        return await members.member_read(db, scanned)
+    if (q.isdigit() and len(q) >= 11) or q.startswith("+"):
+        try:
+            found = await members.lookup_by_phone(q)
+        except Invalid:
+            found = None
+        if found is not None:
+            if current_actor().has("members:pii"):
+                await members.audit_unmasked(db, [found], PURPOSE, "console.lookup")
+            return found
+    member = await members.find_by_identity(db, "pos_card", q)
+    if member is None:
+        return None
+    await members.audit_unmasked(db, [member], PURPOSE, "console.lookup")
+    return await members.member_read(db, member)
+
+
+@get("/members", name="console:members")
+async def member_search(
+    request: Request[Any, Any, Any], db: Db, q: FromQuery[str] = ""
+) -> Template:
+    me = me_of(request.scope)
+    allow(me, "members")
+    found = await _find(db, q) if q else None
+    return render("members.html", me, q=q[:64], found=found, searched=bool(q.strip()))
+
+
+@get("/members/{member_id:str}", name="console:member")
+async def member_page(
+    request: Request[Any, Any, Any], db: Db, member_id: FromPath[str]
+) -> Template:
+    me = me_of(request.scope)
+    allow(me, "members")
+    try:
+        wanted = uuid.UUID(member_id)
+    except ValueError:
+        raise NotFound(_("No such member")) from None
+    member = await members.get_member_in_reach(db, wanted)
+    await members.audit_unmasked(db, [member], PURPOSE, "console.member")
+    view = await members.member_read(db, member)
+    program = await get_program(db)
+    active = member.status == "active"
+    balances = await points.balances(db, program, member.id) if active else None
+    entries = await points.list_entries(db, member.id, cursor=None, limit=50)
+    history = await tiers.history(db, member.id, cursor=None, limit=20)
+    held = await benefits.member_benefits(db, member.id, None) if active else None
+    purse = await wallet.balance(db, member.id) if active else None
+    return render(
+        "member.html",
+        me,
+        m=view,
+        balances=balances,
+        lots=await service.open_lots(db, member.id),
+        entries=entries.items,
+        history=history.items,
+        orders=await service.member_orders(db, member.id),
+        held=held,
+        purse=purse,
+        stores=await service.store_names(db),
+        segment=await service.member_segment(db, member.id),
+    )
+
+
+# ------------------------------------------------------------------ console users (HQ)
+
+
+async def _users_page(db: AsyncSession, me: Me, status: int = 200, **extra: Any) -> Template:
+    page = await service.list_users(db, cursor=None, limit=200)
+    codes = await service.user_store_codes(db)
+    return render(
+        "users.html",
+        me,
+        status,
+        users=page.items,
+        codes=codes,
+        stores=sorted(codes.values()),
+        may_change=current_actor().has("console:write"),
+        **extra,
+    )
+
+
+@get("/users", name="console:users")
+async def users_page(request: Request[Any, Any, Any], db: Db) -> Template:
+    me = me_of(request.scope)
+    allow(me, "users")
+    return await _users_page(db, me)
+
+
+def _may_change_users(me: Me) -> None:
+    allow(me, "users")
+    if not current_actor().has("console:write"):
+        raise Forbidden(_("Your role cannot change users."))
+
+
+@post("/users", name="console:users-add", status_code=200)
+async def users_add(request: Request[Any, Any, Any], db: Db) -> Template:
+    me = me_of(request.scope)
+    _may_change_users(me)
+    form = await form_of(request)
+    data = validated(
+        ConsoleUserCreate,
+        {
+            "login": form.get("login", "").strip().lower(),
+            "role": form.get("role", ""),
+            "store_code": form.get("store_code") or None,
+            "locale": form.get("locale") or None,
+            "password": form.get("password") or None,
+        },
+    )
+    user, made = await service.create_user(db, data)
+    return await _users_page(db, me, shown=(user.login, made))
+
+
+@post("/users/{user_id:str}", name="console:users-change", status_code=200)
+async def users_change(request: Request[Any, Any, Any], db: Db, user_id: FromPath[str]) -> Template:
+    me = me_of(request.scope)
+    _may_change_users(me)
+    form = await form_of(request)
+    try:
+        wanted = uuid.UUID(user_id)
+    except ValueError:
+        raise NotFound(_("No such user")) from None
+    action = form.get("action", "")
+    changes = {
+        "disable": {"disabled": True},
+        "enable": {"disabled": False},
+        "reset": {"reset_password": True},
+    }.get(action)
+    if changes is None:
+        raise Invalid.field("action", _("Choose what to change"))
+    if wanted == me.signed.user_id and action == "disable":
+        raise Invalid.field("action", _("You cannot disable yourself."))
+    user, made = await service.update_user(db, wanted, ConsoleUserUpdate.model_validate(changes))
+    return await _users_page(db, me, shown=(user.login, made) if made else None)
+
+
+# ------------------------------------------------------------------ the till
+
+
+@get("/till", name="console:till")
+async def till(request: Request[Any, Any, Any], db: Db, q: FromQuery[str] = "") -> Template:
+    me = me_of(request.scope)
+    allow(me, "till")
+    found = await _find(db, q) if q.strip() else None
+    context = await _card_context(db, found) if found else {}
+    return render("till.html", me, q=q[:64], searched=bool(q.strip()), **context)
+
+
+async def _card_context(db: AsyncSession, found: MemberRead) -> dict[str, Any]:
+    program = await get_program(db)
+    held = await benefits.member_benefits(db, found.id, None)
+    return {
+        "m": found,
+        "usable": [e for e in held.entitlements if e.usable_here and e.remaining > 0],
+        "order_ref": new_reference(),
+        "opened_at": utcnow().isoformat(timespec="seconds"),
+        "use_ref": new_reference(),
+        "points_per_yuan": program.points.cash_points_per_yuan,
+    }
+
+
+def _card(me: Me, context: dict[str, Any], **extra: Any) -> Template:
+    return render("partials/till_member.html", me, **context, **extra)
+
+
+async def _refreshed(db: AsyncSession, member_id: uuid.UUID) -> MemberRead:
+    """The member after a change, read through the till's lookup view (masked by role)."""
+    return await members.member_read(db, await members.get_active_member(db, member_id))
+
+
+@get("/till/lookup", name="console:till-lookup")
+async def till_lookup(request: Request[Any, Any, Any], db: Db, q: FromQuery[str] = "") -> Template:
+    me = me_of(request.scope)
+    allow(me, "till")
+    found = await _find(db, q)
+    if found is None:
+        return render("partials/till_none.html", me, q=q[:64])
+    return _card(me, await _card_context(db, found))
+
+
+@post("/till/enrol", name="console:till-enrol", status_code=200)
+async def till_enrol(request: Request[Any, Any, Any], db: Db) -> Template:
+    me = me_of(request.scope)
+    allow(me, "till")
+    form = await form_of(request)
+    data = validated(
+        MemberCreate,
+        {
+            "phone": form.get("phone", ""),
+            "name": form.get("name") or None,
+            "join_channel": "pos",
+        },
+    )
+    member = await members.create_member(db, data)
+    found = await members.member_read(db, member)
+    return _card(me, await _card_context(db, found), notice=_("Member enrolled."))
+
+
+@post("/till/order", name="console:till-order", status_code=200)
+async def till_order(request: Request[Any, Any, Any], db: Db) -> Template:
+    """Record a paid order for the member, paying part with points if asked. The form's
+    hidden reference is the order's external id: a double submit records it once."""
+    me = me_of(request.scope)
+    allow(me, "till")
+    form = await form_of(request)
+    member_id = _member_id(form)
+    total = fen_of(form.get("amount", ""), "amount")
+    used = int_of(form.get("points_used", ""), "points_used")
+    program = await get_program(db)
+    cash = total - rules.points_value_fen(program.points, used)
+    if cash < 0:
+        raise Invalid.field("points_used", _("The points are worth more than the order."))
+    data = validated(
+        OrderIn,
+        {
+            "channel": "pos",
+            "external_id": form.get("reference", ""),
+            "member": {"id": str(member_id)},
+            "lines": [
+                {
+                    "sku": "TILL",
+                    "name": form.get("item", "")[:200],
+                    "category": form.get("category", "")[:64],
+                    "quantity": 1,
+                    "unit_price_fen": total,
+                    "paid_fen": total,
+                }
+            ],
+            "paid_at": _form_time(form.get("opened_at", "")).isoformat(),
+            "payment": {"cash_fen": cash, "points_used": used},
+        },
+    )
+    answer = await orders.create_order(db, data)
+    found = await _refreshed(db, member_id)
+    body = answer.body
+    return _card(
+        me,
+        await _card_context(db, found),
+        done={
+            "total_fen": body.get("total_fen", total),
+            "points_used": body.get("points_used", used),
+            "points_earned": body.get("points_earned", 0),
+            "replayed": answer.replayed,
+            "reference": data.external_id,
+        },
+    )
+
+
+@post("/till/benefit", name="console:till-benefit", status_code=200)
+async def till_benefit(request: Request[Any, Any, Any], db: Db) -> Template:
+    me = me_of(request.scope)
+    allow(me, "till")
+    form = await form_of(request)
+    member_id = _member_id(form)
+    code = form.get("code", "")
+    if not code:
+        raise Invalid.field("code", _("Choose a benefit"))
+    data = validated(UseIn, {"idempotency_key": form.get("reference", ""), "quantity": 1})
+    await benefits.use(db, member_id, code, data)
+    found = await _refreshed(db, member_id)
+    return _card(me, await _card_context(db, found), notice=_("Benefit used."))
+
+
+FORM_LIFETIME = timedelta(hours=12)
+
+
+def _form_time(text: str) -> datetime:
+    """When the order form was opened: the order's ``paid_at``. Part of the form (with its
+    reference), so a double submit sends the same order and is recorded once."""
+    try:
+        opened = datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid.field("opened_at", _("Look the member up again")) from None
+    if opened.tzinfo is None or not utcnow() - FORM_LIFETIME < opened <= utcnow():
+        raise Invalid.field("opened_at", _("Look the member up again"))
+    return opened
+
+
+def _member_id(form: dict[str, str]) -> uuid.UUID:
+    try:
+        return uuid.UUID(form.get("member_id", ""))
+    except ValueError:
+        raise Invalid.field("member_id", _("Look the member up first")) from None
+
+
+# ------------------------------------------------------------------ errors as pages
+
+
+def _error_html(
+    request: Request[Any, Any, Any], status: int, title: str, detail: str
+) -> Response[Any]:
+    state = request.scope.get("state", {})
+    me = state.get("console_me")
+    if request.headers.get("hx-request"):
+        html = environment().get_template("partials/error.html").render(title=title, detail=detail)
+        return Response(
+            html,
+            status_code=200,
+            media_type="text/html",
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+        )
+    html = environment().get_template("error.html").render(
+        status=status, title=title, detail=detail, me=me, csrf=me.csrf if me else "",
+        pages=PAGES,
+    )  # fmt: skip
+    return Response(html, status_code=status, media_type="text/html")
+
+
+def console_error(request: Request[Any, Any, Any], exc: NestpointError) -> Response[Any]:
+    titles = {
+        403: _("Not allowed"),
+        404: _("Not found"),
+        409: _("Already there"),
+        422: _("Could not do that"),
+    }
+    detail = exc.detail
+    if exc.errors:
+        detail = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
+    return _error_html(request, exc.status, titles.get(exc.status, _("Could not do that")), detail)
+
+
+def console_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    title = _("Not found") if status == 404 else _("Could not do that")
+    return _error_html(request, status, title, str(exc.detail))
+
+
+CONSOLE_ROUTER = Router(
+    path=PREFIX,
+    route_handlers=[
+        login_page,
+        sign_in,
+        sign_out,
+        switch_language,
+        home,
+        dashboard,
+        member_search,
+        member_page,
+        till,
+        till_lookup,
+        till_enrol,
+        till_order,
+        till_benefit,
+        users_page,
+        users_add,
+        users_change,
+        create_static_files_router(path="/static", directories=[STATIC]),
+    ],
+    middleware=[ConsoleMiddleware],
+    exception_handlers={NestpointError: console_error, HTTPException: console_http_error},
+    include_in_schema=False,
+)
+
+
+def role_labels() -> dict[str, str]:
+    return {
+        "hq_admin": _("HQ admin"),
+        "hq_analyst": _("HQ analyst"),
+        "store_manager": _("Store manager"),
+        "store_clerk": _("Store clerk"),
+    }
+
+
+def language_choices() -> list[tuple[str, str]]:
+    return [("zh_CN", "中文"), ("en", "English")]
+
+
+environment().globals["language_choices"] = language_choices
+environment().globals["role_labels"] = role_labels
+environment().globals["catalogue_of"] = catalogue_of
+environment().globals["current_language"] = language
+environment().globals["quote"] = quote
+environment().globals["CSRF_FIELD"] = CSRF_FIELD
