@@ -25,6 +25,9 @@ class Actor:
     key_id: uuid.UUID | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
     name: str = ""
+    # A store actor that sees personal data only of its own store's members (home store),
+    # whatever its reach: the console's store roles. API keys keep False.
+    own_members_pii_only: bool = False
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes

@@ -29,8 +29,9 @@ ROLES = {
 
 @pytest.fixture(scope="module")
 async def chain(app, platform_key):  # type: ignore[no-untyped-def]
-    """A chain whose stores see only their own members, with one user per role and two
-    members (home stores S1 and S2), made through the API in process (same database)."""
+    """A chain whose direct stores S1 and S2 see only their own members (franchise store F1
+    sees all), with one user per role (and F1's manager) and two members (home stores S1 and
+    S2), made through the API in process (same database)."""
     from litestar.testing import AsyncTestClient
 
     platform = {"Authorization": f"Bearer {platform_key}"}
@@ -38,7 +39,12 @@ async def chain(app, platform_key):  # type: ignore[no-untyped-def]
         slug = f"c-{uuid.uuid4().hex[:10]}"
         r = await client.post(
             "/api/v1/tenants",
-            json={"slug": slug, "name": "Bloom Babies", "locale": "en", "members_shared_with": []},
+            json={
+                "slug": slug,
+                "name": "Bloom Babies",
+                "locale": "en",
+                "members_shared_with": ["franchise"],
+            },
             headers=platform,
         )
         assert r.status_code == 201, r.text
@@ -47,12 +53,15 @@ async def chain(app, platform_key):  # type: ignore[no-untyped-def]
             f"/api/v1/tenants/{tenant_id}/api-keys", json={"name": "HQ"}, headers=platform
         )
         hq = {"Authorization": f"Bearer {r.json()['key']}"}
-        for code in ("S1", "S2"):
+        for code in ("S1", "S2", "F1"):
+            kind = "franchise" if code == "F1" else "direct"
             r = await client.post(
-                "/api/v1/stores", json={"code": code, "name": f"Store {code}"}, headers=hq
+                "/api/v1/stores",
+                json={"code": code, "name": f"Store {code}", "kind": kind},
+                headers=hq,
             )
             assert r.status_code == 201, r.text
-        for login, (role, store) in ROLES.items():
+        for login, (role, store) in (ROLES | {"fmanager": ("store_manager", "F1")}).items():
             body = {"login": login, "role": role, "password": PASSWORD}
             if store:
                 body["store_code"] = store
@@ -246,6 +255,83 @@ async def test_masking_and_reach(new_page, chain) -> None:
     response = await manager.goto(f"/console/members/{other_id}")
     assert response.status == 404
     assert "Member S2" not in await manager.content()
+    # F1's manager reaches every member (the chain shares them with franchise stores) but
+    # sees another store's member masked: personal data of their own store's members only.
+    fmanager = await new_page()
+    await sign_in(fmanager, chain["slug"], "fmanager")
+    response = await fmanager.goto(f"/console/members/{member_id}")
+    assert response.status == 200
+    shown = await fmanager.inner_text("[data-testid=member-phone]")
+    assert phone not in shown
+    assert shown.endswith(phone[-4:])
+    assert "Member S1" not in await fmanager.content()
+
+
+async def test_the_programme_previews_an_order(new_page, chain) -> None:
+    page = await new_page()
+    await sign_in(page, chain["slug"], "admin")
+    await page.click("[data-nav=programme]")
+    await page.wait_for_selector("[data-testid=tiers]")
+    await page.fill("[data-testid=preview-form] input[name=amount]", "128.50")
+    await page.select_option("[data-testid=preview-form] select[name=tier]", index=0)
+    await page.click("[data-testid=preview-form] button[type=submit]")
+    # The entry tier earns 1 point a yuan by default (rounded down).
+    assert await page.inner_text("[data-testid=preview-points]") == "128"
+    await page.fill("[data-testid=preview-form] input[name=amount]", "1.234")
+    await page.click("[data-testid=preview-form] button[type=submit]")
+    assert await page.is_visible("[data-testid=error-amount]")
+    clerk = await new_page()
+    await sign_in(clerk, chain["slug"], "clerk")
+    response = await clerk.goto("/console/programme")
+    assert response.status == 403
+
+
+async def test_a_plugin_is_enabled_and_configured_for_one_store(new_page, chain, app) -> None:
+    from litestar.testing import AsyncTestClient
+
+    page = await new_page()
+    await sign_in(page, chain["slug"], "admin")
+    await page.click("[data-nav=plugins]")
+    await page.click("[data-testid=open-example-S1]")
+    await page.click("[data-testid=enable]")
+    await page.wait_for_selector("[data-testid=saved]")
+    # Out of range: refused beside the field, nothing saved.
+    await page.fill("input[name='config.birthday_multiplier']", "9")
+    await page.click("[data-testid=save-config]")
+    assert await page.is_visible("[data-testid=error-birthday_multiplier]")
+    await page.fill("input[name='config.birthday_multiplier']", "3")
+    await page.fill("input[name='config.celebrate_tiers']", "gold")
+    await page.click("[data-testid=save-config]")
+    await page.wait_for_selector("[data-testid=saved]")
+    async with AsyncTestClient(app=app) as client:
+        r = await client.get("/api/v1/tenant/plugins/example", headers=chain["hq"])
+    assert r.status_code == 200, r.text
+    s1 = next(s for s in r.json()["stores"] if s["store_code"] == "S1")
+    assert s1["enabled"] is True
+    assert s1["config"]["birthday_multiplier"] == 3
+    assert s1["config"]["celebrate_tiers"] == ["gold"]
+    # S1's manager sees it, read only.
+    manager = await new_page()
+    await sign_in(manager, chain["slug"], "manager")
+    await manager.goto("/console/plugins/example/stores/S1")
+    assert await manager.input_value("input[name='config.birthday_multiplier']") == "3"
+    assert await manager.locator("[data-testid=save-config]").count() == 0
+
+
+async def test_hq_makes_and_revokes_a_key(new_page, chain) -> None:
+    page = await new_page()
+    await sign_in(page, chain["slug"], "admin")
+    await page.click("[data-nav=stores]")
+    await page.wait_for_selector("[data-store=F1]")
+    await page.fill("[data-testid=key-form] input[name=name]", "browser key")
+    await page.select_option("[data-testid=key-form] select[name=kind]", "store")
+    await page.select_option("[data-testid=key-form] select[name=store_code]", "S2")
+    await page.click("[data-testid=key-form] button[type=submit]")
+    secret = await page.inner_text("[data-testid=secret]")
+    assert len(secret) > 20
+    await page.click("[data-key='browser key'] [data-testid=revoke]")
+    await page.wait_for_selector("[data-testid=revoked]")
+    assert secret not in await page.content()
 
 
 async def test_the_dashboard_shows_the_apis_figures(new_page, chain, app) -> None:
@@ -262,6 +348,8 @@ async def test_the_dashboard_shows_the_apis_figures(new_page, chain, app) -> Non
     shown = "—" if rate is None else f"{rate * 100:.1f}%"
     assert await page.inner_text("[data-testid=member-share]") == shown
     assert await page.inner_text("[data-testid=new-members]") == str(figures["new_members"])
+    # Sales by hour: Chart.js (vendored) draws the chart.
+    await page.wait_for_selector("[data-testid=hourly-chart][data-drawn=true]", state="attached")
 
 
 async def test_screenshots_in_both_languages(new_page, chain, app, tmp_path: Path) -> None:
@@ -296,6 +384,10 @@ async def test_screenshots_in_both_languages(new_page, chain, app, tmp_path: Pat
         await _shot(page, target / f"dashboard.{suffix}.png", shots)
         await page.goto(f"/console/members/{member_id}")
         await _shot(page, target / f"member.{suffix}.png", shots, full=True)
+        await page.goto("/console/programme?amount=268.00&category=feeding&store=S1")
+        await _shot(page, target / f"programme.{suffix}.png", shots, full=True)
+        await page.goto("/console/plugins/example/stores/S1")
+        await _shot(page, target / f"plugin.{suffix}.png", shots)
         clerk = await new_page(locale)
         await sign_in(clerk, chain["slug"], "manager")
         await clerk.click(f"button[name=locale][value={suffix}]")
@@ -306,7 +398,7 @@ async def test_screenshots_in_both_languages(new_page, chain, app, tmp_path: Pat
         await _shot(clerk, target / f"till.{suffix}.png", shots)
     zh = await (await new_page("zh-CN")).goto("/console/login")
     assert "登录" in await zh.text()
-    assert len(shots) == 8
+    assert len(shots) == 12
     assert _sizes(target, shots) == dict.fromkeys(shots, True)
 
 

@@ -27,7 +27,7 @@ from nestpoint.analytics import service as analytics
 from nestpoint.api.deps import Db
 from nestpoint.benefits import service as benefits
 from nestpoint.benefits.schemas import UseIn
-from nestpoint.console import service
+from nestpoint.console import export, forms, service
 from nestpoint.console.schemas import ConsoleUserCreate, ConsoleUserUpdate
 from nestpoint.console.web import (
     CATALOGUES,
@@ -55,15 +55,21 @@ from nestpoint.db import utcnow
 from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Forbidden, Invalid, NestpointError, NotFound
 from nestpoint.loyalty import rules
-from nestpoint.loyalty.service import get_program
+from nestpoint.loyalty.schemas import ProgramSpec
+from nestpoint.loyalty.service import get_program, put_program, to_spec
 from nestpoint.memberapi.codes import CODE_PREFIX
 from nestpoint.memberapi.service import member_by_code
 from nestpoint.members import service as members
 from nestpoint.members.schemas import MemberCreate, MemberRead
 from nestpoint.orders import service as orders
 from nestpoint.orders.schemas import OrderIn
+from nestpoint.plugins import service as plugin_service
+from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.plugins.schemas import PluginRead, StoreSettingUpdate
 from nestpoint.points import service as points
 from nestpoint.settings import get_settings
+from nestpoint.tenancy import service as tenancy
+from nestpoint.tenancy.schemas import ApiKeyCreate
 from nestpoint.tenancy.service import get_tenant_by_slug
 from nestpoint.tiers import service as tiers
 from nestpoint.wallet import service as wallet
@@ -75,6 +81,9 @@ PAGES = {
     "members": (*HQ, "store_manager"),
     "till": ("store_manager", "store_clerk"),
     "users": HQ,
+    "programme": HQ,
+    "plugins": (*HQ, "store_manager"),
+    "stores": HQ,
 }
 HOME = {
     "hq_admin": "dashboard",
@@ -93,11 +102,20 @@ def allow(me: Me, page: str) -> None:
 
 
 def render(name: str, me: Me | None, status: int = 200, **context: Any) -> Template:
-    return Template(
-        template_name=name,
-        context={"me": me, "csrf": me.csrf if me else "", "pages": PAGES, **context},
-        status_code=status,
-    )
+    full = {"me": me, "csrf": me.csrf if me else "", "pages": PAGES, **context}
+    table = export.wanted()
+    if table and status == 200 and me is not None:  # ?export=<table>: that table as CSV
+        text = export.table_csv(environment().get_template(name).render(full), table)
+        if text is None:
+            raise NotFound(_("No such table"))
+        filename = "".join(c for c in f"{name.split('.')[0]}-{table}" if c.isalnum() or c == "-")
+        return Template(
+            template_name="export.csv",
+            context={"csv": text},
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        )
+    return Template(template_name=name, context=full, status_code=status)
 
 
 async def form_of(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -335,17 +353,19 @@ async def dashboard(request: Request[Any, Any, Any], db: Db) -> Template:
     store_id = None if me.is_hq else me.signed.store_id
     counts = await service.dashboard_counts(db, store_id, since)
     names = await service.store_names(db)
-    figures = None
+    figures = hourly = None
     if current_actor().has("analytics:read"):  # the API's figures, by the same function
         end = await analytics.today(db)
         start = end - timedelta(days=ANALYTICS_DAYS - 1)
         figures = await analytics.summary(db, start=start, end=end, store_id=store_id)
+        hourly = await analytics.hourly_sales(db, start=start, end=end, store_id=store_id)
     return render(
         "dashboard.html",
         me,
         counts=counts,
         store=names.get(store_id) if store_id else None,
         figures=figures,
+        hourly=hourly,
     )
 
 
@@ -492,6 +512,315 @@ async def users_change(request: Request[Any, Any, Any], db: Db, user_id: FromPat
         raise Invalid.field("action", _("You cannot disable yourself."))
     user, made = await service.update_user(db, wanted, ConsoleUserUpdate.model_validate(changes))
     return await _users_page(db, me, shown=(user.login, made) if made else None)
+
+
+# ------------------------------------------------------------------ programme (HQ)
+
+TIER_FIELDS = ("threshold", "earn_rate_percent", "redeem_cap_percent")
+
+
+def _preview(program: rules.Program, form: dict[str, str]) -> dict[str, Any]:
+    """What an order of ``amount`` (yuan) would earn, by the orders service's own rules."""
+    tier = program.tier(form.get("tier") or None)
+    store_code = form.get("store", "")[:32]
+    category = form.get("category", "")[:64]
+    fen = fen_of(form.get("amount", ""), "amount")
+    used = int_of(form.get("points_used", ""), "points_used")
+    most = rules.max_redeemable_points(program, tier, fen)
+    if used > most:
+        raise Invalid.field("points_used", _("At most %(n)s points on this order") % {"n": most})
+    earned = rules.compute_earn(
+        program,
+        tier,
+        store_code,
+        [rules.Line("preview", category, fen)],
+        points_value_fen=rules.points_value_fen(program.points, used),
+    )
+    return {
+        "tier": tier,
+        "amount_fen": fen,
+        "points": sum(earned),
+        "max_redeemable": most,
+        "growth": rules.growth_for(fen),
+        "used": used,
+    }
+
+
+async def _programme_page(db: AsyncSession, me: Me, status: int = 200, **extra: Any) -> Template:
+    program = await get_program(db)
+    return render(
+        "programme.html",
+        me,
+        status,
+        program=program,
+        store_codes=sorted((await service.user_store_codes(db)).values()),
+        may_change=current_actor().has("loyalty:write"),
+        form=extra.pop("form", {}),
+        errors=extra.pop("errors", {}),
+        **extra,
+    )
+
+
+@get("/programme", name="console:programme")
+async def programme_page(
+    request: Request[Any, Any, Any],
+    db: Db,
+    amount: FromQuery[str] = "",
+    tier: FromQuery[str] = "",
+    category: FromQuery[str] = "",
+    store: FromQuery[str] = "",
+    points_used: FromQuery[str] = "",
+) -> Template:
+    """The tier ladder and earn rules, and a preview of what an order would earn."""
+    me = me_of(request.scope)
+    allow(me, "programme")
+    form = {
+        "amount": amount[:32],
+        "tier": tier[:64],
+        "category": category[:64],
+        "store": store[:32],
+        "points_used": points_used[:16],
+    }
+    if not amount.strip():
+        return await _programme_page(db, me, form=form)
+    try:
+        preview = _preview(await get_program(db), form)
+    except Invalid as exc:
+        errors = {e.field: e.message for e in exc.errors}
+        return await _programme_page(db, me, 422, form=form, errors=errors)
+    return await _programme_page(db, me, form=form, preview=preview)
+
+
+@post("/programme", name="console:programme-change", status_code=200)
+async def programme_change(request: Request[Any, Any, Any], db: Db) -> Template:
+    """HQ's admin changes the ladder's numbers and the caps, through the loyalty service
+    (which audits the change as ``loyalty.updated``)."""
+    me = me_of(request.scope)
+    allow(me, "programme")
+    if not current_actor().has("loyalty:write"):
+        raise Forbidden(_("Your role cannot change the programme."))
+    form = await form_of(request)
+    program = await get_program(db)
+    spec = to_spec(program).model_dump()
+    errors: dict[str, str] = {}
+    for i, tier in enumerate(spec["tiers"]):
+        for name in TIER_FIELDS:
+            key = f"tiers.{i}.{name}"
+            if key in form:
+                try:
+                    tier[name] = int(form[key].strip())
+                except ValueError:
+                    errors[key] = _("Enter a whole number")
+    for name in ("cap_per_order", "cap_per_day"):
+        key = f"earn_rules.{name}"
+        if key in form:
+            text = form[key].strip()
+            try:
+                spec["earn_rules"][name] = int(text) if text else None
+            except ValueError:
+                errors[key] = _("Enter a whole number")
+    if not errors:
+        try:
+            data = ProgramSpec.model_validate(spec)
+        except ValidationError as exc:
+            for e in exc.errors():
+                errors[".".join(str(p) for p in e["loc"]) or "form"] = e["msg"]
+    if errors:
+        return await _programme_page(db, me, 422, errors=errors, edited=form)
+    changed = (await put_program(db, data))[1]
+    return await _programme_page(db, me, saved=changed)
+
+
+# ------------------------------------------------------------------ plugins per store
+
+
+def _may_set_plugins(me: Me) -> None:
+    """HQ's admin sets plugins per store; a store manager sees their store's, read only."""
+    allow(me, "plugins")
+    if me.role != "hq_admin" or not current_actor().has("plugins:write"):
+        raise Forbidden(_("Your role cannot change plugins."))
+
+
+def _store_rows(plugin: PluginRead, codes: list[str]) -> list[dict[str, Any]]:
+    """Each store the user sees, with whether the plugin is on there (its own setting, or
+    the chain's) and its effective configuration."""
+    own = {s.store_code: s for s in plugin.stores}
+    rows = []
+    for code in codes:
+        setting = own.get(code)
+        rows.append(
+            {
+                "code": code,
+                "enabled": setting.enabled if setting else plugin.enabled,
+                "own": setting is not None,
+                "config": setting.effective_config if setting else plugin.effective_config,
+            }
+        )
+    return rows
+
+
+async def _visible_codes(db: AsyncSession, me: Me) -> list[str]:
+    codes = await service.user_store_codes(db)
+    if me.is_hq:
+        return sorted(codes.values())
+    return [codes[me.signed.store_id]] if me.signed.store_id in codes else []
+
+
+@get("/plugins", name="console:plugins")
+async def plugins_page(request: Request[Any, Any, Any], db: Db) -> Template:
+    me = me_of(request.scope)
+    allow(me, "plugins")
+    codes = await _visible_codes(db, me)
+    described = await plugin_service.describe(db, get_plugin_host())
+    return render(
+        "plugins.html",
+        me,
+        plugins=[(p, _store_rows(p, codes)) for p in described],
+        may_change=me.role == "hq_admin",
+    )
+
+
+async def _plugin_store_page(
+    db: AsyncSession, me: Me, plugin_id: str, code: str, status: int = 200, **extra: Any
+) -> Template:
+    if plugin_id not in get_plugin_host().loaded:
+        raise NotFound(_("No such plugin"))
+    codes = await _visible_codes(db, me)
+    if code not in codes:
+        raise NotFound(_("No such store"))
+    plugin = (await plugin_service.describe(db, get_plugin_host(), plugin_id))[0]
+    row = _store_rows(plugin, [code])[0]
+    values = {**row["config"], **extra.pop("values", {})}
+    return render(
+        "plugin_store.html",
+        me,
+        status,
+        plugin=plugin,
+        store=row,
+        fields=forms.inputs(plugin.config_schema, values),
+        mark=forms.MARK,
+        errors=extra.pop("errors", {}),
+        may_change=me.role == "hq_admin",
+        **extra,
+    )
+
+
+@get("/plugins/{plugin_id:str}/stores/{code:str}", name="console:plugin-store")
+async def plugin_store_page(
+    request: Request[Any, Any, Any], db: Db, plugin_id: FromPath[str], code: FromPath[str]
+) -> Template:
+    me = me_of(request.scope)
+    allow(me, "plugins")
+    return await _plugin_store_page(db, me, plugin_id, code)
+
+
+@post(
+    "/plugins/{plugin_id:str}/stores/{code:str}", name="console:plugin-store-set", status_code=200
+)
+async def plugin_store_set(
+    request: Request[Any, Any, Any], db: Db, plugin_id: FromPath[str], code: FromPath[str]
+) -> Template:
+    """Enable, disable or configure a plugin at one store, through the plugins service
+    (which checks the configuration against the plugin's schema and audits the change)."""
+    me = me_of(request.scope)
+    _may_set_plugins(me)
+    host = get_plugin_host()
+    if plugin_id not in host.loaded:
+        raise NotFound(_("No such plugin"))
+    form = await form_of(request)
+    action = form.get("action", "")
+    if action in ("enable", "disable"):
+        data = StoreSettingUpdate(enabled=action == "enable")
+    elif action == "configure":
+        schema = host.config_schema(plugin_id)
+        json_schema = schema.model_json_schema() if schema else None
+        try:
+            data = StoreSettingUpdate(config=forms.submitted(json_schema, form))
+            await plugin_service.set_store(db, host, plugin_id, code, data)
+        except Invalid as exc:
+            errors = {e.field: e.message for e in exc.errors} or {"form": exc.detail}
+            return await _plugin_store_page(
+                db, me, plugin_id, code, 422, errors=errors, values=_typed_back(form)
+            )
+        return await _plugin_store_page(db, me, plugin_id, code, saved=True)
+    else:
+        raise Invalid.field("action", _("Choose what to change"))
+    await plugin_service.set_store(db, host, plugin_id, code, data)
+    return await _plugin_store_page(db, me, plugin_id, code, saved=True)
+
+
+def _typed_back(form: dict[str, str]) -> dict[str, Any]:
+    """What the user typed, to show it again beside the errors."""
+    return {k.removeprefix(forms.PREFIX): v for k, v in form.items() if k.startswith(forms.PREFIX)}
+
+
+# ------------------------------------------------------------------ stores and API keys (HQ)
+
+
+async def _stores_page(db: AsyncSession, me: Me, status: int = 200, **extra: Any) -> Template:
+    stores = (await tenancy.list_stores(db, cursor=None, limit=200)).items
+    api_keys = (await tenancy.list_api_keys(db, cursor=None, limit=200)).items
+    return render(
+        "stores.html",
+        me,
+        status,
+        stores=stores,
+        api_keys=sorted(api_keys, key=lambda k: (k.revoked_at is not None, k.created_at)),
+        codes={s.id: s.code for s in stores},
+        may_change=me.role == "hq_admin" and current_actor().has("keys:write"),
+        form=extra.pop("form", {}),
+        errors=extra.pop("errors", {}),
+        **extra,
+    )
+
+
+@get("/stores", name="console:stores")
+async def stores_page(request: Request[Any, Any, Any], db: Db) -> Template:
+    """The chain's stores and its API keys (never their secrets)."""
+    me = me_of(request.scope)
+    allow(me, "stores")
+    return await _stores_page(db, me)
+
+
+def _may_change_keys(me: Me) -> None:
+    allow(me, "stores")
+    if me.role != "hq_admin" or not current_actor().has("keys:write"):
+        raise Forbidden(_("Your role cannot change API keys."))
+
+
+@post("/stores/keys", name="console:keys-add", status_code=200)
+async def keys_add(request: Request[Any, Any, Any], db: Db) -> Template:
+    """A new key through the tenancy service (audited); its secret is shown once."""
+    me = me_of(request.scope)
+    _may_change_keys(me)
+    form = await form_of(request)
+    kept = {k: form.get(k, "")[:100] for k in ("name", "kind", "store_code")}
+    try:
+        data = validated(
+            ApiKeyCreate,
+            {
+                "name": form.get("name", "").strip(),
+                "kind": form.get("kind", "tenant"),
+                "store_code": form.get("store_code") or None,
+            },
+        )
+        api_key, secret = await tenancy.create_api_key(db, data, str(current_actor().key_id))
+    except Invalid as exc:
+        errors = {e.field: e.message for e in exc.errors} or {"form": exc.detail}
+        return await _stores_page(db, me, 422, form=kept, errors=errors)
+    return await _stores_page(db, me, created=(api_key.name, secret))
+
+
+@post("/stores/keys/{key_id:str}/revoke", name="console:keys-revoke", status_code=200)
+async def keys_revoke(request: Request[Any, Any, Any], db: Db, key_id: FromPath[str]) -> Template:
+    me = me_of(request.scope)
+    _may_change_keys(me)
+    try:
+        wanted = uuid.UUID(key_id)
+    except ValueError:
+        raise NotFound(_("No such key")) from None
+    api_key = await tenancy.revoke_api_key(db, wanted)
+    return await _stores_page(db, me, revoked=api_key.name)
 
 
 # ------------------------------------------------------------------ the till
@@ -704,9 +1033,18 @@ CONSOLE_ROUTER = Router(
         users_page,
         users_add,
         users_change,
+        programme_page,
+        programme_change,
+        plugins_page,
+        plugin_store_page,
+        plugin_store_set,
+        stores_page,
+        keys_add,
+        keys_revoke,
         create_static_files_router(path="/static", directories=[STATIC]),
     ],
     middleware=[ConsoleMiddleware],
+    before_request=export.remember_query,
     exception_handlers={NestpointError: console_error, HTTPException: console_http_error},
     include_in_schema=False,
 )
@@ -731,3 +1069,5 @@ environment().globals["catalogue_of"] = catalogue_of
 environment().globals["current_language"] = language
 environment().globals["quote"] = quote
 environment().globals["CSRF_FIELD"] = CSRF_FIELD
+environment().globals["export_href"] = export.href
+environment().filters["yuan_number"] = lambda fen: fen / 100

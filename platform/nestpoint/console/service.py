@@ -78,7 +78,15 @@ def acting(user: ConsoleUser, tenant_id: uuid.UUID) -> tuple[TenantContext, Acto
     kind: Literal["store", "tenant"] = "store" if user.role in STORE_ROLES else "tenant"
     return (
         TenantContext(tenant_id, user.store_id if kind == "store" else None),
-        Actor(kind, user.id, ROLE_SCOPES[user.role], f"user:{user.login}"),
+        # A store role sees personal data of its own store's members only (not of every
+        # member its store's reach shares with it): the rule for the console.
+        Actor(
+            kind,
+            user.id,
+            ROLE_SCOPES[user.role],
+            f"user:{user.login}",
+            own_members_pii_only=kind == "store",
+        ),
     )
 
 

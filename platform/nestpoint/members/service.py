@@ -202,13 +202,18 @@ class Reach:
 
     home_store_id: uuid.UUID | None  # None: every member of the chain
     pii: bool  # the key holds members:pii
+    # Personal data (pii and profile) only of this store's own members, even of members in
+    # reach: the console's store roles (``Actor.own_members_pii_only``). None: no such limit.
+    own_store_id: uuid.UUID | None = None
 
     def covers(self, member: MemberFacts) -> bool:
         """May this key list, read and change this member? The one decision for every route."""
         return self.home_store_id is None or member.home_store_id == self.home_store_id
 
     def view(self, member: MemberFacts) -> View:
-        inside = self.covers(member)
+        inside = self.covers(member) and (
+            self.own_store_id is None or member.home_store_id == self.own_store_id
+        )
         return View(pii=self.pii and inside, profile=inside)
 
 
@@ -220,7 +225,8 @@ async def caller_reach(session: AsyncSession) -> Reach:
     if ctx is None or ctx.store_id is None:
         return Reach(None, has_pii)
     shared = await store_shares_members(session, ctx.store_id)
-    return Reach(None if shared else ctx.store_id, has_pii)
+    own = ctx.store_id if current_actor().own_members_pii_only else None
+    return Reach(None if shared else ctx.store_id, has_pii, own)
 
 
 # ------------------------------------------------------------------ lookups
@@ -303,7 +309,7 @@ async def audit_unmasked(
     reach = await caller_reach(session)
     if not reach.pii:
         return
-    seen = [m.id for m in shown if reach.home_store_id in (None, m.home_store_id)]
+    seen = [m.id for m in shown if reach.view(m).pii]
     record_unmasked_reads(session, seen, purpose, via)
 
 
