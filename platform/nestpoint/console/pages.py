@@ -50,7 +50,7 @@ from nestpoint.console.web import (
     set_language,
     sign_in_throttle,
 )
-from nestpoint.context import acting_as, current_actor, tenant_context
+from nestpoint.context import acting_as, current_actor, require_tenant, tenant_context
 from nestpoint.db import utcnow
 from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Forbidden, Invalid, NestpointError, NotFound
@@ -64,7 +64,7 @@ from nestpoint.members.schemas import MemberCreate, MemberRead
 from nestpoint.orders import service as orders
 from nestpoint.orders.schemas import OrderIn
 from nestpoint.plugins import service as plugin_service
-from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.plugins.manager import RenderedPanel, get_plugin_host
 from nestpoint.plugins.schemas import PluginRead, StoreSettingUpdate
 from nestpoint.points import service as points
 from nestpoint.settings import get_settings
@@ -438,7 +438,21 @@ async def member_page(
         purse=purse,
         stores=await service.store_names(db),
         segment=await service.member_segment(db, member.id),
+        panels=await _plugin_panels(db, "member", str(member.id)),
     )
+
+
+async def _plugin_panels(
+    db: AsyncSession, page: str, subject_id: str | None
+) -> list[RenderedPanel]:
+    """The panels the plugins enabled where the user works add to ``page``.
+
+    The page's reads (and the audit of an unmasked read) are committed first: a panel reads
+    in its own session (``PluginContext.session``), which on SQLite waits for the write lock
+    every transaction there takes, so it would wait for this request's to end."""
+    await db.commit()
+    here = require_tenant()
+    return await get_plugin_host().console_panels(page, here.tenant_id, here.store_id, subject_id)
 
 
 # ------------------------------------------------------------------ console users (HQ)

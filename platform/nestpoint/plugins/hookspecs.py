@@ -319,12 +319,18 @@ def nestpoint_register_survey_types(registry: SurveyTypeRegistry) -> None:
 def nestpoint_register_console_panels(registry: ConsolePanelRegistry) -> None:
     """Add panels to console pages (the dashboard, a member's page, a store's page).
 
-    When: once at start-up. (The console arrives later; the shape is settled now.)
+    When: once at start-up. The console shows ``member`` panels on a member's page (the
+    subject is the member's id), below the core's sections, in ``order``; ``dashboard`` and
+    ``store`` panels are kept for those pages.
 
     Arguments:
         registry: ``registry.add(ConsolePanel(key, title, page, render=...))``; ``render``
             is ``async def render(plugin: PluginContext, subject_id: str | None) -> str``
-            and returns an HTML fragment the plugin has escaped.
+            and returns an HTML fragment the plugin has escaped. It reads through
+            ``plugin.session()`` (the user's tenant and store) and has 2 s: a panel that
+            fails or takes longer is left out of the page and recorded as the plugin's
+            failure (hook ``console_panel:<key>``). ``plugin.store_id`` is the user's store
+            (``None`` for HQ): show a store only what its key would see.
 
     Returns: nothing.
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nestpoint.plugins")
 DEMO_SEED_SECONDS = 60.0
 MEMBER_DATA_SECONDS = 60.0  # per plugin, for one member's data export
+CONSOLE_PANEL_SECONDS = 2.0  # per panel: a page waits for its panels
 UNAVAILABLE: dict[str, str] = {"error": "unavailable"}  # a failed plugin's part of an export
 
 # Registration hooks, in the order the host calls them, with the registry each gets.
@@ -106,6 +107,16 @@ class HookFailure:
 
     def describe(self) -> str:
         return f"{self.plugin_id}.{self.hook}: {self.error}"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPanel:
+    """A plugin's console panel as rendered for one page: ``html`` is the plugin's escaped
+    fragment, shown as it is."""
+
+    name: str  # <plugin id>.<panel key>
+    title: str
+    html: str
 
 
 @dataclass(slots=True)
@@ -578,6 +589,57 @@ class PluginHost:
                     if result is not FAILED:
                         outcome.delivered.append((plugin_id, hook))
         return outcome
+
+    # ---- the console
+
+    async def console_panels(
+        self,
+        page: str,
+        tenant_id: uuid.UUID,
+        store_id: uuid.UUID | None,
+        subject_id: str | None,
+    ) -> list[RenderedPanel]:
+        """The panels the plugins enabled here add to a console ``page`` (``dashboard``,
+        ``member``, ``store``), rendered for ``subject_id``, in their ``order``. Each render
+        is isolated: one that fails or takes longer than ``CONSOLE_PANEL_SECONDS`` is left
+        out (and recorded as a plugin failure); the page still opens."""
+        contributed = await self.contributed("console_panels", tenant_id, store_id)
+        enabled = await self.enabled_plugins(tenant_id, store_id)
+        wanted = sorted(
+            ((name, panel) for name, panel in contributed.items() if panel.page == page),
+            key=lambda item: (item[1].order, item[0]),
+        )
+        rendered: list[RenderedPanel] = []
+        failures: list[HookFailure] = []
+        for name, panel in wanted:
+            plugin_id = name.split(".", 1)[0]
+            context = PluginContext(plugin_id, tenant_id, store_id, enabled.get(plugin_id, {}))
+            html = await self._render_panel(plugin_id, panel, context, subject_id, failures)
+            if html is not None:
+                rendered.append(RenderedPanel(name, panel.title, html))
+        if failures:
+            self.record_failures(tenant_id, store_id, failures)
+        return rendered
+
+    async def _render_panel(
+        self,
+        plugin_id: str,
+        panel: Any,
+        context: PluginContext,
+        subject_id: str | None,
+        failures: list[HookFailure],
+    ) -> str | None:
+        hook = f"console_panel:{panel.key}"
+        try:
+            html = await asyncio.wait_for(panel.render(context, subject_id), CONSOLE_PANEL_SECONDS)
+        except TimeoutError:
+            failures.append(HookFailure(plugin_id, hook, "timeout", "the panel took too long"))
+            return None
+        except Exception as exc:
+            log.exception("console panel failed", extra={"plugin": plugin_id, "panel": panel.key})
+            failures.append(HookFailure(plugin_id, hook, "error", _describe(exc)))
+            return None
+        return html if isinstance(html, str) else None
 
     # ------------------------------------------------------------------ failure records
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from nestpoint_consultations import service
 from nestpoint_consultations.models import Consultation
+from nestpoint_consultations.plugin import member_bookings
 from sqlalchemy import update
 
 from nestpoint.plugins.api import PluginContext
@@ -196,3 +197,34 @@ async def test_adviser_and_not_available_where_the_plugin_is_off(
     r = await client.get(f"/api/v1/members/{member}/benefits", headers=t.store("S2"))
     consult = next(e for e in r.json()["entitlements"] if e["benefit_code"] == "consult")
     assert consult["unusable_reason"] == "not_at_this_store"
+
+
+async def test_the_members_console_panel_lists_bookings_escaped_notes_for_hq_only(
+    nestpoint_tenant, nestpoint_client, nestpoint_enable_plugin
+):
+    t, client = nestpoint_tenant, nestpoint_client
+    await _set_up(client, t, nestpoint_enable_plugin)
+    member = await _member(client, t)
+    r = await _book(client, t, member, _slot(2, 9))
+    assert r.status_code == 201, r.text
+    hq = PluginContext(PLUGIN, t.id, None, {})
+    async with hq.session() as db:  # it happened an hour ago
+        past = datetime.now(UTC) - timedelta(hours=1)
+        await db.execute(
+            update(Consultation)
+            .where(Consultation.id == uuid.UUID(r.json()["id"]))
+            .values(starts_at=past)
+        )
+    note = {"status": "completed", "notes": "<b>复诊</b> & follow up"}
+    done = await client.post(
+        f"{BASE}/bookings/{r.json()['id']}/outcome", json=note, headers=t.store("S1")
+    )
+    assert done.status_code == 200, done.text
+    shown = await member_bookings(hq, member)
+    assert "<td>wang</td>" in shown
+    assert "<td>completed</td>" in shown
+    assert "&lt;b&gt;复诊&lt;/b&gt; &amp; follow up" in shown  # escaped, never markup
+    assert "<b>" not in shown
+    store = PluginContext(PLUGIN, t.id, t.stores["S1"], {})
+    assert "复诊" not in await member_bookings(store, member)  # notes are HQ's
+    assert await member_bookings(hq, str(uuid.uuid4())) == '<p class="muted">—</p>'

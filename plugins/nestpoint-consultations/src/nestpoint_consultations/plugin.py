@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import uuid
 from datetime import time, timedelta
 from pathlib import Path
@@ -12,6 +13,8 @@ from nestpoint.plugins.api import (
     BenefitTypeRegistry,
     ConfigSchemaRegistry,
     Conflict,
+    ConsolePanel,
+    ConsolePanelRegistry,
     Invalid,
     JobRegistry,
     MigrationRegistry,
@@ -76,6 +79,42 @@ async def no_shows(plugin: PluginContext, **_: Any) -> None:
     """Periodic: bookings left open two hours after they ended become no-shows."""
     async with plugin.session() as db:
         await service.mark_no_shows(db, plugin, utcnow())
+
+
+@hookimpl
+def nestpoint_register_console_panels(registry: ConsolePanelRegistry) -> None:
+    """The member's consultations (bookings) on their page in the console."""
+    registry.add(
+        ConsolePanel("bookings", "Consultations", "member", render=member_bookings, order=50)
+    )
+
+
+async def member_bookings(plugin: PluginContext, subject_id: str | None) -> str:
+    """A table of the member's consultations, newest first; notes only for HQ (the
+    service leaves them out at a store)."""
+    if subject_id is None:
+        return ""
+    async with plugin.session() as db:
+        booked = await service.member_consultations(db, plugin, uuid.UUID(subject_id))
+    if not booked:
+        return '<p class="muted">—</p>'
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(cell))}</td>"
+            for cell in (
+                c.starts_at.strftime("%Y-%m-%d %H:%M"),
+                c.consultant_code,
+                c.minutes,
+                c.status,
+                c.notes or "",
+            )
+        )
+        + "</tr>"
+        for c in reversed(booked)
+    )
+    head = "".join(f"<th>{h}</th>" for h in ("Starts", "Consultant", "Minutes", "Status", "Notes"))
+    return f'<table class="list"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 @hookimpl
