@@ -69,9 +69,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_id", "token_hash"),
     )
     op.create_index("ix_console_sessions_user", "console_sessions", ["tenant_id", "user_id"])
-    # Users are disabled, never deleted (the audit trail names them); sessions end.
+    # Users are disabled, never deleted (the audit trail names them); sessions end, and a
+    # periodic job deletes those long expired (console.purge_sessions_all).
     isolate_and_grant(
-        {"console_users": "SELECT, INSERT, UPDATE", "console_sessions": "SELECT, INSERT, UPDATE"}
+        {
+            "console_users": "SELECT, INSERT, UPDATE",
+            "console_sessions": "SELECT, INSERT, UPDATE, DELETE",
+        }
     )
 
 

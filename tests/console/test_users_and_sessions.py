@@ -15,9 +15,10 @@ from sqlalchemy import select, update
 from commands import nestpoint
 from nestpoint.audit.models import AuditEntry
 from nestpoint.console.models import ConsoleSession
-from nestpoint.console.service import ROLE_SCOPES
+from nestpoint.console.service import ROLE_SCOPES, purge_sessions
 from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session, utcnow
+from nestpoint.jobs.tenants import run_for_tenant
 
 PASSWORD = "correct horse battery"
 
@@ -352,3 +353,34 @@ async def test_hq_admin_manages_users_in_the_console(app, client, make_tenant) -
             }
     assert ("console_user.created", admin["id"]) in actors
     assert ("console_user.updated", admin["id"]) in actors
+
+
+async def test_sessions_long_expired_are_purged_per_chain(client, app, make_tenant) -> None:
+    """The periodic job's per-chain step deletes the chain's sessions expired over a week
+    ago, keeps the others, and never reaches another chain's (run as the workers run it,
+    as the application role on PostgreSQL)."""
+    t, other = await make_tenant(("S1",)), await make_tenant(("S1",))
+    for chain in (t, t, other):
+        await add_user(client, chain, login := f"u{uuid.uuid4().hex[:8]}", "hq_admin")
+        async with AsyncTestClient(app=app) as c:
+            assert (await sign_in(c, chain.slug, login)).status_code == 303
+
+    async def sessions(tenant_id: uuid.UUID) -> list[uuid.UUID]:
+        with tenant_context(tenant_id):
+            async with scoped_session() as session:
+                return list((await session.scalars(select(ConsoleSession.id))).all())
+
+    old, fresh = await sessions(t.id)
+    [elsewhere] = await sessions(other.id)
+    for tenant_id, session_id in ((t.id, old), (other.id, elsewhere)):
+        with tenant_context(tenant_id):
+            async with scoped_session() as session:
+                await session.execute(
+                    update(ConsoleSession)
+                    .where(ConsoleSession.id == session_id)
+                    .values(expires_at=utcnow() - timedelta(days=8))
+                )
+    purged = await run_for_tenant(t.id, purge_sessions, name="test")
+    assert purged == 1
+    assert await sessions(t.id) == [fresh]
+    assert await sessions(other.id) == [elsewhere]

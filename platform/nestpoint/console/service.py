@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.audit.service import record
@@ -416,3 +416,19 @@ async def store_names(session: AsyncSession) -> dict[uuid.UUID, str]:
 async def member_segment(session: AsyncSession, member_id: uuid.UUID) -> MemberSegment | None:
     """The member's built-in segments as last computed (RFM group, value circle, lifecycle)."""
     return await session.scalar(select(MemberSegment).where(MemberSegment.member_id == member_id))
+
+
+# ------------------------------------------------------------------ housekeeping
+
+# Every session expires within ``console_session_hours`` of its start (ended or idle ones
+# earlier): a week past its expiry, its row only tells when someone signed in, which the
+# audit trail keeps.
+PURGE_AFTER = timedelta(days=7)
+
+
+async def purge_sessions(session: AsyncSession, older_than: timedelta = PURGE_AFTER) -> int:
+    """Delete the sessions that expired more than ``older_than`` ago (they open nothing)."""
+    result = await session.execute(
+        delete(ConsoleSession).where(ConsoleSession.expires_at < utcnow() - older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

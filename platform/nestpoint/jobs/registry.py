@@ -18,6 +18,7 @@ import dramatiq
 from nestpoint.benefits import actors as benefits
 from nestpoint.billing import actors as billing
 from nestpoint.campaigns import actors as campaigns
+from nestpoint.console import actors as console
 from nestpoint.db import models
 from nestpoint.exports import actors as exports
 from nestpoint.imports import actors as imports
@@ -40,6 +41,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     benefits,
     billing,
     campaigns,
+    console,
     exports,
     imports,
     jobs,
@@ -78,6 +80,7 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (payments.sweep_all, "interval", {"minutes": 1}),
     (wallet.expire_bonus_all, "interval", {"hours": 1}),  # bonus past the chain's validity
     (memberapi.purge_tokens_all, "interval", {"hours": 6}),  # member tokens long expired
+    (console.purge_sessions_all, "interval", {"hours": 6}),  # console sessions long expired
     # Tenant billing: plan choices Stripe has not confirmed yet; every chain's usage.
     (billing.sync_due, "interval", {"minutes": 1}),
     (billing.refresh_usage_all, "interval", {"minutes": 15}),
