@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, Uuid, bindparam, select
+from sqlalchemy import Select, String, Uuid, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -1260,6 +1260,14 @@ class Period:
     start: datetime | None = None
     end: datetime | None = None
 
+    def limit(self, stmt: Select[Any], column: Any) -> Select[Any]:
+        """``stmt`` with ``column`` inside the period."""
+        if self.start is not None:
+            stmt = stmt.where(column >= self.start)
+        if self.end is not None:
+            stmt = stmt.where(column < self.end)
+        return stmt
+
 
 def local_period(
     zone: ZoneInfo, day: date | None, since: date | None, until: date | None
@@ -1318,10 +1326,7 @@ async def list_orders(
         stmt = stmt.where(Order.store_id == store_id)
     if member_id is not None:
         stmt = stmt.where(Order.member_id == member_id)
-    if period.start is not None:
-        stmt = stmt.where(Order.paid_at >= period.start)
-    if period.end is not None:
-        stmt = stmt.where(Order.paid_at < period.end)
+    stmt = period.limit(stmt, Order.paid_at)
     return await paginate(
         session, stmt, (Order.paid_at, Order.id), cursor=cursor, limit=limit, descending=True
     )
@@ -1350,10 +1355,7 @@ async def list_refunds(
             stmt = stmt.where(Order.store_id == store_id)
         if member_id is not None:
             stmt = stmt.where(Order.member_id == member_id)
-    if period.start is not None:
-        stmt = stmt.where(Refund.created_at >= period.start)
-    if period.end is not None:
-        stmt = stmt.where(Refund.created_at < period.end)
+    stmt = period.limit(stmt, Refund.created_at)
     page: Page[Refund] = await paginate(
         session, stmt, (Refund.created_at, Refund.id), cursor=cursor, limit=limit, descending=True
     )
