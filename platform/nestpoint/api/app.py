@@ -159,6 +159,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         # Relay messages accepted in the sender's last coalescing pause leave first (the
         # outbox sweep would deliver them otherwise, later).
         await asyncio.to_thread(flush_enqueued, 1.0)
+        # Plugin failures still being written in the background land before the pool closes.
+        await get_plugin_host().drain()
         await get_database(settings).dispose()
 
     api = Router(
