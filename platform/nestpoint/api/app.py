@@ -35,7 +35,7 @@ from nestpoint.billing.routes import (
     TenantBillingController,
 )
 from nestpoint.campaigns.routes import CampaignController
-from nestpoint.console.pages import CONSOLE_ROUTER
+from nestpoint.console.router import CONSOLE_ROUTER
 from nestpoint.console.routes import ConsoleUserController
 from nestpoint.console.web import template_config
 from nestpoint.coupons.routes import (

@@ -14,12 +14,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
-from litestar.static_files import create_static_files_router
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,8 +35,6 @@ from nestpoint.console.web import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
     SESSION_COOKIE,
-    STATIC,
-    ConsoleMiddleware,
     Me,
     _,
     catalogue_of,
@@ -1026,42 +1023,6 @@ def console_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> R
     status = exc.status_code
     title = _("Not found") if status == 404 else _("Could not do that")
     return _error_html(request, status, title, str(exc.detail))
-
-
-CONSOLE_ROUTER = Router(
-    path=PREFIX,
-    route_handlers=[
-        login_page,
-        sign_in,
-        sign_out,
-        switch_language,
-        home,
-        dashboard,
-        member_search,
-        member_page,
-        till,
-        till_lookup,
-        till_enrol,
-        till_order,
-        till_benefit,
-        users_page,
-        users_add,
-        users_change,
-        programme_page,
-        programme_change,
-        plugins_page,
-        plugin_store_page,
-        plugin_store_set,
-        stores_page,
-        keys_add,
-        keys_revoke,
-        create_static_files_router(path="/static", directories=[STATIC]),
-    ],
-    middleware=[ConsoleMiddleware],
-    before_request=export.remember_query,
-    exception_handlers={NestpointError: console_error, HTTPException: console_http_error},
-    include_in_schema=False,
-)
 
 
 def role_labels() -> dict[str, str]:
