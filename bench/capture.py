@@ -138,6 +138,21 @@ async def available_order_coupon(n: int, database: str = HTTP_DB) -> str:
     return str(rows[0][0])
 
 
+def member_codes(database: str, tenant_id: str, members: int) -> list[str]:
+    """A fresh card code for members 1 to ``members``, made with the server's key (this
+    process's settings are pointed at ``database``)."""
+    use_app_env(database)
+    return [card_code(tenant_id, n) for n in range(1, members + 1)]
+
+
+def card_code(tenant_id: str, n: int) -> str:
+    """Member ``n``'s card code as the member app shows it now (nestpoint.memberapi.codes)."""
+    from nestpoint.db.base import utcnow
+    from nestpoint.memberapi.codes import make_code
+
+    return make_code(uuid.UUID(tenant_id), uuid.UUID(member_id(n)), utcnow()).code
+
+
 def capture(database: str, key: str, members: int) -> dict[str, Captured]:
     """Statements of: an order naming the member by id, one by phone, one whose growth
     upgrades the member's tier, a lookup by phone, a member's benefits, the till's coupon
@@ -181,6 +196,7 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
         headers = {"Authorization": f"Bearer {key}"}
         run = uuid.uuid4().hex[:12]
         found: dict[str, Captured] = {}
+        tenant_id = str((await admin("SELECT id FROM tenants LIMIT 1", database=database))[0][0])
         app = create_app(configure_logs=False)
         async with AsyncTestClient(app=app) as client:
             kinds = {
@@ -188,6 +204,7 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
                 "order_by_phone": {"by_phone": True},
                 "order_upgrade": {"quantity": 4},
                 "lookup": None,
+                "lookup_code": None,
                 "benefits": None,
                 "coupons": None,
                 "order_coupon": None,
@@ -209,6 +226,12 @@ def capture(database: str, key: str, members: int) -> dict[str, Captured]:
                         ext = f"capture-{run}-{name}-{n}"
                         body = coupon_order_body(n, ext, code)
                         response = await client.post("/api/v1/orders", json=body, headers=headers)
+                    elif name == "lookup_code":
+                        response = await client.post(
+                            "/api/v1/members/lookup-by-code",
+                            json={"code": card_code(tenant_id, n)},
+                            headers=headers,
+                        )
                     elif name == "benefits":
                         response = await client.get(
                             f"/api/v1/members/{member_id(n)}/benefits", headers=headers

@@ -59,6 +59,7 @@ from prometheus_client.parser import text_string_to_metric_families
 TARGETS: dict[str, dict[str, float]] = {
     "order": {"ratio": 0.35, "p99_ms": 50, "server_ms": 1.5},
     "lookup": {"ratio": 0.30, "server_ms": 0.5},
+    "lookup_code": {},
     "order_hot": {},
     "healthz": {},
     "lookup_bare": {},
@@ -69,6 +70,10 @@ TARGETS: dict[str, dict[str, float]] = {
 ENDPOINTS = {
     "order": ("POST /api/v1/orders", "order.lua"),
     "lookup": ("GET /api/v1/members/lookup?phone=", "lookup.lua"),
+    "lookup_code": (
+        "POST /api/v1/members/lookup-by-code (the till scans the member app's QR code)",
+        "lookup_code.lua",
+    ),
     "order_hot": ("POST /api/v1/orders, every order for one member", "order.lua"),
     "healthz": ("GET /healthz (no key, no database: the framework's ceiling)", "healthz.lua"),
     "lookup_bare": (
@@ -88,8 +93,8 @@ ENDPOINTS = {
         "order_coupon.lua",
     ),
 }
-DEFAULT_BENCHMARKS = ["order", "lookup", "order_hot", "healthz", "lookup_bare", "benefits",
-                      "coupons", "order_coupon"]  # fmt: skip
+DEFAULT_BENCHMARKS = ["order", "lookup", "lookup_code", "order_hot", "healthz", "lookup_bare",
+                      "benefits", "coupons", "order_coupon"]  # fmt: skip
 BARE = {"lookup_bare"}  # served by bench/bare_app.py, not by nestpoint
 SCRIPTS_DIR = RESULTS_DIR / "pgbench"  # the generated ceiling scripts
 
@@ -182,6 +187,14 @@ def order_coupons_file() -> Path:
     return path
 
 
+def member_codes_file(tenant: seed.Tenant, members: int) -> Path:
+    """A fresh card code (the member app's QR code) for each member, line n for member n.
+    Written again before each run: a code is accepted for 60 s."""
+    path = STATE_DIR / "member-codes.txt"
+    path.write_text("".join(code + "\n" for code in capture.member_codes(HTTP_DB, tenant.id, members)))
+    return path
+
+
 def members_file(members: int) -> Path:
     path = STATE_DIR / f"members-{members}.txt"
     if not path.exists():
@@ -254,6 +267,7 @@ class Server:
             endpoint = (
                 "order" if "orders/routes.py" in text
                 else "lookup" if "members/routes.py" in text
+                else "lookup_code" if "memberapi/routes.py" in text
                 else "coupons" if "coupons/routes.py" in text
                 else "benefits" if "benefits/" in text
                 else "other"
@@ -457,7 +471,7 @@ def ceiling_mix(name: str, phone_pct: int, upgrade_permille: int) -> list[tuple[
     HTTP run's shares of orders by phone and of orders that upgraded a tier."""
     if name in ("lookup", "lookup_bare"):
         return [("lookup", 1)]
-    if name in ("benefits", "coupons", "order_coupon"):
+    if name in ("benefits", "coupons", "order_coupon", "lookup_code"):
         return [(name, 1)]
     if name == "healthz":
         return []  # no statements: /healthz is itself the framework's ceiling
@@ -680,9 +694,9 @@ def measure_http(
         flush=True,
     )
     run_wrk(lua, server.url, clients=args.clients, threads=args.threads, duration=args.warmup,
-            args=[*wrk_args, f"{prefix}-w-{name}", claims, *wrk_extra(name, args)])  # fmt: skip
+            args=[*wrk_args, f"{prefix}-w-{name}", claims, *wrk_extra(name, args, tenant)])  # fmt: skip
     admin_sync("CHECKPOINT")
-    extra = wrk_extra(name, args)  # after the warm-up: the coupons it left
+    extra = wrk_extra(name, args, tenant)  # after the warm-up: the coupons it left
     sessions0 = _sessions()
     profile = _start_profile(server, args.duration) if args.profile else None
     server_pid = server.proc.pid if server.proc else None
@@ -721,10 +735,12 @@ def measure_http(
     return result
 
 
-def wrk_extra(name: str, args: argparse.Namespace) -> list[str]:
+def wrk_extra(name: str, args: argparse.Namespace, tenant: seed.Tenant) -> list[str]:
     """The arguments of a script after the common ones (wrk/common.lua): the check's first
     member (wrk/coupons.lua), the unused order coupons and wrk's threads
-    (wrk/order_coupon.lua)."""
+    (wrk/order_coupon.lua), fresh card codes (wrk/lookup_code.lua)."""
+    if name == "lookup_code":
+        return [str(member_codes_file(tenant, args.members))]
     if name == "coupons":
         return [str(coupon_order_members(args.members) + 1)]
     if name == "order_coupon":

@@ -82,6 +82,25 @@ async def test_the_card_code_is_scanned_at_the_till(
     assert (await client.post(url, json={"code": card["code"]}, headers=till)).status_code == 404
 
 
+async def test_a_merged_members_card_code_finds_the_member_it_was_merged_into(
+    client: Any, make_tenant: Any, enrol: Any
+) -> None:
+    t = await make_tenant()
+    kept, merged = await enrol(t.hq()), await enrol(t.hq())
+    with tenant_context(t.id):
+        code = codes.make_code(t.id, uuid.UUID(merged["id"]), utcnow()).code
+    r = await client.post(
+        f"/api/v1/members/{kept['id']}/merge",
+        json={"source_member_id": merged["id"]},
+        headers=t.hq(),
+    )
+    assert r.status_code == 200, r.text
+    till = await _till(client, t)
+    r = await client.post("/api/v1/members/lookup-by-code", json={"code": code}, headers=till)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == kept["id"]
+
+
 async def test_points_tier_wallet_benefits_membership(
     client: Any, make_tenant: Any, enrol: Any, member_token: Any
 ) -> None:

@@ -20,6 +20,7 @@ from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.db.base import utcnow
 from nestpoint.jobs.tenants import run_for_tenant
+from nestpoint.memberapi.codes import make_code
 from nestpoint.loyalty.service import get_program
 from nestpoint.members import pii
 from nestpoint.members.models import Member
@@ -363,6 +364,10 @@ async def test_every_unmasked_read_is_audited(client, make_tenant) -> None:  # t
         headers=t.hq(),
     )
     assert r.status_code == 200
+    with tenant_context(t.id):  # the member app's card code, scanned with an HQ key
+        code = make_code(t.id, uuid.UUID(member["id"]), utcnow()).code
+    r = await client.post("/api/v1/members/lookup-by-code", json={"code": code}, headers=hq)
+    assert r.status_code == 200, r.text
     assert (await client.get("/api/v1/members", headers=hq)).status_code == 200
     # Masked reads are not personal data reads.
     assert (await client.get(f"/api/v1/members/{member['id']}", headers=masked)).status_code == 200
@@ -375,6 +380,7 @@ async def test_every_unmasked_read_is_audited(client, make_tenant) -> None:  # t
         ("getMember", "home delivery #88"),
         ("lookupMember", "home delivery #88"),
         ("lookupMember", None),
+        ("lookupMemberByCode", "home delivery #88"),
         ("listMembers", "home delivery #88"),
     ]
     assert {e["actor_kind"] for e in reads} == {"tenant"}

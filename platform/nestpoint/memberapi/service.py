@@ -276,11 +276,15 @@ async def bind_wechat(
 # ---------------------------------------------------------------- the till: scan a code
 
 
+def member_id_of_code(code: str) -> uuid.UUID:
+    """The member a card's code names; 422 for a forged or expired code."""
+    return codes.read_code(require_tenant().tenant_id, code, utcnow())
+
+
 async def member_by_code(session: AsyncSession, code: str) -> Member:
     """The member a card's code names (a merged member's survivor); 422 for a forged or
     expired code, 404 for a member erased since."""
-    member_id = codes.read_code(require_tenant().tenant_id, code, utcnow())
-    return await members.get_active_member(session, member_id)
+    return await members.get_active_member(session, member_id_of_code(code))
 
 
 # ---------------------------------------------------------------- the member's own view

@@ -406,11 +406,7 @@ async def lookup_by_phone(raw_phone: str) -> MemberRead | None:
     _, digest = phone_lookup_hash(raw_phone)
     tenant = require_tenant()
     database = get_database()
-    async with database.session() as session:
-        reach = await caller_reach(session)
-        today = await local_today(session)
-        if session.in_transaction():
-            await session.commit()
+    reach, today = await _lookup_caches()
     if database.is_postgres:  # one round trip: the function binds the tenant itself
         async with database.statement_reader() as reader:
             rows = await MEMBER_LOOKUP.rows(
@@ -422,15 +418,38 @@ async def lookup_by_phone(raw_phone: str) -> MemberRead | None:
         if member.status != "merged" or member.merged_into_id is None:
             parts = [row for row in rows if row.part is not None]
             return member_view(member, parts, reach.view(member), today)
-    async with database.read_transaction(tenant) as reader:
-        member = await MEMBER_BY_PHONE.one_or_none(
-            reader, tenant_id=tenant.tenant_id, phone_hash=digest
-        )
+    return await _lookup(MEMBER_BY_PHONE, reach, today, phone_hash=digest)
+
+
+async def lookup_by_id(member_id: uuid.UUID) -> MemberRead | None:
+    """The till's lookup by id (a scanned card code names the member): as
+    :func:`lookup_by_phone`, on raw statements; ``None`` for no member or an erased one."""
+    reach, today = await _lookup_caches()
+    return await _lookup(MEMBER_BY_ID, reach, today, member_id=member_id)
+
+
+async def _lookup_caches() -> tuple[Reach, date]:
+    """The key's reach and the chain's date, from the per-process caches (a session opens
+    only when they miss, and ends before the lookup's own transaction)."""
+    async with get_database().session() as session:
+        reach = await caller_reach(session)
+        today = await local_today(session)
+        if session.in_transaction():
+            await session.commit()
+    return reach, today
+
+
+async def _lookup(first: Statement, reach: Reach, today: date, **where: Any) -> MemberRead | None:
+    """The member ``first`` finds, followed through merges, and its parts, in one read-only
+    transaction."""
+    tenant = require_tenant()
+    async with get_database().read_transaction(tenant) as reader:
+        member = await first.one_or_none(reader, tenant_id=tenant.tenant_id, **where)
         while member is not None and member.status == "merged" and member.merged_into_id:
             member = await MEMBER_BY_ID.one_or_none(
                 reader, tenant_id=tenant.tenant_id, member_id=member.merged_into_id
             )
-        if member is None:
+        if member is None or member.status == "erased":
             return None
         parts = await MEMBER_PARTS.rows(reader, tenant_id=tenant.tenant_id, member_id=member.id)
     return member_view(member, parts, reach.view(member), today)
