@@ -19,6 +19,7 @@ from nestpoint.members.models import MemberPhoneChange
 from nestpoint.messaging import pipeline
 from nestpoint.messaging.models import Message
 from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.testing import next_local_time
 
 CARD = {"kind": "pos_card", "value": "6222000011112222"}
 OPENID = {"kind": "mp_openid", "value": "oAbC-openid-1"}
@@ -114,7 +115,7 @@ async def test_unlinking_needs_the_member_in_reach_and_its_own_identity(
 # ------------------------------------------------------------------ the phone, with a code
 
 # 23:00 in Shanghai: inside the default quiet hours, which a code does not wait for.
-NIGHT = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+NIGHT = next_local_time(23)  # in the future
 
 
 @pytest.fixture

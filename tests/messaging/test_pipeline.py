@@ -4,7 +4,7 @@ receipts, and never twice (a retried step, a worker lost mid-send)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,10 +13,11 @@ from loyalty.helpers import new_phone
 from messaging.conftest import FakeChannel, WorkerLost
 from nestpoint.messaging import pipeline
 from nestpoint.plugins.api import DeliveryReceipt
+from nestpoint.testing import next_local_time
 
 # 10:00 in Shanghai: outside the default quiet hours (21:00-08:00 there).
-DAY = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
-NIGHT = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+DAY = next_local_time(10)  # 10:00 in Shanghai, in the future
+NIGHT = DAY + timedelta(hours=13)  # 23:00 in Shanghai
 
 
 async def _chain(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,10 +16,10 @@ from nestpoint_wecom.fake import FakeWeCom
 
 from loyalty.helpers import new_phone
 from nestpoint.messaging import pipeline
-from nestpoint.testing import emit_event
+from nestpoint.testing import emit_event, next_local_time
 
-DAY = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
-NIGHT = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+DAY = next_local_time(10)  # 10:00 in Shanghai, in the future
+NIGHT = DAY + timedelta(hours=13)  # 23:00 in Shanghai
 
 
 @pytest.fixture
@@ -162,7 +162,8 @@ async def test_in_quiet_hours_the_reminder_waits_for_the_morning_or_is_suppresse
     await _remind(tenant, waits)
     [held] = await _drain(client, tenant, NIGHT)
     assert held["status"] == "queued"
-    assert held["not_before"].startswith("2026-12-02T00:00")  # 08:00 in Shanghai
+    morning = NIGHT + timedelta(hours=9)  # 08:00 in Shanghai
+    assert held["not_before"].startswith(f"{morning:%Y-%m-%dT%H:%M}")
     assert sms.sent == []
 
     r = await client.put(
@@ -178,7 +179,7 @@ async def test_in_quiet_hours_the_reminder_waits_for_the_morning_or_is_suppresse
     # The held one goes out in the morning (it was queued before the chain chose suppress).
     settled = {
         m["member_id"]: m
-        for m in await _drain(client, tenant, datetime(2026, 12, 2, 0, 1, tzinfo=UTC))
+        for m in await _drain(client, tenant, NIGHT + timedelta(hours=9, minutes=1))
     }
     assert settled[waits]["status"] == "sent"
     assert len(sms.sent) == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,8 +19,9 @@ from nestpoint.plugins.api import (
     PluginContext,
     hookimpl,
 )
+from nestpoint.testing import next_local_time
 
-DAY = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+DAY = next_local_time(10)  # 10:00 in Shanghai (no quiet hours), ahead of the clock
 
 
 class Outbox:
