@@ -187,6 +187,8 @@ def _tenant_froms(statement: Any) -> list[Any]:
             *statement._from_obj,
             *(join[0] for join in statement._setup_joins),
         ]
+        if not candidates:  # ``select(func.count()).where(Model.x == ...)``: FROM from WHERE
+            candidates = list(statement.get_final_froms())
     elif getattr(statement, "table", None) is not None:  # UPDATE / DELETE
         candidates = [statement.table]
     else:
