@@ -186,3 +186,32 @@ async def test_a_plugin_switched_back_on_gets_nothing_of_its_time_off(
     await enable_plugin(client, t, "recorder", store="S1")
     await emit_event(t, "test.back-on", {}, store="S1")
     assert [e[0] for e in recorder.events()] == ["test.back-on"]
+
+
+async def test_first_saves_at_once_of_a_setting_and_a_secret_both_succeed(
+    concurrent_client, make_tenant
+):
+    """Found through the console: two first saves at once both inserted the row, and on
+    PostgreSQL the second one's unique key refused it (a 500). They are serialised now."""
+    import asyncio
+
+    t = await make_tenant()
+    c = concurrent_client
+    settings = await asyncio.gather(
+        *(
+            c.put(
+                "/api/v1/tenant/plugins/example",
+                json={"enabled": True, "config": {"greeting": f"hi {n}"}},
+                headers=t.hq(),
+            )
+            for n in range(4)
+        )
+    )
+    assert [r.status_code for r in settings] == [200] * 4, [r.text for r in settings]
+    url = "/api/v1/tenant/plugins/email/secrets/password"
+    saved = await asyncio.gather(
+        *(c.put(url, json={"value": f"s3cret-{n}"}, headers=t.hq()) for n in range(4))
+    )
+    assert [r.status_code for r in saved] == [200] * 4, [r.text for r in saved]
+    r = await c.get("/api/v1/tenant/plugins/email/secrets", headers=t.hq())
+    assert [s["set"] for s in r.json()["items"] if s["name"] == "password"] == [True]

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestpoint.audit.service import record
 from nestpoint.context import current_actor, require_tenant
 from nestpoint.db.base import utcnow
+from nestpoint.db.sql import lock_job
 from nestpoint.errors import FieldError, NotFound
 from nestpoint.members import pii
 from nestpoint.plugins.manager import PluginHost
@@ -75,6 +76,8 @@ async def put(
     _check_name(host, plugin_id, name)
     tenant_id = require_tenant().tenant_id
     sealed = pii.keyring().encrypt(value, context=_context(tenant_id, plugin_id, name))
+    # One save of a secret at a time: two first saves would both insert its row.
+    await lock_job(session, f"plugin-secret:{plugin_id}/{name}", tenant_id)
     row = await _row(session, plugin_id, name)
     who = str(current_actor().key_id or current_actor().name)
     if row is None:

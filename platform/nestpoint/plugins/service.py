@@ -18,6 +18,7 @@ from nestpoint.billing import service as billing
 from nestpoint.context import current_actor, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
+from nestpoint.db.sql import lock_job
 from nestpoint.errors import Forbidden, NotFound
 from nestpoint.plugins.enablement import load_snapshot, mark_changed
 from nestpoint.plugins.manager import PluginHost
@@ -68,6 +69,12 @@ async def _store_by_code(session: AsyncSession, code: str) -> Store:
     return store
 
 
+async def _serialise(session: AsyncSession, plugin_id: str) -> None:
+    """One change of a plugin's settings at a time per chain: two first saves at once would
+    both insert the setting's row (the second one's unique key refused: a 500)."""
+    await lock_job(session, f"plugin-settings:{plugin_id}", require_tenant().tenant_id)
+
+
 def _changed(session: AsyncSession, action: str, plugin_id: str, changes: dict[str, Any]) -> None:
     ctx = require_tenant()
     record(session, action, "plugin", plugin_id, changes)
@@ -101,6 +108,7 @@ async def set_chain(
     if ctx.store_id is not None:
         raise Forbidden("only HQ sets a plugin for the whole chain")
     _require_installed(host, plugin_id)
+    await _serialise(session, plugin_id)
     row = await _chain_row(session, plugin_id)
     config = (
         host.validate_config(plugin_id, data.config)
@@ -138,6 +146,7 @@ async def set_store(
     ctx = require_tenant()
     _require_installed(host, plugin_id)
     store = await _store_by_code(session, store_code)
+    await _serialise(session, plugin_id)
     chain = await _chain_row(session, plugin_id)
     if ctx.store_id is not None:
         if store.id != ctx.store_id:
