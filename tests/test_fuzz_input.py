@@ -480,6 +480,9 @@ def _base_body(op: Operation, w: World) -> Any:
         # No valid WeChat app here: the bind would call WeChat, which the tests have not
         # (tests/memberapi/test_wechat.py runs it against a fake); it answers 404.
         ("POST", "/api/v1/me/wechat"): {"code": "abc"},
+        # No SMS channel in this chain: a valid start is 409 phone-code-undeliverable.
+        ("POST", "/api/v1/me/phone-change"): {"phone": new_phone(), "idempotency_key": key},
+        ("POST", "/api/v1/me/phone-change/confirm"): {"code": "123456"},
         ("POST", "/api/v1/members/lookup-by-code"): {"code": w.card_code},
         ("POST", "/api/v1/console-users"): {
             "login": f"u{key[:8]}",

@@ -204,6 +204,14 @@ class Settings(BaseSettings):
         le=60,
         description="How long the login-code exchange waits for WeChat before answering 503.",
     )
+    phone_change_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days a phone change (`member_phone_changes`: the new phone sealed, the "
+        "code's keyed hash) is kept after it ended (confirmed, cancelled or its code "
+        "expired); then the periodic job `members.purge_phone_changes_all` deletes it.",
+    )
 
     # ---- operations
     metrics_enabled: bool = Field(

@@ -24,6 +24,7 @@ from nestpoint.exports import actors as exports
 from nestpoint.imports import actors as imports
 from nestpoint.jobs import actors as jobs
 from nestpoint.memberapi import actors as memberapi
+from nestpoint.members import actors as members
 from nestpoint.membership import actors as membership
 from nestpoint.messaging import actors as messaging
 from nestpoint.payments import actors as payments
@@ -46,6 +47,7 @@ ACTOR_MODULES: tuple[ModuleType, ...] = (
     imports,
     jobs,
     memberapi,
+    members,
     membership,
     messaging,
     outbox,
@@ -81,6 +83,7 @@ PERIODIC_JOBS: tuple[tuple[dramatiq.Actor[..., Any], str, dict[str, Any]], ...] 
     (wallet.expire_bonus_all, "interval", {"hours": 1}),  # bonus past the chain's validity
     (memberapi.purge_tokens_all, "interval", {"hours": 6}),  # member tokens long expired
     (console.purge_sessions_all, "interval", {"hours": 6}),  # console sessions long expired
+    (members.purge_phone_changes_all, "interval", {"hours": 6}),  # phone changes long ended
     # Tenant billing: plan choices Stripe has not confirmed yet; every chain's usage.
     (billing.sync_due, "interval", {"minutes": 1}),
     (billing.refresh_usage_all, "interval", {"minutes": 15}),

@@ -6,7 +6,8 @@
   not expired, and its member is active (a merged-away or erased member's tokens stop).
 * ``wechat_apps``: the chain's WeChat mini-program (its appid, and its AppSecret sealed with
   the core's keys like the chain's Stripe keys), used to exchange a login code for the
-  member's openid.
+  member's openid, and whether a phone WeChat verified that no member holds enrols a new
+  member (``enrol_by_phone``, migration 0037).
 """
 
 from __future__ import annotations
@@ -14,13 +15,22 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKeyConstraint, Index, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import (
+    ForeignKeyConstraint,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nestpoint.db.base import Base, TenantOwned, TenantScoped, utcnow
 
-# How a token was issued: by the chain's backend with its HQ key, or by a WeChat login code.
-ISSUED_VIA = ("server", "wechat")
+# How a token was issued: by the chain's backend with its HQ key, by a WeChat login code, or
+# by a login code with the phone WeChat verified (``getuserphonenumber``).
+ISSUED_VIA = ("server", "wechat", "wechat_phone")
 
 
 class MemberToken(TenantOwned, Base):
@@ -49,5 +59,6 @@ class WechatApp(TenantScoped, Base):
 
     appid: Mapped[str] = mapped_column(String(64))
     secret_enc: Mapped[str] = mapped_column(Text)
+    enrol_by_phone: Mapped[bool] = mapped_column(default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str] = mapped_column(String(100), default="")

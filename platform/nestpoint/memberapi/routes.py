@@ -4,8 +4,10 @@
   with ``member_tokens:write``).
 * ``/api/v1/member-auth/wechat``: the chain's WeChat mini-program (appid, sealed secret).
 * ``/member-auth/{tenant_slug}/wechat`` (outside ``/api/``, no key): a WeChat login code
-  becomes a member token.
-* ``/api/v1/me/...``: what the member of the token sees of themselves (member tokens only).
+  becomes a member token; ``.../wechat/phone``: with the phone WeChat verified too, which
+  finds (or enrols) the member and binds the WeChat account.
+* ``/api/v1/me/...``: what the member of the token sees of themselves (member tokens only),
+  and the member's own phone change.
 * ``/api/v1/members/lookup-by-code``: the till scans a member card's QR code.
 """
 
@@ -18,8 +20,14 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+)
 
+from nestpoint.api.answers import answered
 from nestpoint.api.deps import (
     DEFAULT_LIMIT,
     CursorQuery,
@@ -51,9 +59,11 @@ from nestpoint.memberapi.schemas import (
     WechatAppRead,
     WechatBindRead,
     WechatLoginIn,
+    WechatPhoneLoginIn,
 )
+from nestpoint.members import phone
 from nestpoint.members import service as members
-from nestpoint.members.schemas import MemberRead
+from nestpoint.members.schemas import MemberRead, PhoneChangeIn, PhoneChangeRead, PhoneConfirmIn
 from nestpoint.membership.schemas import PaidMembershipRead
 from nestpoint.plugins.routing import PUBLIC_429, public_tenant
 from nestpoint.wallet.schemas import WalletRead
@@ -191,15 +201,55 @@ async def wechat_login(
     if tenant_id is None:
         raise NotFound("no such chain")
     set_request_context(TenantContext(tenant_id), Actor("system", name="member-auth:wechat"))
-    # The secret is read in a transaction of its own: none stays open while WeChat answers.
-    async with scoped_session() as session:
-        appid, secret = await service.wechat_credentials(session)
-    found = await wechat.code_to_session(appid, secret, data.code)
+    app = await _wechat_app()
+    found = await wechat.code_to_session(app.appid, app.secret, data.code)
     member = await service.wechat_member(db, found)
     return await service.issue_token(db, member.id, "wechat")
 
 
-PUBLIC_ROUTES = [wechat_login]
+async def _wechat_app() -> wechat.WechatApp:
+    # The secret is read in a transaction of its own: none stays open while WeChat answers.
+    async with scoped_session() as session:
+        return await service.wechat_credentials(session)
+
+
+@post(
+    "/member-auth/{tenant_slug:str}/wechat/phone",
+    tags=["member API"],
+    responses=login_problems(404, 409, 422, 503),
+    status_code=HTTP_200_OK,
+    summary="Log a member in with a WeChat login code and the phone WeChat verified",
+    operation_id="wechatPhoneMemberLogin",
+    description=(
+        "No key (limited per client address). `code` from `wx.login()` gives the openid "
+        "(`sns/jscode2session`); `phone_code` from the `getPhoneNumber` button gives the "
+        "phone WeChat verified (`wxa/business/getuserphonenumber`). The member holding that "
+        "phone gets the WeChat account bound (`mp_openid`, `mp_unionid`) and a member token. "
+        "No member has the phone: enrolled when the chain allows it (`enrol_by_phone`), else "
+        "404 `wechat-phone-not-member`. 409 `wechat-bound-elsewhere` (naming `code`): the "
+        "WeChat account is another member's (log in with `code` alone); 409 "
+        "`plan-limit-reached` when enrolling past the plan. 422 `wechat-code-invalid` naming "
+        "`code` or `phone_code`; 404 `wechat-not-configured` or `not-found` (no such chain); "
+        "503 `wechat-rate-limited` or `wechat-unavailable`."
+    ),
+    security=[],
+)
+async def wechat_phone_login(
+    db: Db, tenant_slug: SlugPath, data: JSONBody[WechatPhoneLoginIn]
+) -> MemberTokenRead:
+    tenant_id = await public_tenant(tenant_slug)
+    if tenant_id is None:
+        raise NotFound("no such chain")
+    set_request_context(TenantContext(tenant_id), Actor("system", name="member-auth:wechat"))
+    app = await _wechat_app()
+    # The free login exchange first: WeChat charges the phone check, so it goes last.
+    found = await wechat.code_to_session(app.appid, app.secret, data.code)
+    verified = await wechat.verified_phone(app, data.phone_code)
+    member = await service.wechat_phone_member(db, found, verified)
+    return await service.issue_token(db, member.id, "wechat_phone")
+
+
+PUBLIC_ROUTES = [wechat_login, wechat_phone_login]
 
 
 # Why the caller reads a member's personal data: audited with every unmasked read.
@@ -379,11 +429,50 @@ class MeController(Controller):
         ),
     )
     async def bind_wechat(self, db: Db, data: JSONBody[WechatLoginIn]) -> WechatBindRead:
-        # The secret is read in a transaction of its own: none stays open while WeChat answers.
-        async with scoped_session() as session:
-            appid, secret = await service.wechat_credentials(session)
-        found = await wechat.code_to_session(appid, secret, data.code)
+        app = await _wechat_app()
+        found = await wechat.code_to_session(app.appid, app.secret, data.code)
         return await service.bind_wechat(db, self._member(), found)
+
+    @post(
+        "/phone-change",
+        responses=me_problems(404, 409, 422),
+        status_code=HTTP_202_ACCEPTED,
+        summary="Start changing my phone: a one-time code goes to the new phone",
+        operation_id="startMyPhoneChange",
+        description=(
+            "Member token. As `POST /members/{member_id}/phone-change`: the new phone must "
+            "differ from the member's (422) and be no other member's (409 naming `phone`); a "
+            "six-digit code goes to it by SMS, valid 10 minutes; at most 5 codes an hour "
+            "(429). 409 `phone-code-undeliverable` (naming `phone`): the chain has no channel "
+            "that can send the code, and nothing is started. With `idempotency_key` a retry "
+            "replays the first 202 and sends nothing."
+        ),
+    )
+    async def start_phone_change(
+        self, db: Db, data: JSONBody[PhoneChangeIn]
+    ) -> Response[PhoneChangeRead]:
+        answer = await service.me_start_phone_change(db, self._member(), data)
+        return answered(answer, PhoneChangeRead)
+
+    @post(
+        "/phone-change/confirm",
+        responses=me_problems(404, 409, 422),
+        status_code=HTTP_200_OK,
+        summary="Confirm my phone change with its code: my profile with the new phone",
+        operation_id="confirmMyPhoneChange",
+        description=(
+            "Member token. The right code changes the phone (409 naming `phone` if another "
+            "member took it meanwhile); the same code again answers the profile again. A "
+            "wrong code is 422 naming `code`, counted: the fifth cancels the change. No "
+            "pending change or an expired code is 409 naming `code`."
+        ),
+    )
+    async def confirm_phone_change(self, db: Db, data: JSONBody[PhoneConfirmIn]) -> MeRead:
+        outcome = await service.me_confirm_phone_change(db, self._member(), data)
+        if isinstance(outcome, phone.WrongCode):
+            await db.commit()  # the wrong attempt counts, though the answer is an error
+            raise outcome.error()
+        return outcome
 
     @delete(
         "/token",

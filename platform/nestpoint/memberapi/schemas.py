@@ -66,11 +66,17 @@ class WechatAppIn(Strict):
     secret: str = Field(
         pattern=r"^[0-9A-Za-z]{16,64}$", description="The mini-program's AppSecret."
     )
+    enrol_by_phone: bool = Field(
+        False,
+        description="A phone WeChat verified (`POST /member-auth/{tenant_slug}/wechat/phone`) "
+        "that no member holds enrols a new member; false: 404 `wechat-phone-not-member`.",
+    )
 
 
 class WechatAppRead(BaseModel):
     configured: bool
     appid: str = ""
+    enrol_by_phone: bool = False
     updated_at: datetime | None = None
     updated_by: str = ""
 
@@ -79,6 +85,18 @@ class WechatLoginIn(Strict):
     code: str = Field(
         pattern=r"^[0-9A-Za-z_-]{1,128}$",
         description="The code `wx.login()` gave the mini-program.",
+    )
+
+
+class WechatPhoneLoginIn(Strict):
+    code: str = Field(
+        pattern=r"^[0-9A-Za-z_-]{1,128}$",
+        description="The code `wx.login()` gave the mini-program.",
+    )
+    phone_code: str = Field(
+        pattern=r"^[0-9A-Za-z_-]{1,128}$",
+        description="The `code` of the `getPhoneNumber` button's event (WeChat's phone "
+        "check): the phone WeChat verified finds the member.",
     )
 
 

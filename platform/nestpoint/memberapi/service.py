@@ -1,5 +1,6 @@
 """The member API's rules: issuing and revoking member tokens, the chain's WeChat app and
-the login-code exchange, and what a member sees of themselves.
+the login-code exchange (and the login with the phone WeChat verified), what a member sees
+of themselves, and the member's own phone change.
 
 The routes give every ``me_*`` function the member's id from the token's actor, never one
 from the request: a member reads only their own rows. They reuse the other contexts' services
@@ -23,6 +24,7 @@ from nestpoint.context import current_actor, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import paginate
 from nestpoint.errors import Conflict, FieldError, NotFound
+from nestpoint.idempotency.service import Answer
 from nestpoint.loyalty.service import get_program
 from nestpoint.memberapi import codes, tokens, wechat
 from nestpoint.memberapi.models import MemberToken, WechatApp
@@ -44,10 +46,16 @@ from nestpoint.memberapi.schemas import (
     WechatAppRead,
     WechatBindRead,
 )
-from nestpoint.members import pii
+from nestpoint.members import phone, pii
 from nestpoint.members import service as members
 from nestpoint.members.models import Member
-from nestpoint.members.schemas import IdentityIn
+from nestpoint.members.schemas import (
+    IdentityIn,
+    MemberCreate,
+    PhoneChangeIn,
+    PhoneChangeRead,
+    PhoneConfirmIn,
+)
 from nestpoint.membership import service as membership
 from nestpoint.membership.schemas import PaidMembershipRead
 from nestpoint.messaging import service as messaging
@@ -77,6 +85,13 @@ class WechatBoundElsewhere(Conflict):
     """The WeChat account is bound to another member of the chain."""
 
     slug = "wechat-bound-elsewhere"
+
+
+class WechatPhoneNotMember(NotFound):
+    """No member of the chain has the phone WeChat verified, and the chain does not enrol
+    members this way (``enrol_by_phone``): the chain's backend enrols the member."""
+
+    slug = "wechat-phone-not-member"
 
 
 def _who() -> str:
@@ -195,7 +210,11 @@ def _app_read(row: WechatApp | None) -> WechatAppRead:
     if row is None:
         return WechatAppRead(configured=False)
     return WechatAppRead(
-        configured=True, appid=row.appid, updated_at=row.updated_at, updated_by=row.updated_by
+        configured=True,
+        appid=row.appid,
+        enrol_by_phone=row.enrol_by_phone,
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
     )
 
 
@@ -213,32 +232,40 @@ async def put_wechat_app(session: AsyncSession, data: WechatAppIn) -> WechatAppR
     else:
         row.appid, row.secret_enc, row.updated_by = data.appid, sealed, _who()
         row.updated_at = utcnow()
+    row.enrol_by_phone = data.enrol_by_phone
     await session.flush()
     record(
         session,
         "memberapi.wechat_app_set",
         "tenant",
         require_tenant().tenant_id,
-        {"appid": data.appid},
+        {"appid": data.appid, "enrol_by_phone": data.enrol_by_phone},
     )
     return _app_read(row)
 
 
-async def wechat_credentials(session: AsyncSession) -> tuple[str, str]:
-    """(appid, AppSecret) of the chain's mini-program; 404 ``wechat-not-configured``."""
+async def wechat_credentials(session: AsyncSession) -> wechat.WechatApp:
+    """The chain's mini-program (appid, AppSecret); 404 ``wechat-not-configured``."""
     row = await session.scalar(select(WechatApp))
     if row is None:
         raise WechatNotConfigured(
             "the chain has not set its mini-program (PUT /api/v1/member-auth/wechat)"
         )
-    return row.appid, pii.keyring().decrypt(row.secret_enc, context=_secret_context())
+    secret = pii.keyring().decrypt(row.secret_enc, context=_secret_context())
+    return wechat.WechatApp(require_tenant().tenant_id, row.appid, secret)
+
+
+async def _wechat_holder(session: AsyncSession, found: wechat.WechatSession) -> Member | None:
+    """The member with this openid (or, failing that, unionid), if any."""
+    member = await members.find_by_identity(session, "mp_openid", found.openid)
+    if member is None and found.unionid:
+        member = await members.find_by_identity(session, "mp_unionid", found.unionid)
+    return member
 
 
 async def wechat_member(session: AsyncSession, found: wechat.WechatSession) -> Member:
     """The member with this openid (or, failing that, unionid); 404 ``wechat-not-bound``."""
-    member = await members.find_by_identity(session, "mp_openid", found.openid)
-    if member is None and found.unionid:
-        member = await members.find_by_identity(session, "mp_unionid", found.unionid)
+    member = await _wechat_holder(session, found)
     if member is None:
         raise WechatNotBound(
             "no member of this chain has this WeChat identity: enrol the member (with "
@@ -254,23 +281,94 @@ async def bind_wechat(
     and unionid when WeChat gave one): later logins with that account find the member.
     Binding again is a no-op; an account bound to another member is 409."""
     member = await _me(session, member_id)
-    bound = [("mp_openid", found.openid)]
-    if found.unionid:
-        bound.append(("mp_unionid", found.unionid))
-    taken = WechatBoundElsewhere(
+    kinds = await _bind_account(session, member, found)
+    return WechatBindRead(member_id=member.id, kinds=kinds)
+
+
+def _bound_elsewhere() -> WechatBoundElsewhere:
+    return WechatBoundElsewhere(
         "this WeChat account is bound to another member of the chain",
         errors=[FieldError("code", "the WeChat account is another member's")],
     )
+
+
+async def _bind_account(
+    session: AsyncSession, member: Member, found: wechat.WechatSession
+) -> list[str]:
+    """The WeChat account's openid (and unionid) bound to ``member``: the kinds bound.
+    Nothing is written when any is another member's (409); one bound to ``member`` at the
+    same moment (a retry) is fine."""
+    bound = [("mp_openid", found.openid)]
+    if found.unionid:
+        bound.append(("mp_unionid", found.unionid))
+    missing = []
+    for kind, value in bound:
+        owner = await members.find_by_identity(session, kind, value)
+        if owner is not None and owner.id != member.id:
+            raise _bound_elsewhere()
+        if owner is None:
+            missing.append(IdentityIn(kind=kind, value=value))
+    if not missing:
+        return [kind for kind, _ in bound]
     try:
-        for kind, value in bound:
-            try:
-                await members.add_identity(session, member.id, IdentityIn(kind=kind, value=value))
-            except Conflict:
-                raise taken from None
-        await session.flush()
-    except IntegrityError:  # bound to another member at the same moment
-        raise taken from None
-    return WechatBindRead(member_id=member.id, kinds=[kind for kind, _ in bound])
+        async with session.begin_nested():
+            for identity in missing:
+                await members.add_identity(session, member.id, identity)
+            await session.flush()
+    except (Conflict, IntegrityError):  # bound a moment ago: to whom?
+        for identity in missing:
+            owner = await members.find_by_identity(session, identity.kind, identity.value)
+            if owner is None or owner.id != member.id:
+                raise _bound_elsewhere() from None
+    return [kind for kind, _ in bound]
+
+
+async def wechat_phone_member(
+    session: AsyncSession, found: wechat.WechatSession, verified_phone: str
+) -> Member:
+    """The member holding the phone WeChat verified, with the WeChat account bound to them;
+    enrolled first when no member holds it and the chain enrols this way (``enrol_by_phone``,
+    else 404 ``wechat-phone-not-member``). A WeChat account bound to another member is 409
+    ``wechat-bound-elsewhere``: that member logs in with the login code alone."""
+    _, digest = members.phone_lookup_hash(verified_phone, "phone_code")
+    member = await _phone_holder(session, digest)
+    holder = await _wechat_holder(session, found)
+    if holder is not None and (member is None or holder.id != member.id):
+        raise _bound_elsewhere()
+    if member is None:
+        member = await _enrol_by_phone(session, verified_phone, digest)
+    await _bind_account(session, member, found)
+    return member
+
+
+async def _phone_holder(session: AsyncSession, digest: str) -> Member | None:
+    member_id = await session.scalar(select(Member.id).where(Member.phone_hash == digest))
+    if member_id is None:
+        return None
+    try:
+        return await members.get_active_member(session, member_id)
+    except NotFound:
+        return None
+
+
+async def _enrol_by_phone(session: AsyncSession, verified_phone: str, digest: str) -> Member:
+    allowed = await session.scalar(select(WechatApp.enrol_by_phone))
+    if not allowed:
+        raise WechatPhoneNotMember(
+            "no member of this chain has this phone, and the chain does not enrol members "
+            "from its mini-program: the chain's backend enrols the member, then log in again",
+            errors=[FieldError("phone_code", "no member has this phone")],
+        )
+    try:
+        async with session.begin_nested():
+            return await members.create_member(
+                session, MemberCreate(phone=verified_phone, join_channel="mini_program")
+            )
+    except Conflict:  # the phone enrolled a moment ago (a retry), or the plan's limit
+        member = await _phone_holder(session, digest)
+        if member is None:
+            raise
+        return member
 
 
 # ---------------------------------------------------------------- the till: scan a code
@@ -460,7 +558,12 @@ async def me_messages(
     member = await _me(session, member_id)
     page = await paginate(
         session,
-        select(Message).where(Message.member_id == member.id, Message.status.in_(RECEIVED)),
+        select(Message).where(
+            Message.member_id == member.id,
+            Message.status.in_(RECEIVED),
+            # A code to a new phone: its code is wiped once sent, nothing to show.
+            Message.purpose.not_in(messaging.SEALED_PURPOSES),
+        ),
         (Message.created_at, Message.id),
         cursor=cursor,
         limit=limit,
@@ -494,3 +597,27 @@ async def me_messages(
             )
         )
     return MyMessageList(items=items, next_cursor=page.next_cursor)
+
+
+# ---------------------------------------------------------------- the member's own phone
+
+
+async def me_start_phone_change(
+    session: AsyncSession, member_id: uuid.UUID, data: PhoneChangeIn
+) -> Answer[PhoneChangeRead]:
+    """The member changes their own phone: a code to the new one, as a staff start does
+    (``members.phone``), refused first when no channel can carry it (409)."""
+    member = await _me(session, member_id)
+    return await phone.start_change(session, member.id, data, require_channel=True)
+
+
+async def me_confirm_phone_change(
+    session: AsyncSession, member_id: uuid.UUID, data: PhoneConfirmIn
+) -> MeRead | phone.WrongCode:
+    """The member's code: their profile with the new phone, or the wrong code counted (the
+    caller commits the count, then answers 422)."""
+    member = await _me(session, member_id)
+    outcome = await phone.confirm_change(session, member.id, data)
+    if isinstance(outcome, phone.WrongCode):
+        return outcome
+    return await me_profile(session, outcome.member.id)

@@ -10,13 +10,19 @@ like ``members.merge``. No HTTP; never commits.
    sealed under the member's key and only a keyed hash of its six-digit code (HMAC with the
    personal-data hash key, bound to the change), and queues the code to the new phone
    (``messaging.queue_sealed``: SMS, sealed, wiped once sent). Idempotent by the optional
-   ``idempotency_key``.
+   ``idempotency_key``. With ``require_channel`` (the member's own start, through the member
+   API) a start is refused first (409 ``phone-code-undeliverable``) when no channel can
+   carry the code; a staff start keeps going, and its message is then suppressed
+   (``no_channel``; docs/messaging.md).
 2. **Confirm** (``confirm_change``): under the member's lock, the latest change's code is
    compared. Right: the phone changes (checked again for another member: 409), audited with
    both phones masked, ``member.updated`` emitted; confirming again with the same code
    answers the member again (idempotent). Wrong: the attempt counts (the caller commits it
    although it answers 422); the ``MAX_ATTEMPTS``-th wrong code cancels the change. No
    pending change, or an expired code: 409.
+
+Retention (``purge_ended``, a periodic job): a change that ended (confirmed, cancelled, or
+its code expired) is deleted ``NESTPOINT_PHONE_CHANGE_RETENTION_DAYS`` after it ended.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +57,7 @@ from nestpoint.members.service import (
     unseal,
     writing_cipher,
 )
+from nestpoint.messaging import pipeline
 from nestpoint.messaging import service as messaging
 
 CODE_TTL = timedelta(minutes=10)
@@ -86,8 +93,27 @@ async def _ensure_free(session: AsyncSession, member: Member, digest: str) -> No
         )
 
 
+class CodeUndeliverable(Conflict):
+    """No channel of the chain can carry a code to a phone (no SMS connector enabled)."""
+
+    slug = "phone-code-undeliverable"
+
+
+async def _ensure_deliverable(session: AsyncSession) -> None:
+    if not await pipeline.can_reach_phone(session, require_tenant().store_id):
+        raise CodeUndeliverable(
+            "the chain has no channel enabled that can send a code to a phone (SMS): "
+            "the phone cannot be changed this way now",
+            errors=[FieldError("phone", "no channel can send a code to it")],
+        )
+
+
 async def start_change(
-    session: AsyncSession, member_id: uuid.UUID, data: PhoneChangeIn
+    session: AsyncSession,
+    member_id: uuid.UUID,
+    data: PhoneChangeIn,
+    *,
+    require_channel: bool = False,
 ) -> Answer[PhoneChangeRead]:
     member = await _locked_member(session, member_id)
     e164, digest = phone_lookup_hash(data.phone)
@@ -100,6 +126,8 @@ async def start_change(
     if digest == member.phone_hash:
         raise Invalid.field("phone", "this is already the member's phone")
     await _ensure_free(session, member, digest)
+    if require_channel:
+        await _ensure_deliverable(session)
     now = utcnow()
     sent = await session.scalar(
         select(func.count())
@@ -266,3 +294,21 @@ async def confirm_change(
         {"member_id": str(member.id), "fields": ["phone"]},
     )
     return Confirmed(member)
+
+
+async def purge_ended(session: AsyncSession, older_than: timedelta) -> int:
+    """Delete the changes that ended (confirmed or cancelled, or whose code expired) more
+    than ``older_than`` ago; a pending change with a live code is never one of them."""
+    cutoff = utcnow() - older_than
+    result = await session.execute(
+        delete(MemberPhoneChange).where(
+            or_(
+                MemberPhoneChange.expires_at < cutoff,
+                and_(
+                    MemberPhoneChange.resolved_at.is_not(None),
+                    MemberPhoneChange.resolved_at < cutoff,
+                ),
+            )
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -257,9 +257,21 @@ async def _over_cap(
 
 async def _routes(session: AsyncSession, message: Message) -> dict[str, Route]:
     """The connectors enabled for the message's tenant and store, by channel key."""
+    return await _enabled_routes(session, message.store_id)
+
+
+async def can_reach_phone(session: AsyncSession, store_id: uuid.UUID | None) -> bool:
+    """Whether a system message to a phone (``_plan_sealed``: a code to a new phone) has a
+    channel to go by for the current tenant and this store: an enabled connector whose
+    address is the phone (SMS). Asked before a code is promised, so none is lost."""
+    routes = await _enabled_routes(session, store_id)
+    return any(route.connector.address == "phone" for route in routes.values())
+
+
+async def _enabled_routes(session: AsyncSession, store_id: uuid.UUID | None) -> dict[str, Route]:
     host = get_plugin_host()
     tenant_id = require_tenant().tenant_id
-    enabled = await host.enabled_plugins(tenant_id, message.store_id, session=session)
+    enabled = await host.enabled_plugins(tenant_id, store_id, session=session)
     routes: dict[str, Route] = {}
     for plugin_id in sorted(enabled):
         for key, connector in host.contributions[plugin_id].channels.items():
