@@ -49,9 +49,16 @@ Fixtures (all prefixed ``nestpoint_``, so they never clash with a project's own)
 ``nestpoint_public_rate_limit``
     ``nestpoint_public_rate_limit("3/minute")`` sets the limit per client address of the
     plugins' public routes (``/public/...``) for one test, with fresh counters in memory.
+``nestpoint_member_token``
+    ``await nestpoint_member_token(tenant, member_id)``: the headers of a member token
+    (``Authorization: Bearer npm_...``) for the plugin's member routes (``/api/v1/me/...``).
+``nestpoint_member_rate_limit``
+    ``nestpoint_member_rate_limit("3/minute")`` sets the limit per member of the member
+    API (and plugins' member routes) for one test, with fresh counters in memory.
 
 The same helpers exist as plain functions (:func:`enable_plugin`, :func:`emit_event`...)
-for suites that bring their own client.
+for suites that bring their own client. :func:`next_local_time` gives a moment of the day
+to step a job at (quiet hours, a chain's morning) that is always ahead of the clock.
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -230,6 +237,22 @@ async def disable_plugin(
     return result
 
 
+def next_local_time(
+    hour: int, time_zone: str = "Asia/Shanghai", at_least: timedelta = timedelta(hours=1)
+) -> datetime:
+    """The next ``hour``:00 in ``time_zone``, at least ``at_least`` from now, in UTC: a
+    moment to step a message or a job at that a test never starts after (a fixed date
+    would, once the calendar passed it)."""
+    zone = ZoneInfo(time_zone)
+    now = datetime.now(UTC)
+    day = now.astimezone(zone).date()
+    while True:
+        moment = datetime(day.year, day.month, day.day, hour, tzinfo=zone).astimezone(UTC)
+        if moment >= now + at_least:
+            return moment
+        day += timedelta(days=1)
+
+
 async def emit_event(
     tenant: TenantHandle | uuid.UUID,
     type: str,
@@ -303,6 +326,14 @@ async def run_jobs(
     ran = await run_periodic_jobs_now(host, tenant_id)
     await host.drain()
     return ran
+
+
+async def member_token(client: Any, tenant: TenantHandle, member_id: str) -> dict[str, str]:
+    """A member token for ``member_id``, issued as the chain's backend does (``POST
+    /api/v1/member-tokens`` with the HQ key): the headers to send it with."""
+    body = {"member_id": member_id}
+    issued = _ok(await client.post("/api/v1/member-tokens", json=body, headers=tenant.hq()), 201)
+    return {"Authorization": f"Bearer {issued['token']}"}
 
 
 async def erase_member(
@@ -635,5 +666,37 @@ def nestpoint_public_rate_limit(monkeypatch: pytest.MonkeyPatch) -> Callable[[st
             Settings(public_rate_limit=spec, rate_limit_storage_url="memory://")
         )
         monkeypatch.setattr(middleware, "public_rate_limit", lambda: made)
+
+    return install
+
+
+@pytest.fixture
+def nestpoint_member_token(
+    nestpoint_client: Client,
+) -> Callable[[TenantHandle, str], Awaitable[dict[str, str]]]:
+    """``await nestpoint_member_token(tenant, member_id)``: headers carrying a member token
+    (see :func:`member_token`), for the plugin's member routes."""
+
+    async def issue(tenant: TenantHandle, member_id: str) -> dict[str, str]:
+        return await member_token(nestpoint_client, tenant, member_id)
+
+    return issue
+
+
+@pytest.fixture
+def nestpoint_member_rate_limit(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """``nestpoint_member_rate_limit("3/minute")``: the limit per member on the member API
+    and the plugins' member routes for this test (counters in memory, fresh for each call);
+    the settings' limit (``NESTPOINT_MEMBER_RATE_LIMIT``) again after it."""
+
+    def install(spec: str) -> None:
+        from nestpoint.api import middleware
+        from nestpoint.api.ratelimit import make_member_rate_limit
+        from nestpoint.settings import Settings
+
+        made = make_member_rate_limit(
+            Settings(member_rate_limit=spec, rate_limit_storage_url="memory://")
+        )
+        monkeypatch.setattr(middleware, "member_rate_limit", lambda: made)
 
     return install

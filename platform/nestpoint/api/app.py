@@ -73,7 +73,11 @@ from nestpoint.payments.routes import WEBHOOK_ROUTES, PaymentController
 from nestpoint.plugins.enablement import install_session_hooks as install_plugin_session_hooks
 from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.routes import PluginFailureController, TenantPluginController
-from nestpoint.plugins.routing import plugin_routers, public_plugin_routers
+from nestpoint.plugins.routing import (
+    member_plugin_routers,
+    plugin_routers,
+    public_plugin_routers,
+)
 from nestpoint.points.routes import HoldController
 from nestpoint.privacy.routes import ErasureController, PrivacyController
 from nestpoint.referrals.routes import (
@@ -165,8 +169,13 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
     api = Router(
         path="/api/v1",
-        # Each plugin's own routes, under /api/v1/plugins/<plugin-id>/.
-        route_handlers=[*API_CONTROLLERS, *plugin_routers(get_plugin_host())],
+        # Each plugin's own routes, under /api/v1/plugins/<plugin-id>/; its member routes
+        # (member tokens only) under /api/v1/me/plugins/<plugin-id>/.
+        route_handlers=[
+            *API_CONTROLLERS,
+            *plugin_routers(get_plugin_host()),
+            *member_plugin_routers(get_plugin_host()),
+        ],
         security=[{"ApiKey": []}],
     )
     # Plugins' public routes (no key; per-client-address limit), at /public/<slug>/<id>/.

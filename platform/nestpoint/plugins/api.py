@@ -18,7 +18,8 @@ See ``docs/plugins/`` for the tutorial, the how-tos and the reference of every h
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -27,10 +28,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestpoint.api.problems import problems
+from nestpoint.audit.service import record as _record_audit
 from nestpoint.benefits import service as _benefits
 from nestpoint.benefits.schemas import EntitlementRead, MemberBenefits, UseIn, UseRead
 from nestpoint.context import Actor as _Actor
 from nestpoint.context import acting_as as _acting_as
+from nestpoint.context import current_actor as _current_actor
 from nestpoint.context import require_tenant, tenant_context
 from nestpoint.db import rls, scoped_session
 from nestpoint.db.base import Base, TenantOwned, UTCDateTime, new_id, utcnow
@@ -71,6 +74,7 @@ from nestpoint.plugins.types import (
     ChannelConnector,
     ChildFacts,
     ConsolePanel,
+    ConsoleViewer,
     DeliveryReceipt,
     DeliveryReport,
     EarnAdjustment,
@@ -251,6 +255,73 @@ async def public_path(db: AsyncSession, plugin: PluginContext, path: str = "") -
     return _public_path(slug, plugin.plugin_id, path)
 
 
+# ---- member routes (``RouteRegistry.add_member``): the member of the token, at a store
+
+
+def current_member_id() -> uuid.UUID:
+    """In a member route, the calling member's id (the member of the token, always an active
+    member of the chain). Take the member from nowhere else: a member route answers only
+    this member's rows (404 for another's). Raises ``NotFound`` (404) in any other request
+    or in a job."""
+    actor = _current_actor()
+    if actor.kind != "member" or actor.key_id is None:
+        raise NotFound("no member in this request")
+    return actor.key_id
+
+
+def member_key(member_id: uuid.UUID, key: str) -> str:
+    """An idempotency key a member chose, made that member's own for :func:`replayed` and
+    :func:`remember` (whose keys are the chain's): ``me.<member id, 32 hex>.<key>``, at
+    most 100 characters for a key of at most 64. Two members who pick the same key then
+    never meet (no 409 between them, no answer replayed to the wrong one)."""
+    return f"me.{member_id.hex}.{key}"
+
+
+async def plugin_at_store(
+    db: AsyncSession, plugin: PluginContext, store_id: uuid.UUID
+) -> PluginContext | None:
+    """The plugin's context at one store of its chain (``config`` merged for that store), or
+    ``None`` where the plugin is not enabled there. For a member route, a public route or a
+    chain-wide job that acts on something of a store's (a consultant, a class session):
+    offer it only where the plugin is on, under that store's configuration."""
+    host = _get_plugin_host()
+    enabled = await host.enabled_plugins(plugin.tenant_id, store_id, session=db, fresh=False)
+    if plugin.plugin_id not in enabled:
+        return None
+    return PluginContext(plugin.plugin_id, plugin.tenant_id, store_id, enabled[plugin.plugin_id])
+
+
+@contextmanager
+def acting_at_store(store: PluginContext) -> Iterator[PluginContext]:
+    """Run a block at the store of ``store`` (a context from :func:`plugin_at_store`), as
+    its till would: what the core does in the block is that store's (a benefit is used, and
+    checked usable, there; an event is raised there). The actor stays the caller's (in a
+    member route, the member: audited as such). Same chain only."""
+    if store.store_id is None or require_tenant().tenant_id != store.tenant_id:
+        raise ValueError("acting_at_store takes a store's context of the request's chain")
+    with tenant_context(store.tenant_id, store.store_id):
+        yield store
+
+
+# ---- the audit trail
+
+
+def audit(
+    db: AsyncSession,
+    plugin: PluginContext,
+    action: str,
+    subject_type: str,
+    subject_id: object,
+    changes: dict[str, Any] | None = None,
+) -> None:
+    """Record ``<plugin-id>.<action>`` in the audit trail (``GET /api/v1/audit``), in the
+    caller's transaction, with the request's actor: the key, the console user or, in a
+    member route, the member (``actor_kind`` ``member``). Call it beside every change a
+    client asked for (a booking, a cancellation), not on a replay. ``changes``: ids and
+    values, never personal data in clear."""
+    _record_audit(db, f"{plugin.plugin_id}.{action}", subject_type, subject_id, changes)
+
+
 # ---- credentials the chain set for the plugin (write-only through the API)
 
 
@@ -397,6 +468,7 @@ __all__ = [
     "Conflict",
     "ConsolePanel",
     "ConsolePanelRegistry",
+    "ConsoleViewer",
     "Db",
     "DeliveryReceipt",
     "DeliveryReport",
@@ -423,17 +495,22 @@ __all__ = [
     "SurveyTypeRegistry",
     "TenantOwned",
     "UTCDateTime",
+    "acting_at_store",
     "add_member_tags",
+    "audit",
     "award_points",
     "cached_token",
     "chain_now",
+    "current_member_id",
     "emit_event",
     "forget_token",
     "hookimpl",
     "member_benefits",
     "member_facts",
     "member_ids",
+    "member_key",
     "new_id",
+    "plugin_at_store",
     "plugin_secret",
     "problems",
     "public_path",

@@ -77,6 +77,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "benefit.used",
     "benefit.use_reversed",
     "benefit.expired",
+    "settlement.period_closed",
 )
 
 
@@ -177,6 +178,13 @@ def nestpoint_register_routes(registry: RouteRegistry) -> None:
             (``NESTPOINT_PUBLIC_RATE_LIMIT``, 429 over it), run in the chain's tenant
             context with ``plugin.store_id`` ``None``; ``public_path(db, plugin, path)``
             from the public API gives a route's path for the plugin's chain.
+            ``registry.add_member(*handlers)`` adds member routes, for one member with a
+            member token (the chain's mini-program or app): mounted under
+            ``/api/v1/me/plugins/<plugin-id>/``, refused to API keys (403), 404 where the
+            plugin is not enabled for the chain or any of its stores, limited per member
+            (``NESTPOINT_MEMBER_RATE_LIMIT``), run in the member's chain with
+            ``plugin.store_id`` ``None``; ``current_member_id()`` is the caller, and
+            ``plugin_at_store`` / ``acting_at_store`` act at the store a row belongs to.
 
     Returns: nothing.
 
@@ -324,13 +332,19 @@ def nestpoint_register_console_panels(registry: ConsolePanelRegistry) -> None:
     ``store`` panels are kept for those pages.
 
     Arguments:
-        registry: ``registry.add(ConsolePanel(key, title, page, render=...))``; ``render``
+        registry: ``registry.add(ConsolePanel(key, title, page, render=...))``; ``title``
+            is a text or one per console language (``{"zh_CN": "预约", "en":
+            "Bookings"}``: the user's language, else ``en``, else the first). ``render``
             is ``async def render(plugin: PluginContext, subject_id: str | None) -> str``
-            and returns an HTML fragment the plugin has escaped. It reads through
-            ``plugin.session()`` (the user's tenant and store) and has 2 s: a panel that
-            fails or takes longer is left out of the page and recorded as the plugin's
-            failure (hook ``console_panel:<key>``). ``plugin.store_id`` is the user's store
-            (``None`` for HQ): show a store only what its key would see.
+            and returns an HTML fragment the plugin has escaped (empty: the panel is left
+            out). It reads through ``plugin.session()`` (the user's tenant and store) and
+            has 2 s: a panel that fails or takes longer is left out of the page and
+            recorded as the plugin's failure (hook ``console_panel:<key>``).
+            ``plugin.store_id`` is the user's store (``None`` for HQ): show a store only
+            what its key would see. ``plugin.viewer`` (a ``ConsoleViewer``) is the user:
+            ``role``, ``locale`` (``zh_CN`` or ``en``, for the panel's own words) and
+            ``personal_data`` (false: the HQ analyst, or a store role on another store's
+            member; leave out names, free text and the like).
 
     Returns: nothing.
 
@@ -697,3 +711,22 @@ def nestpoint_on_benefit_expired(event: Event, plugin: PluginContext) -> None:
     ``entitlement_id`` and ``reason``: ``expired`` (its validity or its run-out period
     ended), ``revoked`` (the member stopped qualifying and the benefit's rule revokes at
     once) or ``exchange_reversed`` (the points came back)."""
+
+
+# ---- settlement
+
+
+@_event(
+    "settlement.period_closed",
+    "a month of franchise settlement was closed (by HQ, in the console or the API, or by the"
+    " operator's command; ``docs/settlement.md``): once per month, however often the close"
+    " was retried or raced.",
+)
+def nestpoint_on_settlement_period_closed(event: Event, plugin: PluginContext) -> None:
+    """A settlement month was closed; its figures are final. A chain-level event
+    (``store_id`` ``None``); ``subject_id`` is the period's id. Payload: ``month``
+    (``2026-11``), ``period_id``, ``point_value_fen``, ``closed_at``, the totals of every
+    line it settles (``points_issued``, ``points_redeemed``, ``points_expired``,
+    ``benefit_uses``), ``net_fen`` (``{store code or "HQ": fen}``: what each party
+    receives, negative when it pays; the nets add up to zero) and ``carried_months``
+    (earlier closed months whose late entries it settles)."""

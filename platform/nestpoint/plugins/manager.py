@@ -49,6 +49,7 @@ from nestpoint.plugins.registries import (
 )
 from nestpoint.plugins.types import (
     ChannelChoice,
+    ConsoleViewer,
     EarnAdjustment,
     EarnContext,
     PluginContext,
@@ -598,25 +599,30 @@ class PluginHost:
         tenant_id: uuid.UUID,
         store_id: uuid.UUID | None,
         subject_id: str | None,
+        viewer: ConsoleViewer | None = None,
     ) -> list[RenderedPanel]:
         """The panels the plugins enabled here add to a console ``page`` (``dashboard``,
-        ``member``, ``store``), rendered for ``subject_id``, in their ``order``. Each render
-        is isolated: one that fails or takes longer than ``CONSOLE_PANEL_SECONDS`` is left
-        out (and recorded as a plugin failure); the page still opens."""
+        ``member``, ``store``), rendered for ``subject_id`` and ``viewer`` (the user: their
+        role, language and whether they see the member's personal data), in their
+        ``order``, titled in the viewer's language. Each render is isolated: one that fails
+        or takes longer than ``CONSOLE_PANEL_SECONDS`` is left out (and recorded as a
+        plugin failure); one that renders nothing is left out; the page still opens."""
         contributed = await self.contributed("console_panels", tenant_id, store_id)
         enabled = await self.enabled_plugins(tenant_id, store_id)
         wanted = sorted(
             ((name, panel) for name, panel in contributed.items() if panel.page == page),
             key=lambda item: (item[1].order, item[0]),
         )
+        locale = viewer.locale if viewer else "en"
         rendered: list[RenderedPanel] = []
         failures: list[HookFailure] = []
         for name, panel in wanted:
             plugin_id = name.split(".", 1)[0]
-            context = PluginContext(plugin_id, tenant_id, store_id, enabled.get(plugin_id, {}))
+            config = enabled.get(plugin_id, {})
+            context = PluginContext(plugin_id, tenant_id, store_id, config, viewer)
             html = await self._render_panel(plugin_id, panel, context, subject_id, failures)
-            if html is not None:
-                rendered.append(RenderedPanel(name, panel.title, html))
+            if html:
+                rendered.append(RenderedPanel(name, panel.title_in(locale), html))
         if failures:
             self.record_failures(tenant_id, store_id, failures)
         return rendered

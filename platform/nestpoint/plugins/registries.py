@@ -85,6 +85,7 @@ class Contributions:
     plugin_id: str
     routes: list[Any] = field(default_factory=list)
     public_routes: list[Any] = field(default_factory=list)
+    member_routes: list[Any] = field(default_factory=list)
     jobs: list[PluginJob] = field(default_factory=list)
     periodic: list[PeriodicJob] = field(default_factory=list)
     migrations: list[Path] = field(default_factory=list)
@@ -123,6 +124,20 @@ class RouteRegistry(_Registry):
         ``NESTPOINT_PUBLIC_RATE_LIMIT`` (429 with ``Retry-After`` over it). Answer nothing
         a stranger may not see: no member's data, no staff-only fields."""
         self._contributions.public_routes.extend(handlers)
+
+    def add_member(self, *handlers: Any) -> None:
+        """Member routes: for one member of the chain, with a member token (``npm_...``,
+        the member API: ``docs/member-api.md``), from the chain's mini-program or app.
+        Mounted under ``/api/v1/me/plugins/<plugin-id>/``: an API key there is 403, no or a
+        dead token 401; 404 where the plugin is not enabled for the chain or any of its
+        stores. The request runs in the member's chain (``db`` scoped to it;
+        ``plugin.store_id`` is ``None`` and ``plugin.config`` the chain's) and counts
+        against the member's limit ``NESTPOINT_MEMBER_RATE_LIMIT`` (429 with
+        ``Retry-After``). :func:`nestpoint.plugins.api.current_member_id` is the caller;
+        take no member id from the request, and answer only the member's own rows (404
+        for another's). Something of one store (a consultant, a class) is acted on with
+        :func:`nestpoint.plugins.api.plugin_at_store` and ``acting_at_store``."""
+        self._contributions.member_routes.extend(handlers)
 
 
 class JobRegistry(_Registry):
@@ -210,5 +225,9 @@ class ConsolePanelRegistry(_Registry):
     def add(self, panel: ConsolePanel) -> None:
         if panel.page not in ("dashboard", "member", "store"):
             raise RegistrationError("a console panel's page is dashboard, member or store")
+        if not isinstance(panel.title, str) and (
+            not panel.title or not all(isinstance(t, str) and t for t in panel.title.values())
+        ):
+            raise RegistrationError("a console panel's title is a text or {locale: text}")
         key = _check_key("console panel", panel.key)
         self._contributions.console_panels[key] = panel

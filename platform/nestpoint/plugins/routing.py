@@ -10,6 +10,13 @@ Public routes (``RouteRegistry.add_public``) are mounted under
 must be active with the plugin enabled somewhere (else 404); the request runs in the
 chain's tenant context (``plugin.store_id`` is ``None``, ``plugin.config`` the chain's);
 the middleware counts it against the per-client-address limit (``api/ratelimit.py``).
+
+Member routes (``RouteRegistry.add_member``) are mounted under
+``/api/v1/me/plugins/<plugin-id>/``: the middleware lets a member token (and only there)
+through and counts it against the member's limit; ``member_only`` refuses an API key (403);
+the plugin must be enabled for the chain or any of its stores (else 404), as for public
+routes, since a member belongs to the chain rather than to a store. The request runs in the
+member's chain (``plugin.store_id`` is ``None``, ``plugin.config`` the chain's).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 from sqlalchemy import select
 
+from nestpoint.api.deps import member_only
 from nestpoint.api.problems import problems
 from nestpoint.api.ratelimit import PUBLIC_PATH_PREFIX
 from nestpoint.cache import BoundedCache
@@ -183,4 +191,73 @@ def public_plugin_routers(host: PluginHost) -> list[Router]:
         public_plugin_router(host, pid, host.contributions[pid].public_routes)
         for pid in sorted(host.loaded)
         if host.contributions[pid].public_routes
+    ]
+
+
+# ---------------------------------------------------------------------------- member routes
+
+MEMBER_PLUGIN_PATH = "/me/plugins"  # under /api/v1, where the middleware accepts member tokens
+MEMBER_DESCRIPTIONS = {
+    401: "No member token, or one unknown, revoked or expired.",
+    403: "Not a member token (an API key opens no member route).",
+    404: "The plugin is not enabled in the member's chain, or no such row of the member's.",
+    429: "Over this member's rate limit (`NESTPOINT_MEMBER_RATE_LIMIT`): retry after "
+    "`Retry-After` seconds.",
+}
+
+
+def _document_member(handlers: list[Any]) -> None:
+    """A member route answers 401 and 403 as the member API does, 404 (the plugin is off in
+    the chain, or another member's row), 429 over the member's limit, and 422 with a body.
+    What 401, 403 and 429 mean is the core's, whatever the handler declared."""
+    for handler in handlers:
+        if isinstance(handler, HTTPRouteHandler):
+            takes_body = "data" in inspect.signature(handler.fn).parameters
+            specs = problems(*((404, 422) if takes_body else (404,)))
+            specs[404] = dataclasses.replace(specs[404], description=MEMBER_DESCRIPTIONS[404])
+            specs = {**specs, **(handler.responses or {})}
+            for status in (401, 403, 429):
+                described = MEMBER_DESCRIPTIONS[status]
+                specs[status] = dataclasses.replace(specs[status], description=described)
+            handler.responses = specs
+
+
+def member_plugin_router(host: PluginHost, plugin_id: str, handlers: list[Any]) -> Router:
+    _document_member(handlers)
+
+    async def enabled_in_chain(
+        connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        ctx = current_tenant()
+        if ctx is None:  # member_only ran first: a member token always names its chain
+            raise NotFound("no such route")
+        enabled = await host.enabled_plugins(ctx.tenant_id, None, anywhere=True)
+        if plugin_id not in enabled:
+            raise NotFound("no such route")
+        connection.state["nestpoint_plugin"] = PluginContext(
+            plugin_id, ctx.tenant_id, None, enabled[plugin_id]
+        )
+
+    async def provide_plugin(request: Request[Any, Any, Any]) -> PluginContext:
+        context = request.state.get("nestpoint_plugin")
+        if isinstance(context, PluginContext):
+            return context
+        raise NotFound("no such route")
+
+    return Router(
+        path=f"{MEMBER_PLUGIN_PATH}/{plugin_id}",
+        route_handlers=handlers,
+        guards=[member_only, enabled_in_chain],
+        dependencies={"plugin": Provide(provide_plugin)},
+        tags=[f"plugin: {plugin_id}"],
+    )
+
+
+def member_plugin_routers(host: PluginHost) -> list[Router]:
+    """One router per loaded plugin with member routes, at ``/me/plugins/<plugin-id>``
+    (under ``/api/v1``)."""
+    return [
+        member_plugin_router(host, pid, host.contributions[pid].member_routes)
+        for pid in sorted(host.loaded)
+        if host.contributions[pid].member_routes
     ]

@@ -128,6 +128,8 @@ class PluginContext:
     tenant_id: uuid.UUID
     store_id: uuid.UUID | None
     config: Mapping[str, Any]
+    # Who a console panel is rendered for; ``None`` in every other call.
+    viewer: ConsoleViewer | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -313,12 +315,40 @@ class QuestionType:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleViewer:
+    """Who a console panel is rendered for (``PluginContext.viewer``).
+
+    - ``role``: ``hq_admin``, ``hq_analyst``, ``store_manager`` or ``store_clerk``;
+    - ``locale``: the console's language for the user, ``zh_CN`` or ``en``;
+    - ``personal_data``: whether the user may see the page's member's personal data
+      unmasked (false for the HQ analyst, and for a store role on another store's member):
+      leave out free text, names and the like when it is false.
+    """
+
+    role: str
+    locale: str
+    personal_data: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ConsolePanel:
     """A panel on a console page. ``render`` returns an HTML fragment (escaped by the
-    plugin), given the plugin's context and the page's subject id (a member, a store)."""
+    plugin), given the plugin's context and the page's subject id (a member, a store).
+
+    ``title`` is one text, or one per console language (``{"zh_CN": "预约", "en":
+    "Bookings"}``): the user's language is shown, else English, else the first given."""
 
     key: str
-    title: str
+    title: str | Mapping[str, str]
     page: str  # "dashboard" | "member" | "store"
     render: Callable[[PluginContext, str | None], Awaitable[str]]
     order: int = 100
+
+    def title_in(self, locale: str) -> str:
+        """The title in ``locale`` (``zh_CN``, ``en``; ``zh-CN`` is the same), else in
+        English, else the first one given."""
+        if isinstance(self.title, str):
+            return self.title
+        titles = {k.replace("-", "_"): v for k, v in self.title.items()}
+        wanted = locale.replace("-", "_")
+        return titles.get(wanted) or titles.get("en") or next(iter(titles.values()), "")

@@ -8,6 +8,10 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from nestpoint_classes.plugin import PANEL_TITLE, member_classes
+
+from nestpoint.plugins.api import ConsolePanel, ConsoleViewer, PluginContext
+
 PLUGIN = "classes"
 BASE = "/api/v1/plugins/classes"
 SEAT = {"name": "亲子课 Class place", "type": "classes.class_seat", "quota": 2}
@@ -190,3 +194,34 @@ async def test_not_available_where_the_plugin_is_off(
     body = {"idempotency_key": uuid.uuid4().hex, "member_id": member, "child_id": child}
     r = await client.post(f"{BASE}/sessions/yoga-1/bookings", json=body, headers=t.store("S2"))
     assert r.status_code == 404
+
+
+async def test_the_members_console_panel_lists_class_bookings_escaped_in_the_users_language(
+    nestpoint_tenant, nestpoint_client, nestpoint_enable_plugin
+):
+    t, client = nestpoint_tenant, nestpoint_client
+    await nestpoint_enable_plugin(t, PLUGIN, store="S1")
+    await _session(client, t, "art-1", title="<i>涂鸦</i> & paint", room="B")
+    member, child = await _family(client, t)
+    r = await _book(client, t, "art-1", member, child)
+    assert r.status_code == 201, r.text
+    en = ConsoleViewer("hq_analyst", "en", personal_data=False)
+    shown = await member_classes(PluginContext(PLUGIN, t.id, None, {}, en), member)
+    assert "<th>Class</th>" in shown
+    assert "<td>&lt;i&gt;涂鸦&lt;/i&gt; &amp; paint</td>" in shown  # escaped, never markup
+    assert "<td>booked</td>" in shown
+    assert "<td>¥99.00</td>" in shown
+    assert "<i>" not in shown
+    zh = ConsoleViewer("store_manager", "zh_CN", personal_data=True)
+    shown = await member_classes(PluginContext(PLUGIN, t.id, t.stores["S1"], {}, zh), member)
+    assert "<th>课程</th>" in shown
+    assert "涂鸦" in shown
+    other = PluginContext(PLUGIN, t.id, t.stores["S2"], {}, zh)  # S2 sees its own sessions
+    assert await member_classes(other, member) == '<p class="muted">—</p>'
+    assert await member_classes(PluginContext(PLUGIN, t.id, None, {}), None) == ""
+    panel = ConsolePanel("classes", PANEL_TITLE, "member", render=member_classes)
+    assert (panel.title_in("zh_CN"), panel.title_in("en"), panel.title_in("fr")) == (
+        "亲子课预约",
+        "Classes",
+        "Classes",
+    )

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 from nestpoint_consultations import service
 from nestpoint_consultations.models import Consultation
-from nestpoint_consultations.plugin import member_bookings
+from nestpoint_consultations.plugin import PANEL_TITLE, member_bookings
 from sqlalchemy import update
 
-from nestpoint.plugins.api import PluginContext
+from nestpoint.plugins.api import ConsolePanel, ConsoleViewer, PluginContext
 
 PLUGIN = "consultations"
 BASE = "/api/v1/plugins/consultations"
@@ -228,3 +228,15 @@ async def test_the_members_console_panel_lists_bookings_escaped_notes_for_hq_onl
     store = PluginContext(PLUGIN, t.id, t.stores["S1"], {})
     assert "复诊" not in await member_bookings(store, member)  # notes are HQ's
     assert await member_bookings(hq, str(uuid.uuid4())) == '<p class="muted">—</p>'
+    # In the console: the user's language; no notes for a user who sees no personal data.
+    analyst = ConsoleViewer("hq_analyst", "zh_CN", personal_data=False)
+    seen = await member_bookings(PluginContext(PLUGIN, t.id, None, {}, analyst), member)
+    assert "<th>顾问</th>" in seen
+    assert "<td>wang</td>" in seen
+    assert "复诊" not in seen
+    admin = ConsoleViewer("hq_admin", "en", personal_data=True)
+    seen = await member_bookings(PluginContext(PLUGIN, t.id, None, {}, admin), member)
+    assert "<th>Consultant</th>" in seen
+    assert "&lt;b&gt;复诊" in seen
+    panel = ConsolePanel("bookings", PANEL_TITLE, "member", render=member_bookings)
+    assert (panel.title_in("zh_CN"), panel.title_in("en")) == ("育儿咨询预约", "Consultations")

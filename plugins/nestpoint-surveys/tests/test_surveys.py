@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from nestpoint_surveys import service
+from nestpoint_surveys.console import PANEL_TITLE, member_answers
 from nestpoint_surveys.models import Survey, SurveyResponse, SurveyRound
 from sqlalchemy import select, update
 
@@ -20,12 +21,12 @@ from nestpoint.context import Actor, acting_as, tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.exports.service import run_export
 from nestpoint.messaging import pipeline
-from nestpoint.plugins.api import PluginContext
+from nestpoint.plugins.api import ConsolePanel, ConsoleViewer, PluginContext
+from nestpoint.testing import next_local_time
 
 PLUGIN = "surveys"
 BASE = "/api/v1/plugins/surveys"
 SITE = "https://np.example.com"
-DAY = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: no quiet hours
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHOICES = [{"key": k, "label": f"选项 {k}"} for k in ("a", "b", "c")]
 NEEDS = [{"key": k, "label": f"需求 {k}"} for k in ("x", "y", "z")]
@@ -112,7 +113,7 @@ async def _links(client: Any, t: Any, outbox: Any) -> dict[str, str]:
     """Send the queued invitations through the pipeline; each member's link as received."""
     outbox.sent.clear()
     for message in await _survey_messages(client, t):
-        while (await pipeline.step(t.id, uuid.UUID(message["id"]), DAY)) == 0:
+        while (await pipeline.step(t.id, uuid.UUID(message["id"]), next_local_time(10))) == 0:
             pass
     links = {m.member_id: m.params["survey_link"] for m in outbox.sent}
     assert all(link.startswith(SITE) and link.endswith("/form") for link in links.values())
@@ -727,3 +728,54 @@ async def test_an_erased_members_invitations_and_responses_go(
     assert [str(m) for m in left] == [other]  # the other member's answer stays
     r = await client.get(f"{BASE}/surveys/needs/rounds/1/results", headers=t.hq())
     assert r.json()["responded"] == 1
+
+
+async def test_the_members_console_panel_shows_their_answers_free_text_only_with_personal_data(
+    nestpoint_tenant, nestpoint_client, nestpoint_enable_plugin, outbox
+):
+    t, client = nestpoint_tenant, nestpoint_client
+    await _set_up(client, t, nestpoint_enable_plugin)
+    member, other = await _member(client, t), await _member(client, t)
+    r = await _put(client, t, "needs", _survey(title="<b>需求</b>调研"))
+    assert r.status_code == 200, r.text
+    opened = await _open(client, t, "needs")
+    assert opened.status_code == 201, opened.text
+    answers: dict[str, Any] = {
+        "q1": {"choice": "a"},
+        "q2": {"choices": ["x", "y"]},
+        "q3": {"choice": "yes"},
+        "q4": {"score": 10},
+        "q5": {"score": 5},
+        "q6": {"text": "<i>我叫王芳</i>"},
+    }
+    chain = PluginContext(PLUGIN, t.id, None, {"public_base_url": SITE})
+    async with chain.session() as db:  # as through the member's link (the invitation's)
+        round_id = await db.scalar(select(SurveyRound.id))
+        assert round_id is not None
+        assert await service.answer_for_member(db, chain, round_id, uuid.UUID(member), answers)
+
+    admin = ConsoleViewer("hq_admin", "en", personal_data=True)
+    shown = await member_answers(PluginContext(PLUGIN, t.id, None, {}, admin), member)
+    assert "<th>Question</th>" in shown
+    assert "<td>&lt;b&gt;需求&lt;/b&gt;调研 · round 1</td>" in shown  # escaped, never markup
+    assert "<td>宝宝阶段</td><td>选项 a</td>" in shown
+    assert "<td>需求 x、需求 y</td>" in shown
+    assert "<td>推荐给亲友的可能性</td><td>10</td>" in shown
+    assert "<td>&lt;i&gt;我叫王芳&lt;/i&gt;</td>" in shown
+    assert "<i>" not in shown
+    assert "<b>" not in shown
+    assert 'data-export="survey-answers"' in shown
+
+    analyst = ConsoleViewer("hq_analyst", "zh_CN", personal_data=False)
+    shown = await member_answers(PluginContext(PLUGIN, t.id, None, {}, analyst), member)
+    assert "<th>问题</th>" in shown
+    assert "<td>选项 a</td>" in shown
+    assert "我叫王芳" not in shown  # free text may say who the member is
+    assert "无权查看个人信息" in shown
+    store = ConsoleViewer("store_manager", "zh_CN", personal_data=True)
+    at_store = PluginContext(PLUGIN, t.id, t.stores["S1"], {}, store)
+    assert await member_answers(at_store, member) == ""  # surveys are HQ's: no panel
+    hq = PluginContext(PLUGIN, t.id, None, {}, admin)
+    assert await member_answers(hq, other) == '<p class="muted">—</p>'
+    panel = ConsolePanel("answers", PANEL_TITLE, "member", render=member_answers)
+    assert (panel.title_in("zh_CN"), panel.title_in("en")) == ("问卷回答", "Survey answers")

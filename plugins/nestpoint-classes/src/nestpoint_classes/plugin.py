@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import uuid
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -12,6 +13,8 @@ from nestpoint.plugins.api import (
     BenefitTypeRegistry,
     ConfigSchemaRegistry,
     Conflict,
+    ConsolePanel,
+    ConsolePanelRegistry,
     Invalid,
     MigrationRegistry,
     PluginContext,
@@ -21,7 +24,7 @@ from nestpoint.plugins.api import (
     member_facts,
 )
 from nestpoint_classes import service
-from nestpoint_classes.routes import HANDLERS
+from nestpoint_classes.routes import HANDLERS, MEMBER_HANDLERS
 from nestpoint_classes.schemas import BookingIn, ClassesConfig, SessionIn, Strict
 
 
@@ -42,6 +45,7 @@ def nestpoint_register_migrations(registry: MigrationRegistry) -> None:
 @hookimpl
 def nestpoint_register_routes(registry: RouteRegistry) -> None:
     registry.add(*HANDLERS)
+    registry.add_member(*MEMBER_HANDLERS)  # /api/v1/me/plugins/classes/...
 
 
 @hookimpl
@@ -55,6 +59,55 @@ def nestpoint_register_benefit_types(registry: BenefitTypeRegistry) -> None:
             description="A free place in a parent-child class session.",
         )
     )
+
+
+PANEL_TITLE = {"zh_CN": "亲子课预约", "en": "Classes"}
+PANEL_HEADS = {
+    "zh_CN": ("上课时间", "课程", "教室", "状态", "费用"),
+    "en": ("Starts", "Class", "Room", "Status", "Fee"),
+}
+FREE_BY_BENEFIT = {"zh_CN": "权益免费", "en": "free (benefit)"}
+
+
+@hookimpl
+def nestpoint_register_console_panels(registry: ConsolePanelRegistry) -> None:
+    """The member's class bookings on their page in the console."""
+    registry.add(ConsolePanel("classes", PANEL_TITLE, "member", render=member_classes, order=55))
+
+
+async def member_classes(plugin: PluginContext, subject_id: str | None) -> str:
+    """A table of the member's class bookings, latest session first, in the user's
+    language; at a store, only the store's sessions. No child's name: the class says
+    enough."""
+    if subject_id is None:
+        return ""
+    async with plugin.session() as db:
+        booked = await service.member_bookings(db, plugin, uuid.UUID(subject_id))
+    if not booked:
+        return '<p class="muted">—</p>'
+    viewer = plugin.viewer
+    locale = viewer.locale if viewer and viewer.locale in PANEL_HEADS else "en"
+
+    def fee(booking_fee: int, free: bool) -> str:
+        return FREE_BY_BENEFIT[locale] if free else f"¥{booking_fee / 100:,.2f}"
+
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(cell))}</td>"
+            for cell in (
+                session.starts_at.strftime("%Y-%m-%d %H:%M"),
+                session.title,
+                session.room or "—",
+                booking.status,
+                fee(booking.fee_fen, booking.benefit_use_id is not None),
+            )
+        )
+        + "</tr>"
+        for booking, session in booked
+    )
+    head = "".join(f"<th>{h}</th>" for h in PANEL_HEADS[locale])
+    return f'<table class="list"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 @hookimpl

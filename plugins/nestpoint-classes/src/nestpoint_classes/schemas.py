@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 BookingStatus = Literal["booked", "waitlisted", "cancelled", "attended"]
 Stage = Literal["pregnant", "birth_overdue", "0-6m", "6-12m", "1-3y", "3-6y", "older"]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,100}$")]
+# A member's own key: ``member_key`` makes it ``me.<member id>.<key>``, 100 at most.
+MemberKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,64}$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Text = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00]*$")]
 
@@ -85,5 +87,44 @@ class BookingRead(BaseModel):
     status: BookingStatus
     waitlist_position: int | None = Field(None, description="1 = next to get a place.")
     fee_fen: int
+    free_by_benefit: bool
+    created_at: datetime
+
+
+# ---- the member API (``/api/v1/me/plugins/classes/``): the member of the token
+
+
+class MySessionRead(SessionRead):
+    """A session as a member sees it: with when booking opens for them (their tier's)."""
+
+    opens_for_me_at: datetime = Field(
+        description="When booking opens for this member: `opens_at`, earlier for their tier."
+    )
+
+
+class MyBookingIn(Strict):
+    """A member books a place for one of their children."""
+
+    idempotency_key: MemberKey = Field(
+        description="The client's key for this booking (8-64 of `A-Z a-z 0-9 . _ : -`): a "
+        "retry with it answers the first booking; with another body it is a 409."
+    )
+    child_id: uuid.UUID = Field(description="One of the member's children (`GET /api/v1/me`).")
+
+
+class MyClassBooking(BaseModel):
+    """One of the member's class bookings, with its session."""
+
+    id: uuid.UUID
+    session_code: str
+    title: str
+    room: str
+    store_id: uuid.UUID
+    starts_at: datetime
+    minutes: int
+    child_id: uuid.UUID
+    status: BookingStatus
+    waitlist_position: int | None = Field(None, description="1 = next to get a place.")
+    fee_fen: int = Field(description="What the member pays at the store (0: free).")
     free_by_benefit: bool
     created_at: datetime

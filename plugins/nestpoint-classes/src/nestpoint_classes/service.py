@@ -6,6 +6,10 @@ this or an overlapping session and counts the places, so parallel bookings never
 a session nor book one child twice; a cancellation holds the session's row while it frees
 the place and promotes the first on the waitlist (in booking order). A free place uses the
 member's class benefit through the core, keyed by the booking; cancelling gives it back.
+
+A member books and cancels their own through the member API (``*_mine`` below): the same
+rules, run at the session's store (its configuration; the benefit used there), only where
+the plugin is on at that store, with the member's key made their own.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ from nestpoint.plugins.api import (
     Invalid,
     NotFound,
     PluginContext,
+    acting_at_store,
+    audit,
     award_points,
     emit_event,
     member_benefits,
     member_facts,
+    member_key,
+    plugin_at_store,
     remember,
     replayed,
     reverse_benefit_use,
@@ -39,6 +47,9 @@ from nestpoint_classes.schemas import (
     BookingIn,
     BookingRead,
     ClassesConfig,
+    MyBookingIn,
+    MyClassBooking,
+    MySessionRead,
     SessionIn,
     SessionRead,
 )
@@ -156,6 +167,7 @@ async def book(
     await db.flush()
     body = await booking_read(db, row, session)
     emit_event(db, plugin, f"booking_{row.status}", "member", row.member_id, _payload(row, session))
+    audit(db, plugin, "booked", "class_booking", row.id, _audited(row, session))
     await remember(db, plugin, data.idempotency_key, request, 201, body)
     return 201, body.model_dump(mode="json"), False
 
@@ -176,10 +188,14 @@ def _check_open(
 ) -> None:
     if session.status != "scheduled" or session.starts_at <= now:
         raise Invalid.field("code", "the session has started or is cancelled")
-    early = timedelta(hours=config.tier_early_hours.get(tier or "", 0))
-    opens = session.opens_at - early
+    opens = opens_for(session, config, tier)
     if now < opens:
         raise Invalid.field("code", f"booking opens at {opens.isoformat()} for this member")
+
+
+def opens_for(session: ClassSession, config: ClassesConfig, tier: str | None) -> datetime:
+    """When booking opens for a member of ``tier``: earlier by the tier's early hours."""
+    return session.opens_at - timedelta(hours=config.tier_early_hours.get(tier or "", 0))
 
 
 async def _check_not_booked(db: AsyncSession, session: ClassSession, child_id: uuid.UUID) -> None:
@@ -276,13 +292,16 @@ async def cancel(db: AsyncSession, plugin: PluginContext, booking_id: uuid.UUID)
     await _set(db, plugin, row, session, "cancelled")
     if row.benefit_use_id is not None:
         await reverse_benefit_use(db, row.benefit_use_id, "class booking cancelled")
-    if freed:
-        await _promote(db, plugin, session)
+    promoted = await _promote(db, plugin, session) if freed else None
+    changes = _audited(row, session) | {"promoted_booking_id": str(promoted) if promoted else None}
+    audit(db, plugin, "cancelled", "class_booking", row.id, changes)
     return await booking_read(db, row, session)
 
 
-async def _promote(db: AsyncSession, plugin: PluginContext, session: ClassSession) -> None:
-    """The first waitlisted booking (in booking order) takes the freed place."""
+async def _promote(
+    db: AsyncSession, plugin: PluginContext, session: ClassSession
+) -> uuid.UUID | None:
+    """The first waitlisted booking (in booking order) takes the freed place: its id."""
     first = await db.scalar(
         select(ClassBooking)
         .where(ClassBooking.session_id == session.id, ClassBooking.status == "waitlisted")
@@ -291,9 +310,10 @@ async def _promote(db: AsyncSession, plugin: PluginContext, session: ClassSessio
         .with_for_update()
     )
     if first is None:
-        return
+        return None
     await _pay(db, ClassesConfig.model_validate(plugin.config), session, first)
     await _set(db, plugin, first, session, "booked")
+    return first.id
 
 
 async def check_in(db: AsyncSession, plugin: PluginContext, booking_id: uuid.UUID) -> BookingRead:
@@ -363,6 +383,26 @@ async def roster(db: AsyncSession, plugin: PluginContext, code: str) -> list[Boo
     return [await booking_read(db, row, session) for row in rows]
 
 
+MEMBER_BOOKINGS_SHOWN = 50
+
+
+async def member_bookings(
+    db: AsyncSession, plugin: PluginContext, member_id: uuid.UUID
+) -> list[tuple[ClassBooking, ClassSession]]:
+    """The member's latest class bookings with their sessions, latest session first; a
+    store's context sees only its own sessions (as its key would)."""
+    stmt = (
+        select(ClassBooking, ClassSession)
+        .join(ClassSession, ClassSession.id == ClassBooking.session_id)
+        .where(ClassBooking.member_id == member_id)
+    )
+    if plugin.store_id is not None:
+        stmt = stmt.where(ClassSession.store_id == plugin.store_id)
+    stmt = stmt.order_by(ClassSession.starts_at.desc(), ClassBooking.created_at.desc())
+    rows = (await db.execute(stmt.limit(MEMBER_BOOKINGS_SHOWN))).all()
+    return [(booking, session) for booking, session in rows]
+
+
 async def booking_read(db: AsyncSession, row: ClassBooking, session: ClassSession) -> BookingRead:
     position = None
     if row.status == "waitlisted":
@@ -398,3 +438,130 @@ def _payload(row: ClassBooking, session: ClassSession, before: str | None = None
         "from_status": before,
         "status": row.status,
     }
+
+
+def _audited(row: ClassBooking, session: ClassSession) -> dict[str, Any]:
+    return _payload(row, session) | {"fee_fen": row.fee_fen, "store_id": str(session.store_id)}
+
+
+# ------------------------------------------------------------------ the member's own
+
+UPCOMING = timedelta(days=31)  # the member's default window
+LONGEST = timedelta(days=92)
+
+
+async def _offered(db: AsyncSession, plugin: PluginContext, session: ClassSession) -> PluginContext:
+    """The plugin at the session's store (that store's configuration); 404 where the
+    plugin is off there, as if the session did not exist."""
+    here = await plugin_at_store(db, plugin, session.store_id)
+    if here is None:
+        raise NotFound(f"no session {session.code!r} here")
+    return here
+
+
+async def upcoming_sessions(
+    db: AsyncSession,
+    plugin: PluginContext,
+    member_id: uuid.UUID,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[MySessionRead]:
+    """Scheduled sessions not started yet, starting between ``start`` (default now) and
+    ``end`` (default a month on; 92 days at most), at the stores where the plugin is on,
+    each with when booking opens for this member's tier."""
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise Invalid.field(name, "needs an offset (2026-12-01T10:00:00+08:00)")
+    start = max(start or utcnow(), utcnow())
+    end = end or start + UPCOMING
+    if not start < end <= start + LONGEST:
+        raise Invalid.field("to", "after from (or now), and at most 92 days after it")
+    tier = (await member_facts(db, member_id)).tier_code
+    rows = (
+        await db.scalars(
+            select(ClassSession)
+            .where(
+                ClassSession.status == "scheduled",
+                ClassSession.starts_at >= start,
+                ClassSession.starts_at < end,
+            )
+            .order_by(ClassSession.starts_at, ClassSession.code)
+        )
+    ).all()
+    stores: dict[uuid.UUID, PluginContext | None] = {}
+    found: list[MySessionRead] = []
+    for row in rows:
+        if row.store_id not in stores:
+            stores[row.store_id] = await plugin_at_store(db, plugin, row.store_id)
+        here = stores[row.store_id]
+        if here is None:
+            continue
+        opens = opens_for(row, ClassesConfig.model_validate(here.config), tier)
+        read = await session_read(db, row)
+        found.append(MySessionRead(**read.model_dump(), opens_for_me_at=opens))
+    return found
+
+
+async def book_mine(
+    db: AsyncSession, plugin: PluginContext, member_id: uuid.UUID, code: str, data: MyBookingIn
+) -> tuple[int, MyClassBooking, bool]:
+    """The member books a place for their child, at the session's store, as :func:`book`
+    (the same locks, capacity, waitlist and idempotency; the key made the member's own)."""
+    session = await _session(db, plugin, code)
+    here = await _offered(db, plugin, session)
+    booking = BookingIn(
+        idempotency_key=member_key(member_id, data.idempotency_key),
+        member_id=member_id,
+        child_id=data.child_id,
+    )
+    with acting_at_store(here):
+        status, body, again = await book(db, here, code, booking)
+    return status, my_booking(body, session), again
+
+
+async def cancel_mine(
+    db: AsyncSession, plugin: PluginContext, member_id: uuid.UUID, booking_id: uuid.UUID
+) -> MyClassBooking:
+    """The member cancels one of their own bookings (another's: 404), by :func:`cancel`'s
+    rules (the place goes to the waitlist; again: a no-op; attended: 409)."""
+    session = await db.scalar(
+        select(ClassSession)
+        .join(ClassBooking, ClassBooking.session_id == ClassSession.id)
+        .where(ClassBooking.id == booking_id, ClassBooking.member_id == member_id)
+    )
+    if session is None:
+        raise NotFound("no such booking")
+    here = await _offered(db, plugin, session)
+    with acting_at_store(here):
+        cancelled = await cancel(db, here, booking_id)
+    return my_booking(cancelled.model_dump(), session)
+
+
+async def my_class_bookings(db: AsyncSession, member_id: uuid.UUID) -> list[MyClassBooking]:
+    """The member's bookings (every child, every status), by the session's start."""
+    rows = (
+        await db.execute(
+            select(ClassBooking, ClassSession)
+            .join(ClassSession, ClassSession.id == ClassBooking.session_id)
+            .where(ClassBooking.member_id == member_id)
+            .order_by(ClassSession.starts_at, ClassBooking.created_at, ClassBooking.id)
+        )
+    ).all()
+    return [
+        my_booking((await booking_read(db, row, session)).model_dump(), session)
+        for row, session in rows
+    ]
+
+
+def my_booking(booked: dict[str, Any], session: ClassSession) -> MyClassBooking:
+    """A booking (``BookingRead``'s fields) with its session, as the member sees it."""
+    return MyClassBooking.model_validate(
+        booked
+        | {
+            "title": session.title,
+            "room": session.room,
+            "store_id": session.store_id,
+            "starts_at": session.starts_at,
+            "minutes": session.minutes,
+        }
+    )

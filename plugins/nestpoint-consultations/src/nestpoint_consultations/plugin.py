@@ -25,7 +25,7 @@ from nestpoint.plugins.api import (
     utcnow,
 )
 from nestpoint_consultations import service
-from nestpoint_consultations.routes import HANDLERS
+from nestpoint_consultations.routes import HANDLERS, MEMBER_HANDLERS
 from nestpoint_consultations.schemas import (
     BookingIn,
     ConsultantIn,
@@ -54,6 +54,7 @@ def nestpoint_register_migrations(registry: MigrationRegistry) -> None:
 @hookimpl
 def nestpoint_register_routes(registry: RouteRegistry) -> None:
     registry.add(*HANDLERS)
+    registry.add_member(*MEMBER_HANDLERS)  # /api/v1/me/plugins/consultations/...
 
 
 @hookimpl
@@ -81,23 +82,32 @@ async def no_shows(plugin: PluginContext, **_: Any) -> None:
         await service.mark_no_shows(db, plugin, utcnow())
 
 
+PANEL_TITLE = {"zh_CN": "育儿咨询预约", "en": "Consultations"}
+PANEL_HEADS = {
+    "zh_CN": ("开始", "顾问", "分钟", "状态", "备注"),
+    "en": ("Starts", "Consultant", "Minutes", "Status", "Notes"),
+}
+
+
 @hookimpl
 def nestpoint_register_console_panels(registry: ConsolePanelRegistry) -> None:
     """The member's consultations (bookings) on their page in the console."""
-    registry.add(
-        ConsolePanel("bookings", "Consultations", "member", render=member_bookings, order=50)
-    )
+    registry.add(ConsolePanel("bookings", PANEL_TITLE, "member", render=member_bookings, order=50))
 
 
 async def member_bookings(plugin: PluginContext, subject_id: str | None) -> str:
-    """A table of the member's consultations, newest first; notes only for HQ (the
-    service leaves them out at a store)."""
+    """A table of the member's consultations, newest first, in the user's language. Notes
+    only for HQ (the service leaves them out at a store) and only for a user who sees the
+    member's personal data (not the HQ analyst)."""
     if subject_id is None:
         return ""
     async with plugin.session() as db:
         booked = await service.member_consultations(db, plugin, uuid.UUID(subject_id))
+    viewer = plugin.viewer
+    locale = viewer.locale if viewer and viewer.locale in PANEL_HEADS else "en"
     if not booked:
         return '<p class="muted">—</p>'
+    show_notes = viewer is None or viewer.personal_data
     rows = "".join(
         "<tr>"
         + "".join(
@@ -107,13 +117,13 @@ async def member_bookings(plugin: PluginContext, subject_id: str | None) -> str:
                 c.consultant_code,
                 c.minutes,
                 c.status,
-                c.notes or "",
+                (c.notes or "") if show_notes else "—",
             )
         )
         + "</tr>"
         for c in reversed(booked)
     )
-    head = "".join(f"<th>{h}</th>" for h in ("Starts", "Consultant", "Minutes", "Status", "Notes"))
+    head = "".join(f"<th>{h}</th>" for h in PANEL_HEADS[locale])
     return f'<table class="list"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 

@@ -1,4 +1,5 @@
-"""The plugin's routes, under ``/api/v1/plugins/consultations/``."""
+"""The plugin's routes: for staff keys under ``/api/v1/plugins/consultations/``, and for
+the member of a member token under ``/api/v1/me/plugins/consultations/`` (``MEMBER_HANDLERS``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Annotated
 
 from litestar import Response, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from pydantic import TypeAdapter, ValidationError
 
-from nestpoint.plugins.api import Db, Invalid, Plugin, problems
+from nestpoint.plugins.api import Db, Invalid, Plugin, current_member_id, problems
 from nestpoint_consultations import service
 from nestpoint_consultations.schemas import (
     AdviserIn,
@@ -23,6 +24,8 @@ from nestpoint_consultations.schemas import (
     ConsultationRead,
     Day,
     ExceptionIn,
+    MyBookingIn,
+    MyConsultation,
     OutcomeIn,
     RescheduleIn,
 )
@@ -185,3 +188,86 @@ HANDLERS = (
     put_consultant, list_consultants, put_exception, slots, book, reschedule, cancel, outcome,
     member_consultations, bind_adviser, get_adviser,
 )  # fmt: skip
+
+
+# ---------------------------------------------------------------- the member's own (member API)
+
+
+@get(
+    "/consultants",
+    summary="The consultants a member can book (the chain's, where the plugin is on)",
+    operation_id="listConsultantsForMe",
+    description="Member token. Active consultants at the stores where the plugin is enabled.",
+)
+async def my_consultants(plugin: Plugin, db: Db) -> list[ConsultantRead]:
+    return await service.bookable_consultants(db, plugin)
+
+
+@get(
+    "/consultants/{code:str}/slots",
+    responses=problems(404, 422),
+    summary="A consultant's free slots on a day, for the member to book",
+    operation_id="getConsultantSlotsForMe",
+    description=(
+        "Member token. Slots after the booking cut-off and within the days bookable ahead, "
+        "by the rules of the consultant's store; 404 for a consultant not offered here."
+    ),
+)
+async def my_slots(
+    plugin: Plugin, db: Db, code: FromPath[str], date: Annotated[date, QueryParameter()]
+) -> Day:
+    # Named as the query parameter, so a bad value is a problem naming ``query.date``.
+    return await service.my_free_slots(db, plugin, _code(code), date)
+
+
+@post(
+    "/consultants/{code:str}/bookings",
+    status_code=HTTP_201_CREATED,
+    responses=problems(404, 409, 422),
+    summary="Book a consultation for myself",
+    operation_id="bookMyConsultation",
+    description=(
+        "Member token. Free with the member's consultation benefit, else by the chain's rule "
+        "(`fee_fen` is paid at the store). 409 naming `starts_at` when the slot was just taken; "
+        "422 naming `starts_at` (not a slot, inside the cut-off, too far ahead) or `member_id` "
+        "(no free consultation left and the chain refuses paid ones). Idempotent by "
+        "`idempotency_key` (a replay says `Idempotent-Replayed: true`)."
+    ),
+)
+async def book_mine(
+    plugin: Plugin, db: Db, code: FromPath[str], data: JSONBody[MyBookingIn]
+) -> Response[MyConsultation]:
+    member_id = current_member_id()
+    status, body, replayed = await service.book_mine(db, plugin, member_id, _code(code), data)
+    headers = {REPLAYED_HEADER: "true"} if replayed else {}
+    return Response(body, status_code=status, headers=headers)
+
+
+@get(
+    "/bookings",
+    summary="My consultations, oldest first",
+    operation_id="listMyConsultations",
+    description="Member token. Every status; the consultant's notes are never shown here.",
+)
+async def my_bookings(db: Db) -> list[MyConsultation]:
+    return await service.my_consultations(db, current_member_id())
+
+
+@post(
+    "/bookings/{consultation_id:uuid}/cancel",
+    status_code=HTTP_200_OK,
+    responses=problems(404, 409, 422),
+    summary="Cancel one of my consultations (a used benefit comes back)",
+    operation_id="cancelMyConsultation",
+    description=(
+        "Member token. Before the cut-off (after it: 422 naming `starts_at`); cancelling "
+        "again is a no-op; a completed or missed one is 409. Another member's: 404."
+    ),
+)
+async def cancel_mine(
+    plugin: Plugin, db: Db, consultation_id: FromPath[uuid.UUID]
+) -> MyConsultation:
+    return await service.cancel_mine(db, plugin, current_member_id(), consultation_id)
+
+
+MEMBER_HANDLERS = (my_consultants, my_slots, book_mine, my_bookings, cancel_mine)

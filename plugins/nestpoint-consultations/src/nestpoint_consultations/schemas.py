@@ -6,11 +6,20 @@ import uuid
 from datetime import date, datetime, time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 Kind = Literal["parenting", "nutritionist", "lactation", "other"]
 Status = Literal["booked", "cancelled", "completed", "no_show"]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,100}$")]
+# A member's own key: ``member_key`` makes it ``me.<member id>.<key>``, 100 at most.
+MemberKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{8,64}$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Text = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00]*$")]
 
@@ -122,3 +131,35 @@ class AdviserRead(BaseModel):
 class Day(BaseModel):
     day: date
     slots: list[Slot]
+
+
+# ---- the member API (``/api/v1/me/plugins/consultations/``): the member of the token
+
+
+class MyBookingIn(Strict):
+    """A member books a consultant's slot for themselves."""
+
+    idempotency_key: MemberKey = Field(
+        description="The client's key for this booking (8-64 of `A-Z a-z 0-9 . _ : -`): a "
+        "retry with it answers the first booking; with another body it is a 409."
+    )
+    starts_at: AwareDatetime = Field(
+        description="One of the consultant's free slots, with an offset "
+        "(`2026-12-01T10:00:00+08:00`)."
+    )
+
+
+class MyConsultation(BaseModel):
+    """One of the member's consultations, as the member sees it (no consultant's notes)."""
+
+    id: uuid.UUID
+    consultant_code: str
+    consultant_name: str
+    consultant_kind: Kind
+    store_id: uuid.UUID
+    starts_at: datetime
+    minutes: int
+    status: Status
+    fee_fen: int = Field(description="What the member pays at the store (0: free).")
+    free_by_benefit: bool
+    created_at: datetime

@@ -5,6 +5,10 @@ A booking, a reschedule and a cancellation lock the consultant's row first, so t
 never book one consultant's slot twice; a free consultation uses the member's benefit
 through the core in the same transaction, keyed by the booking, and cancelling gives it
 back. Times are the chain's (``chain_now``): a consultant's hours are local hours.
+
+A member books and cancels their own through the member API (``*_mine`` below): the same
+rules, run at the consultant's store (its configuration; the benefit used there), only
+where the plugin is on at that store, with the member's key made their own.
 """
 
 from __future__ import annotations
@@ -22,10 +26,14 @@ from nestpoint.plugins.api import (
     Invalid,
     NotFound,
     PluginContext,
+    acting_at_store,
+    audit,
     chain_now,
     emit_event,
     member_benefits,
     member_facts,
+    member_key,
+    plugin_at_store,
     remember,
     replayed,
     reverse_benefit_use,
@@ -50,6 +58,8 @@ from nestpoint_consultations.schemas import (
     Day,
     ExceptionIn,
     Hours,
+    MyBookingIn,
+    MyConsultation,
     Slot,
 )
 
@@ -253,6 +263,7 @@ async def book(
     await db.flush()
     body = read(row, consultant, plugin)
     emit_event(db, plugin, "booked", "member", row.member_id, _payload(row, consultant))
+    audit(db, plugin, "booked", "consultation", row.id, _audited(row, consultant))
     await remember(db, plugin, data.idempotency_key, request, 201, body)
     return 201, body.model_dump(mode="json"), False
 
@@ -323,6 +334,7 @@ async def cancel(
     if row.benefit_use_id is not None:
         await reverse_benefit_use(db, row.benefit_use_id, "consultation cancelled")
     emit_event(db, plugin, "cancelled", "member", row.member_id, _payload(row, consultant))
+    audit(db, plugin, "cancelled", "consultation", row.id, _audited(row, consultant))
     return read(row, consultant, plugin)
 
 
@@ -418,6 +430,120 @@ def _payload(row: Consultation, consultant: Consultant) -> dict[str, Any]:
         "starts_at": row.starts_at.isoformat(),
         "status": row.status,
     }
+
+
+def _audited(row: Consultation, consultant: Consultant) -> dict[str, Any]:
+    return _payload(row, consultant) | {"fee_fen": row.fee_fen, "store_id": str(row.store_id)}
+
+
+# ------------------------------------------------------------------ the member's own
+
+
+async def _offered(
+    db: AsyncSession, plugin: PluginContext, consultant: Consultant
+) -> PluginContext:
+    """The plugin at the consultant's store (that store's configuration); 404 where the
+    plugin is off there, as if the consultant did not exist."""
+    here = await plugin_at_store(db, plugin, consultant.store_id)
+    if here is None:
+        raise NotFound(f"no consultant {consultant.code!r} here")
+    return here
+
+
+async def bookable_consultants(db: AsyncSession, plugin: PluginContext) -> list[ConsultantRead]:
+    """The chain's active consultants at the stores where the plugin is on."""
+    rows = (
+        await db.scalars(select(Consultant).where(Consultant.active).order_by(Consultant.code))
+    ).all()
+    offered: dict[uuid.UUID, bool] = {}
+    for row in rows:
+        if row.store_id not in offered:
+            offered[row.store_id] = await plugin_at_store(db, plugin, row.store_id) is not None
+    return [consultant_read(row) for row in rows if offered[row.store_id]]
+
+
+async def my_free_slots(db: AsyncSession, plugin: PluginContext, code: str, day: date) -> Day:
+    """A consultant's free slots on a day, by the rules of the consultant's store."""
+    here = await _offered(db, plugin, await _consultant(db, plugin, code))
+    return await free_slots(db, here, code, day)
+
+
+async def book_mine(
+    db: AsyncSession, plugin: PluginContext, member_id: uuid.UUID, code: str, data: MyBookingIn
+) -> tuple[int, MyConsultation, bool]:
+    """The member books a slot for themselves, at the consultant's store, as :func:`book`
+    (the same lock, quota and idempotency; the key made the member's own)."""
+    consultant = await _consultant(db, plugin, code)
+    here = await _offered(db, plugin, consultant)
+    booking = BookingIn(
+        idempotency_key=member_key(member_id, data.idempotency_key),
+        member_id=member_id,
+        starts_at=data.starts_at,
+    )
+    with acting_at_store(here):
+        status, body, again = await book(db, here, code, booking)
+    return status, my_consultation(body, consultant), again
+
+
+async def cancel_mine(
+    db: AsyncSession, plugin: PluginContext, member_id: uuid.UUID, consultation_id: uuid.UUID
+) -> MyConsultation:
+    """The member cancels one of their own consultations (another's: 404), by
+    :func:`cancel`'s rules (the cut-off; again: a no-op)."""
+    found = (
+        await db.execute(
+            select(Consultation.id, Consultant)
+            .join(Consultant, Consultant.id == Consultation.consultant_id)
+            .where(Consultation.id == consultation_id, Consultation.member_id == member_id)
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFound("no such consultation")
+    consultant: Consultant = found[1]
+    here = await _offered(db, plugin, consultant)
+    with acting_at_store(here):
+        cancelled = await cancel(db, here, consultation_id)
+    return my_consultation(cancelled.model_dump(), consultant)
+
+
+async def my_consultations(db: AsyncSession, member_id: uuid.UUID) -> list[MyConsultation]:
+    """The member's consultations, oldest first, without the consultant's notes."""
+    rows = (
+        await db.execute(
+            select(Consultation, Consultant)
+            .join(Consultant, Consultant.id == Consultation.consultant_id)
+            .where(Consultation.member_id == member_id)
+            .order_by(Consultation.starts_at, Consultation.id)
+        )
+    ).all()
+    return [
+        my_consultation(
+            {
+                "id": row.id,
+                "consultant_code": consultant.code,
+                "starts_at": row.starts_at,
+                "minutes": row.minutes,
+                "status": row.status,
+                "fee_fen": row.fee_fen,
+                "free_by_benefit": row.benefit_use_id is not None,
+                "created_at": row.created_at,
+            },
+            consultant,
+        )
+        for row, consultant in rows
+    ]
+
+
+def my_consultation(booked: dict[str, Any], consultant: Consultant) -> MyConsultation:
+    """A booking (``ConsultationRead``'s fields; its notes are left out) as the member sees it."""
+    return MyConsultation.model_validate(
+        booked
+        | {
+            "consultant_name": consultant.name,
+            "consultant_kind": consultant.kind,
+            "store_id": consultant.store_id,
+        }
+    )
 
 
 # ------------------------------------------------------------------ advisers

@@ -10,6 +10,8 @@ from typing import Any
 from nestpoint.plugins.api import (
     ConfigSchemaRegistry,
     Conflict,
+    ConsolePanel,
+    ConsolePanelRegistry,
     Invalid,
     JobRegistry,
     MigrationRegistry,
@@ -21,6 +23,7 @@ from nestpoint.plugins.api import (
     utcnow,
 )
 from nestpoint_surveys import service
+from nestpoint_surveys.console import PANEL_TITLE, member_answers
 from nestpoint_surveys.questions import BUILT_IN
 from nestpoint_surveys.routes import HANDLERS, PUBLIC_HANDLERS
 from nestpoint_surveys.schemas import RoundIn, SurveyIn, SurveysConfig
@@ -51,6 +54,12 @@ def nestpoint_register_survey_types(registry: SurveyTypeRegistry) -> None:
     """The built-in types, through the same hook as any other plugin's."""
     for question_type in BUILT_IN:
         registry.add(question_type)
+
+
+@hookimpl
+def nestpoint_register_console_panels(registry: ConsolePanelRegistry) -> None:
+    """The member's survey answers on their page in the console (HQ)."""
+    registry.add(ConsolePanel("answers", PANEL_TITLE, "member", render=member_answers, order=60))
 
 
 @hookimpl

@@ -845,6 +845,28 @@ def _cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
+# ------------------------------------------------------------------ a member's answers (console)
+
+MEMBER_RESPONSES_SHOWN = 20
+
+
+async def member_responses(
+    db: AsyncSession, member_id: uuid.UUID, limit: int = MEMBER_RESPONSES_SHOWN
+) -> list[tuple[SurveyResponse, SurveyRound]]:
+    """The member's latest named responses with their rounds (the questions as they were
+    asked), newest first. Anonymous responses keep no member: never among them."""
+    rows = (
+        await db.execute(
+            select(SurveyResponse, SurveyRound)
+            .join(SurveyRound, SurveyRound.id == SurveyResponse.round_id)
+            .where(SurveyResponse.member_id == member_id)
+            .order_by(SurveyResponse.submitted_at.desc(), SurveyResponse.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [(response, row) for response, row in rows]
+
+
 # ------------------------------------------------------------------ a member's data export
 
 
