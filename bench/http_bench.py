@@ -191,7 +191,8 @@ def member_codes_file(tenant: seed.Tenant, members: int) -> Path:
     """A fresh card code (the member app's QR code) for each member, line n for member n.
     Written again before each run: a code is accepted for 60 s."""
     path = STATE_DIR / "member-codes.txt"
-    path.write_text("".join(code + "\n" for code in capture.member_codes(HTTP_DB, tenant.id, members)))
+    codes = capture.member_codes(HTTP_DB, tenant.id, members)
+    path.write_text("".join(code + "\n" for code in codes))
     return path
 
 
@@ -693,8 +694,9 @@ def measure_http(
         f"==> {name}: warm-up {args.warmup} s, then {args.duration} s with {args.clients} clients",
         flush=True,
     )
+    warmup = [*wrk_args, f"{prefix}-w-{name}", claims, *wrk_extra(name, args, tenant)]
     run_wrk(lua, server.url, clients=args.clients, threads=args.threads, duration=args.warmup,
-            args=[*wrk_args, f"{prefix}-w-{name}", claims, *wrk_extra(name, args, tenant)])  # fmt: skip
+            args=warmup)  # fmt: skip
     admin_sync("CHECKPOINT")
     extra = wrk_extra(name, args, tenant)  # after the warm-up: the coupons it left
     sessions0 = _sessions()

@@ -20,8 +20,8 @@ from nestpoint.context import tenant_context
 from nestpoint.db import scoped_session
 from nestpoint.db.base import utcnow
 from nestpoint.jobs.tenants import run_for_tenant
-from nestpoint.memberapi.codes import make_code
 from nestpoint.loyalty.service import get_program
+from nestpoint.memberapi.codes import make_code
 from nestpoint.members import pii
 from nestpoint.members.models import Member
 from nestpoint.plugins.api import hookimpl
