@@ -1,14 +1,16 @@
 """Forms generated from a JSON schema (a plugin's configuration schema).
 
 Each top-level property becomes one input by its JSON-schema type: ``string`` (text),
-``integer`` (number), ``boolean`` (checkbox), an ``enum`` (select), an array of strings
-(comma-separated text). Anything else is shown, not edited. The submitted form is turned
-back into values of those types; the plugin host validates them (``validate_config``), so
-its errors name the fields the inputs are named after (``config.<field>``).
+``integer`` and ``number`` (a number), ``boolean`` (checkbox), an ``enum`` (select), an
+array of strings (comma-separated text). Anything else is shown, not edited. The submitted
+form is turned back into values of those types; the plugin host validates them
+(``validate_config``), so its errors name the fields the inputs are named after
+(``config.<field>``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ MARK = "config_fields"  # a hidden input listing the fields the form showed (for
 @dataclass(frozen=True, slots=True)
 class Input:
     name: str  # the property
-    kind: str  # "string", "integer", "boolean", "enum", "list", "shown"
+    kind: str  # "string", "integer", "number", "boolean", "enum", "list", "shown"
     title: str
     description: str
     value: Any
@@ -64,7 +66,7 @@ def inputs(schema: dict[str, Any] | None, values: dict[str, Any]) -> list[Input]
         kind = "shown"
         if "enum" in prop:
             kind = "enum"
-        elif prop.get("type") in ("string", "integer", "boolean"):
+        elif prop.get("type") in ("string", "integer", "number", "boolean"):
             kind = str(prop["type"])
         elif prop.get("type") == "array" and prop.get("items", {}).get("type") == "string":
             kind = "list"
@@ -102,6 +104,12 @@ def submitted(schema: dict[str, Any] | None, form: dict[str, str]) -> dict[str, 
                 config[made.name] = int(text)
             except ValueError:
                 errors.append(FieldError(key, _("Enter a whole number")))
+        elif made.kind == "number":
+            number = _finite(text)
+            if number is None:
+                errors.append(FieldError(key, _("Enter a number")))
+            else:
+                config[made.name] = number
         elif made.kind == "list":
             config[made.name] = [part.strip() for part in text.split(",") if part.strip()]
         else:
@@ -109,3 +117,12 @@ def submitted(schema: dict[str, Any] | None, form: dict[str, str]) -> dict[str, 
     if errors:
         raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
     return config
+
+
+def _finite(text: str) -> float | None:
+    """``text`` as a finite number (no NaN or infinity: JSON has none), else None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None

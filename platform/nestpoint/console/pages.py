@@ -47,13 +47,12 @@ from nestpoint.console.web import (
     set_language,
     sign_in_throttle,
 )
-from nestpoint.context import acting_as, current_actor, require_tenant, tenant_context
+from nestpoint.context import acting_as, current_actor, tenant_context
 from nestpoint.db import utcnow
 from nestpoint.db.session import rebind_tenant
 from nestpoint.errors import FieldError, Forbidden, Invalid, NestpointError, NotFound
 from nestpoint.loyalty import rules
-from nestpoint.loyalty.schemas import ProgramSpec
-from nestpoint.loyalty.service import get_program, put_program, to_spec
+from nestpoint.loyalty.service import get_program
 from nestpoint.memberapi.codes import CODE_PREFIX
 from nestpoint.memberapi.service import member_by_code
 from nestpoint.members import service as members
@@ -61,26 +60,27 @@ from nestpoint.members.schemas import MemberCreate, MemberRead
 from nestpoint.orders import service as orders
 from nestpoint.orders.schemas import OrderIn
 from nestpoint.plugins import service as plugin_service
-from nestpoint.plugins.manager import RenderedPanel, get_plugin_host
+from nestpoint.plugins.manager import get_plugin_host
 from nestpoint.plugins.schemas import PluginRead, StoreSettingUpdate
-from nestpoint.points import service as points
 from nestpoint.settings import get_settings
+from nestpoint.tenancy import keys
 from nestpoint.tenancy import service as tenancy
-from nestpoint.tenancy.schemas import ApiKeyCreate
+from nestpoint.tenancy.schemas import STORE_KINDS, ApiKeyCreate
 from nestpoint.tenancy.service import get_tenant_by_slug
-from nestpoint.tiers import service as tiers
-from nestpoint.wallet import service as wallet
 
 HQ = ("hq_admin", "hq_analyst")
 # Which roles open which pages (a clerk has the till only).
 PAGES = {
     "dashboard": (*HQ, "store_manager"),
+    "analytics": (*HQ, "store_manager"),  # aggregates: no personal data
+    "settlement": (*HQ, "store_manager"),  # a manager: their own store's lines
     "members": (*HQ, "store_manager"),
     "till": ("store_manager", "store_clerk"),
     "users": HQ,
     "programme": HQ,
     "plugins": (*HQ, "store_manager"),
     "stores": HQ,
+    "exports": HQ,  # a job exports the whole chain (the service has no store scope)
 }
 HOME = {
     "hq_admin": "dashboard",
@@ -402,54 +402,7 @@ async def member_search(
     return render("members.html", me, q=q[:64], found=found, searched=bool(q.strip()))
 
 
-@get("/members/{member_id:str}", name="console:member")
-async def member_page(
-    request: Request[Any, Any, Any], db: Db, member_id: FromPath[str]
-) -> Template:
-    me = me_of(request.scope)
-    allow(me, "members")
-    try:
-        wanted = uuid.UUID(member_id)
-    except ValueError:
-        raise NotFound(_("No such member")) from None
-    member = await members.get_member_in_reach(db, wanted)
-    await members.audit_unmasked(db, [member], PURPOSE, "console.member")
-    view = await members.member_read(db, member)
-    program = await get_program(db)
-    active = member.status == "active"
-    balances = await points.balances(db, program, member.id) if active else None
-    entries = await points.list_entries(db, member.id, cursor=None, limit=50)
-    history = await tiers.history(db, member.id, cursor=None, limit=20)
-    held = await benefits.member_benefits(db, member.id, None) if active else None
-    purse = await wallet.balance(db, member.id) if active else None
-    return render(
-        "member.html",
-        me,
-        m=view,
-        balances=balances,
-        lots=await service.open_lots(db, member.id),
-        entries=entries.items,
-        history=history.items,
-        orders=await service.member_orders(db, member.id),
-        held=held,
-        purse=purse,
-        stores=await service.store_names(db),
-        segment=await service.member_segment(db, member.id),
-        panels=await _plugin_panels(db, "member", str(member.id)),
-    )
-
-
-async def _plugin_panels(
-    db: AsyncSession, page: str, subject_id: str | None
-) -> list[RenderedPanel]:
-    """The panels the plugins enabled where the user works add to ``page``.
-
-    The page's reads (and the audit of an unmasked read) are committed first: a panel reads
-    in its own session (``PluginContext.session``), which on SQLite waits for the write lock
-    every transaction there takes, so it would wait for this request's to end."""
-    await db.commit()
-    here = require_tenant()
-    return await get_plugin_host().console_panels(page, here.tenant_id, here.store_id, subject_id)
+# The member's page: member_pages.py.
 
 
 # ------------------------------------------------------------------ console users (HQ)
@@ -527,8 +480,6 @@ async def users_change(request: Request[Any, Any, Any], db: Db, user_id: FromPat
 
 # ------------------------------------------------------------------ programme (HQ)
 
-TIER_FIELDS = ("threshold", "earn_rate_percent", "redeem_cap_percent")
-
 
 def _preview(program: rules.Program, form: dict[str, str]) -> dict[str, Any]:
     """What an order of ``amount`` (yuan) would earn, by the orders service's own rules."""
@@ -565,6 +516,7 @@ async def _programme_page(db: AsyncSession, me: Me, status: int = 200, **extra: 
         status,
         program=program,
         store_codes=sorted((await service.user_store_codes(db)).values()),
+        benefit_codes=[b.code for b in await benefits.list_benefits(db)],  # a hint for tiers
         may_change=current_actor().has("loyalty:write"),
         form=extra.pop("form", {}),
         errors=extra.pop("errors", {}),
@@ -600,46 +552,6 @@ async def programme_page(
         errors = {e.field: e.message for e in exc.errors}
         return await _programme_page(db, me, 422, form=form, errors=errors)
     return await _programme_page(db, me, form=form, preview=preview)
-
-
-@post("/programme", name="console:programme-change", status_code=200)
-async def programme_change(request: Request[Any, Any, Any], db: Db) -> Template:
-    """HQ's admin changes the ladder's numbers and the caps, through the loyalty service
-    (which audits the change as ``loyalty.updated``)."""
-    me = me_of(request.scope)
-    allow(me, "programme")
-    if not current_actor().has("loyalty:write"):
-        raise Forbidden(_("Your role cannot change the programme."))
-    form = await form_of(request)
-    program = await get_program(db)
-    spec = to_spec(program).model_dump()
-    errors: dict[str, str] = {}
-    for i, tier in enumerate(spec["tiers"]):
-        for name in TIER_FIELDS:
-            key = f"tiers.{i}.{name}"
-            if key in form:
-                try:
-                    tier[name] = int(form[key].strip())
-                except ValueError:
-                    errors[key] = _("Enter a whole number")
-    for name in ("cap_per_order", "cap_per_day"):
-        key = f"earn_rules.{name}"
-        if key in form:
-            text = form[key].strip()
-            try:
-                spec["earn_rules"][name] = int(text) if text else None
-            except ValueError:
-                errors[key] = _("Enter a whole number")
-    if not errors:
-        try:
-            data = ProgramSpec.model_validate(spec)
-        except ValidationError as exc:
-            for e in exc.errors():
-                errors[".".join(str(p) for p in e["loc"]) or "form"] = e["msg"]
-    if errors:
-        return await _programme_page(db, me, 422, errors=errors, edited=form)
-    changed = (await put_program(db, data))[1]
-    return await _programme_page(db, me, saved=changed)
 
 
 # ------------------------------------------------------------------ plugins per store
@@ -746,7 +658,9 @@ async def plugin_store_set(
         schema = host.config_schema(plugin_id)
         json_schema = schema.model_json_schema() if schema else None
         try:
-            data = StoreSettingUpdate(config=forms.submitted(json_schema, form))
+            typed = forms.submitted(json_schema, form)
+            config = {**await _own_config(db, plugin_id, code), **typed}
+            data = StoreSettingUpdate(config=config)
             await plugin_service.set_store(db, host, plugin_id, code, data)
         except Invalid as exc:
             errors = {e.field: e.message for e in exc.errors} or {"form": exc.detail}
@@ -758,6 +672,12 @@ async def plugin_store_set(
         raise Invalid.field("action", _("Choose what to change"))
     await plugin_service.set_store(db, host, plugin_id, code, data)
     return await _plugin_store_page(db, me, plugin_id, code, saved=True)
+
+
+async def _own_config(db: AsyncSession, plugin_id: str, code: str) -> dict[str, Any]:
+    """The store's own configuration: the fields the form cannot show are kept."""
+    plugin = (await plugin_service.describe(db, get_plugin_host(), plugin_id))[0]
+    return next((s.config for s in plugin.stores if s.store_code == code), {})
 
 
 def _typed_back(form: dict[str, str]) -> dict[str, Any]:
@@ -779,10 +699,29 @@ async def _stores_page(db: AsyncSession, me: Me, status: int = 200, **extra: Any
         api_keys=sorted(api_keys, key=lambda k: (k.revoked_at is not None, k.created_at)),
         codes={s.id: s.code for s in stores},
         may_change=me.role == "hq_admin" and current_actor().has("keys:write"),
+        may_change_stores=me.role == "hq_admin" and current_actor().has("stores:write"),
+        scope_choices=scope_choices(),
+        kinds=STORE_KINDS,
         form=extra.pop("form", {}),
         errors=extra.pop("errors", {}),
+        store_form=extra.pop("store_form", {}),
+        store_errors=extra.pop("store_errors", {}),
         **extra,
     )
+
+
+def scope_choices() -> list[dict[str, Any]]:
+    """The scopes a key may be given, each with the kinds that allow it and whether it is
+    among each kind's defaults (the tenancy service's catalogue, ``tenancy/keys.py``)."""
+    return [
+        {
+            "scope": scope,
+            "store": scope in keys.ALLOWED_SCOPES["store"],
+            "tenant_default": scope in keys.DEFAULT_SCOPES["tenant"],
+            "store_default": scope in keys.DEFAULT_SCOPES["store"],
+        }
+        for scope in sorted(keys.ALLOWED_SCOPES["tenant"])
+    ]
 
 
 @get("/stores", name="console:stores")
@@ -805,7 +744,10 @@ async def keys_add(request: Request[Any, Any, Any], db: Db) -> Template:
     me = me_of(request.scope)
     _may_change_keys(me)
     form = await form_of(request)
-    kept = {k: form.get(k, "")[:100] for k in ("name", "kind", "store_code")}
+    # The ticked scopes; none ticked: the kind's default scopes.
+    chosen = [str(v)[:64] for v in (await request.form()).getall("scopes", [])][:100]
+    kept: dict[str, Any] = {k: form.get(k, "")[:100] for k in ("name", "kind", "store_code")}
+    kept["scopes"] = chosen
     try:
         data = validated(
             ApiKeyCreate,
@@ -813,12 +755,13 @@ async def keys_add(request: Request[Any, Any, Any], db: Db) -> Template:
                 "name": form.get("name", "").strip(),
                 "kind": form.get("kind", "tenant"),
                 "store_code": form.get("store_code") or None,
+                "scopes": chosen or None,
             },
         )
         api_key, secret = await tenancy.create_api_key(db, data, str(current_actor().key_id))
-    except Invalid as exc:
-        errors = {e.field: e.message for e in exc.errors} or {"form": exc.detail}
-        return await _stores_page(db, me, 422, form=kept, errors=errors)
+    except (Invalid, Forbidden) as exc:  # Forbidden: a scope the admin does not hold
+        errors = {e.field.split(".")[0]: e.message for e in exc.errors} or {"form": exc.detail}
+        return await _stores_page(db, me, exc.status, form=kept, errors=errors)
     return await _stores_page(db, me, created=(api_key.name, secret))
 
 

@@ -11,6 +11,18 @@ from litestar.exceptions import HTTPException
 from litestar.static_files import create_static_files_router
 
 from nestpoint.console import export
+from nestpoint.console.admin_pages import (
+    plugin_chain_page,
+    plugin_chain_set,
+    plugin_secret_set,
+    programme_change,
+    store_change,
+    store_page,
+    stores_add,
+)
+from nestpoint.console.exports_pages import exports_file, exports_page, exports_row, exports_start
+from nestpoint.console.insights_pages import analytics_page
+from nestpoint.console.member_pages import member_page, revoke_app_sessions
 from nestpoint.console.pages import (
     console_error,
     console_http_error,
@@ -19,12 +31,10 @@ from nestpoint.console.pages import (
     keys_add,
     keys_revoke,
     login_page,
-    member_page,
     member_search,
     plugin_store_page,
     plugin_store_set,
     plugins_page,
-    programme_change,
     programme_page,
     sign_in,
     sign_out,
@@ -39,6 +49,13 @@ from nestpoint.console.pages import (
     users_change,
     users_page,
 )
+from nestpoint.console.settlement_pages import (
+    settlement_close,
+    settlement_compute,
+    settlement_confirm,
+    settlement_month,
+    settlement_page,
+)
 from nestpoint.console.web import PREFIX, STATIC, ConsoleMiddleware
 from nestpoint.errors import NestpointError
 
@@ -51,8 +68,15 @@ CONSOLE_ROUTER = Router(
         switch_language,
         home,
         dashboard,
+        analytics_page,
+        settlement_page,
+        settlement_compute,
+        settlement_month,
+        settlement_confirm,
+        settlement_close,
         member_search,
         member_page,
+        revoke_app_sessions,
         till,
         till_lookup,
         till_enrol,
@@ -69,6 +93,16 @@ CONSOLE_ROUTER = Router(
         stores_page,
         keys_add,
         keys_revoke,
+        stores_add,
+        store_page,
+        store_change,
+        plugin_chain_page,
+        plugin_chain_set,
+        plugin_secret_set,
+        exports_page,
+        exports_start,
+        exports_row,
+        exports_file,
         create_static_files_router(path="/static", directories=[STATIC]),
     ],
     middleware=[ConsoleMiddleware],

@@ -35,7 +35,10 @@ from nestpoint.context import Actor, TenantContext, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
+from nestpoint.memberapi.models import MemberToken
 from nestpoint.members.models import Member
+from nestpoint.messaging import service as messaging
+from nestpoint.messaging.models import Message
 from nestpoint.orders.models import Order, Refund
 from nestpoint.points.models import PointLot
 from nestpoint.segments.models import MemberSegment
@@ -416,6 +419,80 @@ async def store_names(session: AsyncSession) -> dict[uuid.UUID, str]:
 async def member_segment(session: AsyncSession, member_id: uuid.UUID) -> MemberSegment | None:
     """The member's built-in segments as last computed (RFM group, value circle, lifecycle)."""
     return await session.scalar(select(MemberSegment).where(MemberSegment.member_id == member_id))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLine:
+    """A message to the member as the console lists it: its facts and its template's
+    subject (the wording, not the message: what was sent is rendered once and not kept),
+    never its parameters. ``secret``: ``sealed`` (a one-time code, sealed until the message
+    settles), ``wiped`` (it was, and is gone) or ``None``."""
+
+    created_at: datetime
+    purpose: str
+    template: str
+    subject: str
+    channel: str | None
+    status: str
+    reason: str | None
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    secret: str | None
+
+
+MESSAGES_SHOWN = 50
+
+
+async def member_messages(
+    session: AsyncSession, member_id: uuid.UUID, locale: str, limit: int = MESSAGES_SHOWN
+) -> list[MessageLine]:
+    """The member's latest messages, newest first, each with its template's subject in
+    ``locale`` (``zh-CN``, ``en``)."""
+    rows = list(
+        await session.scalars(
+            select(Message)
+            .where(Message.member_id == member_id)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(limit)
+        )
+    )
+    subjects: dict[str, str] = {}
+    for key in {m.template for m in rows}:
+        wording = await messaging.wording(session, key, locale)
+        subjects[key] = wording.subject if wording else ""
+    return [_message_line(m, subjects[m.template]) for m in rows]
+
+
+def _message_line(message: Message, subject: str) -> MessageLine:
+    state = None  # what became of a sealed code (never the code)
+    if message.sealed is not None:
+        state = "sealed"
+    elif message.purpose in messaging.SEALED_PURPOSES:
+        state = "wiped"
+    return MessageLine(
+        created_at=message.created_at,
+        purpose=message.purpose,
+        template=message.template,
+        subject=subject,
+        channel=message.channel,
+        status=message.status,
+        reason=message.reason,
+        sent_at=message.sent_at,
+        delivered_at=message.delivered_at,
+        secret=state,
+    )
+
+
+async def live_app_sessions(session: AsyncSession, member_id: uuid.UUID) -> int:
+    """How many member-API tokens of the member work now (signed in to the chain's app)."""
+    count = await session.scalar(
+        select(func.count()).where(
+            MemberToken.member_id == member_id,
+            MemberToken.revoked_at.is_(None),
+            MemberToken.expires_at > utcnow(),
+        )
+    )
+    return int(count or 0)
 
 
 # ------------------------------------------------------------------ housekeeping

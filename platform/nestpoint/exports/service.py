@@ -262,6 +262,19 @@ async def list_exports(session: AsyncSession, *, cursor: str | None, limit: int)
     )
 
 
+async def recent_exports(session: AsyncSession, limit: int) -> list[Export]:
+    """The chain's latest export jobs, newest first (the console's list)."""
+    stmt = select(Export).order_by(Export.created_at.desc(), Export.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+def may_download(actor: Actor, job: Export) -> bool:
+    """Whether :func:`downloadable` would hand ``actor`` this job's file once it is done."""
+    if not actor.has(NEEDS[job.kind]):
+        return False
+    return job.kind not in PERSONAL or job.masked or actor.has("members:pii")
+
+
 async def downloadable(session: AsyncSession, export_id: uuid.UUID) -> Export:
     """The finished export the current key may download: 409 before it is done; 403 when
     the key could not read its data (an unmasked one needs ``members:pii``)."""

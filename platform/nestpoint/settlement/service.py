@@ -45,6 +45,7 @@ from nestpoint.context import current_actor, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.base import table_of
 from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from nestpoint.events.service import emit
 from nestpoint.idempotency import service as idempotency
 from nestpoint.idempotency.service import Answer
 from nestpoint.orders.models import Order, Refund
@@ -70,6 +71,8 @@ periods = table_of(SettlementPeriod)
 rules_table = table_of(SettlementRulesRow)
 
 SCOPE = "settlement"  # the idempotency keys' namespace of closes
+# The outbox event of a close (docs/settlement.md): written once, in the close's transaction.
+CLOSED_EVENT = "settlement.period_closed"
 CHUNK = 500  # ids per IN list
 HQ: None = None  # the party key of HQ (and of points without a store)
 
@@ -639,12 +642,56 @@ async def compute(session: AsyncSession, month: str, now: datetime | None = None
     if period.status == "closed":
         return await _figures(session, period, await _lines(session, period))
     closed = await _closed_months(session)  # under the lock: a close may just have finished
+    before = draft_figures(await _lines(session, period))
     lines = await _compute_lines(session, period, rules, closed)
     await session.execute(delete(SettlementLine).where(SettlementLine.period_id == period.id))
     await _insert_lines(session, period, lines, closed=False)
     period.computed_at, period.point_value_fen = now, rules.point_value_fen
     await session.flush()
-    return await _figures(session, period, await _lines(session, period))
+    stored = await _lines(session, period)
+    after = draft_figures(stored)
+    if after != before:  # the same ledgers give the same draft: audited only when it moved
+        changes = {"month": [None, month], "lines": [before, after]}
+        audit(session, "settlement.computed", "settlement_period", period.id, changes)
+    return await _figures(session, period, stored)
+
+
+def draft_figures(lines: Iterable[Any]) -> dict[str, list[int]]:
+    """A period's lines as ``{[origin/]store: [issued, redeemed, expired, uses, net_fen]}``
+    (pure): what a computation's audit compares."""
+    return {_line_key(x): _line_numbers(x) for x in lines}
+
+
+def _line_key(line: Any) -> str:
+    carried = f"{line.origin_month}/" if line.origin_month != line.month else ""
+    return carried + (line.store_code or "HQ")
+
+
+def _line_numbers(line: Any) -> list[int]:
+    return [line.points_issued, line.points_redeemed, line.points_expired, line.benefit_uses,
+            line.net_fen]  # fmt: skip
+
+
+def closed_payload(period: SettlementPeriod, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``settlement.period_closed`` event's payload (pure): ids and values only. Totals
+    over every line the period settles (late entries of earlier months included);
+    ``net_fen`` per party (store code, ``HQ``), what each receives (negative: pays)."""
+    nets: dict[str, int] = {}
+    for line in lines:
+        party = line["store_code"] or "HQ"
+        nets[party] = nets.get(party, 0) + line["net_fen"]
+    return {
+        "month": period.month,
+        "period_id": str(period.id),
+        "point_value_fen": period.point_value_fen,
+        "closed_at": period.closed_at.isoformat() if period.closed_at else None,
+        "points_issued": sum(x["points_issued"] for x in lines),
+        "points_redeemed": sum(x["points_redeemed"] for x in lines),
+        "points_expired": sum(x["points_expired"] for x in lines),
+        "benefit_uses": sum(x["benefit_uses"] for x in lines),
+        "net_fen": nets,
+        "carried_months": sorted({x["origin_month"] for x in lines} - {period.month}),
+    }
 
 
 async def _insert_lines(
@@ -699,6 +746,8 @@ async def close(
             "net_fen": [None, {line["store_code"] or "HQ": line["net_fen"]
                                for line in lines if line["origin_month"] == month}],
         })  # fmt: skip
+        payload = closed_payload(period, lines)  # once: only the close that closes it
+        emit(session, CLOSED_EVENT, "settlement_period", period.id, payload, store_id=None)
     figures = await _figures(session, period, await _lines(session, period))
     answer = Answer(200, figures.model_dump(mode="json"), result=figures)
     return await idempotency.record(
