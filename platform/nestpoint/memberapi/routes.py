@@ -197,14 +197,19 @@ SlugPath = Annotated[str, PathParameter(name="tenant_slug", max_length=63)]
 async def wechat_login(
     db: Db, tenant_slug: SlugPath, data: JSONBody[WechatLoginIn]
 ) -> MemberTokenRead:
+    app = await _login_app(tenant_slug)
+    found = await wechat.code_to_session(app.appid, app.secret, data.code)
+    member = await service.wechat_member(db, found)
+    return await service.issue_token(db, member.id, "wechat")
+
+
+async def _login_app(tenant_slug: str) -> wechat.WechatApp:
+    """Act for the chain of ``tenant_slug`` (404 for none), and its WeChat app."""
     tenant_id = await public_tenant(tenant_slug)
     if tenant_id is None:
         raise NotFound("no such chain")
     set_request_context(TenantContext(tenant_id), Actor("system", name="member-auth:wechat"))
-    app = await _wechat_app()
-    found = await wechat.code_to_session(app.appid, app.secret, data.code)
-    member = await service.wechat_member(db, found)
-    return await service.issue_token(db, member.id, "wechat")
+    return await _wechat_app()
 
 
 async def _wechat_app() -> wechat.WechatApp:
@@ -237,11 +242,7 @@ async def _wechat_app() -> wechat.WechatApp:
 async def wechat_phone_login(
     db: Db, tenant_slug: SlugPath, data: JSONBody[WechatPhoneLoginIn]
 ) -> MemberTokenRead:
-    tenant_id = await public_tenant(tenant_slug)
-    if tenant_id is None:
-        raise NotFound("no such chain")
-    set_request_context(TenantContext(tenant_id), Actor("system", name="member-auth:wechat"))
-    app = await _wechat_app()
+    app = await _login_app(tenant_slug)
     # The free login exchange first: WeChat charges the phone check, so it goes last.
     found = await wechat.code_to_session(app.appid, app.secret, data.code)
     verified = await wechat.verified_phone(app, data.phone_code)
