@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import timedelta
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -324,7 +326,8 @@ async def test_hq_admin_manages_users_in_the_console(app, client, make_tenant) -
         r = await c.post(
             f"/console/users/{admin['id']}", data={"csrf_token": csrf, "action": "disable"}
         )
-        assert r.status_code == 422  # not oneself
+        assert r.status_code == 409  # not oneself: the chain's last active hq_admin
+        assert 'data-testid="error-disabled"' in r.text
         bad = await c.post(
             "/console/users",
             data={"csrf_token": csrf, "login": "m9", "role": "store_manager"},
@@ -384,3 +387,136 @@ async def test_sessions_long_expired_are_purged_per_chain(client, app, make_tena
     assert purged == 1
     assert await sessions(t.id) == [fresh]
     assert await sessions(other.id) == [elsewhere]
+
+
+async def _audit_of(tenant_id: uuid.UUID, user_id: str) -> list[AuditEntry]:
+    with tenant_context(tenant_id):
+        async with scoped_session() as session:
+            return list(
+                await session.scalars(
+                    select(AuditEntry)
+                    .where(AuditEntry.action == "console_user.updated")
+                    .where(AuditEntry.subject_id == user_id)
+                    .order_by(AuditEntry.occurred_at)
+                )
+            )
+
+
+async def _user(client, t, login: str) -> dict:  # type: ignore[no-untyped-def]
+    listed = await client.get("/api/v1/console-users", headers=t.hq())
+    return dict(next(u for u in listed.json()["items"] if u["login"] == login))
+
+
+async def test_hq_admin_changes_a_users_role_and_store(app, client, make_tenant) -> None:
+    t = await make_tenant(("S1", "S2"))
+    admin = await add_user(client, t, "admin", "hq_admin")
+    clerk = await add_user(client, t, "clerk", "store_clerk", "S1")
+    analyst = await add_user(client, t, "analyst", "hq_analyst")
+    async with AsyncTestClient(app=app) as clerks:
+        assert (await sign_in(clerks, t.slug, "clerk")).status_code == 303
+        assert (await clerks.get("/console/till")).status_code == 200
+        async with AsyncTestClient(app=app) as c:
+            assert (await sign_in(c, t.slug, "admin")).status_code == 303
+            page = await c.get("/console/users")
+            assert page.text.count('data-testid="role-form"') == 3
+            csrf = login_token(page.text)
+            move = {"csrf_token": csrf, "action": "role", "role": "store_manager"}
+            r = await c.post(f"/console/users/{clerk['id']}", data={**move, "store_code": "S2"})
+            assert r.status_code == 200, r.text
+            # The clerk's session ended at once: the next request asks them to sign in.
+            ended = await clerks.get("/console/till", follow_redirects=False)
+            assert ended.status_code == 303
+            # A store role needs a store; an HQ role has none; an unknown role is refused.
+            for body, field in (
+                ({**move, "store_code": ""}, "store_code"),
+                ({**move, "store_code": "S9"}, "store_code"),
+                ({**move, "role": "hq_admin", "store_code": "S1"}, "store_code"),
+                ({**move, "role": "owner"}, "role"),
+            ):
+                bad = await c.post(f"/console/users/{analyst['id']}", data=body)
+                assert bad.status_code == 422, body
+                assert f'data-testid="error-{field}"' in bad.text, body
+            promote = {**move, "role": "hq_analyst", "store_code": ""}
+            r = await c.post(f"/console/users/{clerk['id']}", data=promote)
+            assert r.status_code == 200
+            no_csrf = {k: v for k, v in move.items() if k != "csrf_token"}
+            assert (
+                await c.post(f"/console/users/{analyst['id']}", data=no_csrf)
+            ).status_code == 403
+    moved = await _user(client, t, "clerk")
+    assert (moved["role"], moved["store_code"]) == ("hq_analyst", None)
+    unchanged = await _user(client, t, "analyst")
+    assert (unchanged["role"], unchanged["store_code"]) == ("hq_analyst", None)
+    entries = await _audit_of(t.id, clerk["id"])
+    assert [e.actor_id for e in entries] == [admin["id"], admin["id"]]
+    assert entries[0].changes["before"]["role"] == "store_clerk"
+    assert entries[0].changes["after"]["role"] == "store_manager"
+    assert entries[0].changes["changed"]["store_id"] == [str(t.stores["S1"]), str(t.stores["S2"])]
+    assert await _audit_of(t.id, analyst["id"]) == []
+
+    async with AsyncTestClient(app=app) as c:  # the analyst reads only
+        assert (await sign_in(c, t.slug, "analyst")).status_code == 303
+        page = await c.get("/console/users")
+        assert 'data-testid="role-form"' not in page.text
+        body = {"csrf_token": login_token(page.text), "action": "role", "role": "hq_admin"}
+        assert (await c.post(f"/console/users/{analyst['id']}", data=body)).status_code == 403
+    assert (await _user(client, t, "analyst"))["role"] == "hq_analyst"
+
+
+async def test_the_last_active_admin_cannot_demote_or_disable_themselves(
+    app, client, make_tenant
+) -> None:
+    t = await make_tenant(("S1",))
+    admin = await add_user(client, t, "admin", "hq_admin")
+    async with AsyncTestClient(app=app) as c:
+        assert (await sign_in(c, t.slug, "admin")).status_code == 303
+        csrf = login_token((await c.get("/console/users")).text)
+        demote = {"csrf_token": csrf, "action": "role", "role": "hq_analyst"}
+        r = await c.post(f"/console/users/{admin['id']}", data=demote)
+        assert r.status_code == 409
+        assert 'data-testid="error-role"' in r.text
+        r = await c.post(
+            f"/console/users/{admin['id']}", data={"csrf_token": csrf, "action": "disable"}
+        )
+        assert r.status_code == 409
+        assert 'data-testid="error-disabled"' in r.text
+        # A disabled admin does not count: still the last active one.
+        other = await add_user(client, t, "admin2", "hq_admin")
+        off = await client.patch(
+            f"/api/v1/console-users/{other['id']}", json={"disabled": True}, headers=t.hq()
+        )
+        assert off.status_code == 200
+        assert (await c.post(f"/console/users/{admin['id']}", data=demote)).status_code == 409
+        assert await _audit_of(t.id, admin["id"]) == []
+        on = await client.patch(
+            f"/api/v1/console-users/{other['id']}", json={"disabled": False}, headers=t.hq()
+        )
+        assert on.status_code == 200
+        # With another active admin, they may step down; their own session ends at once.
+        assert (await c.post(f"/console/users/{admin['id']}", data=demote)).status_code == 200
+        ended = await c.get("/console/users", follow_redirects=False)
+        assert ended.status_code == 303
+    assert (await _user(client, t, "admin"))["role"] == "hq_analyst"
+
+
+async def test_two_last_admins_stepping_down_at_once_leave_one(app, client, make_tenant) -> None:
+    """Each admin demotes themselves at the same moment: one goes, the other is refused."""
+    t = await make_tenant(("S1",))
+    admins = [await add_user(client, t, login, "hq_admin") for login in ("adm-a", "adm-b")]
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as a,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as b,
+    ):
+        forms = []
+        for c, login in ((a, "adm-a"), (b, "adm-b")):
+            assert (await sign_in(c, t.slug, login)).status_code == 303
+            csrf = login_token((await c.get("/console/users")).text)
+            forms.append({"csrf_token": csrf, "action": "role", "role": "hq_analyst"})
+        answers = await asyncio.gather(
+            a.post(f"/console/users/{admins[0]['id']}", data=forms[0]),
+            b.post(f"/console/users/{admins[1]['id']}", data=forms[1]),
+        )
+    assert sorted(r.status_code for r in answers) == [200, 409]
+    roles = sorted([(await _user(client, t, u["login"]))["role"] for u in admins])
+    assert roles == ["hq_admin", "hq_analyst"]

@@ -50,7 +50,7 @@ from nestpoint.console.web import (
 from nestpoint.context import acting_as, current_actor, tenant_context
 from nestpoint.db import utcnow
 from nestpoint.db.session import rebind_tenant
-from nestpoint.errors import FieldError, Forbidden, Invalid, NestpointError, NotFound
+from nestpoint.errors import Conflict, FieldError, Forbidden, Invalid, NestpointError, NotFound
 from nestpoint.loyalty import rules
 from nestpoint.loyalty.service import get_program
 from nestpoint.memberapi.codes import CODE_PREFIX
@@ -464,7 +464,23 @@ async def users_change(request: Request[Any, Any, Any], db: Db, user_id: FromPat
         wanted = uuid.UUID(user_id)
     except ValueError:
         raise NotFound(_("No such user")) from None
+    changes = _user_changes(form)
+    try:
+        data = validated(ConsoleUserUpdate, changes)
+        user, made = await service.update_user(db, wanted, data, by=me.signed.user_id)
+    except (Invalid, Conflict) as exc:  # beside the row, in the status the API answers
+        errors = {e.field: e.message for e in exc.errors} or {"action": exc.detail}
+        if isinstance(exc, Conflict):  # the last active hq_admin
+            errors = dict.fromkeys(errors, _("You are the chain's last active HQ admin."))
+        return await _users_page(db, me, exc.status, errors=errors, error_user=wanted)
+    return await _users_page(db, me, shown=(user.login, made))
+
+
+def _user_changes(form: dict[str, str]) -> dict[str, Any]:
+    """What a row's form asks: a new role and store, disable, enable or a new password."""
     action = form.get("action", "")
+    if action == "role":  # an HQ role has no store; a store role keeps its store if none given
+        return {"role": form.get("role", ""), "store_code": form.get("store_code") or None}
     changes = {
         "disable": {"disabled": True},
         "enable": {"disabled": False},
@@ -472,10 +488,7 @@ async def users_change(request: Request[Any, Any, Any], db: Db, user_id: FromPat
     }.get(action)
     if changes is None:
         raise Invalid.field("action", _("Choose what to change"))
-    if wanted == me.signed.user_id and action == "disable":
-        raise Invalid.field("action", _("You cannot disable yourself."))
-    user, made = await service.update_user(db, wanted, ConsoleUserUpdate.model_validate(changes))
-    return await _users_page(db, me, shown=(user.login, made) if made else None)
+    return changes
 
 
 # ------------------------------------------------------------------ programme (HQ)

@@ -55,6 +55,7 @@ from nestpoint.console.settlement_pages import (
     settlement_confirm,
     settlement_month,
     settlement_page,
+    settlement_rules,
 )
 from nestpoint.console.web import PREFIX, STATIC, ConsoleMiddleware
 from nestpoint.errors import NestpointError
@@ -71,6 +72,7 @@ CONSOLE_ROUTER = Router(
         analytics_page,
         settlement_page,
         settlement_compute,
+        settlement_rules,
         settlement_month,
         settlement_confirm,
         settlement_close,

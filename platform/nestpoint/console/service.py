@@ -34,6 +34,7 @@ from nestpoint.console.schemas import ConsoleUserCreate, ConsoleUserUpdate
 from nestpoint.context import Actor, TenantContext, require_tenant
 from nestpoint.db import utcnow
 from nestpoint.db.pagination import Page, paginate
+from nestpoint.db.sql import lock_job
 from nestpoint.errors import Conflict, FieldError, Invalid, NotFound
 from nestpoint.memberapi.models import MemberToken
 from nestpoint.members.models import Member
@@ -158,12 +159,41 @@ async def list_users(session: AsyncSession, *, cursor: str | None, limit: int) -
     )
 
 
+async def _keep_an_admin(session: AsyncSession, user: ConsoleUser, data: ConsoleUserUpdate) -> None:
+    """An hq_admin may not demote or disable themselves as the chain's last active one: the
+    chain would be left with no one to run its console (409 naming the field)."""
+    demoted = data.role is not None and data.role != "hq_admin"
+    if user.role != "hq_admin" or user.disabled_at is not None or not (demoted or data.disabled):
+        return
+    # One such change at a time per chain: two admins leaving at once cannot both go.
+    await lock_job(session, "console_last_admin", require_tenant().tenant_id)
+    others = await session.scalar(
+        select(func.count()).where(
+            ConsoleUser.role == "hq_admin",
+            ConsoleUser.disabled_at.is_(None),
+            ConsoleUser.id != user.id,
+        )
+    )
+    if not others:
+        field = "role" if demoted else "disabled"
+        message = "you are the chain's last active hq_admin"
+        raise Conflict(f"{field}: {message}", errors=[FieldError(field, message)])
+
+
 async def update_user(
-    session: AsyncSession, user_id: uuid.UUID, data: ConsoleUserUpdate
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    data: ConsoleUserUpdate,
+    *,
+    by: uuid.UUID | None = None,
 ) -> tuple[ConsoleUser, str | None]:
     """Change a user's role, store, locale or state, or reset their password (the new one
-    is returned, shown once). Audited with the user's facts before and after."""
+    is returned, shown once). Audited with the user's facts before and after. ``by``: the
+    console user making the change; changing themselves, they must leave an active
+    hq_admin behind."""
     user = await get_user(session, user_id)
+    if by == user.id:
+        await _keep_an_admin(session, user, data)
     before = _facts(user)
     role = data.role or user.role
     if data.role is not None or data.store_code is not None:

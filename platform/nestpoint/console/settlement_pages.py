@@ -26,9 +26,9 @@ from nestpoint.console.pages import allow, form_of, new_reference, render, valid
 from nestpoint.console.web import Me, _, me_of
 from nestpoint.context import current_actor
 from nestpoint.db import utcnow
-from nestpoint.errors import Forbidden, Invalid
+from nestpoint.errors import FieldError, Forbidden, Invalid
 from nestpoint.settlement import service as settlement
-from nestpoint.settlement.schemas import CloseIn, PeriodFigures, SettlementLineRead
+from nestpoint.settlement.schemas import CloseIn, PeriodFigures, SettlementLineRead, SettlementRules
 
 
 def may_change(me: Me) -> bool:
@@ -57,6 +57,7 @@ async def settlement_page(request: Request[Any, Any, Any], db: Db) -> Template:
 
 async def _periods_page(db: AsyncSession, me: Me, status: int = 200, **extra: Any) -> Template:
     zone = await settlement.tenant_zone(db)
+    rules = await settlement.get_rules(db) if me.is_hq else None  # stores: not their page's
     return render(
         "settlement.html",
         me,
@@ -65,8 +66,78 @@ async def _periods_page(db: AsyncSession, me: Me, status: int = 200, **extra: An
         may_change=may_change(me),
         suggested=settlement.previous_month(settlement.month_of(utcnow(), zone)),
         errors=extra.pop("errors", {}),
+        rules=rules,
+        rule_form=extra.pop("rule_form", None) or (rules and rule_form_of(rules)),
+        rule_errors=extra.pop("rule_errors", {}),
         **extra,
     )
+
+
+RULE_FIELDS = ("point_value_fen", "benefit_fee_fen", "benefit_fees")
+
+
+def fees_hint() -> str:
+    return _("Write each fee as code=fen (a benefit's code, lower case), e.g. free_bath=500")
+
+
+def rule_form_of(rules: SettlementRules) -> dict[str, str]:
+    """The rule as the form shows it (pure): fees per benefit as ``code=fen, ...``."""
+    fees = ", ".join(f"{code}={fen}" for code, fen in sorted(rules.benefit_fees.items()))
+    return {
+        "point_value_fen": str(rules.point_value_fen),
+        "benefit_fee_fen": str(rules.benefit_fee_fen),
+        "benefit_fees": fees,
+    }
+
+
+def rule_body(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form as the API's body, and the fields that are not even numbers (pure)."""
+    body: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field in ("point_value_fen", "benefit_fee_fen"):
+        try:
+            body[field] = int(form.get(field, "").strip())
+        except ValueError:
+            errors[field] = _("Enter a whole number of fen")
+    fees: dict[str, Any] = {}
+    for item in form.get("benefit_fees", "").replace("\n", ",").split(","):
+        if not item.strip():
+            continue
+        code, sign, fen = item.partition("=")
+        try:
+            fees[code.strip()] = int(fen.strip()) if sign else None
+        except ValueError:
+            fees[code.strip()] = None
+        if fees[code.strip()] is None:
+            errors["benefit_fees"] = fees_hint()
+    body["benefit_fees"] = fees
+    return body, errors
+
+
+@post("/settlement/rules", name="console:settlement-rules", status_code=200)
+async def settlement_rules(request: Request[Any, Any, Any], db: Db) -> Template:
+    """Set the chain's settlement rule: the API's ``PUT /api/v1/settlements/rules``, audited
+    there (``settlement.rules_put``) when it changes; a refused value beside its field."""
+    me = me_of(request.scope)
+    _must_change(me)
+    form = {field: value[:2000] for field, value in (await form_of(request)).items()}
+    body, errors = rule_body(form)
+    try:
+        if errors:
+            raise Invalid("; ".join(errors), errors=[FieldError(f, m) for f, m in errors.items()])
+        await settlement.put_rules(db, validated(SettlementRules, body))
+    except Invalid as exc:
+        shown = {_rule_field(e.field): e.message for e in exc.errors} or {"form": exc.detail}
+        if "benefit_fees" in shown:  # a code's pattern says less than an example
+            shown["benefit_fees"] = fees_hint()
+        return await _periods_page(db, me, 422, rule_errors=shown, rule_form=form)
+    return await _periods_page(db, me, notice=_("Settlement rule saved."))
+
+
+def _rule_field(field: str) -> str:
+    """The form's field of an error (``benefit_fees.X``: the fees' box)."""
+    head = field.split(".")[0]
+    return head if head in RULE_FIELDS else "form"
 
 
 @get("/settlement/{month:str}", name="console:settlement-month")
