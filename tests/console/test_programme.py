@@ -42,7 +42,9 @@ async def test_programme_page(app, client, make_tenant) -> None:
         assert page.status_code == 200
         for tier in tiers:
             assert f'data-tier="{tier["code"]}"' in page.text
-        assert "feeding 200%" in page.text
+        # The admin edits the multipliers in rows (a code and a percent).
+        assert 'name="earn_rules.category_multipliers.0.code" value="feeding"' in page.text
+        assert 'name="earn_rules.category_multipliers.0.percent" value="200"' in page.text
         # The preview equals the API's order preview rule: 128 yuan of feeding at the top
         # tier, rate x category, rounded down.
         page = await c.get(
@@ -103,6 +105,7 @@ async def test_programme_page(app, client, make_tenant) -> None:
         page = await c.get("/console/programme")
         assert page.status_code == 200
         assert 'name="tiers.0.threshold"' not in page.text
+        assert "feeding 200%" in page.text  # the earn rules, read only
         r = await c.post(
             "/console/programme",
             data={"csrf_token": _csrf(page.text), "tiers.0.earn_rate_percent": "300"},

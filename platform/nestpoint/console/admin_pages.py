@@ -1,5 +1,5 @@
 """The console's chain administration (HQ): making and editing stores, a plugin for the whole
-chain and its secrets, and the programme's tier ladder.
+chain and its secrets, and the programme (tier ladder, earn rules, points policy).
 
 As every page, each handler calls the service the API's route calls, as the signed-in user's
 actor, so the rules and the audit trail are the API's: ``store.created`` and
@@ -31,6 +31,7 @@ from nestpoint.console.pages import (
     render,
     validated,
 )
+from nestpoint.console.service import user_store_codes
 from nestpoint.console.web import Me, _, environment, me_of
 from nestpoint.context import current_actor, require_tenant
 from nestpoint.db.sql import lock_job
@@ -285,12 +286,14 @@ NEW_TIER = "new"  # the form's prefix of the tier being added
 @post("/programme", name="console:programme-change", status_code=200)
 async def programme_change(request: Request[Any, Any, Any], db: Db) -> Template:
     """HQ's admin edits the ladder (each tier's name, numbers and benefits), adds a tier,
-    removes one, and sets the caps; the loyalty service replaces the programme (audited as
-    ``loyalty.updated``; members of a removed tier move one rung down). The ladder is kept
-    in the order of its thresholds, so changing thresholds reorders it. Fields the form
-    leaves out keep their value. The form carries the programme's version: one saved on an
-    older version (another admin saved since, or the same form sent twice) is a 409 and
-    changes nothing, so a tier's row never receives another tier's values."""
+    removes one, and sets the caps, the earn rules' multipliers and exclusions and the points
+    policy's shown fields (a store multiplier needs a store of the chain); the loyalty
+    service replaces the programme (audited as ``loyalty.updated``; members of a removed
+    tier move one rung down). The ladder is kept in the order of its thresholds, so changing
+    thresholds reorders it. Fields the form leaves out keep their value. The form carries
+    the programme's version: one saved on an older version (another admin saved since, or
+    the same form sent twice) is a 409 and changes nothing, so a tier's row never receives
+    another tier's values."""
     me = me_of(request.scope)
     allow(me, "programme")
     if not current_actor().has("loyalty:write"):
@@ -306,11 +309,14 @@ async def programme_change(request: Request[Any, Any, Any], db: Db) -> Template:
     errors: dict[str, str] = {}
     origins = _ladder(spec, form, errors)
     _caps(spec, form, errors)
+    rows = _multipliers(spec, form, errors, set((await user_store_codes(db)).values()))
+    _exclusions(spec, form)
+    _points(spec, form, errors)
     if not errors:
         try:
             data = ProgramSpec.model_validate(spec)
         except ValidationError as exc:
-            errors = _spec_errors(exc, origins)
+            errors = _spec_errors(exc, origins, rows)
     if errors:
         await db.rollback()
         return await _programme_page(db, me, 422, errors=errors, edited=form)
@@ -366,13 +372,87 @@ def _caps(spec: dict[str, Any], form: dict[str, str], errors: dict[str, str]) ->
                 errors[key] = _("Enter a whole number")
 
 
-def _spec_errors(exc: ValidationError, origins: list[str]) -> dict[str, str]:
+# The earn rules' multipliers: each is rows of a code and a percent (100 = x1) on the form.
+MULTIPLIERS = ("category_multipliers", "store_multipliers")
+EXCLUSIONS = ("excluded_categories", "excluded_skus")
+POINTS_NUMBERS = ("cash_points_per_yuan", "pending_days", "expiry_months")
+
+
+def _multipliers(
+    spec: dict[str, Any], form: dict[str, str], errors: dict[str, str], stores: set[str]
+) -> dict[str, str]:
+    """Apply the multiplier rows (``earn_rules.<kind>.<i>.code|percent|remove``; an empty
+    row is none, a ticked ``remove`` drops it). Returns each code's row prefix, so the
+    programme's refusal of a code or a percent lands beside its row."""
+    origins: dict[str, str] = {}
+    for kind in MULTIPLIERS:
+        base = f"earn_rules.{kind}"
+        indexes = sorted({int(k.split(".")[2]) for k in form if _row_key(k, base)})
+        if not indexes:
+            continue  # a form without the rows (removing a tier): the multipliers stay
+        chosen: dict[str, Any] = {}
+        for i in indexes:
+            prefix = f"{base}.{i}"
+            code = form.get(f"{prefix}.code", "").strip()
+            text = form.get(f"{prefix}.percent", "").strip()
+            if form.get(f"{prefix}.remove") or not (code or text):
+                continue
+            if not code:
+                errors[f"{prefix}.code"] = _("Enter a code")
+            elif code in chosen:
+                errors[f"{prefix}.code"] = _("This code is already in the list")
+            elif kind == "store_multipliers" and code not in stores:
+                errors[f"{prefix}.code"] = _("No store has this code")
+            try:
+                chosen[code] = int(text)
+            except ValueError:
+                errors[f"{prefix}.percent"] = _("Enter a whole number")
+            origins[f"{kind}.{code}"] = prefix
+        spec["earn_rules"][kind] = chosen
+    return origins
+
+
+def _row_key(key: str, base: str) -> bool:
+    parts = key.split(".")
+    return key.startswith(base + ".") and len(parts) == 4 and parts[2].isdigit()
+
+
+def _exclusions(spec: dict[str, Any], form: dict[str, str]) -> None:
+    for kind in EXCLUSIONS:
+        key = f"earn_rules.{kind}"
+        if key in form:
+            spec["earn_rules"][kind] = [c.strip() for c in form[key].split(",") if c.strip()]
+
+
+def _points(spec: dict[str, Any], form: dict[str, str], errors: dict[str, str]) -> None:
+    """The points policy's fields the page shows (the others keep their value)."""
+    for name in POINTS_NUMBERS:
+        key = f"points.{name}"
+        if key in form:
+            try:
+                spec["points"][name] = int(form[key].strip())
+            except ValueError:
+                errors[key] = _("Enter a whole number")
+    if "points.expiry" in form:
+        spec["points"]["expiry"] = form["points.expiry"].strip()
+
+
+def _spec_errors(
+    exc: ValidationError, origins: list[str], rows: dict[str, str] | None = None
+) -> dict[str, str]:
     """The programme's refusals by the form's field names (``tiers.<i>.<field>`` as the
-    page numbered the tiers, ``new.<field>`` for the tier being added)."""
+    page numbered the tiers, ``new.<field>`` for the tier being added, a multiplier's row,
+    an exclusion list's field)."""
     errors: dict[str, str] = {}
     for e in exc.errors():
         loc = [str(p) for p in e["loc"]]
         if len(loc) >= 2 and loc[0] == "tiers" and loc[1].isdigit() and int(loc[1]) < len(origins):
             loc = [origins[int(loc[1])], *loc[2:3]]  # a benefit's error: the benefits field
+        elif len(loc) >= 3 and loc[0] == "earn_rules" and loc[1] in MULTIPLIERS:
+            prefix = (rows or {}).get(f"{loc[1]}.{loc[2]}")
+            field = "code" if loc[3:4] == ["[key]"] else "percent"
+            loc = [prefix, field] if prefix else loc[:2]
+        elif len(loc) >= 3 and loc[0] == "earn_rules" and loc[1] in EXCLUSIONS:
+            loc = loc[:2]  # one list's item: the list's field
         errors[".".join(loc) or "form"] = e["msg"]
     return errors
