@@ -11,7 +11,7 @@ request's transaction is rolled back first, so nothing of a refused change is ke
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from litestar import Request, get, post
 from litestar.params import FromPath
@@ -27,6 +27,7 @@ from nestpoint.console.pages import (
     _stores_page,
     _typed_back,
     allow,
+    allow_admin,
     form_of,
     render,
     validated,
@@ -40,12 +41,11 @@ from nestpoint.loyalty.schemas import ProgramSpec
 from nestpoint.loyalty.service import load_program, put_program, to_spec
 from nestpoint.plugins import secrets
 from nestpoint.plugins import service as plugin_service
-from nestpoint.plugins.manager import get_plugin_host
+from nestpoint.plugins.manager import PluginHost, get_plugin_host
 from nestpoint.plugins.schemas import ChainSettingUpdate, SecretWrite
 from nestpoint.tenancy import service as tenancy
 from nestpoint.tenancy.schemas import STORE_KINDS, StoreCreate, StoreUpdate
 
-ResultT = TypeVar("ResultT")
 STORE_FIELDS = ("code", "name", "kind", "format", "region", "address")
 
 
@@ -65,9 +65,7 @@ environment().globals["store_kind_label"] = store_kind_label
 
 
 def _may_change_stores(me: Me) -> None:
-    allow(me, "stores")
-    if me.role != "hq_admin" or not current_actor().has("stores:write"):
-        raise Forbidden(_("Your role cannot change stores."))
+    allow_admin(me, "stores", "stores:write", _("Your role cannot change stores."))
 
 
 @post("/stores", name="console:stores-add", status_code=200)
@@ -199,19 +197,26 @@ CHAIN_SWITCHES = {
 }
 
 
-@post("/plugins/{plugin_id:str}", name="console:plugin-chain-set", status_code=200)
-async def plugin_chain_set(
-    request: Request[Any, Any, Any], db: Db, plugin_id: FromPath[str]
-) -> Template:
-    """Enable, disable, let stores set, or configure a plugin for the whole chain, or turn it
-    off everywhere, through the plugins service (schema-checked, audited)."""
+async def _chain_change(
+    request: Request[Any, Any, Any], plugin_id: str
+) -> tuple[Me, PluginHost, dict[str, str]]:
+    """Who changes a loaded plugin for the whole chain (HQ's admin), and what they sent."""
     me = me_of(request.scope)
     _chain_reader(me)
     _may_set_plugins(me)
     host = get_plugin_host()
     if plugin_id not in host.loaded:
         raise NotFound(_("No such plugin"))
-    form = await form_of(request)
+    return me, host, await form_of(request)
+
+
+@post("/plugins/{plugin_id:str}", name="console:plugin-chain-set", status_code=200)
+async def plugin_chain_set(
+    request: Request[Any, Any, Any], db: Db, plugin_id: FromPath[str]
+) -> Template:
+    """Enable, disable, let stores set, or configure a plugin for the whole chain, or turn it
+    off everywhere, through the plugins service (schema-checked, audited)."""
+    me, host, form = await _chain_change(request, plugin_id)
     action = form.get("action", "")
     if action == "disable_everywhere":
         await plugin_service.disable_everywhere(db, host, plugin_id)
@@ -253,13 +258,7 @@ async def plugin_secret_set(
 ) -> Template:
     """Set, replace or clear one of the plugin's secrets for the chain. The value is
     write-only: stored sealed, audited by its name only, never shown back on any page."""
-    me = me_of(request.scope)
-    _chain_reader(me)
-    _may_set_plugins(me)
-    host = get_plugin_host()
-    if plugin_id not in host.loaded:
-        raise NotFound(_("No such plugin"))
-    form = await form_of(request)
+    me, host, form = await _chain_change(request, plugin_id)
     action = form.get("action", "")
     try:
         if action == "set":

@@ -98,6 +98,13 @@ def allow(me: Me, page: str) -> None:
         raise Forbidden(_("Your role cannot open this page."))
 
 
+def allow_admin(me: Me, page: str, scope: str, refusal: str) -> None:
+    """Changes on ``page``: HQ's admin holding ``scope``; any other role gets 403."""
+    allow(me, page)
+    if me.role != "hq_admin" or not current_actor().has(scope):
+        raise Forbidden(refusal)
+
+
 def render(name: str, me: Me | None, status: int = 200, **context: Any) -> Template:
     full = {"me": me, "csrf": me.csrf if me else "", "pages": PAGES, **context}
     table = export.wanted()
@@ -572,9 +579,7 @@ async def programme_page(
 
 def _may_set_plugins(me: Me) -> None:
     """HQ's admin sets plugins per store; a store manager sees their store's, read only."""
-    allow(me, "plugins")
-    if me.role != "hq_admin" or not current_actor().has("plugins:write"):
-        raise Forbidden(_("Your role cannot change plugins."))
+    allow_admin(me, "plugins", "plugins:write", _("Your role cannot change plugins."))
 
 
 def _store_rows(plugin: PluginRead, codes: list[str]) -> list[dict[str, Any]]:
@@ -746,9 +751,7 @@ async def stores_page(request: Request[Any, Any, Any], db: Db) -> Template:
 
 
 def _may_change_keys(me: Me) -> None:
-    allow(me, "stores")
-    if me.role != "hq_admin" or not current_actor().has("keys:write"):
-        raise Forbidden(_("Your role cannot change API keys."))
+    allow_admin(me, "stores", "keys:write", _("Your role cannot change API keys."))
 
 
 @post("/stores/keys", name="console:keys-add", status_code=200)
